@@ -1,0 +1,23 @@
+//! The saga's contract: what travels between the services, and nothing else.
+//!
+//! This crate does no I/O. It defines the CloudEvents envelope every message is wrapped in,
+//! the event types and their payloads, the topic each one lives on, typed identifiers and money.
+//! Its JSON form is pinned by the JSON Schemas in `schemas/` (see `tests/schemas.rs`).
+
+mod envelope;
+mod error;
+mod ids;
+mod money;
+mod payloads;
+mod topics;
+
+pub use envelope::{Envelope, EventMeta, SPEC_VERSION};
+pub use error::EventError;
+pub use ids::{EventId, OrderId, PaymentMethod, Sku, UserId};
+pub use money::{Currency, Money};
+pub use payloads::{
+    CancellationReason, Event, EventKind, LineItem, OrderCancelled, OrderConfirmed, OrderCreated,
+    PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentInitiated, PaymentRefunded,
+    PricedLineItem, StockRejected, StockRejectionReason, StockReserved, StockShortage,
+};
+pub use topics::Topic;
