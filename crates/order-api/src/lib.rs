@@ -1,1 +1,27 @@
-// placeholder
+//! order-api: the HTTP edge of the shop and the coordinator of each order's saga.
+//!
+//! `POST /api/orders` stores the order and its `order.created` event in one transaction and
+//! answers `202 Accepted` at once; the [`saga::Coordinator`] then follows the participants'
+//! replies and moves the order to `confirmed` or `cancelled`, pushing each step to SSE clients.
+
+pub mod api;
+mod app;
+mod config;
+pub mod saga;
+pub mod store;
+mod updates;
+
+pub use app::Application;
+pub use config::Config;
+pub use updates::StatusUpdates;
+
+/// Errors that stop order-api from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderApiError {
+    /// Configuration, database or broker set-up failed.
+    #[error(transparent)]
+    Platform(#[from] platform::PlatformError),
+    /// The HTTP listener failed.
+    #[error("http server: {0}")]
+    Http(#[from] std::io::Error),
+}

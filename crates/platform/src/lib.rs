@@ -1,1 +1,23 @@
-// placeholder
+//! The runtime every service shares: the data path (SQLite with outbox and inbox, Kafka producer,
+//! consumer and dead-letter plumbing), the embedded broker, HTTP helpers, telemetry and shutdown.
+//!
+//! Services contain only their domain: they open a [`Db`] with their migrations, write state and
+//! outgoing events in one transaction with [`outbox::enqueue`], and implement
+//! [`kafka::EventHandler`] for what they consume, recording each event in the [`inbox`] in the
+//! same transaction as its effect. Everything else — publishing after commit, storing offsets
+//! after handling, dead-lettering poison messages — happens here, once.
+
+pub mod broker;
+pub mod catalog;
+pub mod config;
+pub mod db;
+mod error;
+pub mod http;
+pub mod inbox;
+pub mod kafka;
+pub mod outbox;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use db::Db;
+pub use error::PlatformError;

@@ -1,0 +1,142 @@
+//! `POST /api/orders`: validate, price, persist the order and `order.created` in one
+//! transaction, answer `202 Accepted` — the saga continues asynchronously.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use events::{Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId};
+use platform::db::now_text;
+use platform::http::JsonBody;
+use platform::outbox;
+
+use super::{ApiError, AppState};
+use crate::saga::SOURCE;
+use crate::store;
+
+/// Most lines in one order.
+const MAX_LINES: usize = 100;
+/// Most units of one line.
+const MAX_QUANTITY: i64 = 1000;
+
+/// The request body. Unknown fields are rejected so that typos do not pass silently.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateOrder {
+    user_id: UserId,
+    items: Vec<RequestedLine>,
+    payment_method: PaymentMethod,
+}
+
+/// A requested line. The quantity is a plain integer here so that 0 or -1 get a clear message
+/// rather than a type error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestedLine {
+    sku: Sku,
+    quantity: i64,
+}
+
+/// The `202` body.
+#[derive(Debug, Serialize)]
+struct Accepted {
+    order_id: OrderId,
+    status: &'static str,
+    status_url: String,
+    events_url: String,
+}
+
+pub(crate) async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<CreateOrder>,
+) -> Result<Response, ApiError> {
+    let (items, total) = price(&state, &request.items)?;
+    let order_id = OrderId::new();
+    let created_at = chrono::Utc::now();
+    let event = OrderCreated {
+        order_id,
+        user_id: request.user_id.clone(),
+        items: items.clone(),
+        total,
+        payment_method: request.payment_method.clone(),
+        created_at,
+    };
+    let envelope = Envelope::new(SOURCE, event, None);
+    let request_id = headers
+        .get(platform::http::REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let entry = state
+        .db
+        .transaction(move |tx| {
+            let entry = store::insert_order(
+                tx,
+                order_id,
+                request.user_id.as_str(),
+                request.payment_method.as_str(),
+                &items,
+                total,
+                &now_text(),
+            )?;
+            outbox::enqueue(tx, &envelope)?;
+            Ok::<_, ApiError>(entry)
+        })
+        .await?;
+    tracing::info!(%order_id, correlation_id = %order_id, %request_id, total = %total, "Order accepted.");
+    state.updates.publish([entry]);
+    let status_url = format!("/api/orders/{order_id}");
+    let body = Accepted {
+        order_id,
+        status: "pending",
+        events_url: format!("{status_url}/events"),
+        status_url: status_url.clone(),
+    };
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, status_url)], Json(body)).into_response())
+}
+
+/// Checks every line against the catalog and prices it.
+fn price(state: &AppState, lines: &[RequestedLine]) -> Result<(Vec<PricedLineItem>, Money), ApiError> {
+    if lines.is_empty() {
+        return Err(ApiError::Invalid("`items` must contain at least one line.".into()));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(ApiError::Invalid(format!("`items` may contain at most {MAX_LINES} lines.")));
+    }
+    let mut priced: Vec<PricedLineItem> = Vec::with_capacity(lines.len());
+    let mut total = Money::zero(state.catalog.currency);
+    for (index, line) in lines.iter().enumerate() {
+        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
+            return Err(ApiError::Invalid(format!(
+                "items[{index}].quantity must be between 1 and {MAX_QUANTITY}, got {}.",
+                line.quantity
+            )));
+        }
+        if priced.iter().any(|item| item.sku == line.sku) {
+            return Err(ApiError::Invalid(format!(
+                "items[{index}].sku {} is listed twice; put the total quantity on one line.",
+                line.sku
+            )));
+        }
+        let product = state
+            .catalog
+            .get(&line.sku)
+            .ok_or_else(|| ApiError::Invalid(format!("items[{index}].sku {} is not in the catalog.", line.sku)))?;
+        let quantity = u32::try_from(line.quantity).unwrap_or(1);
+        let line_total = product
+            .unit_price
+            .checked_mul(quantity)
+            .and_then(|amount| total.checked_add(amount))
+            .map_err(|error| ApiError::Invalid(error.to_string()))?;
+        total = line_total;
+        priced.push(PricedLineItem {
+            sku: line.sku.clone(),
+            quantity,
+            unit_price: product.unit_price,
+        });
+    }
+    Ok((priced, total))
+}

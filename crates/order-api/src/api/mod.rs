@@ -1,0 +1,101 @@
+//! The HTTP API: one module per route.
+
+mod create_order;
+mod get_order;
+mod order_events;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use platform::Db;
+use platform::catalog::Catalog;
+use platform::http::{Problem, Readiness, health_routes, with_request_id};
+
+use crate::updates::StatusUpdates;
+
+/// Largest accepted request body. An order of 100 lines is ~6 KiB.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler may use.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// order-api's database.
+    pub db: Db,
+    /// Prices.
+    pub catalog: Arc<Catalog>,
+    /// Status changes, for SSE.
+    pub updates: StatusUpdates,
+    /// How often an idle SSE stream sends a keep-alive comment.
+    pub sse_keep_alive: Duration,
+}
+
+/// The whole HTTP application; testable without a socket.
+pub fn router(state: AppState, readiness: Readiness) -> Router {
+    let api = Router::new()
+        .route("/api/orders", post(create_order::handle))
+        .route("/api/orders/{order_id}", get(get_order::handle))
+        .route("/api/orders/{order_id}/events", get(order_events::handle))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .fallback(|| async { Problem::not_found("No such route.") });
+    with_request_id(
+        api.merge(health_routes(readiness))
+            // SSE streams are long-lived by design; the timeout bounds how long a request waits
+            // for its answer to start, which is what protects the server.
+            .layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(10),
+            ))
+            .layer(TraceLayer::new_for_http()),
+    )
+}
+
+/// What can go wrong in a handler, mapped to problems in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is well-formed JSON but asks for something invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The path names an order that does not exist.
+    #[error("order not found")]
+    OrderNotFound,
+    /// The path's order id is not an order id.
+    #[error("{0}")]
+    BadOrderId(String),
+    /// Our fault.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(error: rusqlite::Error) -> Self {
+        ApiError::Unexpected(error.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            ApiError::Invalid(detail) => Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-order",
+                "Invalid order",
+                detail.clone(),
+            ),
+            ApiError::OrderNotFound => Problem::not_found("No order has this id."),
+            ApiError::BadOrderId(detail) => Problem::not_found(detail.clone()),
+            ApiError::Unexpected(error) => {
+                tracing::error!(error = format!("{error:#}"), "Request failed.");
+                Problem::internal()
+            }
+        };
+        problem.into_response()
+    }
+}

@@ -1,0 +1,109 @@
+//! `GET /api/orders/{id}/events`: Server-Sent Events, one `status_update` per transition.
+//!
+//! The stream first replays what already happened, then follows live changes, and ends after
+//! the terminal status. Each event's SSE `id` is the transition's per-order sequence number.
+//! Live changes arrive through [`crate::updates`]; the subscription is taken *before* reading
+//! the history, and entries are emitted strictly by sequence number, so nothing committed
+//! between the two is missed or sent twice.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use events::OrderId;
+
+use super::get_order::{TransitionView, parse_order_id};
+use super::{ApiError, AppState};
+use crate::store::{self, HistoryEntry};
+
+/// The `data` of a `status_update` event.
+#[derive(Debug, Serialize)]
+struct StatusUpdate {
+    order_id: OrderId,
+    #[serde(flatten)]
+    transition: TransitionView,
+}
+
+pub(crate) async fn handle(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let order_id = parse_order_id(&order_id)?;
+    let mut live = state.updates.subscribe();
+    let db = state.db.clone();
+    let backlog = db.call(move |conn| store::history_after(conn, order_id, 0)).await?;
+    if backlog.is_empty() {
+        return Err(ApiError::OrderNotFound);
+    }
+    let stream = async_stream(move |emit| async move {
+        let mut last_seq = 0;
+        let mut pending = backlog;
+        loop {
+            for entry in pending.drain(..) {
+                if entry.seq != last_seq + 1 {
+                    continue;
+                }
+                last_seq = entry.seq;
+                let terminal = entry.status.is_terminal();
+                if emit.send(to_event(&entry)).await.is_err() || terminal {
+                    return;
+                }
+            }
+            // Wait for the next change of this order; on lag or a gap, reload from the database.
+            let reload = loop {
+                let received = tokio::select! {
+                    () = emit.closed() => return,
+                    received = live.recv() => received,
+                };
+                match received {
+                    Ok(entry) if entry.order_id != order_id || entry.seq <= last_seq => {}
+                    Ok(entry) if entry.seq == last_seq + 1 => {
+                        pending.push(entry);
+                        break false;
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => break true,
+                    Err(RecvError::Closed) => return,
+                }
+            };
+            if reload {
+                let after = last_seq;
+                match db.call(move |conn| store::history_after(conn, order_id, after)).await {
+                    Ok(entries) => pending = entries,
+                    Err(error) => {
+                        tracing::warn!(%error, %order_id, "Could not reload history for an SSE stream.");
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.sse_keep_alive)))
+}
+
+fn to_event(entry: &HistoryEntry) -> Result<Event, Infallible> {
+    let update = StatusUpdate {
+        order_id: entry.order_id,
+        transition: TransitionView::from(entry),
+    };
+    Ok(Event::default()
+        .event("status_update")
+        .id(entry.seq.to_string())
+        .json_data(&update)
+        .unwrap_or_else(|_| Event::default().comment("unserialisable update")))
+}
+
+/// A stream fed by a task through a small channel: the task ends (and the stream with it) when
+/// the client disconnects, because `send` then fails.
+fn async_stream<F, Fut>(producer: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(sender));
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}

@@ -1,0 +1,98 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use events::Topic;
+use platform::catalog::Catalog;
+use platform::http::Readiness;
+use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
+use platform::outbox::{self, RelayConfig};
+use platform::Db;
+
+use crate::api::{self, AppState};
+use crate::saga::Coordinator;
+use crate::store;
+use crate::updates::StatusUpdates;
+use crate::{Config, OrderApiError};
+
+/// order-api, built and ready to run: the listener is bound, the database migrated and the
+/// consumer subscribed, so orders are accepted from the moment `run_until_stopped` starts.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    db: Db,
+    producer: EventProducer,
+    consumer: EventConsumer,
+    state: AppState,
+}
+
+impl Application {
+    /// Sets everything up; fails fast on bad configuration.
+    pub async fn build(config: Config) -> Result<Self, OrderApiError> {
+        let catalog = Catalog::load(config.catalog_path.as_deref())?;
+        let db = Db::open(&config.database_path, &[store::MIGRATION])?;
+        let producer = EventProducer::new(&config.kafka)?;
+        let consumer = EventConsumer::subscribe(
+            &config.kafka,
+            &[Topic::Payments, Topic::Inventory],
+            DeadLetter::new(producer.clone(), Config::SERVICE),
+            ConsumerSettings::default(),
+        )?;
+        let listener = TcpListener::bind(config.http_addr).await?;
+        let state = AppState {
+            db: db.clone(),
+            catalog: Arc::new(catalog),
+            updates: StatusUpdates::new(4096),
+            sse_keep_alive: config.sse_keep_alive,
+        };
+        Ok(Self {
+            listener,
+            db,
+            producer,
+            consumer,
+            state,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves HTTP, consumes replies and relays the outbox until `shutdown`; then stops taking
+    /// requests, finishes in-flight work, publishes what is left in the outbox and commits
+    /// offsets.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), OrderApiError> {
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(outbox::run_relay(
+            self.db.clone(),
+            self.producer.clone(),
+            RelayConfig::default(),
+            relay_stop.clone(),
+        ));
+        let coordinator = Coordinator::new(self.db.clone(), self.state.updates.clone());
+        let consumer = tokio::spawn(self.consumer.run(coordinator, shutdown.clone()));
+        let readiness = Readiness {
+            db: self.db.clone(),
+            producer: self.producer.clone(),
+        };
+        let router = api::router(self.state, readiness);
+        let served = platform::http::serve(self.listener, router, shutdown.clone()).await;
+        shutdown.cancel();
+        if let Err(error) = consumer.await {
+            tracing::error!(%error, "The consumer task failed.");
+        }
+        // Everything that could write to the outbox has stopped: publish the rest.
+        relay_stop.cancel();
+        if let Err(error) = relay.await {
+            tracing::error!(%error, "The outbox relay task failed.");
+        }
+        if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "Producer flush incomplete.");
+        }
+        served.map_err(OrderApiError::from)
+    }
+}

@@ -1,0 +1,14 @@
+//! `order-api` as its own process (for docker-compose and the end-to-end tests).
+
+use order_api::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    platform::telemetry::init();
+    let config = Config::from_env()?;
+    let app = Application::build(config).await?;
+    // The one line on stdout: tools and tests wait for it.
+    println!("order-api ready on http://{}", app.local_addr()?);
+    app.run_until_stopped(platform::shutdown::on_signal()).await?;
+    Ok(())
+}

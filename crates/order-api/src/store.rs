@@ -1,0 +1,270 @@
+//! order-api's tables and the queries on them. Every write happens inside a transaction given
+//! by the caller, so state, history and outgoing events commit together.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use events::{CancellationReason, Currency, EventId, Money, OrderId, PricedLineItem};
+
+use crate::saga::OrderStatus;
+
+pub(crate) const MIGRATION: &str = "
+CREATE TABLE IF NOT EXISTS orders (
+    order_id            TEXT PRIMARY KEY,
+    user_id             TEXT NOT NULL,
+    payment_method      TEXT NOT NULL,
+    status              TEXT NOT NULL,
+    cancellation_reason TEXT,
+    total_minor         INTEGER NOT NULL CHECK (total_minor >= 0),
+    currency            TEXT NOT NULL,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS order_items (
+    order_id         TEXT NOT NULL REFERENCES orders (order_id),
+    line_no          INTEGER NOT NULL,
+    sku              TEXT NOT NULL,
+    quantity         INTEGER NOT NULL CHECK (quantity > 0),
+    unit_price_minor INTEGER NOT NULL CHECK (unit_price_minor >= 0),
+    PRIMARY KEY (order_id, line_no)
+);
+-- Every status an order went through; `seq` numbers them per order (SSE event ids).
+CREATE TABLE IF NOT EXISTS order_history (
+    order_id   TEXT NOT NULL REFERENCES orders (order_id),
+    seq        INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    reason     TEXT,
+    cause      TEXT NOT NULL,
+    event_id   TEXT,
+    at         TEXT NOT NULL,
+    PRIMARY KEY (order_id, seq)
+);
+";
+
+/// One row of an order's history: a status and when it was reached.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    /// The order.
+    pub order_id: OrderId,
+    /// 1 for `pending`, then +1 per transition.
+    pub seq: i64,
+    /// The status reached.
+    pub status: OrderStatus,
+    /// For `cancelled`: why.
+    pub reason: Option<CancellationReason>,
+    /// What caused it: `api` or an event type.
+    pub cause: String,
+    /// The event that caused it, if any.
+    pub event_id: Option<String>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// An order as stored.
+#[derive(Clone, Debug)]
+pub struct OrderRecord {
+    /// Its id.
+    pub order_id: OrderId,
+    /// Who placed it.
+    pub user_id: String,
+    /// How it is paid.
+    pub payment_method: String,
+    /// Current status.
+    pub status: OrderStatus,
+    /// Why it was cancelled, if it was.
+    pub cancellation_reason: Option<CancellationReason>,
+    /// Sum of the lines.
+    pub total: Money,
+    /// The lines.
+    pub items: Vec<PricedLineItem>,
+    /// When it was accepted.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// Every status it went through.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Inserts a new order in `pending`, with its lines and first history entry.
+pub(crate) fn insert_order(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    user_id: &str,
+    payment_method: &str,
+    items: &[PricedLineItem],
+    total: Money,
+    now: &str,
+) -> rusqlite::Result<HistoryEntry> {
+    let id = order_id.to_string();
+    tx.execute(
+        "INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![id, user_id, payment_method, OrderStatus::Pending.as_str(), total.amount_minor, total.currency.as_str(), now],
+    )?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (line_no, item) in items.iter().enumerate() {
+        stmt.execute(params![id, line_no, item.sku.as_str(), item.quantity, item.unit_price.amount_minor])?;
+    }
+    let entry = HistoryEntry {
+        order_id,
+        seq: 1,
+        status: OrderStatus::Pending,
+        reason: None,
+        cause: "api".to_owned(),
+        event_id: None,
+        at: now.to_owned(),
+    };
+    insert_history(tx, &entry)?;
+    Ok(entry)
+}
+
+/// The order's status and latest history sequence number, if the order exists.
+pub(crate) fn status_of(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<Option<(OrderStatus, i64)>> {
+    tx.query_row(
+        "SELECT o.status, (SELECT MAX(seq) FROM order_history h WHERE h.order_id = o.order_id)
+         FROM orders o WHERE o.order_id = ?1",
+        params![order_id.to_string()],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+    )
+    .optional()
+    .map(|found| found.and_then(|(status, seq)| OrderStatus::parse(&status).map(|status| (status, seq))))
+}
+
+/// Moves the order to `entry.status` and appends `entry` to its history.
+pub(crate) fn record_transition(tx: &Transaction<'_>, entry: &HistoryEntry) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE orders SET status = ?2, cancellation_reason = COALESCE(?3, cancellation_reason), updated_at = ?4
+         WHERE order_id = ?1",
+        params![
+            entry.order_id.to_string(),
+            entry.status.as_str(),
+            entry.reason.map(CancellationReason::as_str),
+            entry.at
+        ],
+    )?;
+    insert_history(tx, entry)
+}
+
+fn insert_history(tx: &Transaction<'_>, entry: &HistoryEntry) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO order_history (order_id, seq, status, reason, cause, event_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        entry.order_id.to_string(),
+        entry.seq,
+        entry.status.as_str(),
+        entry.reason.map(CancellationReason::as_str),
+        entry.cause,
+        entry.event_id,
+        entry.at,
+    ])?;
+    Ok(())
+}
+
+/// The order's total, for `order.confirmed`.
+pub(crate) fn total_of(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<Money> {
+    tx.query_row(
+        "SELECT total_minor, currency FROM orders WHERE order_id = ?1",
+        params![order_id.to_string()],
+        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+    )
+    .map(|(minor, currency)| Money::new(minor, currency.parse().unwrap_or(Currency::USD)))
+}
+
+/// The history entries of `order_id` with `seq > after`, in order.
+pub(crate) fn history_after(conn: &Connection, order_id: OrderId, after: i64) -> rusqlite::Result<Vec<HistoryEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, status, reason, cause, event_id, at FROM order_history WHERE order_id = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![order_id.to_string(), after], |row| {
+        Ok(HistoryEntry {
+            order_id,
+            seq: row.get(0)?,
+            status: OrderStatus::parse(&row.get::<_, String>(1)?).unwrap_or(OrderStatus::Pending),
+            reason: row.get::<_, Option<String>>(2)?.as_deref().and_then(CancellationReason::parse),
+            cause: row.get(3)?,
+            event_id: row.get(4)?,
+            at: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The whole order, if it exists.
+pub(crate) fn load_order(conn: &Connection, order_id: OrderId) -> rusqlite::Result<Option<OrderRecord>> {
+    let id = order_id.to_string();
+    let head = conn
+        .query_row(
+            "SELECT user_id, payment_method, status, cancellation_reason, total_minor, currency, created_at, updated_at
+             FROM orders WHERE order_id = ?1",
+            params![id],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, String>(7)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((user_id, payment_method, status, reason, total_minor, currency, created_at, updated_at)) = head else {
+        return Ok(None);
+    };
+    let currency: Currency = currency.parse().unwrap_or(Currency::USD);
+    let mut stmt = conn.prepare_cached(
+        "SELECT sku, quantity, unit_price_minor FROM order_items WHERE order_id = ?1 ORDER BY line_no",
+    )?;
+    let items = stmt
+        .query_map(params![id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?, row.get::<_, i64>(2)?)))?
+        .filter_map(|row| match row {
+            Ok((sku, quantity, price)) => events::Sku::parse(sku)
+                .ok()
+                .map(|sku| Ok(PricedLineItem { sku, quantity, unit_price: Money::new(price, currency) })),
+            Err(error) => Some(Err(error)),
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(OrderRecord {
+        order_id,
+        user_id,
+        payment_method,
+        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending),
+        cancellation_reason: reason.as_deref().and_then(CancellationReason::parse),
+        total: Money::new(total_minor, currency),
+        items,
+        created_at,
+        updated_at,
+        history: history_after(conn, order_id, 0)?,
+    }))
+}
+
+/// Number of orders, for tests and metrics.
+pub fn count_orders(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0))
+}
+
+/// Makes a history entry for a transition caused by `event_id` of `cause` type.
+pub(crate) fn entry_for(
+    order_id: OrderId,
+    seq: i64,
+    status: OrderStatus,
+    reason: Option<CancellationReason>,
+    cause: &str,
+    event_id: EventId,
+    at: &str,
+) -> HistoryEntry {
+    HistoryEntry {
+        order_id,
+        seq,
+        status,
+        reason,
+        cause: cause.to_owned(),
+        event_id: Some(event_id.to_string()),
+        at: at.to_owned(),
+    }
+}

@@ -1,0 +1,36 @@
+//! In-process fan-out of status changes to SSE subscribers.
+//!
+//! A change is published here after its transaction committed. Subscribers treat this channel
+//! as a hint: the database is the truth, so a subscriber that lags or sees a gap in sequence
+//! numbers reloads from it and never misses or repeats a transition.
+
+use tokio::sync::broadcast;
+
+use crate::store::HistoryEntry;
+
+/// Fan-out of committed history entries.
+#[derive(Clone, Debug)]
+pub struct StatusUpdates {
+    sender: broadcast::Sender<HistoryEntry>,
+}
+
+impl StatusUpdates {
+    /// A hub buffering up to `capacity` entries for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity);
+        Self { sender }
+    }
+
+    /// Announces committed entries (no-op when nobody listens).
+    pub fn publish(&self, entries: impl IntoIterator<Item = HistoryEntry>) {
+        for entry in entries {
+            // An error only means there is no subscriber right now.
+            let _ = self.sender.send(entry);
+        }
+    }
+
+    /// Subscribes to every entry published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HistoryEntry> {
+        self.sender.subscribe()
+    }
+}

@@ -1,0 +1,99 @@
+//! The embedded Kafka-protocol broker for running without Apache Kafka.
+//!
+//! It is librdkafka's mock cluster: real brokers on real TCP ports that any Kafka client in any
+//! process can connect to (produce, consume, consumer groups, offsets), kept in memory. It does
+//! not persist, does not compact, has no Admin API and does not implement transactions — which
+//! is why correctness here rests on the outbox and inbox, never on Kafka transactions.
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer};
+
+use events::Topic;
+
+use crate::PlatformError;
+
+/// Partitions of each saga topic. Enough for several consumers per group, and since the mock
+/// cluster keeps a bounded amount of data per partition, more partitions keep more history.
+pub const SAGA_PARTITIONS: i32 = 8;
+
+/// Partitions of each dead-letter topic.
+pub const DEAD_LETTER_PARTITIONS: i32 = 1;
+
+/// A running embedded cluster; stops when dropped.
+pub struct EmbeddedBroker {
+    /// The client that owns the mock cluster; the cluster lives as long as it does.
+    owner: BaseProducer,
+    /// `host:port` list to give clients.
+    bootstrap_servers: String,
+    /// How many brokers the cluster has.
+    brokers: i32,
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("brokers", &self.brokers)
+            .finish()
+    }
+}
+
+impl EmbeddedBroker {
+    /// Starts a cluster of `brokers` brokers on free loopback ports and creates the saga topics
+    /// and their dead-letter topics.
+    pub fn start(brokers: i32) -> Result<Self, PlatformError> {
+        let owner: BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", brokers.to_string())
+            .create()?;
+        let broker = {
+            let cluster = owner
+                .client()
+                .mock_cluster()
+                .ok_or(rdkafka::error::KafkaError::MockCluster(
+                    rdkafka::types::RDKafkaErrorCode::Fail,
+                ))?;
+            let bootstrap_servers = cluster.bootstrap_servers();
+            let replication = brokers.min(3);
+            for topic in Topic::ALL {
+                cluster.create_topic(topic.name(), SAGA_PARTITIONS, replication)?;
+                cluster.create_topic(topic.dead_letter_name(), DEAD_LETTER_PARTITIONS, replication)?;
+            }
+            bootstrap_servers
+        };
+        let broker = Self {
+            owner,
+            bootstrap_servers: broker,
+            brokers,
+        };
+        broker.disable_initial_rebalance_delay();
+        Ok(broker)
+    }
+
+    /// The `KAFKA_BOOTSTRAP_SERVERS` value for this cluster.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// Creates another topic (the mock cluster has no Admin API).
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), PlatformError> {
+        if let Some(cluster) = self.owner.client().mock_cluster() {
+            cluster.create_topic(name, partitions, self.brokers.min(3))?;
+        }
+        Ok(())
+    }
+
+    /// The mock cluster waits 3 s before the first rebalance of a new group (as Kafka's
+    /// `group.initial.rebalance.delay.ms` does); services then sit idle after start. Turn it off.
+    #[allow(unsafe_code)]
+    fn disable_initial_rebalance_delay(&self) {
+        let client = self.owner.client().native_ptr();
+        // SAFETY: `client` is a live handle owned by `self.owner`; the cluster pointer it
+        // returns lives as long as that handle and is only used for this call.
+        unsafe {
+            let cluster = rdkafka_sys::rd_kafka_handle_mock_cluster(client);
+            if !cluster.is_null() {
+                rdkafka_sys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+            }
+        }
+    }
+}

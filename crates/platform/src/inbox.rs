@@ -1,0 +1,66 @@
+//! The inbox: which events a service has already handled.
+//!
+//! Kafka delivers at least once: after a crash, a rebalance or a producer retry the same event can
+//! arrive again. A handler calls [`record`] inside the transaction that applies the event's
+//! effect; if the event id is already there the effect is skipped. Both commit or neither does,
+//! so each event changes state exactly once.
+
+use rusqlite::{Transaction, params};
+
+use events::Envelope;
+
+use crate::db::now_text;
+use crate::kafka::MessageInfo;
+
+pub(crate) const MIGRATION: &str = "
+CREATE TABLE IF NOT EXISTS inbox (
+    event_id     TEXT PRIMARY KEY,
+    event_type   TEXT NOT NULL,
+    order_id     TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    partition    INTEGER NOT NULL,
+    kafka_offset INTEGER NOT NULL,
+    processed_at TEXT NOT NULL,
+    -- How many more times the same event arrived after it was handled; visible proof of dedup.
+    redeliveries INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Whether an event is new to this service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// First time: apply the effect.
+    First,
+    /// Already handled: do nothing (the redelivery is counted).
+    Duplicate,
+}
+
+/// Records `envelope` as handled in `tx`, or counts a redelivery if it already was.
+pub fn record(
+    tx: &Transaction<'_>,
+    envelope: &Envelope,
+    info: &MessageInfo,
+) -> rusqlite::Result<Delivery> {
+    let inserted = tx.execute(
+        "INSERT INTO inbox (event_id, event_type, order_id, topic, partition, kafka_offset, processed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (event_id) DO NOTHING",
+        params![
+            envelope.meta.id.to_string(),
+            envelope.kind().type_name(),
+            envelope.key(),
+            info.topic,
+            info.partition,
+            info.offset,
+            now_text(),
+        ],
+    )?;
+    if inserted == 1 {
+        return Ok(Delivery::First);
+    }
+    tx.execute(
+        "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE event_id = ?1",
+        params![envelope.meta.id.to_string()],
+    )?;
+    Ok(Delivery::Duplicate)
+}
