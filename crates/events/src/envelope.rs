@@ -121,7 +121,9 @@ impl Envelope {
         let wire: Wire<'_, &RawValue> =
             serde_json::from_slice(bytes).map_err(EventError::MalformedEnvelope)?;
         if wire.specversion != SPEC_VERSION {
-            return Err(EventError::UnsupportedSpecVersion(wire.specversion.to_owned()));
+            return Err(EventError::UnsupportedSpecVersion(
+                wire.specversion.to_owned(),
+            ));
         }
         let kind = EventKind::from_type_name(wire.event_type)
             .ok_or_else(|| EventError::UnknownType(wire.event_type.to_owned()))?;

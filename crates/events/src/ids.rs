@@ -62,9 +62,9 @@ impl FromStr for OrderId {
                 "must be \"ord_\" followed by 32 hex digits",
             ));
         }
-        Uuid::try_parse(hex)
-            .map(Self)
-            .map_err(|_| EventError::invalid("order id", "must be \"ord_\" followed by 32 hex digits"))
+        Uuid::try_parse(hex).map(Self).map_err(|_| {
+            EventError::invalid("order id", "must be \"ord_\" followed by 32 hex digits")
+        })
     }
 }
 
@@ -231,7 +231,13 @@ mod tests {
 
     #[test]
     fn order_id_rejects_other_shapes() {
-        for bad in ["", "ord_", "ord_xyz", "8a3f", "ORD_0190d1c2a3b47c8d9e0f1a2b3c4d5e6f"] {
+        for bad in [
+            "",
+            "ord_",
+            "ord_xyz",
+            "8a3f",
+            "ORD_0190d1c2a3b47c8d9e0f1a2b3c4d5e6f",
+        ] {
             assert!(bad.parse::<OrderId>().is_err(), "{bad:?} was accepted");
         }
     }

@@ -136,7 +136,9 @@ mod tests {
     #[test]
     fn multiplies_and_adds_in_minor_units() -> Result<(), EventError> {
         let price = Money::new(2499, Currency::USD);
-        let total = price.checked_mul(2)?.checked_add(Money::zero(Currency::USD))?;
+        let total = price
+            .checked_mul(2)?
+            .checked_add(Money::zero(Currency::USD))?;
         assert_eq!(total.amount_minor, 4998);
         assert_eq!(total.to_major(), 49.98);
         assert_eq!(total.to_string(), "49.98 USD");
@@ -148,7 +150,11 @@ mod tests {
         let big = Money::new(i64::MAX, Currency::USD);
         assert!(big.checked_mul(2).is_err());
         let eur: Currency = "EUR".parse().expect("valid code");
-        assert!(Money::zero(Currency::USD).checked_add(Money::zero(eur)).is_err());
+        assert!(
+            Money::zero(Currency::USD)
+                .checked_add(Money::zero(eur))
+                .is_err()
+        );
         assert!("usd".parse::<Currency>().is_err());
     }
 }

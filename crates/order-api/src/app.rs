@@ -1,16 +1,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use events::Topic;
+use platform::Db;
 use platform::catalog::Catalog;
 use platform::http::Readiness;
 use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
-use platform::outbox::{self, RelayConfig};
-use platform::Db;
+use platform::service::{self, ServiceParts};
 
 use crate::api::{self, AppState};
 use crate::saga::Coordinator;
@@ -62,37 +61,24 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves HTTP, consumes replies and relays the outbox until `shutdown`; then stops taking
-    /// requests, finishes in-flight work, publishes what is left in the outbox and commits
-    /// offsets.
+    /// Serves HTTP, consumes replies and relays the outbox until `shutdown`, then stops without
+    /// losing work (see [`platform::service::run`]).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), OrderApiError> {
-        let relay_stop = CancellationToken::new();
-        let relay = tokio::spawn(outbox::run_relay(
-            self.db.clone(),
-            self.producer.clone(),
-            RelayConfig::default(),
-            relay_stop.clone(),
-        ));
-        let coordinator = Coordinator::new(self.db.clone(), self.state.updates.clone());
-        let consumer = tokio::spawn(self.consumer.run(coordinator, shutdown.clone()));
         let readiness = Readiness {
             db: self.db.clone(),
             producer: self.producer.clone(),
         };
-        let router = api::router(self.state, readiness);
-        let served = platform::http::serve(self.listener, router, shutdown.clone()).await;
-        shutdown.cancel();
-        if let Err(error) = consumer.await {
-            tracing::error!(%error, "The consumer task failed.");
-        }
-        // Everything that could write to the outbox has stopped: publish the rest.
-        relay_stop.cancel();
-        if let Err(error) = relay.await {
-            tracing::error!(%error, "The outbox relay task failed.");
-        }
-        if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
-            tracing::warn!(%error, "Producer flush incomplete.");
-        }
-        served.map_err(OrderApiError::from)
+        let parts = ServiceParts {
+            handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),
+            router: api::router(self.state, readiness),
+            listener: self.listener,
+            db: self.db,
+            producer: self.producer,
+            consumer: self.consumer,
+            background: Vec::new(),
+        };
+        service::run(parts, shutdown)
+            .await
+            .map_err(OrderApiError::from)
     }
 }

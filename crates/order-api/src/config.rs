@@ -29,7 +29,9 @@ impl Config {
         Ok(Self {
             http_addr: env_parse("ORDER_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_path: env_or("ORDER_API_DB", "data/order-api.db").into(),
-            catalog_path: std::env::var_os("CATALOG_PATH").filter(|path| !path.is_empty()).map(PathBuf::from),
+            catalog_path: std::env::var_os("CATALOG_PATH")
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from),
             sse_keep_alive: env_millis("SSE_KEEP_ALIVE_MS", Duration::from_secs(15))?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })

@@ -9,6 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     // The one line on stdout: tools and tests wait for it.
     println!("order-api ready on http://{}", app.local_addr()?);
-    app.run_until_stopped(platform::shutdown::on_signal()).await?;
+    app.run_until_stopped(platform::shutdown::on_signal())
+        .await?;
     Ok(())
 }

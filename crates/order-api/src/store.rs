@@ -104,7 +104,13 @@ pub(crate) fn insert_order(
         "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for (line_no, item) in items.iter().enumerate() {
-        stmt.execute(params![id, line_no, item.sku.as_str(), item.quantity, item.unit_price.amount_minor])?;
+        stmt.execute(params![
+            id,
+            line_no,
+            item.sku.as_str(),
+            item.quantity,
+            item.unit_price.amount_minor
+        ])?;
     }
     let entry = HistoryEntry {
         order_id,
@@ -120,7 +126,10 @@ pub(crate) fn insert_order(
 }
 
 /// The order's status and latest history sequence number, if the order exists.
-pub(crate) fn status_of(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<Option<(OrderStatus, i64)>> {
+pub(crate) fn status_of(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+) -> rusqlite::Result<Option<(OrderStatus, i64)>> {
     tx.query_row(
         "SELECT o.status, (SELECT MAX(seq) FROM order_history h WHERE h.order_id = o.order_id)
          FROM orders o WHERE o.order_id = ?1",
@@ -128,11 +137,16 @@ pub(crate) fn status_of(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Re
         |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
     )
     .optional()
-    .map(|found| found.and_then(|(status, seq)| OrderStatus::parse(&status).map(|status| (status, seq))))
+    .map(|found| {
+        found.and_then(|(status, seq)| OrderStatus::parse(&status).map(|status| (status, seq)))
+    })
 }
 
 /// Moves the order to `entry.status` and appends `entry` to its history.
-pub(crate) fn record_transition(tx: &Transaction<'_>, entry: &HistoryEntry) -> rusqlite::Result<()> {
+pub(crate) fn record_transition(
+    tx: &Transaction<'_>,
+    entry: &HistoryEntry,
+) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE orders SET status = ?2, cancellation_reason = COALESCE(?3, cancellation_reason), updated_at = ?4
          WHERE order_id = ?1",
@@ -173,7 +187,11 @@ pub(crate) fn total_of(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Res
 }
 
 /// The history entries of `order_id` with `seq > after`, in order.
-pub(crate) fn history_after(conn: &Connection, order_id: OrderId, after: i64) -> rusqlite::Result<Vec<HistoryEntry>> {
+pub(crate) fn history_after(
+    conn: &Connection,
+    order_id: OrderId,
+    after: i64,
+) -> rusqlite::Result<Vec<HistoryEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, status, reason, cause, event_id, at FROM order_history WHERE order_id = ?1 AND seq > ?2 ORDER BY seq",
     )?;
@@ -182,7 +200,10 @@ pub(crate) fn history_after(conn: &Connection, order_id: OrderId, after: i64) ->
             order_id,
             seq: row.get(0)?,
             status: OrderStatus::parse(&row.get::<_, String>(1)?).unwrap_or(OrderStatus::Pending),
-            reason: row.get::<_, Option<String>>(2)?.as_deref().and_then(CancellationReason::parse),
+            reason: row
+                .get::<_, Option<String>>(2)?
+                .as_deref()
+                .and_then(CancellationReason::parse),
             cause: row.get(3)?,
             event_id: row.get(4)?,
             at: row.get(5)?,
@@ -192,7 +213,10 @@ pub(crate) fn history_after(conn: &Connection, order_id: OrderId, after: i64) ->
 }
 
 /// The whole order, if it exists.
-pub(crate) fn load_order(conn: &Connection, order_id: OrderId) -> rusqlite::Result<Option<OrderRecord>> {
+pub(crate) fn load_order(
+    conn: &Connection,
+    order_id: OrderId,
+) -> rusqlite::Result<Option<OrderRecord>> {
     let id = order_id.to_string();
     let head = conn
         .query_row(
@@ -213,7 +237,17 @@ pub(crate) fn load_order(conn: &Connection, order_id: OrderId) -> rusqlite::Resu
             },
         )
         .optional()?;
-    let Some((user_id, payment_method, status, reason, total_minor, currency, created_at, updated_at)) = head else {
+    let Some((
+        user_id,
+        payment_method,
+        status,
+        reason,
+        total_minor,
+        currency,
+        created_at,
+        updated_at,
+    )) = head
+    else {
         return Ok(None);
     };
     let currency: Currency = currency.parse().unwrap_or(Currency::USD);
@@ -221,11 +255,21 @@ pub(crate) fn load_order(conn: &Connection, order_id: OrderId) -> rusqlite::Resu
         "SELECT sku, quantity, unit_price_minor FROM order_items WHERE order_id = ?1 ORDER BY line_no",
     )?;
     let items = stmt
-        .query_map(params![id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?, row.get::<_, i64>(2)?)))?
+        .query_map(params![id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, u32>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?
         .filter_map(|row| match row {
-            Ok((sku, quantity, price)) => events::Sku::parse(sku)
-                .ok()
-                .map(|sku| Ok(PricedLineItem { sku, quantity, unit_price: Money::new(price, currency) })),
+            Ok((sku, quantity, price)) => events::Sku::parse(sku).ok().map(|sku| {
+                Ok(PricedLineItem {
+                    sku,
+                    quantity,
+                    unit_price: Money::new(price, currency),
+                })
+            }),
             Err(error) => Some(Err(error)),
         })
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -1,1 +1,27 @@
-// placeholder
+//! payment-svc: the payment participant of the saga.
+//!
+//! It charges each new order through a [`provider::PaymentProvider`] and refunds orders whose
+//! stock could not be reserved. Requests to the provider are made after the intent is recorded,
+//! outcomes arrive as notifications, and [`recovery`] re-sends whatever has waited too long —
+//! so every payment reaches an outcome and no order is charged twice.
+
+mod app;
+mod config;
+pub mod handlers;
+pub mod provider;
+mod recovery;
+mod store;
+
+pub use app::Application;
+pub use config::Config;
+
+/// Errors that stop payment-svc from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentSvcError {
+    /// Configuration, database or broker set-up failed.
+    #[error(transparent)]
+    Platform(#[from] platform::PlatformError),
+    /// The HTTP listener failed.
+    #[error("http server: {0}")]
+    Http(#[from] std::io::Error),
+}

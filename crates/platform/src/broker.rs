@@ -45,21 +45,23 @@ impl EmbeddedBroker {
         let owner: BaseProducer = ClientConfig::new()
             .set("test.mock.num.brokers", brokers.to_string())
             .create()?;
-        let broker = {
-            let cluster = owner
-                .client()
-                .mock_cluster()
-                .ok_or(rdkafka::error::KafkaError::MockCluster(
-                    rdkafka::types::RDKafkaErrorCode::Fail,
-                ))?;
-            let bootstrap_servers = cluster.bootstrap_servers();
-            let replication = brokers.min(3);
-            for topic in Topic::ALL {
-                cluster.create_topic(topic.name(), SAGA_PARTITIONS, replication)?;
-                cluster.create_topic(topic.dead_letter_name(), DEAD_LETTER_PARTITIONS, replication)?;
-            }
-            bootstrap_servers
-        };
+        let broker =
+            {
+                let cluster = owner.client().mock_cluster().ok_or(
+                    rdkafka::error::KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail),
+                )?;
+                let bootstrap_servers = cluster.bootstrap_servers();
+                let replication = brokers.min(3);
+                for topic in Topic::ALL {
+                    cluster.create_topic(topic.name(), SAGA_PARTITIONS, replication)?;
+                    cluster.create_topic(
+                        topic.dead_letter_name(),
+                        DEAD_LETTER_PARTITIONS,
+                        replication,
+                    )?;
+                }
+                bootstrap_servers
+            };
         let broker = Self {
             owner,
             bootstrap_servers: broker,

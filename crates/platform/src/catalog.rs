@@ -77,8 +77,12 @@ impl Catalog {
         let file: CatalogFile = serde_json::from_str(text).map_err(|err| err.to_string())?;
         let mut products = HashMap::with_capacity(file.products.len());
         for product in file.products {
-            let minor = parse_price(&product.unit_price)
-                .ok_or_else(|| format!("{}: price {:?} is not like \"24.99\"", product.sku, product.unit_price))?;
+            let minor = parse_price(&product.unit_price).ok_or_else(|| {
+                format!(
+                    "{}: price {:?} is not like \"24.99\"",
+                    product.sku, product.unit_price
+                )
+            })?;
             let product = Product {
                 unit_price: Money::new(minor, file.currency),
                 sku: product.sku,
@@ -117,8 +121,16 @@ fn parse_price(text: &str) -> Option<i64> {
     if !digits(units) || !digits(cents) {
         return None;
     }
-    let cents: i64 = if cents.len() == 1 { cents.parse::<i64>().ok()? * 10 } else { cents.parse().ok()? };
-    units.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents)
+    let cents: i64 = if cents.len() == 1 {
+        cents.parse::<i64>().ok()? * 10
+    } else {
+        cents.parse().ok()?
+    };
+    units
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents)
 }
 
 #[cfg(test)]
@@ -144,7 +156,10 @@ mod tests {
             reason: String::new(),
         })?);
         assert_eq!(widget.map(|p| p.unit_price.amount_minor), Some(2499));
-        assert!(catalog.products().any(|p| p.initial_stock == 0), "an out-of-stock item");
+        assert!(
+            catalog.products().any(|p| p.initial_stock == 0),
+            "an out-of-stock item"
+        );
         Ok(())
     }
 }

@@ -25,11 +25,14 @@ where
 {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => {
-            value.trim().parse().map_err(|err: T::Err| PlatformError::Config {
-                name: name.to_owned(),
-                value,
-                reason: err.to_string(),
-            })
+            value
+                .trim()
+                .parse()
+                .map_err(|err: T::Err| PlatformError::Config {
+                    name: name.to_owned(),
+                    value,
+                    reason: err.to_string(),
+                })
         }
         _ => Ok(default),
     }
@@ -70,7 +73,10 @@ impl KafkaConfig {
             linger: env_millis("KAFKA_LINGER_MS", Duration::from_millis(1))?,
             fetch_wait: env_millis("KAFKA_FETCH_WAIT_MS", Duration::from_millis(20))?,
             session_timeout: env_millis("KAFKA_SESSION_TIMEOUT_MS", Duration::from_secs(6))?,
-            commit_interval: env_millis("KAFKA_AUTO_COMMIT_INTERVAL_MS", Duration::from_millis(500))?,
+            commit_interval: env_millis(
+                "KAFKA_AUTO_COMMIT_INTERVAL_MS",
+                Duration::from_millis(500),
+            )?,
         })
     }
 

@@ -64,7 +64,11 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        // Blocking tasks do not inherit the caller's span; carry it so that log lines written
+        // inside a transaction keep the handler's `order_id` and `correlation_id`.
+        let span = tracing::Span::current();
         let result = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             // A panic while holding the lock leaves SQLite consistent (its transaction rolls
             // back), so a poisoned lock is safe to take over.
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

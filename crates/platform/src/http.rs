@@ -48,7 +48,12 @@ impl Problem {
 
     /// 400: the request is not acceptable as sent.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
     }
 
     /// 404: nothing (visible to you) has this id.
@@ -130,7 +135,12 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
             "Request body too large",
             "The request body exceeds the size limit of this endpoint.",
         ),
-        _ => Problem::new(status, "invalid-body", "Invalid request body", rejection.body_text()),
+        _ => Problem::new(
+            status,
+            "invalid-body",
+            "Invalid request body",
+            rejection.body_text(),
+        ),
     }
 }
 
@@ -146,7 +156,10 @@ pub struct Readiness {
 /// `GET /healthz` (the process is alive) and `GET /readyz` (it can do its work).
 pub fn health_routes(readiness: Readiness) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .with_state(readiness)
 }
@@ -154,9 +167,10 @@ pub fn health_routes(readiness: Readiness) -> Router {
 async fn readyz(State(readiness): State<Readiness>) -> Response {
     let database = readiness.db.ping().await;
     let producer = readiness.producer.clone();
-    let broker = tokio::task::spawn_blocking(move || producer.broker_reachable(Duration::from_secs(2)))
-        .await
-        .unwrap_or(false);
+    let broker =
+        tokio::task::spawn_blocking(move || producer.broker_reachable(Duration::from_secs(2)))
+            .await
+            .unwrap_or(false);
     let status = if database && broker {
         StatusCode::OK
     } else {
@@ -178,7 +192,11 @@ pub fn with_request_id(router: Router) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

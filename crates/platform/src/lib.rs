@@ -16,6 +16,7 @@ pub mod http;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -82,12 +82,20 @@ struct Row {
 
 /// Publishes outbox rows in insertion order until `shutdown`, then publishes what is left
 /// (bounded by the producer's timeout) and returns.
-pub async fn run_relay(db: Db, producer: EventProducer, config: RelayConfig, shutdown: CancellationToken) {
+pub async fn run_relay(
+    db: Db,
+    producer: EventProducer,
+    config: RelayConfig,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let stopping = shutdown.is_cancelled();
         match relay_once(&db, &producer, config.batch_size).await {
-            Ok(RoundOutcome { published, failed: 0 }) => {
+            Ok(RoundOutcome {
+                published,
+                failed: 0,
+            }) => {
                 backoff = Duration::from_millis(50);
                 if published > 0 {
                     continue;
@@ -102,7 +110,11 @@ pub async fn run_relay(db: Db, producer: EventProducer, config: RelayConfig, shu
                 }
             }
             Ok(RoundOutcome { published, failed }) => {
-                tracing::warn!(published, failed, "Some outbox events were not acknowledged; retrying.");
+                tracing::warn!(
+                    published,
+                    failed,
+                    "Some outbox events were not acknowledged; retrying."
+                );
                 if stopping {
                     return;
                 }
@@ -136,7 +148,11 @@ struct RoundOutcome {
 /// One round: read a batch, send it all, await every delivery report, delete what was
 /// acknowledged. Sending the batch at once lets the producer pipeline it; the idempotent
 /// producer keeps per-partition order across its own retries.
-async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> rusqlite::Result<RoundOutcome> {
+async fn relay_once(
+    db: &Db,
+    producer: &EventProducer,
+    batch_size: usize,
+) -> rusqlite::Result<RoundOutcome> {
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let rows: Vec<Row> = db
         .call(move |conn| {
@@ -157,7 +173,10 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> rus
         })
         .await?;
     if rows.is_empty() {
-        return Ok(RoundOutcome { published: 0, failed: 0 });
+        return Ok(RoundOutcome {
+            published: 0,
+            failed: 0,
+        });
     }
     let results = join_all(rows.iter().map(|row| producer.send(&row.message))).await;
     let mut delivered = Vec::with_capacity(rows.len());

@@ -1,1 +1,4 @@
-// placeholder
+//! `shopctl`: run the whole shop on an embedded broker, or just the broker.
+
+pub mod broker;
+pub mod up;

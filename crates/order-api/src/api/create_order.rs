@@ -1,10 +1,10 @@
 //! `POST /api/orders`: validate, price, persist the order and `order.created` in one
 //! transaction, answer `202 Accepted` — the saga continues asynchronously.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use events::{Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId};
@@ -95,16 +95,28 @@ pub(crate) async fn handle(
         events_url: format!("{status_url}/events"),
         status_url: status_url.clone(),
     };
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, status_url)], Json(body)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, status_url)],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// Checks every line against the catalog and prices it.
-fn price(state: &AppState, lines: &[RequestedLine]) -> Result<(Vec<PricedLineItem>, Money), ApiError> {
+fn price(
+    state: &AppState,
+    lines: &[RequestedLine],
+) -> Result<(Vec<PricedLineItem>, Money), ApiError> {
     if lines.is_empty() {
-        return Err(ApiError::Invalid("`items` must contain at least one line.".into()));
+        return Err(ApiError::Invalid(
+            "`items` must contain at least one line.".into(),
+        ));
     }
     if lines.len() > MAX_LINES {
-        return Err(ApiError::Invalid(format!("`items` may contain at most {MAX_LINES} lines.")));
+        return Err(ApiError::Invalid(format!(
+            "`items` may contain at most {MAX_LINES} lines."
+        )));
     }
     let mut priced: Vec<PricedLineItem> = Vec::with_capacity(lines.len());
     let mut total = Money::zero(state.catalog.currency);
@@ -121,10 +133,12 @@ fn price(state: &AppState, lines: &[RequestedLine]) -> Result<(Vec<PricedLineIte
                 line.sku
             )));
         }
-        let product = state
-            .catalog
-            .get(&line.sku)
-            .ok_or_else(|| ApiError::Invalid(format!("items[{index}].sku {} is not in the catalog.", line.sku)))?;
+        let product = state.catalog.get(&line.sku).ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "items[{index}].sku {} is not in the catalog.",
+                line.sku
+            ))
+        })?;
         let quantity = u32::try_from(line.quantity).unwrap_or(1);
         let line_total = product
             .unit_price

@@ -92,11 +92,17 @@ impl From<OrderRecord> for OrderView {
 
 /// Parses the path's order id; a malformed id cannot name an order, hence 404.
 pub(crate) fn parse_order_id(text: &str) -> Result<OrderId, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::BadOrderId(format!("{text:?} is not an order id (expected \"ord_\" and 32 hex digits).")))
+    text.parse().map_err(|_| {
+        ApiError::BadOrderId(format!(
+            "{text:?} is not an order id (expected \"ord_\" and 32 hex digits)."
+        ))
+    })
 }
 
-pub(crate) async fn handle(State(state): State<AppState>, Path(order_id): Path<String>) -> Result<Json<impl Serialize>, ApiError> {
+pub(crate) async fn handle(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<impl Serialize>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
     let order = state
         .db

@@ -35,7 +35,9 @@ pub(crate) async fn handle(
     let order_id = parse_order_id(&order_id)?;
     let mut live = state.updates.subscribe();
     let db = state.db.clone();
-    let backlog = db.call(move |conn| store::history_after(conn, order_id, 0)).await?;
+    let backlog = db
+        .call(move |conn| store::history_after(conn, order_id, 0))
+        .await?;
     if backlog.is_empty() {
         return Err(ApiError::OrderNotFound);
     }
@@ -71,7 +73,10 @@ pub(crate) async fn handle(
             };
             if reload {
                 let after = last_seq;
-                match db.call(move |conn| store::history_after(conn, order_id, after)).await {
+                match db
+                    .call(move |conn| store::history_after(conn, order_id, after))
+                    .await
+                {
                     Ok(entries) => pending = entries,
                     Err(error) => {
                         tracing::warn!(%error, %order_id, "Could not reload history for an SSE stream.");

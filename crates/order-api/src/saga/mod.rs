@@ -66,7 +66,9 @@ fn apply(
     let order_id = envelope.event.order_id();
     let Some((current, last_seq)) = store::status_of(tx, order_id)? else {
         // A reply for an order this service never accepted contradicts the contract.
-        return Err(HandlerError::Permanent(anyhow::anyhow!("unknown order {order_id}")));
+        return Err(HandlerError::Permanent(anyhow::anyhow!(
+            "unknown order {order_id}"
+        )));
     };
     let steps = match decide(current, &envelope.event) {
         Decision::Advance(steps) => steps,
@@ -83,7 +85,15 @@ fn apply(
     let cause = envelope.kind().short_name();
     let mut entries = Vec::with_capacity(steps.len());
     for (seq, step) in (last_seq + 1..).zip(&steps) {
-        let entry = store::entry_for(order_id, seq, step.status, step.reason, cause, envelope.meta.id, &now);
+        let entry = store::entry_for(
+            order_id,
+            seq,
+            step.status,
+            step.reason,
+            cause,
+            envelope.meta.id,
+            &now,
+        );
         store::record_transition(tx, &entry)?;
         tracing::info!(from = %current, to = %step.status, "Order status changed.");
         entries.push(entry);
@@ -97,7 +107,9 @@ fn apply(
                 }
                 .into(),
             ),
-            (OrderStatus::Cancelled, Some(reason)) => Some(OrderCancelled { order_id, reason }.into()),
+            (OrderStatus::Cancelled, Some(reason)) => {
+                Some(OrderCancelled { order_id, reason }.into())
+            }
             _ => None,
         };
         if let Some(event) = ending {

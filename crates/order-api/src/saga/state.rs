@@ -152,7 +152,11 @@ pub fn decide(current: OrderStatus, event: &Event) -> Decision {
 
 /// The happy-path steps from `current` up to `target`, or `Ignore` if the order is already
 /// there or past it.
-fn advance_to(current: OrderStatus, target: OrderStatus, reason: Option<CancellationReason>) -> Decision {
+fn advance_to(
+    current: OrderStatus,
+    target: OrderStatus,
+    reason: Option<CancellationReason>,
+) -> Decision {
     if current.is_terminal() {
         return Decision::Ignore("the saga has already ended");
     }
@@ -161,7 +165,10 @@ fn advance_to(current: OrderStatus, target: OrderStatus, reason: Option<Cancella
     while at != target {
         match at.next() {
             Some(next) if can_transition(at, next) => {
-                steps.push(Step { status: next, reason });
+                steps.push(Step {
+                    status: next,
+                    reason,
+                });
                 at = next;
             }
             _ => return Decision::Ignore("the order is already past this step"),
@@ -202,19 +209,43 @@ mod tests {
     }
 
     fn initiated() -> Event {
-        PaymentInitiated { order_id: OrderId::new(), amount: usd(100) }.into()
+        PaymentInitiated {
+            order_id: OrderId::new(),
+            amount: usd(100),
+        }
+        .into()
     }
     fn completed() -> Event {
-        PaymentCompleted { order_id: OrderId::new(), payment_id: "ch_1".into(), amount: usd(100), items: vec![] }.into()
+        PaymentCompleted {
+            order_id: OrderId::new(),
+            payment_id: "ch_1".into(),
+            amount: usd(100),
+            items: vec![],
+        }
+        .into()
     }
     fn failed() -> Event {
-        PaymentFailed { order_id: OrderId::new(), reason: PaymentFailureReason::Declined, detail: String::new() }.into()
+        PaymentFailed {
+            order_id: OrderId::new(),
+            reason: PaymentFailureReason::Declined,
+            detail: String::new(),
+        }
+        .into()
     }
     fn reserved() -> Event {
-        StockReserved { order_id: OrderId::new(), items: vec![] }.into()
+        StockReserved {
+            order_id: OrderId::new(),
+            items: vec![],
+        }
+        .into()
     }
     fn rejected() -> Event {
-        StockRejected { order_id: OrderId::new(), reason: StockRejectionReason::OutOfStock, shortages: vec![] }.into()
+        StockRejected {
+            order_id: OrderId::new(),
+            reason: StockRejectionReason::OutOfStock,
+            shortages: vec![],
+        }
+        .into()
     }
     fn refunded() -> Event {
         PaymentRefunded {
@@ -230,15 +261,24 @@ mod tests {
     #[test]
     fn happy_path_in_order() {
         assert_eq!(statuses(decide(Pending, &initiated())), [PaymentProcessing]);
-        assert_eq!(statuses(decide(PaymentProcessing, &completed())), [PaymentConfirmed]);
+        assert_eq!(
+            statuses(decide(PaymentProcessing, &completed())),
+            [PaymentConfirmed]
+        );
         assert_eq!(statuses(decide(PaymentConfirmed, &reserved())), [Confirmed]);
     }
 
     #[test]
     fn an_early_reply_fills_in_the_steps_it_proves() {
-        assert_eq!(statuses(decide(PaymentProcessing, &reserved())), [PaymentConfirmed, Confirmed]);
+        assert_eq!(
+            statuses(decide(PaymentProcessing, &reserved())),
+            [PaymentConfirmed, Confirmed]
+        );
         // …and the late `payment.completed` is then ignored.
-        assert!(matches!(decide(Confirmed, &completed()), Decision::Ignore(_)));
+        assert!(matches!(
+            decide(Confirmed, &completed()),
+            Decision::Ignore(_)
+        ));
     }
 
     #[test]
@@ -246,7 +286,13 @@ mod tests {
         let Decision::Advance(steps) = decide(PaymentProcessing, &failed()) else {
             panic!("expected a cancellation");
         };
-        assert_eq!(steps, [Step { status: Cancelled, reason: Some(CancellationReason::PaymentDeclined) }]);
+        assert_eq!(
+            steps,
+            [Step {
+                status: Cancelled,
+                reason: Some(CancellationReason::PaymentDeclined)
+            }]
+        );
     }
 
     #[test]
@@ -255,27 +301,63 @@ mod tests {
         let Decision::Advance(steps) = decide(PaymentConfirmed, &refunded()) else {
             panic!("expected a cancellation");
         };
-        assert_eq!(steps, [Step { status: Cancelled, reason: Some(CancellationReason::OutOfStock) }]);
+        assert_eq!(
+            steps,
+            [Step {
+                status: Cancelled,
+                reason: Some(CancellationReason::OutOfStock)
+            }]
+        );
     }
 
     #[test]
     fn duplicates_and_contradictions_are_ignored() {
-        assert!(matches!(decide(PaymentProcessing, &initiated()), Decision::Ignore(_)));
-        assert!(matches!(decide(PaymentConfirmed, &failed()), Decision::Ignore(_)));
-        assert!(matches!(decide(Confirmed, &refunded()), Decision::Ignore(_)));
-        assert!(matches!(decide(Cancelled, &reserved()), Decision::Ignore(_)));
+        assert!(matches!(
+            decide(PaymentProcessing, &initiated()),
+            Decision::Ignore(_)
+        ));
+        assert!(matches!(
+            decide(PaymentConfirmed, &failed()),
+            Decision::Ignore(_)
+        ));
+        assert!(matches!(
+            decide(Confirmed, &refunded()),
+            Decision::Ignore(_)
+        ));
+        assert!(matches!(
+            decide(Cancelled, &reserved()),
+            Decision::Ignore(_)
+        ));
     }
 
     #[test]
     fn every_advance_uses_allowed_transitions_only() {
-        let all = [Pending, PaymentProcessing, PaymentConfirmed, Confirmed, Cancelled];
-        let events = [initiated(), completed(), failed(), reserved(), rejected(), refunded()];
+        let all = [
+            Pending,
+            PaymentProcessing,
+            PaymentConfirmed,
+            Confirmed,
+            Cancelled,
+        ];
+        let events = [
+            initiated(),
+            completed(),
+            failed(),
+            reserved(),
+            rejected(),
+            refunded(),
+        ];
         for from in all {
             for event in &events {
                 if let Decision::Advance(steps) = decide(from, event) {
                     let mut at = from;
                     for step in steps {
-                        assert!(can_transition(at, step.status), "{at} -> {} on {:?}", step.status, event.kind());
+                        assert!(
+                            can_transition(at, step.status),
+                            "{at} -> {} on {:?}",
+                            step.status,
+                            event.kind()
+                        );
                         at = step.status;
                     }
                 }

@@ -53,7 +53,9 @@ pub struct EventConsumer {
 
 impl std::fmt::Debug for EventConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventConsumer").field("group", &self.group).finish_non_exhaustive()
+        f.debug_struct("EventConsumer")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
     }
 }
 
@@ -72,13 +74,19 @@ impl EventConsumer {
             .set("group.id", &config.client_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
-            .set("auto.commit.interval.ms", config.commit_interval.as_millis().to_string())
+            .set(
+                "auto.commit.interval.ms",
+                config.commit_interval.as_millis().to_string(),
+            )
             // A new group reads from the beginning: topics exist before the services start, and
             // an event published before a service's first start must still be handled.
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", session_ms.to_string())
             .set("heartbeat.interval.ms", (session_ms / 3).max(1).to_string())
-            .set("fetch.wait.max.ms", config.fetch_wait.as_millis().to_string())
+            .set(
+                "fetch.wait.max.ms",
+                config.fetch_wait.as_millis().to_string(),
+            )
             .set("partition.assignment.strategy", "cooperative-sticky")
             .create()?;
         let names: Vec<&str> = topics.iter().map(|topic| topic.name()).collect();
@@ -142,11 +150,20 @@ impl EventConsumer {
         let envelope = match message.payload().map(Envelope::decode) {
             Some(Ok(envelope)) => envelope,
             Some(Err(error)) => {
-                return self.dead_letter_now(message, &info, "poison", error.to_string(), 1, shutdown).await;
+                return self
+                    .dead_letter_now(message, &info, "poison", error.to_string(), 1, shutdown)
+                    .await;
             }
             None => {
                 return self
-                    .dead_letter_now(message, &info, "poison", "empty message".to_owned(), 1, shutdown)
+                    .dead_letter_now(
+                        message,
+                        &info,
+                        "poison",
+                        "empty message".to_owned(),
+                        1,
+                        shutdown,
+                    )
                     .await;
             }
         };

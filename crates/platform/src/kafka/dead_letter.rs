@@ -72,7 +72,9 @@ impl DeadLetter {
     ) -> bool {
         let message = OutgoingMessage {
             topic: format!("{}.dlq", info.topic),
-            key: key.map(|key| String::from_utf8_lossy(key).into_owned()).unwrap_or_default(),
+            key: key
+                .map(|key| String::from_utf8_lossy(key).into_owned())
+                .unwrap_or_default(),
             payload: payload.map(<[u8]>::to_vec).unwrap_or_default(),
         };
         let mut backoff = Duration::from_millis(100);
@@ -93,9 +95,14 @@ impl DeadLetter {
                 (headers::LAST_FAILURE, last.as_str()),
                 (headers::SERVICE, self.service.as_str()),
             ];
-            let headers = pairs.iter().fold(OwnedHeaders::new(), |headers, (key, value)| {
-                headers.insert(Header { key, value: Some(*value) })
-            });
+            let headers = pairs
+                .iter()
+                .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(*value),
+                    })
+                });
             match self.producer.send_with_headers(&message, headers).await {
                 Ok(()) => {
                     tracing::warn!(

@@ -1,0 +1,74 @@
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use events::Topic;
+use platform::Db;
+use platform::catalog::Catalog;
+use platform::http::{Readiness, health_routes, with_request_id};
+use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
+use platform::service::{self, ServiceParts};
+
+use crate::handlers::Inventory;
+use crate::{Config, InventorySvcError, store};
+
+/// inventory-svc, built and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    db: Db,
+    producer: EventProducer,
+    consumer: EventConsumer,
+}
+
+impl Application {
+    /// Sets everything up (seeding stock on first start); fails fast on bad configuration.
+    pub async fn build(config: Config) -> Result<Self, InventorySvcError> {
+        let catalog = Catalog::load(config.catalog_path.as_deref())?;
+        let db = Db::open(&config.database_path, &[store::MIGRATION])?;
+        db.call(move |conn| store::seed(conn, &catalog)).await?;
+        let producer = EventProducer::new(&config.kafka)?;
+        let consumer = EventConsumer::subscribe(
+            &config.kafka,
+            &[Topic::Payments],
+            DeadLetter::new(producer.clone(), Config::SERVICE),
+            ConsumerSettings::default(),
+        )?;
+        let listener = TcpListener::bind(config.http_addr).await?;
+        Ok(Self {
+            listener,
+            db,
+            producer,
+            consumer,
+        })
+    }
+
+    /// Where the HTTP endpoints listen.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until `shutdown` (see [`platform::service::run`]).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<(), InventorySvcError> {
+        let readiness = Readiness {
+            db: self.db.clone(),
+            producer: self.producer.clone(),
+        };
+        let parts = ServiceParts {
+            listener: self.listener,
+            router: with_request_id(health_routes(readiness)),
+            handler: Inventory::new(self.db.clone()),
+            db: self.db,
+            producer: self.producer,
+            consumer: self.consumer,
+            background: Vec::new(),
+        };
+        service::run(parts, shutdown)
+            .await
+            .map_err(InventorySvcError::from)
+    }
+}

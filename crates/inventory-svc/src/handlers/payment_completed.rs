@@ -1,0 +1,73 @@
+//! `payment.completed` → reserve stock for every line of the order, all or nothing, and
+//! announce `stock.reserved` or `stock.rejected` (which makes payment-svc refund).
+
+use events::{
+    Envelope, Event, PaymentCompleted, StockRejected, StockRejectionReason, StockReserved,
+};
+use platform::db::now_text;
+use platform::inbox::{self, Delivery};
+use platform::kafka::{HandlerError, MessageInfo};
+use platform::outbox;
+
+use super::{Inventory, SOURCE};
+use crate::store;
+
+pub(super) async fn handle(
+    inventory: &Inventory,
+    envelope: Envelope,
+    payment: PaymentCompleted,
+    info: &MessageInfo,
+) -> Result<(), HandlerError> {
+    let info = info.clone();
+    inventory
+        .db
+        .transaction(move |tx| {
+            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
+                tracing::info!("Duplicate payment.completed ignored.");
+                return Ok(());
+            }
+            let order_id = payment.order_id;
+            if store::has_reservation(tx, order_id)? {
+                tracing::info!("Order already has a reservation decision.");
+                return Ok(());
+            }
+            let now = now_text();
+            let (shortages, unknown) = store::shortages(tx, &payment.items)?;
+            let event: Event = if shortages.is_empty() {
+                store::reserve(tx, order_id, &payment.items, &now)?;
+                tracing::info!(lines = payment.items.len(), "Stock reserved.");
+                StockReserved {
+                    order_id,
+                    items: payment.items,
+                }
+                .into()
+            } else {
+                let reason = if unknown {
+                    StockRejectionReason::UnknownSku
+                } else {
+                    StockRejectionReason::OutOfStock
+                };
+                let detail = shortages
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}: requested {}, available {}",
+                            s.sku, s.requested, s.available
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                store::reject(tx, order_id, &detail, &now)?;
+                tracing::info!(%detail, "Stock rejected.");
+                StockRejected {
+                    order_id,
+                    reason,
+                    shortages,
+                }
+                .into()
+            };
+            outbox::enqueue(tx, &Envelope::new(SOURCE, event, Some(envelope.meta.id)))?;
+            Ok::<_, HandlerError>(())
+        })
+        .await
+}

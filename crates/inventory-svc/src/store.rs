@@ -1,0 +1,117 @@
+//! inventory-svc's tables. `available` can never go negative: a CHECK constraint backs the
+//! all-or-nothing logic of the reservation handler.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use events::{LineItem, OrderId, StockShortage};
+use platform::catalog::Catalog;
+
+pub(crate) const MIGRATION: &str = "
+CREATE TABLE IF NOT EXISTS stock (
+    sku       TEXT PRIMARY KEY,
+    available INTEGER NOT NULL CHECK (available >= 0),
+    reserved  INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+    -- What the catalog gave at first start, for audits: initial = available + reserved.
+    initial   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    order_id   TEXT PRIMARY KEY,
+    status     TEXT NOT NULL CHECK (status IN ('reserved', 'rejected')),
+    reason     TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservation_items (
+    order_id TEXT NOT NULL REFERENCES reservations (order_id),
+    sku      TEXT NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity > 0),
+    PRIMARY KEY (order_id, sku)
+);
+";
+
+/// Gives every catalog SKU its initial stock, once: a restart keeps the current levels.
+pub(crate) fn seed(conn: &Connection, catalog: &Catalog) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO stock (sku, available, initial) VALUES (?1, ?2, ?2) ON CONFLICT (sku) DO NOTHING",
+    )?;
+    for product in catalog.products() {
+        stmt.execute(params![product.sku.as_str(), product.initial_stock])?;
+    }
+    Ok(())
+}
+
+/// Whether the order already has a reservation decision.
+pub(crate) fn has_reservation(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT 1 FROM reservations WHERE order_id = ?1",
+        params![order_id.to_string()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+}
+
+/// The lines that cannot be reserved now; `unknown` lists SKUs not stocked at all.
+pub(crate) fn shortages(
+    tx: &Transaction<'_>,
+    items: &[LineItem],
+) -> rusqlite::Result<(Vec<StockShortage>, bool)> {
+    let mut stmt = tx.prepare_cached("SELECT available FROM stock WHERE sku = ?1")?;
+    let mut shortages = Vec::new();
+    let mut unknown = false;
+    for item in items {
+        let available: Option<i64> = stmt
+            .query_row(params![item.sku.as_str()], |row| row.get(0))
+            .optional()?;
+        let available = available.unwrap_or_else(|| {
+            unknown = true;
+            0
+        });
+        if available < i64::from(item.quantity) {
+            shortages.push(StockShortage {
+                sku: item.sku.clone(),
+                requested: item.quantity,
+                available: u32::try_from(available).unwrap_or(0),
+            });
+        }
+    }
+    Ok((shortages, unknown))
+}
+
+/// Moves every line from available to reserved and records the reservation.
+pub(crate) fn reserve(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    items: &[LineItem],
+    now: &str,
+) -> rusqlite::Result<()> {
+    let id = order_id.to_string();
+    tx.execute(
+        "INSERT INTO reservations (order_id, status, created_at) VALUES (?1, 'reserved', ?2)",
+        params![id, now],
+    )?;
+    let mut take = tx.prepare_cached(
+        "UPDATE stock SET available = available - ?2, reserved = reserved + ?2 WHERE sku = ?1",
+    )?;
+    let mut line = tx.prepare_cached(
+        "INSERT INTO reservation_items (order_id, sku, quantity) VALUES (?1, ?2, ?3)",
+    )?;
+    for item in items {
+        take.execute(params![item.sku.as_str(), item.quantity])?;
+        line.execute(params![id, item.sku.as_str(), item.quantity])?;
+    }
+    Ok(())
+}
+
+/// Records that nothing was reserved for the order, and why.
+pub(crate) fn reject(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    reason: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)",
+        params![order_id.to_string(), reason, now],
+    )?;
+    Ok(())
+}

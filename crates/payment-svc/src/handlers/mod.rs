@@ -1,0 +1,58 @@
+//! What payment-svc does with each event it consumes, one module per event, plus the
+//! provider's notifications (which are events too, only from outside Kafka).
+
+mod order_created;
+mod provider_outcome;
+mod stock_rejected;
+
+use std::sync::Arc;
+
+use events::{Envelope, Event};
+use platform::Db;
+use platform::kafka::{EventHandler, HandlerError, MessageInfo};
+
+use crate::provider::PaymentProvider;
+
+pub(crate) use provider_outcome::apply_notification;
+
+/// The name this service gives itself in events it produces.
+pub const SOURCE: &str = "/shop/payment-svc";
+
+/// payment-svc's event handler and the state its handlers share.
+#[derive(Clone)]
+pub struct Payments {
+    pub(crate) db: Db,
+    pub(crate) provider: Arc<dyn PaymentProvider>,
+}
+
+impl std::fmt::Debug for Payments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payments")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Payments {
+    /// Handlers writing to `db` and charging through `provider`.
+    pub fn new(db: Db, provider: Arc<dyn PaymentProvider>) -> Self {
+        Self { db, provider }
+    }
+}
+
+impl EventHandler for Payments {
+    async fn handle(&self, envelope: Envelope, info: &MessageInfo) -> Result<(), HandlerError> {
+        match &envelope.event {
+            Event::OrderCreated(order) => {
+                let order = order.clone();
+                order_created::handle(self, &envelope, order, info).await
+            }
+            Event::StockRejected(rejection) => {
+                let rejection = rejection.clone();
+                stock_rejected::handle(self, &envelope, rejection, info).await
+            }
+            // Other events on the subscribed topics are not for payment-svc.
+            _ => Ok(()),
+        }
+    }
+}

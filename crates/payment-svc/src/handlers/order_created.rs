@@ -1,0 +1,65 @@
+//! `order.created` → record the payment as `charging`, announce `payment.initiated`, ask the
+//! provider to charge. The outcome arrives later (see `provider_outcome`).
+
+use events::{Envelope, LineItem, OrderCreated, PaymentInitiated};
+use platform::db::now_text;
+use platform::inbox::{self, Delivery};
+use platform::kafka::{HandlerError, MessageInfo};
+use platform::outbox;
+
+use super::{Payments, SOURCE};
+use crate::recovery::submit_charge;
+use crate::store::{self, Payment, PaymentStatus};
+
+pub(super) async fn handle(
+    payments: &Payments,
+    envelope: &Envelope,
+    order: OrderCreated,
+    info: &MessageInfo,
+) -> Result<(), HandlerError> {
+    let payment = Payment {
+        order_id: order.order_id,
+        amount: order.total,
+        payment_method: order.payment_method.clone(),
+        items: order
+            .items
+            .iter()
+            .map(|item| LineItem {
+                sku: item.sku.clone(),
+                quantity: item.quantity,
+            })
+            .collect(),
+        status: PaymentStatus::Charging,
+        charge_id: None,
+    };
+    let envelope = envelope.clone();
+    let info = info.clone();
+    let record = payment.clone();
+    let created = payments
+        .db
+        .transaction(move |tx| {
+            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
+                tracing::info!("Duplicate order.created ignored.");
+                return Ok::<_, HandlerError>(false);
+            }
+            if !store::insert_payment(tx, &record, &now_text())? {
+                tracing::info!("Order already has a payment.");
+                return Ok(false);
+            }
+            let initiated = PaymentInitiated {
+                order_id: record.order_id,
+                amount: record.amount,
+            };
+            outbox::enqueue(
+                tx,
+                &Envelope::new(SOURCE, initiated, Some(envelope.meta.id)),
+            )?;
+            Ok(true)
+        })
+        .await?;
+    if created {
+        // If this fails or the process dies first, recovery sends the request again.
+        submit_charge(payments, &payment).await;
+    }
+    Ok(())
+}

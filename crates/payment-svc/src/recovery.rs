@@ -1,0 +1,149 @@
+//! Getting every charge and refund to an outcome, whatever crashed in between.
+//!
+//! A request to the provider happens after the transaction that recorded the intent, so the
+//! process can die between the two, or the provider's notification can be lost. A periodic
+//! sweep sends requests again for payments and refunds that have waited too long; the
+//! idempotency key makes the provider return the original charge instead of charging twice.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use platform::db::now_text;
+
+use crate::handlers::{Payments, apply_notification};
+use crate::provider::{Accepted, ChargeRequest, Notification, RefundRequest};
+use crate::store::{self, Payment, Refund};
+
+/// Sends (or re-sends) the charge request of `payment`. Failures are logged: the sweep retries.
+pub(crate) async fn submit_charge(payments: &Payments, payment: &Payment) {
+    let request = ChargeRequest {
+        order_id: payment.order_id,
+        amount: payment.amount,
+        payment_method: payment.payment_method.clone(),
+    };
+    match payments.provider.charge(request).await {
+        Ok(accepted) => {
+            let order_id = payment.order_id;
+            let charge_id = accepted.id.clone();
+            let marked = payments
+                .db
+                .call(move |conn| {
+                    store::mark_charge_submitted(conn, order_id, &charge_id, &now_text())
+                })
+                .await;
+            if let Err(error) = marked {
+                tracing::warn!(%error, %order_id, "Could not note a charge submission.");
+            }
+            apply_known_outcome(payments, payment.order_id, accepted).await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, order_id = %payment.order_id, "Charge request failed; will retry.")
+        }
+    }
+}
+
+/// Sends (or re-sends) the refund request of `refund`.
+pub(crate) async fn submit_refund(payments: &Payments, refund: &Refund) {
+    let request = RefundRequest {
+        order_id: refund.order_id,
+        charge_id: refund.charge_id.clone(),
+        amount: refund.amount,
+    };
+    match payments.provider.refund(request).await {
+        Ok(accepted) => {
+            let order_id = refund.order_id;
+            let marked = payments
+                .db
+                .call(move |conn| store::mark_refund_submitted(conn, order_id, &now_text()))
+                .await;
+            if let Err(error) = marked {
+                tracing::warn!(%error, %order_id, "Could not note a refund submission.");
+            }
+            apply_known_outcome(payments, refund.order_id, accepted).await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, order_id = %refund.order_id, "Refund request failed; will retry.")
+        }
+    }
+}
+
+/// A repeated request may come back with the outcome already decided: apply it as if notified.
+async fn apply_known_outcome(payments: &Payments, order_id: events::OrderId, accepted: Accepted) {
+    let Some(outcome) = accepted.outcome else {
+        return;
+    };
+    let notification = Notification {
+        notification_id: format!("sync_{}_{}", accepted.id, Utc::now().timestamp_micros()),
+        order_id,
+        outcome,
+    };
+    if let Err(error) = apply_notification(&payments.db, notification).await {
+        tracing::warn!(%error, %order_id, "Could not apply a known outcome; the sweep will ask again.");
+    }
+}
+
+/// Applies provider notifications as they arrive, until the channel closes or `shutdown`.
+pub(crate) async fn run_notifications(
+    payments: Payments,
+    mut notifications: mpsc::Receiver<Notification>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let notification = tokio::select! {
+            () = shutdown.cancelled() => return,
+            notification = notifications.recv() => match notification {
+                Some(notification) => notification,
+                None => return,
+            },
+        };
+        let order_id = notification.order_id;
+        if let Err(error) = apply_notification(&payments.db, notification).await {
+            // Not acknowledged: the provider (or the sweep) will deliver the outcome again.
+            tracing::warn!(%error, %order_id, "Could not apply a provider notification.");
+        }
+    }
+}
+
+/// Every `interval`, re-sends requests that have waited longer than `stale_after`.
+pub(crate) async fn run_sweep(
+    payments: Payments,
+    interval: Duration,
+    stale_after: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if let Err(error) = sweep_once(&payments, stale_after).await {
+            tracing::warn!(%error, "Payment recovery sweep failed.");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+async fn sweep_once(payments: &Payments, stale_after: Duration) -> rusqlite::Result<()> {
+    let before = (Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default())
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (charges, refunds) = payments
+        .db
+        .call(move |conn| {
+            Ok::<_, rusqlite::Error>((
+                store::stale_charges(conn, &before, 500)?,
+                store::stale_refunds(conn, &before, 500)?,
+            ))
+        })
+        .await?;
+    for payment in &charges {
+        tracing::info!(order_id = %payment.order_id, "Re-sending a charge request that has no outcome yet.");
+        submit_charge(payments, payment).await;
+    }
+    for refund in &refunds {
+        tracing::info!(order_id = %refund.order_id, "Re-sending a refund request that has no outcome yet.");
+        submit_refund(payments, refund).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! payment-svc's tables. A payment row per order is the record of truth: the unique key makes
+//! "at most one charge per order" a database constraint, not a hope.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use events::{CancellationReason, Currency, LineItem, Money, OrderId, PaymentMethod};
+
+pub(crate) const MIGRATION: &str = "
+CREATE TABLE IF NOT EXISTS payments (
+    order_id          TEXT PRIMARY KEY,
+    amount_minor      INTEGER NOT NULL CHECK (amount_minor >= 0),
+    currency          TEXT NOT NULL,
+    payment_method    TEXT NOT NULL,
+    -- The order lines, forwarded in payment.completed (JSON array of {sku, quantity}).
+    items             TEXT NOT NULL,
+    status            TEXT NOT NULL
+                      CHECK (status IN ('charging', 'charged', 'failed', 'refunding', 'refunded')),
+    charge_id         TEXT,
+    failure_reason    TEXT,
+    submissions       INTEGER NOT NULL DEFAULT 0,
+    last_submitted_at TEXT,
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refunds (
+    order_id          TEXT PRIMARY KEY REFERENCES payments (order_id),
+    amount_minor      INTEGER NOT NULL CHECK (amount_minor >= 0),
+    currency          TEXT NOT NULL,
+    reason            TEXT NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('refunding', 'refunded')),
+    refund_id         TEXT,
+    submissions       INTEGER NOT NULL DEFAULT 0,
+    last_submitted_at TEXT,
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL
+);
+-- Provider notifications already applied (webhook ids), so a repeated delivery is dropped.
+CREATE TABLE IF NOT EXISTS provider_notifications (
+    notification_id TEXT PRIMARY KEY,
+    order_id        TEXT NOT NULL,
+    received_at     TEXT NOT NULL
+);
+";
+
+/// A payment's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PaymentStatus {
+    Charging,
+    Charged,
+    Failed,
+    Refunding,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Charging => "charging",
+            PaymentStatus::Charged => "charged",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Refunding => "refunding",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Charging,
+            Self::Charged,
+            Self::Failed,
+            Self::Refunding,
+            Self::Refunded,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+}
+
+/// A payment row.
+#[derive(Clone, Debug)]
+pub(crate) struct Payment {
+    pub(crate) order_id: OrderId,
+    pub(crate) amount: Money,
+    pub(crate) payment_method: PaymentMethod,
+    pub(crate) items: Vec<LineItem>,
+    pub(crate) status: PaymentStatus,
+    pub(crate) charge_id: Option<String>,
+}
+
+/// A refund row.
+#[derive(Clone, Debug)]
+pub(crate) struct Refund {
+    pub(crate) order_id: OrderId,
+    pub(crate) amount: Money,
+    pub(crate) charge_id: String,
+    pub(crate) reason: CancellationReason,
+}
+
+/// Inserts a payment in `charging`; `false` if the order already has one.
+pub(crate) fn insert_payment(
+    tx: &Transaction<'_>,
+    payment: &Payment,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let items = serde_json::to_string(&payment.items).unwrap_or_else(|_| "[]".into());
+    let inserted = tx.execute(
+        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?6)
+         ON CONFLICT (order_id) DO NOTHING",
+        params![
+            payment.order_id.to_string(),
+            payment.amount.amount_minor,
+            payment.amount.currency.as_str(),
+            payment.payment_method.as_str(),
+            items,
+            now
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+const PAYMENT_COLUMNS: &str =
+    "order_id, amount_minor, currency, payment_method, items, status, charge_id";
+
+fn payment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Payment>> {
+    let order_id: String = row.get(0)?;
+    let currency: String = row.get(2)?;
+    let method: String = row.get(3)?;
+    let items: String = row.get(4)?;
+    let status: String = row.get(5)?;
+    let (Ok(order_id), Ok(currency), Ok(payment_method), Ok(items), Some(status)) = (
+        order_id.parse::<OrderId>(),
+        currency.parse::<Currency>(),
+        PaymentMethod::parse(method),
+        serde_json::from_str::<Vec<LineItem>>(&items),
+        PaymentStatus::parse(&status),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Payment {
+        order_id,
+        amount: Money::new(row.get(1)?, currency),
+        payment_method,
+        items,
+        status,
+        charge_id: row.get(6)?,
+    }))
+}
+
+/// The payment of `order_id`, if any.
+pub(crate) fn payment(conn: &Connection, order_id: OrderId) -> rusqlite::Result<Option<Payment>> {
+    conn.query_row(
+        &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?1"),
+        params![order_id.to_string()],
+        payment_from_row,
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
+/// Moves a payment from `from` to `to`; `false` if it was not in `from` (a repeat).
+pub(crate) fn transition(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    from: PaymentStatus,
+    to: PaymentStatus,
+    charge_id: Option<&str>,
+    failure_reason: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let changed = tx.execute(
+        "UPDATE payments SET status = ?3, charge_id = COALESCE(?4, charge_id),
+                failure_reason = COALESCE(?5, failure_reason), updated_at = ?6
+         WHERE order_id = ?1 AND status = ?2",
+        params![
+            order_id.to_string(),
+            from.as_str(),
+            to.as_str(),
+            charge_id,
+            failure_reason,
+            now
+        ],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Notes that a charge request was sent (for recovery's staleness check).
+pub(crate) fn mark_charge_submitted(
+    conn: &Connection,
+    order_id: OrderId,
+    charge_id: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE payments SET submissions = submissions + 1, last_submitted_at = ?3,
+                charge_id = COALESCE(charge_id, ?2)
+         WHERE order_id = ?1",
+        params![order_id.to_string(), charge_id, now],
+    )?;
+    Ok(())
+}
+
+/// Starts a refund for a charged payment; `false` if the order already has one.
+pub(crate) fn insert_refund(
+    tx: &Transaction<'_>,
+    refund: &Refund,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO refunds (order_id, amount_minor, currency, reason, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'refunding', ?5, ?5)
+         ON CONFLICT (order_id) DO NOTHING",
+        params![
+            refund.order_id.to_string(),
+            refund.amount.amount_minor,
+            refund.amount.currency.as_str(),
+            refund.reason.as_str(),
+            now
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// Completes a refund in `refunding`; returns its reason, or `None` if it was not refunding.
+pub(crate) fn complete_refund(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    refund_id: &str,
+    now: &str,
+) -> rusqlite::Result<Option<CancellationReason>> {
+    let reason: Option<String> = tx
+        .query_row(
+            "UPDATE refunds SET status = 'refunded', refund_id = ?2, updated_at = ?3
+             WHERE order_id = ?1 AND status = 'refunding' RETURNING reason",
+            params![order_id.to_string(), refund_id, now],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(reason.as_deref().and_then(CancellationReason::parse))
+}
+
+/// Notes that a refund request was sent.
+pub(crate) fn mark_refund_submitted(
+    conn: &Connection,
+    order_id: OrderId,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE refunds SET submissions = submissions + 1, last_submitted_at = ?2 WHERE order_id = ?1",
+        params![order_id.to_string(), now],
+    )?;
+    Ok(())
+}
+
+/// Records a provider notification id; `false` if it was seen before.
+pub(crate) fn record_notification(
+    tx: &Transaction<'_>,
+    notification_id: &str,
+    order_id: OrderId,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO provider_notifications (notification_id, order_id, received_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (notification_id) DO NOTHING",
+        params![notification_id, order_id.to_string(), now],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// Payments still `charging` whose last request is older than `before` (or never sent).
+pub(crate) fn stale_charges(
+    conn: &Connection,
+    before: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<Payment>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments
+         WHERE status = 'charging' AND COALESCE(last_submitted_at, created_at) < ?1
+         ORDER BY created_at LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![before, limit], payment_from_row)?;
+    rows.filter_map(Result::transpose).collect()
+}
+
+/// Refunds still `refunding` whose last request is older than `before` (or never sent).
+pub(crate) fn stale_refunds(
+    conn: &Connection,
+    before: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<Refund>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.order_id, r.amount_minor, r.currency, p.charge_id, r.reason
+         FROM refunds r JOIN payments p ON p.order_id = r.order_id
+         WHERE r.status = 'refunding' AND COALESCE(r.last_submitted_at, r.created_at) < ?1
+         ORDER BY r.created_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![before, limit], |row| {
+        let order_id: String = row.get(0)?;
+        let currency: String = row.get(2)?;
+        let charge_id: Option<String> = row.get(3)?;
+        let reason: String = row.get(4)?;
+        Ok(
+            match (
+                order_id.parse(),
+                currency.parse(),
+                charge_id,
+                CancellationReason::parse(&reason),
+            ) {
+                (Ok(order_id), Ok(currency), Some(charge_id), Some(reason)) => Some(Refund {
+                    order_id,
+                    amount: Money::new(row.get(1)?, currency),
+                    charge_id,
+                    reason,
+                }),
+                _ => None,
+            },
+        )
+    })?;
+    rows.filter_map(Result::transpose).collect()
+}

@@ -1,0 +1,84 @@
+//! `shopctl up`: the embedded broker and every service in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use platform::broker::EmbeddedBroker;
+
+/// Options of `shopctl up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Where order-api listens.
+    pub http_addr: SocketAddr,
+    /// Where the databases go.
+    pub data_dir: PathBuf,
+    /// Brokers in the embedded cluster.
+    pub brokers: i32,
+}
+
+/// Runs everything until Ctrl-C / SIGTERM, then stops every service cleanly.
+pub async fn run(options: UpOptions) -> anyhow::Result<()> {
+    let broker = EmbeddedBroker::start(options.brokers).context("starting the embedded broker")?;
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let db = |name: &str| options.data_dir.join(format!("{name}.db"));
+    let loopback_any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+
+    let mut order_config = order_api::Config::from_env()?;
+    order_config.http_addr = options.http_addr;
+    order_config.database_path = db("order-api");
+    order_config.kafka = order_config.kafka.with_bootstrap(&bootstrap);
+
+    let mut payment_config = payment_svc::Config::from_env()?;
+    payment_config.http_addr = port_from_env("PAYMENT_SVC_ADDR", loopback_any_port)?;
+    payment_config.database_path = db("payment-svc");
+    payment_config.kafka = payment_config.kafka.with_bootstrap(&bootstrap);
+
+    let mut inventory_config = inventory_svc::Config::from_env()?;
+    inventory_config.http_addr = port_from_env("INVENTORY_SVC_ADDR", loopback_any_port)?;
+    inventory_config.database_path = db("inventory-svc");
+    inventory_config.kafka = inventory_config.kafka.with_bootstrap(&bootstrap);
+
+    let order_api = order_api::Application::build(order_config)
+        .await
+        .with_context(|| format!("starting order-api on {}", options.http_addr))?;
+    let payment = payment_svc::Application::build(payment_config)
+        .await
+        .context("starting payment-svc")?;
+    let inventory = inventory_svc::Application::build(inventory_config)
+        .await
+        .context("starting inventory-svc")?;
+
+    let order_url = format!("http://{}", order_api.local_addr()?);
+    println!("shop ready: POST {order_url}/api/orders");
+    println!("  order-api      {order_url}");
+    println!("  payment-svc    http://{}", payment.local_addr()?);
+    println!("  inventory-svc  http://{}", inventory.local_addr()?);
+    println!("  kafka          {bootstrap}");
+    println!("  data           {}", options.data_dir.display());
+    println!("Press Ctrl-C to stop.");
+
+    let shutdown = platform::shutdown::on_signal();
+    let services = tokio::join!(
+        order_api.run_until_stopped(stopper(&shutdown)),
+        payment.run_until_stopped(stopper(&shutdown)),
+        inventory.run_until_stopped(stopper(&shutdown)),
+    );
+    // The broker stops last, once every service has flushed and committed.
+    drop(broker);
+    services.0?;
+    services.1?;
+    services.2?;
+    println!("shop stopped");
+    Ok(())
+}
+
+fn stopper(shutdown: &CancellationToken) -> CancellationToken {
+    shutdown.child_token()
+}
+
+fn port_from_env(name: &str, default: SocketAddr) -> anyhow::Result<SocketAddr> {
+    Ok(platform::config::env_parse(name, default)?)
+}
