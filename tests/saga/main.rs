@@ -1,1 +1,9 @@
-fn main() {}
+//! End-to-end saga tests: the broker and every service run as separate processes; the tests
+//! speak HTTP to order-api, read each service's own database, and read and write topics.
+
+mod bad_input;
+mod declined;
+mod happy_path;
+mod out_of_stock;
+mod redelivery;
+mod restart;

@@ -1,0 +1,186 @@
+//! Service processes: build once, start, wait for the `ready` line, kill, restart.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// Which process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// `shopctl broker`.
+    Broker,
+    /// `order-api`.
+    OrderApi,
+    /// `payment-svc`.
+    Payment,
+    /// `inventory-svc`.
+    Inventory,
+}
+
+impl ServiceKind {
+    fn binary(self) -> &'static str {
+        match self {
+            ServiceKind::Broker => "shopctl",
+            ServiceKind::OrderApi => "order-api",
+            ServiceKind::Payment => "payment-svc",
+            ServiceKind::Inventory => "inventory-svc",
+        }
+    }
+
+    fn addr_var(self) -> Option<&'static str> {
+        match self {
+            ServiceKind::Broker => None,
+            ServiceKind::OrderApi => Some("ORDER_API_ADDR"),
+            ServiceKind::Payment => Some("PAYMENT_SVC_ADDR"),
+            ServiceKind::Inventory => Some("INVENTORY_SVC_ADDR"),
+        }
+    }
+}
+
+/// The built binaries' directory.
+#[derive(Clone, Debug)]
+pub(crate) struct Binaries(PathBuf);
+
+/// Builds the service binaries once per test run, with the profile of this test binary, so
+/// `cargo test` alone is enough; later calls reuse the result.
+pub(crate) fn binaries() -> Result<Binaries> {
+    static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(dir) = built.as_ref() {
+        return Ok(Binaries(dir.clone()));
+    }
+    // target/<profile>/deps/<this test> → target/<profile>
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().and_then(Path::parent).context("test binary is not in target/<profile>/deps")?;
+    let target_dir = profile_dir.parent().context("no target directory")?;
+    let profile = profile_dir.file_name().and_then(|name| name.to_str()).unwrap_or("debug");
+    let profile = if profile == "debug" { "dev" } else { profile };
+    let status = Command::new(env!("CARGO"))
+        .current_dir(crate::repo_root())
+        .args(["build", "--quiet", "--bins", "--profile", profile, "--target-dir"])
+        .arg(target_dir)
+        .args(["-p", "order-api", "-p", "payment-svc", "-p", "inventory-svc", "-p", "shopctl"])
+        .status()
+        .context("running cargo build for the service binaries")?;
+    if !status.success() {
+        bail!("building the service binaries failed: {status}");
+    }
+    *built = Some(profile_dir.to_owned());
+    Ok(Binaries(profile_dir.to_owned()))
+}
+
+/// A running (or killed) child process.
+#[derive(Debug)]
+pub struct Service {
+    kind: ServiceKind,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+    /// `host:port` of its HTTP listener (fixed across restarts).
+    addr: Option<String>,
+    /// For the broker: its bootstrap servers.
+    pub bootstrap: Option<String>,
+    /// Number of starts, to name log files.
+    starts: u32,
+}
+
+impl Service {
+    /// Starts `kind` with `env` and waits for its ready line.
+    pub(crate) async fn start(kind: ServiceKind, bins: &Binaries, dir: &Path, env: &[(String, String)]) -> Result<Self> {
+        let mut service = Self {
+            kind,
+            child: None,
+            env: env.to_vec(),
+            addr: None,
+            bootstrap: None,
+            starts: 0,
+        };
+        service.spawn(bins, dir).await?;
+        Ok(service)
+    }
+
+    async fn spawn(&mut self, bins: &Binaries, dir: &Path) -> Result<()> {
+        self.starts += 1;
+        let log = std::fs::File::create(dir.join(format!("{}.{}.log", self.kind.binary(), self.starts)))?;
+        let mut command = Command::new(bins.0.join(self.kind.binary()));
+        if self.kind == ServiceKind::Broker {
+            command.arg("broker");
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(var) = self.kind.addr_var() {
+            // First start: any free port; restarts keep the port so clients can reconnect.
+            command.env(var, self.addr.as_deref().unwrap_or("127.0.0.1:0"));
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", self.kind.binary()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        self.child = Some(child);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut sender = Some(sender);
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.push(line.clone());
+                if line.contains("ready") {
+                    if let Some(sender) = sender.take() {
+                        let _ = sender.send(lines.clone());
+                    }
+                }
+            }
+        });
+        let lines = tokio::time::timeout(Duration::from_secs(60), receiver)
+            .await
+            .with_context(|| format!("{} did not print `ready` in time", self.kind.binary()))?
+            .with_context(|| format!("{} exited before it was ready (see its log in {})", self.kind.binary(), dir.display()))?;
+        for line in lines {
+            if let Some(bootstrap) = line.strip_prefix("KAFKA_BOOTSTRAP_SERVERS=") {
+                self.bootstrap = Some(bootstrap.to_owned());
+            }
+            if let Some((_, url)) = line.split_once("ready on http://") {
+                self.addr = Some(url.trim().to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// `http://host:port` of the service.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr.as_deref().unwrap_or("127.0.0.1:0"))
+    }
+
+    /// SIGKILL: no shutdown, no flush, no offset commit — a crash.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> Result<bool> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(false);
+        };
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        Ok(child.wait()?.success())
+    }
+
+    pub(crate) async fn restart(&mut self, bins: &Binaries, dir: &Path) -> Result<()> {
+        self.kill()?;
+        self.spawn(bins, dir).await
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
