@@ -128,10 +128,10 @@ impl Service {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 lines.push(line.clone());
-                if line.contains("ready") {
-                    if let Some(sender) = sender.take() {
-                        let _ = sender.send(lines.clone());
-                    }
+                if line.contains("ready")
+                    && let Some(sender) = sender.take()
+                {
+                    let _ = sender.send(lines.clone());
                 }
             }
         });

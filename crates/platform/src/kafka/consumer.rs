@@ -112,12 +112,12 @@ impl EventConsumer {
             };
             match message {
                 Ok(message) => {
-                    if self.process(&handler, &message, &shutdown).await {
-                        if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                            // The partition was revoked meanwhile; its next owner sees the
-                            // message again and the inbox makes that harmless.
-                            tracing::warn!(%error, "Could not store an offset.");
-                        }
+                    if self.process(&handler, &message, &shutdown).await
+                        && let Err(error) = self.consumer.store_offset_from_message(&message)
+                    {
+                        // The partition was revoked meanwhile; its next owner sees the
+                        // message again and the inbox makes that harmless.
+                        tracing::warn!(%error, "Could not store an offset.");
                     }
                 }
                 Err(error) => {
