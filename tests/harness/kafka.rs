@@ -31,7 +31,9 @@ pub struct KafkaTool {
 
 impl std::fmt::Debug for KafkaTool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaTool").field("bootstrap", &self.bootstrap).finish_non_exhaustive()
+        f.debug_struct("KafkaTool")
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,12 +51,24 @@ impl KafkaTool {
 
     /// Waits until `topic` holds a message matching `matches`, reading every partition from the
     /// beginning (no consumer group involved).
-    pub fn find(&self, topic: &str, matches: impl Fn(&FoundMessage) -> bool) -> Result<FoundMessage> {
-        self.find_all(topic, &matches, 1)?.into_iter().next().context("no message")
+    pub fn find(
+        &self,
+        topic: &str,
+        matches: impl Fn(&FoundMessage) -> bool,
+    ) -> Result<FoundMessage> {
+        self.find_all(topic, &matches, 1)?
+            .into_iter()
+            .next()
+            .context("no message")
     }
 
     /// Waits until `topic` holds at least `count` messages matching `matches`; returns them.
-    pub fn find_all(&self, topic: &str, matches: &dyn Fn(&FoundMessage) -> bool, count: usize) -> Result<Vec<FoundMessage>> {
+    pub fn find_all(
+        &self,
+        topic: &str,
+        matches: &dyn Fn(&FoundMessage) -> bool,
+        count: usize,
+    ) -> Result<Vec<FoundMessage>> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", "saga-tests-reader")
@@ -86,7 +100,13 @@ impl KafkaTool {
                     .map(|headers| {
                         headers
                             .iter()
-                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -100,7 +120,10 @@ impl KafkaTool {
                 }
             }
         }
-        bail!("found {} of {count} matching messages on {topic} within the deadline", found.len())
+        bail!(
+            "found {} of {count} matching messages on {topic} within the deadline",
+            found.len()
+        )
     }
 
     /// Every message on `topic` up to its current end.
@@ -111,11 +134,16 @@ impl KafkaTool {
             .set("enable.auto.commit", "false")
             .create()?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-        let partitions = metadata.topics().first().map(|t| t.partitions().len()).context("topic metadata missing")?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .context("topic metadata missing")?;
         let mut expected = 0;
         let mut assignment = TopicPartitionList::new();
         for partition in 0..i32::try_from(partitions)? {
-            let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+            let (low, high) =
+                consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
             expected += usize::try_from(high - low)?;
             assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
         }
@@ -127,13 +155,25 @@ impl KafkaTool {
     }
 
     /// Produces `payload` with `key` and `headers` onto `topic` and waits for the acknowledgement.
-    pub async fn produce(&self, topic: &str, key: &[u8], payload: &[u8], headers: &[(String, String)]) -> Result<()> {
+    pub async fn produce(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(String, String)],
+    ) -> Result<()> {
         let headers = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) })
+            h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
         });
         self.producer
             .send(
-                FutureRecord::to(topic).key(key).payload(payload).headers(headers),
+                FutureRecord::to(topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(headers),
                 Duration::from_secs(5),
             )
             .await

@@ -45,7 +45,10 @@ impl Stack {
         let bins = process::binaries()?;
         let dir = tempfile::Builder::new().prefix("saga-test-").tempdir()?;
         let broker = Service::start(ServiceKind::Broker, &bins, dir.path(), &[]).await?;
-        let bootstrap = broker.bootstrap.clone().context("broker printed no bootstrap servers")?;
+        let bootstrap = broker
+            .bootstrap
+            .clone()
+            .context("broker printed no bootstrap servers")?;
         let env = |db: &str| -> Vec<(String, String)> {
             vec![
                 ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
@@ -53,12 +56,21 @@ impl Stack {
                 // A killed consumer's partitions move to its replacement after this long.
                 ("KAFKA_SESSION_TIMEOUT_MS".into(), "3000".into()),
                 ("KAFKA_AUTO_COMMIT_INTERVAL_MS".into(), "200".into()),
-                (db.into(), dir.path().join(format!("{}.db", db.to_lowercase())).display().to_string()),
+                (
+                    db.into(),
+                    dir.path()
+                        .join(format!("{}.db", db.to_lowercase()))
+                        .display()
+                        .to_string(),
+                ),
                 ("RUST_LOG".into(), "info,rdkafka=warn".into()),
             ]
         };
-        let (order_env, payment_env, inventory_env) =
-            (env("ORDER_API_DB"), env("PAYMENT_SVC_DB"), env("INVENTORY_SVC_DB"));
+        let (order_env, payment_env, inventory_env) = (
+            env("ORDER_API_DB"),
+            env("PAYMENT_SVC_DB"),
+            env("INVENTORY_SVC_DB"),
+        );
         let (order_api, payment, inventory) = tokio::try_join!(
             Service::start(ServiceKind::OrderApi, &bins, dir.path(), &order_env),
             Service::start(ServiceKind::Payment, &bins, dir.path(), &payment_env),
@@ -71,7 +83,9 @@ impl Stack {
             inventory,
             bootstrap,
             dir,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
         })
     }
 
@@ -82,11 +96,21 @@ impl Stack {
 
     /// `POST /api/orders` with a JSON body.
     pub async fn post_order(&self, body: &Value) -> Result<reqwest::Response> {
-        Ok(self.http.post(self.url("/api/orders")).json(body).send().await?)
+        Ok(self
+            .http
+            .post(self.url("/api/orders"))
+            .json(body)
+            .send()
+            .await?)
     }
 
     /// Places an order that must be accepted; returns its id.
-    pub async fn place_order(&self, sku: &str, quantity: u32, payment_method: &str) -> Result<String> {
+    pub async fn place_order(
+        &self,
+        sku: &str,
+        quantity: u32,
+        payment_method: &str,
+    ) -> Result<String> {
         let body = json!({
             "user_id": "usr_test",
             "items": [{"sku": sku, "quantity": quantity}],
@@ -98,20 +122,29 @@ impl Stack {
         if status != reqwest::StatusCode::ACCEPTED {
             bail!("order not accepted: {status} {body}");
         }
-        body["order_id"].as_str().map(str::to_owned).context("no order_id in 202 body")
+        body["order_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no order_id in 202 body")
     }
 
     /// `GET /api/orders/{id}` as JSON (any status code).
     pub async fn get_order(&self, order_id: &str) -> Result<(reqwest::StatusCode, Value)> {
-        let response = self.http.get(self.url(&format!("/api/orders/{order_id}"))).send().await?;
+        let response = self
+            .http
+            .get(self.url(&format!("/api/orders/{order_id}")))
+            .send()
+            .await?;
         let status = response.status();
         Ok((status, response.json().await?))
     }
 
     /// Polls the order until its status is terminal (`confirmed` / `cancelled`).
     pub async fn wait_terminal(&self, order_id: &str) -> Result<Value> {
-        self.wait_order(order_id, |order| matches!(order["status"].as_str(), Some("confirmed" | "cancelled")))
-            .await
+        self.wait_order(order_id, |order| {
+            matches!(order["status"].as_str(), Some("confirmed" | "cancelled"))
+        })
+        .await
     }
 
     /// Polls the order until `done` holds, failing after [`DEADLINE`].
@@ -128,7 +161,9 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        bail!("order {order_id} did not reach the expected state within {DEADLINE:?}; last seen: {last}")
+        bail!(
+            "order {order_id} did not reach the expected state within {DEADLINE:?}; last seen: {last}"
+        )
     }
 
     /// A connection to a service's database (for checking invariants from its own records).
@@ -145,12 +180,23 @@ impl Stack {
     }
 
     /// One integer from a query on a service's database.
-    pub fn query_i64(&self, kind: ServiceKind, sql: &str, params: impl rusqlite::Params) -> Result<i64> {
+    pub fn query_i64(
+        &self,
+        kind: ServiceKind,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<i64> {
         Ok(self.db(kind)?.query_row(sql, params, |row| row.get(0))?)
     }
 
     /// Polls a query on a service's database until it returns `expected`.
-    pub async fn wait_query(&self, kind: ServiceKind, sql: &str, param: &str, expected: i64) -> Result<()> {
+    pub async fn wait_query(
+        &self,
+        kind: ServiceKind,
+        sql: &str,
+        param: &str,
+        expected: i64,
+    ) -> Result<()> {
         let started = Instant::now();
         let mut last = None;
         while started.elapsed() < DEADLINE {

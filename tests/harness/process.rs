@@ -49,21 +49,46 @@ pub(crate) struct Binaries(PathBuf);
 /// `cargo test` alone is enough; later calls reuse the result.
 pub(crate) fn binaries() -> Result<Binaries> {
     static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    let mut built = BUILT.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|p| p.into_inner());
+    let mut built = BUILT
+        .get_or_init(|| Mutex::new(None))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if let Some(dir) = built.as_ref() {
         return Ok(Binaries(dir.clone()));
     }
     // target/<profile>/deps/<this test> → target/<profile>
     let exe = std::env::current_exe()?;
-    let profile_dir = exe.parent().and_then(Path::parent).context("test binary is not in target/<profile>/deps")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not in target/<profile>/deps")?;
     let target_dir = profile_dir.parent().context("no target directory")?;
-    let profile = profile_dir.file_name().and_then(|name| name.to_str()).unwrap_or("debug");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("debug");
     let profile = if profile == "debug" { "dev" } else { profile };
     let status = Command::new(env!("CARGO"))
         .current_dir(crate::repo_root())
-        .args(["build", "--quiet", "--bins", "--profile", profile, "--target-dir"])
+        .args([
+            "build",
+            "--quiet",
+            "--bins",
+            "--profile",
+            profile,
+            "--target-dir",
+        ])
         .arg(target_dir)
-        .args(["-p", "order-api", "-p", "payment-svc", "-p", "inventory-svc", "-p", "shopctl"])
+        .args([
+            "-p",
+            "order-api",
+            "-p",
+            "payment-svc",
+            "-p",
+            "inventory-svc",
+            "-p",
+            "shopctl",
+        ])
         .status()
         .context("running cargo build for the service binaries")?;
     if !status.success() {
@@ -89,7 +114,12 @@ pub struct Service {
 
 impl Service {
     /// Starts `kind` with `env` and waits for its ready line.
-    pub(crate) async fn start(kind: ServiceKind, bins: &Binaries, dir: &Path, env: &[(String, String)]) -> Result<Self> {
+    pub(crate) async fn start(
+        kind: ServiceKind,
+        bins: &Binaries,
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let mut service = Self {
             kind,
             child: None,
@@ -104,7 +134,8 @@ impl Service {
 
     async fn spawn(&mut self, bins: &Binaries, dir: &Path) -> Result<()> {
         self.starts += 1;
-        let log = std::fs::File::create(dir.join(format!("{}.{}.log", self.kind.binary(), self.starts)))?;
+        let log =
+            std::fs::File::create(dir.join(format!("{}.{}.log", self.kind.binary(), self.starts)))?;
         let mut command = Command::new(bins.0.join(self.kind.binary()));
         if self.kind == ServiceKind::Broker {
             command.arg("broker");
@@ -138,7 +169,13 @@ impl Service {
         let lines = tokio::time::timeout(Duration::from_secs(60), receiver)
             .await
             .with_context(|| format!("{} did not print `ready` in time", self.kind.binary()))?
-            .with_context(|| format!("{} exited before it was ready (see its log in {})", self.kind.binary(), dir.display()))?;
+            .with_context(|| {
+                format!(
+                    "{} exited before it was ready (see its log in {})",
+                    self.kind.binary(),
+                    dir.display()
+                )
+            })?;
         for line in lines {
             if let Some(bootstrap) = line.strip_prefix("KAFKA_BOOTSTRAP_SERVERS=") {
                 self.bootstrap = Some(bootstrap.to_owned());
@@ -169,7 +206,9 @@ impl Service {
         let Some(mut child) = self.child.take() else {
             return Ok(false);
         };
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
         Ok(child.wait()?.success())
     }
 

@@ -17,7 +17,11 @@ pub struct SseEvent {
 }
 
 /// Reads events from `url` until the server ends the stream; fails after `deadline`.
-pub async fn read_sse(client: &reqwest::Client, url: &str, deadline: Duration) -> Result<(Vec<SseEvent>, usize)> {
+pub async fn read_sse(
+    client: &reqwest::Client,
+    url: &str,
+    deadline: Duration,
+) -> Result<(Vec<SseEvent>, usize)> {
     let read = async {
         let response = client
             .get(url)

@@ -15,7 +15,11 @@ fn order(items: Value) -> String {
 async fn bad_orders_are_refused_with_a_problem_and_nothing_is_written() -> Result<()> {
     let stack = Stack::start().await?;
     let widget = |quantity: Value| order(json!([{"sku": "WIDGET-42", "quantity": quantity}]));
-    let huge = order(json!((0..2000).map(|_| json!({"sku": "WIDGET-42", "quantity": 1})).collect::<Vec<_>>()));
+    let huge = order(json!(
+        (0..2000)
+            .map(|_| json!({"sku": "WIDGET-42", "quantity": 1}))
+            .collect::<Vec<_>>()
+    ));
     // (what, content type, body, expected status, a word the detail must contain)
     let cases: Vec<(&str, &str, String, StatusCode, &str)> = vec![
         ("malformed JSON", "application/json", "{\"user_id\":".into(), StatusCode::BAD_REQUEST, "EOF"),
@@ -59,17 +63,36 @@ async fn bad_orders_are_refused_with_a_problem_and_nothing_is_written() -> Resul
             .send()
             .await?;
         assert_eq!(response.status(), status, "{what}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json", "{what}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{what}"
+        );
         let problem: Value = response.json().await?;
         assert_eq!(problem["status"], status.as_u16(), "{what}: {problem}");
-        assert!(problem["title"].is_string() && problem["type"].is_string(), "{what}: {problem}");
+        assert!(
+            problem["title"].is_string() && problem["type"].is_string(),
+            "{what}: {problem}"
+        );
         let detail = problem["detail"].as_str().unwrap_or_default();
-        assert!(detail.contains(word), "{what}: detail {detail:?} should mention {word:?}");
+        assert!(
+            detail.contains(word),
+            "{what}: detail {detail:?} should mention {word:?}"
+        );
     }
 
-    assert_eq!(stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?, 0);
-    assert_eq!(stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM outbox", [])?, 0);
-    assert!(stack.kafka()?.read_all("orders")?.is_empty(), "an event was published for a refused order");
+    assert_eq!(
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?,
+        0
+    );
+    assert_eq!(
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM outbox", [])?,
+        0
+    );
+    assert!(
+        stack.kafka()?.read_all("orders")?.is_empty(),
+        "an event was published for a refused order"
+    );
     Ok(())
 }
 
@@ -84,7 +107,11 @@ async fn unknown_orders_are_not_found() -> Result<()> {
     ] {
         let response = stack.http.get(stack.url(path)).send().await?;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json", "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
     }
     Ok(())
 }

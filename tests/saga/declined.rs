@@ -8,7 +8,9 @@ async fn a_declined_card_cancels_the_order_without_touching_stock() -> Result<()
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
     let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
 
-    let order_id = stack.place_order("WIDGET-42", 2, "pm_card_declined").await?;
+    let order_id = stack
+        .place_order("WIDGET-42", 2, "pm_card_declined")
+        .await?;
     let order = stack.wait_terminal(&order_id).await?;
 
     assert_eq!(order["status"], "cancelled");
@@ -19,18 +21,36 @@ async fn a_declined_card_cancels_the_order_without_touching_stock() -> Result<()
         .unwrap_or_default();
     assert_eq!(statuses, ["pending", "payment_processing", "cancelled"]);
     assert_eq!(
-        stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'failed'", [&order_id])?,
+        stack.query_i64(
+            ServiceKind::Payment,
+            "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'failed'",
+            [&order_id]
+        )?,
         1
     );
-    assert_eq!(stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM refunds WHERE order_id = ?1", [&order_id])?, 0);
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, "SELECT COUNT(*) FROM reservations WHERE order_id = ?1", [&order_id])?,
+        stack.query_i64(
+            ServiceKind::Payment,
+            "SELECT COUNT(*) FROM refunds WHERE order_id = ?1",
+            [&order_id]
+        )?,
         0
     );
-    assert_eq!(stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?, initial);
+    assert_eq!(
+        stack.query_i64(
+            ServiceKind::Inventory,
+            "SELECT COUNT(*) FROM reservations WHERE order_id = ?1",
+            [&order_id]
+        )?,
+        0
+    );
+    assert_eq!(
+        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        initial
+    );
     // The saga's end is announced for other consumers.
-    stack
-        .kafka()?
-        .find("orders", |m| saga_tests::is_event(m, "shop.order.cancelled.v1", &order_id))?;
+    stack.kafka()?.find("orders", |m| {
+        saga_tests::is_event(m, "shop.order.cancelled.v1", &order_id)
+    })?;
     Ok(())
 }

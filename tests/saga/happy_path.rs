@@ -30,9 +30,23 @@ async fn a_paid_order_in_stock_is_confirmed_and_streamed() -> Result<()> {
     // The stream replays what happened, follows live changes and ends after the terminal one.
     let events_url = stack.url(&format!("/api/orders/{order_id}/events"));
     let (events, _) = read_sse(&stack.http, &events_url, DEADLINE).await?;
-    let updates: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.data)).collect::<Result<_, _>>()?;
-    let statuses: Vec<&str> = updates.iter().filter_map(|u| u["status"].as_str()).collect();
-    assert_eq!(statuses, ["pending", "payment_processing", "payment_confirmed", "confirmed"]);
+    let updates: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data))
+        .collect::<Result<_, _>>()?;
+    let statuses: Vec<&str> = updates
+        .iter()
+        .filter_map(|u| u["status"].as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending",
+            "payment_processing",
+            "payment_confirmed",
+            "confirmed"
+        ]
+    );
     for (index, (event, update)) in events.iter().zip(&updates).enumerate() {
         assert_eq!(event.event, "status_update");
         assert_eq!(event.id.as_deref(), Some((index + 1).to_string().as_str()));
@@ -45,7 +59,10 @@ async fn a_paid_order_in_stock_is_confirmed_and_streamed() -> Result<()> {
     assert_eq!(order["total"], json!(49.98));
     assert_eq!(order["total_minor"], 4998);
     assert_eq!(order["currency"], "USD");
-    assert_eq!(order["items"], json!([{"sku": "WIDGET-42", "quantity": 2, "unit_price": 24.99, "line_total": 49.98}]));
+    assert_eq!(
+        order["items"],
+        json!([{"sku": "WIDGET-42", "quantity": 2, "unit_price": 24.99, "line_total": 49.98}])
+    );
     assert_eq!(order["cancellation_reason"], Value::Null);
     let history = order["history"].as_array().cloned().unwrap_or_default();
     assert_eq!(history.len(), 4, "{order}");
@@ -56,9 +73,16 @@ async fn a_paid_order_in_stock_is_confirmed_and_streamed() -> Result<()> {
     assert_eq!(replayed.len(), 4);
 
     // Each participant did its part exactly once.
-    assert_eq!(stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?, initial - 2);
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, "SELECT reserved FROM stock WHERE sku = ?1", ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        initial - 2
+    );
+    assert_eq!(
+        stack.query_i64(
+            ServiceKind::Inventory,
+            "SELECT reserved FROM stock WHERE sku = ?1",
+            ["WIDGET-42"]
+        )?,
         2
     );
     assert_eq!(
@@ -89,10 +113,17 @@ async fn every_event_carries_the_order_as_key_and_correlation_id() -> Result<()>
         for message in kafka.read_all(topic)? {
             let doc: Value = serde_json::from_slice(&message.payload)?;
             assert_eq!(doc["specversion"], "1.0");
-            assert_eq!(String::from_utf8_lossy(&message.key), doc["subject"].as_str().unwrap_or_default());
+            assert_eq!(
+                String::from_utf8_lossy(&message.key),
+                doc["subject"].as_str().unwrap_or_default()
+            );
             assert_eq!(doc["correlationid"], doc["subject"], "{doc}");
             assert!(
-                message.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/cloudevents+json")),
+                message
+                    .headers
+                    .iter()
+                    .any(|(k, v)| k == "content-type"
+                        && v.starts_with("application/cloudevents+json")),
                 "{:?}",
                 message.headers
             );

@@ -5,5 +5,6 @@ mod bad_input;
 mod declined;
 mod happy_path;
 mod out_of_stock;
+mod poison;
 mod redelivery;
 mod restart;

@@ -10,7 +10,12 @@ use saga_tests::{ServiceKind, Stack, is_event};
 /// (sku, payment method, expected status, expected reason)
 const MIX: [(&str, &str, &str, Option<&str>); 3] = [
     ("WIDGET-42", "pm_visa_4242", "confirmed", None),
-    ("WIDGET-42", "pm_card_declined", "cancelled", Some("payment_declined")),
+    (
+        "WIDGET-42",
+        "pm_card_declined",
+        "cancelled",
+        Some("payment_declined"),
+    ),
     ("GIZMO-9", "pm_visa_4242", "cancelled", Some("out_of_stock")),
 ];
 
@@ -23,7 +28,12 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
     let burst = try_join_all((0..12).map(|i| {
         let (sku, method, _, _) = MIX[i % MIX.len()];
         let stack = &stack;
-        async move { stack.place_order(sku, 1, method).await.map(|id| (id, i % MIX.len())) }
+        async move {
+            stack
+                .place_order(sku, 1, method)
+                .await
+                .map(|id| (id, i % MIX.len()))
+        }
     }))
     .await?;
     stack.payment.kill()?;
@@ -46,10 +56,24 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
     // No order was charged twice or refunded twice.
     let payments = stack.kafka()?.read_all("payments")?;
     for (order_id, case) in &expected {
-        let count = |event_type: &str| payments.iter().filter(|m| is_event(m, event_type, order_id)).count();
-        let charged = usize::from(MIX[*case].2 == "confirmed" || MIX[*case].3 == Some("out_of_stock"));
-        assert_eq!(count("shop.payment.completed.v1"), charged, "charges of {order_id}");
-        assert_eq!(count("shop.payment.refunded.v1"), usize::from(MIX[*case].3 == Some("out_of_stock")), "refunds of {order_id}");
+        let count = |event_type: &str| {
+            payments
+                .iter()
+                .filter(|m| is_event(m, event_type, order_id))
+                .count()
+        };
+        let charged =
+            usize::from(MIX[*case].2 == "confirmed" || MIX[*case].3 == Some("out_of_stock"));
+        assert_eq!(
+            count("shop.payment.completed.v1"),
+            charged,
+            "charges of {order_id}"
+        );
+        assert_eq!(
+            count("shop.payment.refunded.v1"),
+            usize::from(MIX[*case].3 == Some("out_of_stock")),
+            "refunds of {order_id}"
+        );
     }
     let rows = stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments", [])?;
     assert_eq!(rows, i64::try_from(expected.len())?);
@@ -61,8 +85,17 @@ async fn services_stop_cleanly_on_sigterm() -> Result<()> {
     let mut stack = Stack::start().await?;
     let order_id = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
     stack.wait_terminal(&order_id).await?;
-    assert!(stack.inventory.terminate()?, "inventory-svc exited with an error");
-    assert!(stack.payment.terminate()?, "payment-svc exited with an error");
-    assert!(stack.order_api.terminate()?, "order-api exited with an error");
+    assert!(
+        stack.inventory.terminate()?,
+        "inventory-svc exited with an error"
+    );
+    assert!(
+        stack.payment.terminate()?,
+        "payment-svc exited with an error"
+    );
+    assert!(
+        stack.order_api.terminate()?,
+        "order-api exited with an error"
+    );
     Ok(())
 }
