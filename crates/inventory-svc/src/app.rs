@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use events::Topic;
 use platform::Db;
 use platform::catalog::Catalog;
-use platform::http::{Readiness, health_routes, with_request_id};
+use platform::http::{Readiness, health_routes, observe};
 use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
 
@@ -57,10 +57,11 @@ impl Application {
         let readiness = Readiness {
             db: self.db.clone(),
             producer: self.producer.clone(),
+            scrape_gauges: Vec::new(),
         };
         let parts = ServiceParts {
             listener: self.listener,
-            router: with_request_id(health_routes(readiness)),
+            router: observe(health_routes(readiness)),
             handler: Inventory::new(self.db.clone()),
             db: self.db,
             producer: self.producer,

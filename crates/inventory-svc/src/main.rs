@@ -4,7 +4,7 @@ use inventory_svc::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    let _telemetry = platform::telemetry::init("inventory-svc");
     let config = Config::from_env()?;
     let app = Application::build(config).await?;
     println!("inventory-svc ready on http://{}", app.local_addr()?);

@@ -67,6 +67,13 @@ impl Application {
         let readiness = Readiness {
             db: self.db.clone(),
             producer: self.producer.clone(),
+            scrape_gauges: vec![
+                (
+                    "sagas_in_flight",
+                    "SELECT COUNT(*) FROM orders WHERE status NOT IN ('confirmed', 'cancelled')",
+                ),
+                ("orders_total", "SELECT COUNT(*) FROM orders"),
+            ],
         };
         let parts = ServiceParts {
             handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),

@@ -4,7 +4,7 @@ use order_api::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    let _telemetry = platform::telemetry::init("order-api");
     let config = Config::from_env()?;
     let app = Application::build(config).await?;
     // The one line on stdout: tools and tests wait for it.

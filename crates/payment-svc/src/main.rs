@@ -4,7 +4,7 @@ use payment_svc::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    let _telemetry = platform::telemetry::init("payment-svc");
     let config = Config::from_env()?;
     let app = Application::build(config).await?;
     println!("payment-svc ready on http://{}", app.local_addr()?);

@@ -10,6 +10,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use platform::db::now_text;
 
@@ -24,7 +26,23 @@ pub(crate) async fn submit_charge(payments: &Payments, payment: &Payment) {
         amount: payment.amount,
         payment_method: payment.payment_method.clone(),
     };
-    match payments.provider.charge(request).await {
+    let span = tracing::info_span!(
+        "payment provider charge",
+        otel.name = "psp charge",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        payment.amount_minor = payment.amount.amount_minor,
+        payment.method = %payment.payment_method,
+    );
+    let result = payments
+        .provider
+        .charge(request)
+        .instrument(span.clone())
+        .await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    match result {
         Ok(accepted) => {
             let order_id = payment.order_id;
             let charge_id = accepted.id.clone();
@@ -52,7 +70,22 @@ pub(crate) async fn submit_refund(payments: &Payments, refund: &Refund) {
         charge_id: refund.charge_id.clone(),
         amount: refund.amount,
     };
-    match payments.provider.refund(request).await {
+    let span = tracing::info_span!(
+        "payment provider refund",
+        otel.name = "psp refund",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        payment.amount_minor = refund.amount.amount_minor,
+    );
+    let result = payments
+        .provider
+        .refund(request)
+        .instrument(span.clone())
+        .await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    match result {
         Ok(accepted) => {
             let order_id = refund.order_id;
             let marked = payments
@@ -138,12 +171,36 @@ async fn sweep_once(payments: &Payments, stale_after: Duration) -> rusqlite::Res
         })
         .await?;
     for payment in &charges {
-        tracing::info!(order_id = %payment.order_id, "Re-sending a charge request that has no outcome yet.");
-        submit_charge(payments, payment).await;
+        let span = resubmission_span(payments, payment.order_id).await;
+        async {
+            tracing::info!("Re-sending a charge request that has no outcome yet.");
+            submit_charge(payments, payment).await;
+        }
+        .instrument(span)
+        .await;
     }
     for refund in &refunds {
-        tracing::info!(order_id = %refund.order_id, "Re-sending a refund request that has no outcome yet.");
-        submit_refund(payments, refund).await;
+        let span = resubmission_span(payments, refund.order_id).await;
+        async {
+            tracing::info!("Re-sending a refund request that has no outcome yet.");
+            submit_refund(payments, refund).await;
+        }
+        .instrument(span)
+        .await;
     }
     Ok(())
+}
+
+/// A span for re-sending a request, in the order's trace when its context was stored.
+async fn resubmission_span(payments: &Payments, order_id: events::OrderId) -> tracing::Span {
+    let traceparent = payments
+        .db
+        .call(move |conn| store::traceparent_of(conn, order_id))
+        .await
+        .ok()
+        .flatten();
+    let span =
+        tracing::info_span!("payment recovery", order_id = %order_id, correlation_id = %order_id);
+    platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
+    span
 }

@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS payments (
     failure_reason    TEXT,
     submissions       INTEGER NOT NULL DEFAULT 0,
     last_submitted_at TEXT,
+    -- Trace context of the order.created handling: the provider's answer continues that trace.
+    traceparent       TEXT,
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL
 );
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS refunds (
     refund_id         TEXT,
     submissions       INTEGER NOT NULL DEFAULT 0,
     last_submitted_at TEXT,
+    traceparent       TEXT,
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL
 );
@@ -41,6 +44,27 @@ CREATE TABLE IF NOT EXISTS provider_notifications (
     received_at     TEXT NOT NULL
 );
 ";
+
+/// The W3C `traceparent` of the current span, to store with a row.
+fn current_traceparent() -> Option<String> {
+    platform::telemetry::inject(&tracing::Span::current()).remove("traceparent")
+}
+
+/// The stored trace context of the order's latest provider request: the refund's if there is
+/// one, else the charge's.
+pub(crate) fn traceparent_of(
+    conn: &Connection,
+    order_id: OrderId,
+) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT COALESCE(r.traceparent, p.traceparent) FROM payments p
+         LEFT JOIN refunds r ON r.order_id = p.order_id WHERE p.order_id = ?1",
+        params![order_id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
 
 /// A payment's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,8 +128,8 @@ pub(crate) fn insert_payment(
 ) -> rusqlite::Result<bool> {
     let items = serde_json::to_string(&payment.items).unwrap_or_else(|_| "[]".into());
     let inserted = tx.execute(
-        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?6)
+        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?7, ?7)
          ON CONFLICT (order_id) DO NOTHING",
         params![
             payment.order_id.to_string(),
@@ -113,6 +137,7 @@ pub(crate) fn insert_payment(
             payment.amount.currency.as_str(),
             payment.payment_method.as_str(),
             items,
+            current_traceparent(),
             now
         ],
     )?;
@@ -207,14 +232,15 @@ pub(crate) fn insert_refund(
     now: &str,
 ) -> rusqlite::Result<bool> {
     let inserted = tx.execute(
-        "INSERT INTO refunds (order_id, amount_minor, currency, reason, status, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'refunding', ?5, ?5)
+        "INSERT INTO refunds (order_id, amount_minor, currency, reason, status, traceparent, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'refunding', ?5, ?6, ?6)
          ON CONFLICT (order_id) DO NOTHING",
         params![
             refund.order_id.to_string(),
             refund.amount.amount_minor,
             refund.amount.currency.as_str(),
             refund.reason.as_str(),
+            current_traceparent(),
             now
         ],
     )?;

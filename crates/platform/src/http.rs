@@ -1,11 +1,12 @@
 //! HTTP pieces every service uses: RFC 9457 problem answers, a JSON extractor whose rejections
 //! are problems, health and readiness routes, request ids, and serving with graceful shutdown.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,9 +15,11 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::field::Empty;
 
-use crate::Db;
 use crate::kafka::EventProducer;
+use crate::{Db, telemetry};
 
 /// The request id header, honoured when the client sends one and echoed on every answer.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -144,16 +147,20 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
     }
 }
 
-/// What `/readyz` checks: the database answers and a broker answers.
+/// What `/readyz` checks (the database answers and a broker answers) and what `/metrics`
+/// reads from the database at scrape time.
 #[derive(Clone, Debug)]
 pub struct Readiness {
     /// The service's database.
     pub db: Db,
     /// Any producer of the service, used for a metadata request.
     pub producer: EventProducer,
+    /// Gauges computed at scrape time: (metric name, SQL returning one integer).
+    pub scrape_gauges: Vec<(&'static str, &'static str)>,
 }
 
-/// `GET /healthz` (the process is alive) and `GET /readyz` (it can do its work).
+/// `GET /healthz` (the process is alive), `GET /readyz` (it can do its work) and
+/// `GET /metrics` (Prometheus text format).
 pub fn health_routes(readiness: Readiness) -> Router {
     Router::new()
         .route(
@@ -161,7 +168,44 @@ pub fn health_routes(readiness: Readiness) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .with_state(readiness)
+}
+
+async fn metrics_text(State(readiness): State<Readiness>) -> Response {
+    let mut gauges = readiness.scrape_gauges.clone();
+    gauges.push((
+        crate::metrics::OUTBOX_BACKLOG,
+        "SELECT COUNT(*) FROM outbox",
+    ));
+    let values = readiness
+        .db
+        .call(move |conn| {
+            gauges
+                .into_iter()
+                .map(|(name, sql)| {
+                    conn.query_row(sql, [], |row| row.get::<_, i64>(0))
+                        .map(|value| (name, value))
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await;
+    match values {
+        Ok(values) => {
+            for (name, value) in values {
+                metrics::gauge!(name).set(value as f64);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "Could not read gauges for /metrics."),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
@@ -183,12 +227,87 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Adds request ids: a client's `X-Request-Id` is kept, otherwise a UUID is made; either way it
-/// is echoed on the answer and available to handlers and logs.
-pub fn with_request_id(router: Router) -> Router {
+/// Adds what every route needs to be observable, innermost first:
+/// - a request-duration histogram by method, route and status;
+/// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions), child of
+///   the caller's `traceparent` if it sent one;
+/// - request ids: a client's `X-Request-Id` is kept, otherwise a UUID is made; either way it is
+///   echoed on the answer and recorded on the span.
+pub fn observe(router: Router) -> Router {
+    crate::metrics::install();
     router
+        .layer(axum::middleware::from_fn(record_request_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    |response: &Response, _latency: Duration, span: &tracing::Span| {
+                        span.record("http.response.status_code", response.status().as_u16());
+                        if response.status().is_server_error() {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                    },
+                ),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn route_of(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned())
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    let route = route_of(request);
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %request.method(),
+        http.route = %route,
+        url.path = %request.uri().path(),
+        http.response.status_code = Empty,
+        request_id = %request_id,
+    );
+    telemetry::set_parent_from(&span, &HttpHeaders(request.headers()));
+    span
+}
+
+async fn record_request_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = route_of(&request);
+    let response = next.run(request).await;
+    metrics::histogram!(
+        crate::metrics::HTTP_REQUEST_DURATION,
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Reads trace context from HTTP request headers.
+struct HttpHeaders<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.

@@ -15,6 +15,7 @@ mod error;
 pub mod http;
 pub mod inbox;
 pub mod kafka;
+pub mod metrics;
 pub mod outbox;
 pub mod service;
 pub mod shutdown;

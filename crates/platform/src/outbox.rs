@@ -7,6 +7,7 @@
 //! A row is deleted only after the broker acknowledged it (delivery report), so publishing is at
 //! least once, and consumers deduplicate by event id (see [`crate::inbox`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -15,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use events::Envelope;
 
-use crate::Db;
 use crate::db::now_text;
 use crate::kafka::{EventProducer, OutgoingMessage};
+use crate::metrics as m;
+use crate::{Db, telemetry};
 
 pub(crate) const MIGRATION: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
@@ -27,24 +29,43 @@ CREATE TABLE IF NOT EXISTS outbox (
     msg_key     TEXT NOT NULL,
     event_type  TEXT NOT NULL,
     payload     BLOB NOT NULL,
+    -- Trace context of the transaction that wrote the row: the publish span continues it.
+    traceparent TEXT,
+    tracestate  TEXT,
     created_at  TEXT NOT NULL
 );
 ";
 
 /// Queues `envelope` for publication on its kind's topic, inside the caller's transaction.
+///
+/// The current span's trace context is stored with the row and written into the envelope's
+/// `traceparent`, so the trace survives until the relay publishes — even across a restart.
 pub fn enqueue(tx: &Transaction<'_>, envelope: &Envelope) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO outbox (event_id, topic, msg_key, event_type, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            envelope.meta.id.to_string(),
-            envelope.kind().topic().name(),
-            envelope.key(),
-            envelope.kind().type_name(),
-            envelope.encode(),
-            now_text(),
-        ],
-    )?;
+    let mut trace = telemetry::inject(&tracing::Span::current());
+    let traceparent = trace.remove("traceparent");
+    let tracestate = trace.remove("tracestate");
+    let payload = if traceparent.is_some() {
+        let mut traced = envelope.clone();
+        traced.meta.traceparent.clone_from(&traceparent);
+        traced.meta.tracestate.clone_from(&tracestate);
+        traced.encode()
+    } else {
+        envelope.encode()
+    };
+    tx.prepare_cached(
+        "INSERT INTO outbox (event_id, topic, msg_key, event_type, payload, traceparent, tracestate, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        envelope.meta.id.to_string(),
+        envelope.kind().topic().name(),
+        envelope.key(),
+        envelope.kind().type_name(),
+        payload,
+        traceparent,
+        tracestate,
+        now_text(),
+    ])?;
     Ok(())
 }
 
@@ -77,6 +98,8 @@ impl Default for RelayConfig {
 
 struct Row {
     id: i64,
+    event_type: String,
+    created_at: String,
     message: OutgoingMessage,
 }
 
@@ -157,15 +180,26 @@ async fn relay_once(
     let rows: Vec<Row> = db
         .call(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, topic, msg_key, payload FROM outbox ORDER BY id LIMIT ?1",
+                "SELECT id, topic, msg_key, payload, traceparent, tracestate, event_type, created_at
+                 FROM outbox ORDER BY id LIMIT ?1",
             )?;
             let rows = stmt.query_map(params![limit], |row| {
+                let mut trace = HashMap::new();
+                if let Some(traceparent) = row.get::<_, Option<String>>(4)? {
+                    trace.insert("traceparent".to_owned(), traceparent);
+                }
+                if let Some(tracestate) = row.get::<_, Option<String>>(5)? {
+                    trace.insert("tracestate".to_owned(), tracestate);
+                }
                 Ok(Row {
                     id: row.get(0)?,
+                    event_type: row.get(6)?,
+                    created_at: row.get(7)?,
                     message: OutgoingMessage {
                         topic: row.get(1)?,
                         key: row.get(2)?,
                         payload: row.get(3)?,
+                        trace,
                     },
                 })
             })?;
@@ -181,10 +215,41 @@ async fn relay_once(
     let results = join_all(rows.iter().map(|row| producer.send(&row.message))).await;
     let mut delivered = Vec::with_capacity(rows.len());
     let mut failed = 0;
+    let now = chrono::Utc::now();
     for (row, result) in rows.iter().zip(results) {
+        let labels = [
+            ("topic", row.message.topic.clone()),
+            ("type", row.event_type.clone()),
+        ];
         match result {
-            Ok(()) => delivered.push(row.id),
+            Ok(()) => {
+                delivered.push(row.id);
+                metrics::counter!(
+                    m::EVENTS_PRODUCED,
+                    &[
+                        labels[0].clone(),
+                        labels[1].clone(),
+                        ("outcome", "ok".into())
+                    ]
+                )
+                .increment(1);
+                if let Ok(created) = chrono::DateTime::parse_from_rfc3339(&row.created_at) {
+                    let latency = (now - created.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .unwrap_or_default();
+                    metrics::histogram!(m::OUTBOX_PUBLISH_LATENCY).record(latency.as_secs_f64());
+                }
+            }
             Err(error) => {
+                metrics::counter!(
+                    m::EVENTS_PRODUCED,
+                    &[
+                        labels[0].clone(),
+                        labels[1].clone(),
+                        ("outcome", "error".into())
+                    ]
+                )
+                .increment(1);
                 failed += 1;
                 tracing::debug!(%error, outbox_id = row.id, "Outbox event not acknowledged.");
             }

@@ -1,34 +1,273 @@
-//! Logging set-up shared by every binary.
+//! Logs, traces and the W3C trace context that ties them across services.
 //!
-//! Logs go to stderr (stdout is reserved for the one machine-readable `ready` line), filtered
-//! by `RUST_LOG` (default `info`), human-readable unless `LOG_FORMAT=json`. JSON lines carry the
-//! fields of the enclosing spans, so a handler's lines carry `order_id` and `correlation_id`.
+//! - Logs go to stderr (stdout is reserved for the one machine-readable `ready` line), filtered
+//!   by `RUST_LOG` (default `info`), human-readable unless `LOG_FORMAT=json`. JSON lines are flat
+//!   objects carrying the fields of every enclosing span — so a handler's lines carry `order_id`
+//!   and `correlation_id` — plus `trace_id` and `span_id` when tracing is on.
+//! - Traces are exported by OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and
+//!   `OTEL_TRACES_EXPORTER` is not `none`); the standard `OTEL_*` variables apply
+//!   (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_SCHEDULE_DELAY`, …). Without an
+//!   endpoint no OpenTelemetry layer is installed at all: no cost.
+//! - [`inject`] / [`extract`] move the context through Kafka headers and outbox rows.
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt;
+use std::collections::HashMap;
+use std::fmt;
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::{Map, Value};
+use tracing::{Event, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, fmt as subscriber_fmt};
 
-/// Installs the global subscriber; later calls do nothing (several services in one process).
-pub fn init() {
+/// Flushes and stops the trace exporter when dropped; `main` keeps it alive.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("exporting", &self.provider.is_some())
+            .finish()
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("Trace export did not shut down cleanly: {error}");
+        }
+    }
+}
+
+/// Whether the environment asks for trace export.
+fn export_requested() -> bool {
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()));
+    let disabled = std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|value| value.trim() == "none")
+        || std::env::var("OTEL_SDK_DISABLED").is_ok_and(|value| value.trim() == "true");
+    endpoint && !disabled
+}
+
+/// Installs logging (and trace export if configured) for `service` (the default
+/// `service.name`; `OTEL_SERVICE_NAME` wins). Later calls in the same process do nothing.
+pub fn init(service: &str) -> TelemetryGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = if json {
-        registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(true)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()
+    let provider = export_requested()
+        .then(|| build_provider(service))
+        .flatten();
+    let otel_layer = provider.as_ref().map(|provider| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
+    });
+    let log_layer = if json {
+        subscriber_fmt::layer()
+            .event_format(FlatJson)
+            .fmt_fields(JsonFields::new())
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        registry
-            .with(fmt::layer().with_writer(std::io::stderr))
-            .try_init()
+        subscriber_fmt::layer().with_writer(std::io::stderr).boxed()
     };
-    // Already installed: the first caller's choice stands.
-    drop(result);
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel_layer)
+        .with(log_layer)
+        .try_init()
+        .is_ok();
+    TelemetryGuard {
+        provider: if installed { provider } else { None },
+    }
+}
+
+fn build_provider(service: &str) -> Option<SdkTracerProvider> {
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(error) => {
+            eprintln!("Trace export disabled: cannot build the OTLP exporter: {error}");
+            return None;
+        }
+    };
+    let resource = if std::env::var("OTEL_SERVICE_NAME").is_ok_and(|name| !name.is_empty()) {
+        Resource::builder().build()
+    } else {
+        Resource::builder()
+            .with_service_name(service.to_owned())
+            .build()
+    };
+    Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    )
+}
+
+/// The W3C trace id of the current span, if it is being traced.
+pub fn current_trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// The current span's context as W3C headers (`traceparent`, `tracestate`); empty when not
+/// tracing.
+pub fn inject(span: &tracing::Span) -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut MapCarrier(&mut carrier));
+    });
+    carrier
+}
+
+/// Makes `span` a child of the context in `headers` (no-op when they carry none).
+pub fn set_parent_from(span: &tracing::Span, headers: &dyn Extractor) {
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(headers));
+    if parent.span().span_context().is_valid() {
+        // Only fails when the span is disabled, in which case there is nothing to link.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Makes `span` a child of a stored `traceparent` (and `tracestate`).
+pub fn set_parent_from_traceparent(
+    span: &tracing::Span,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let mut carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    if let Some(tracestate) = tracestate {
+        carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+    }
+    set_parent_from(span, &MapExtractor(&carrier));
+}
+
+struct MapCarrier<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for MapCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+/// Reads trace context from a map of header names to values.
+#[derive(Debug)]
+pub struct MapExtractor<'a>(pub &'a HashMap<String, String>);
+
+impl Extractor for MapExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// One JSON object per line: time, level, target, message, the event's fields, the fields of
+/// every enclosing span (outermost first, inner ones win), the innermost span's name, and the
+/// trace and span ids when tracing.
+struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::String(crate::db::now_text()));
+        line.insert("level".into(), Value::String(meta.level().to_string()));
+        line.insert("target".into(), Value::String(meta.target().to_owned()));
+        if let Some(scope) = ctx.event_scope() {
+            let mut innermost = None;
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields)
+                {
+                    line.extend(fields);
+                }
+                innermost = Some(span.name());
+            }
+            if let Some(name) = innermost {
+                line.insert("span".into(), Value::String(name.to_owned()));
+            }
+        }
+        let context = tracing::Span::current().context();
+        let otel_span = context.span();
+        let span_context = otel_span.span_context();
+        if span_context.is_valid() {
+            line.insert(
+                "trace_id".into(),
+                Value::String(span_context.trace_id().to_string()),
+            );
+            line.insert(
+                "span_id".into(),
+                Value::String(span_context.span_id().to_string()),
+            );
+        }
+        event.record(&mut FieldVisitor(&mut line));
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+struct FieldVisitor<'a>(&'a mut Map<String, Value>);
+
+impl tracing::field::Visit for FieldVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0
+            .insert(field.name().to_owned(), Value::String(value.to_owned()));
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+    }
 }

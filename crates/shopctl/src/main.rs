@@ -37,7 +37,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    let _telemetry = platform::telemetry::init("shop");
     match Cli::parse().command {
         Command::Up {
             http_addr,

@@ -12,11 +12,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use platform::Db;
 use platform::catalog::Catalog;
-use platform::http::{Problem, Readiness, health_routes, with_request_id};
+use platform::http::{Problem, Readiness, health_routes, observe};
 
 use crate::updates::StatusUpdates;
 
@@ -45,15 +44,14 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async { Problem::not_found("No such route.") });
-    with_request_id(
+    observe(
         api.merge(health_routes(readiness))
             // SSE streams are long-lived by design; the timeout bounds how long a request waits
             // for its answer to start, which is what protects the server.
             .layer(TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
                 Duration::from_secs(10),
-            ))
-            .layer(TraceLayer::new_for_http()),
+            )),
     )
 }
 

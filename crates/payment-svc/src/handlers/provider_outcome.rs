@@ -8,16 +8,38 @@ use events::{Envelope, Event, OrderId, PaymentCompleted, PaymentFailed, PaymentR
 use platform::Db;
 use platform::db::now_text;
 use platform::outbox;
+use tracing::Instrument;
 
 use super::SOURCE;
 use crate::provider::{Notification, Outcome};
 use crate::store::{self, PaymentStatus};
 
 /// Applies `notification` in one transaction; `Ok(false)` when it changed nothing.
+///
+/// The work is traced as a child of the handling that made the request (its context is stored
+/// with the payment), so the provider's asynchronous answer stays in the order's trace.
 pub(crate) async fn apply_notification(
     db: &Db,
     notification: Notification,
 ) -> rusqlite::Result<bool> {
+    let order_id = notification.order_id;
+    let traceparent = db
+        .call(move |conn| store::traceparent_of(conn, order_id))
+        .await?;
+    let span = tracing::info_span!(
+        "provider notification",
+        otel.kind = "server",
+        order_id = %order_id,
+        correlation_id = %order_id,
+        notification_id = %notification.notification_id,
+    );
+    platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
+    apply_in_transaction(db, notification)
+        .instrument(span)
+        .await
+}
+
+async fn apply_in_transaction(db: &Db, notification: Notification) -> rusqlite::Result<bool> {
     db.transaction(move |tx| {
         let now = now_text();
         if !store::record_notification(
@@ -32,8 +54,10 @@ pub(crate) async fn apply_notification(
         else {
             return Ok(false);
         };
-        tracing::info!(order_id = %notification.order_id, correlation_id = %notification.order_id,
-            event_type = event.kind().short_name(), "Payment provider outcome applied.");
+        tracing::info!(
+            event_type = event.kind().short_name(),
+            "Payment provider outcome applied."
+        );
         outbox::enqueue(tx, &Envelope::new(SOURCE, event, None))?;
         Ok(true)
     })

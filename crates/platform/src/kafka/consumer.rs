@@ -5,22 +5,24 @@
 //! background auto-commit then commits stored offsets, and shutdown commits them synchronously.
 //! A crash can therefore only cause redelivery, which the inbox absorbs; never a loss.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use opentelemetry::propagation::Extractor;
 use rand::Rng;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use events::{Envelope, Topic};
 
 use super::dead_letter::Failure;
 use super::{DeadLetter, EventHandler, HandlerError, MessageInfo};
-use crate::PlatformError;
 use crate::config::KafkaConfig;
+use crate::{PlatformError, telemetry};
 
 /// How a consumer retries.
 #[derive(Clone, Debug)]
@@ -43,9 +45,71 @@ impl Default for ConsumerSettings {
     }
 }
 
+/// What became of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The handler succeeded.
+    Handled,
+    /// It is in the dead-letter topic.
+    DeadLettered,
+    /// Shutdown came first; the message will be consumed again.
+    Interrupted,
+}
+
+fn outcome_of(done: bool, dead_lettered: bool) -> Outcome {
+    match (done, dead_lettered) {
+        (false, _) => Outcome::Interrupted,
+        (true, true) => Outcome::DeadLettered,
+        (true, false) => Outcome::Handled,
+    }
+}
+
+/// Reads trace context from Kafka message headers.
+struct HeaderExtractor<'a>(&'a BorrowedHeaders);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|header| header.key == key)
+            .and_then(|header| header.value)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|header| header.key).collect()
+    }
+}
+
+/// Publishes the client's per-partition consumer lag as a gauge each statistics interval.
+struct LagReporter {
+    group: String,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                if *partition < 0 || stats.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    crate::metrics::CONSUMER_LAG,
+                    "group" => self.group.clone(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(stats.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
 /// A subscribed consumer in the service's consumer group.
 pub struct EventConsumer {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagReporter>,
     dead_letter: DeadLetter,
     settings: ConsumerSettings,
     group: String,
@@ -68,7 +132,7 @@ impl EventConsumer {
         settings: ConsumerSettings,
     ) -> Result<Self, PlatformError> {
         let session_ms = config.session_timeout.as_millis().max(1);
-        let consumer: StreamConsumer = ClientConfig::new()
+        let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("client.id", &config.client_id)
             .set("group.id", &config.client_id)
@@ -88,7 +152,10 @@ impl EventConsumer {
                 config.fetch_wait.as_millis().to_string(),
             )
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .create()?;
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(LagReporter {
+                group: config.client_id.clone(),
+            })?;
         let names: Vec<&str> = topics.iter().map(|topic| topic.name()).collect();
         consumer.subscribe(&names)?;
         Ok(Self {
@@ -136,6 +203,9 @@ impl EventConsumer {
     }
 
     /// Handles or dead-letters one message; `true` when its offset may be stored.
+    ///
+    /// The work is a `CONSUMER` span `process <topic>`, child of the producer's span (from the
+    /// `traceparent` header), carrying the order and correlation ids for every log line.
     async fn process<H: EventHandler>(
         &self,
         handler: &H,
@@ -147,39 +217,89 @@ impl EventConsumer {
             partition: message.partition(),
             offset: message.offset(),
         };
-        let envelope = match message.payload().map(Envelope::decode) {
-            Some(Ok(envelope)) => envelope,
-            Some(Err(error)) => {
-                return self
-                    .dead_letter_now(message, &info, "poison", error.to_string(), 1, shutdown)
-                    .await;
-            }
-            None => {
-                return self
-                    .dead_letter_now(
-                        message,
-                        &info,
-                        "poison",
-                        "empty message".to_owned(),
-                        1,
-                        shutdown,
-                    )
-                    .await;
-            }
-        };
+        let key = message
+            .key()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         let span = tracing::info_span!(
             "process",
+            otel.name = %format_args!("process {}", info.topic),
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
             messaging.destination.name = %info.topic,
-            messaging.kafka.partition = info.partition,
+            messaging.consumer.group.name = %self.group,
+            messaging.destination.partition.id = %info.partition,
             messaging.kafka.offset = info.offset,
-            event_type = envelope.kind().short_name(),
-            event_id = %envelope.meta.id,
-            order_id = %envelope.key(),
-            correlation_id = %envelope.meta.correlation_id,
+            messaging.kafka.message.key = %key,
+            messaging.message.id = Empty,
+            event_type = Empty,
+            order_id = Empty,
+            correlation_id = Empty,
         );
-        self.handle_with_retries(handler, envelope, message, &info, shutdown)
-            .instrument(span)
-            .await
+        if let Some(headers) = message.headers() {
+            telemetry::set_parent_from(&span, &HeaderExtractor(headers));
+        }
+        let started = Instant::now();
+        let (kind, outcome) = async {
+            let envelope = match message.payload().map(Envelope::decode) {
+                Some(Ok(envelope)) => envelope,
+                Some(Err(error)) => {
+                    let done = self
+                        .dead_letter_now(message, &info, "poison", error.to_string(), 1, shutdown)
+                        .await;
+                    return ("poison", outcome_of(done, true));
+                }
+                None => {
+                    let done = self
+                        .dead_letter_now(
+                            message,
+                            &info,
+                            "poison",
+                            "empty message".to_owned(),
+                            1,
+                            shutdown,
+                        )
+                        .await;
+                    return ("poison", outcome_of(done, true));
+                }
+            };
+            let current = tracing::Span::current();
+            current.record("messaging.message.id", envelope.meta.id.to_string());
+            current.record("event_type", envelope.kind().short_name());
+            current.record("order_id", envelope.key());
+            current.record("correlation_id", envelope.meta.correlation_id.as_str());
+            let kind = envelope.kind().short_name();
+            (
+                kind,
+                self.handle_with_retries(handler, envelope, message, &info, shutdown)
+                    .await,
+            )
+        }
+        .instrument(span.clone())
+        .await;
+        let labels = [("topic", info.topic.clone()), ("type", kind.to_owned())];
+        metrics::histogram!(crate::metrics::HANDLER_DURATION, &labels)
+            .record(started.elapsed().as_secs_f64());
+        let outcome_label = match outcome {
+            Outcome::Handled => "handled",
+            Outcome::DeadLettered => {
+                span.record("otel.status_code", "ERROR");
+                "dead_lettered"
+            }
+            Outcome::Interrupted => "interrupted",
+        };
+        metrics::counter!(
+            crate::metrics::EVENTS_CONSUMED,
+            &[
+                labels[0].clone(),
+                labels[1].clone(),
+                ("outcome", outcome_label.to_owned())
+            ]
+        )
+        .increment(1);
+        !matches!(outcome, Outcome::Interrupted)
     }
 
     async fn handle_with_retries<H: EventHandler>(
@@ -189,12 +309,12 @@ impl EventConsumer {
         message: &BorrowedMessage<'_>,
         info: &MessageInfo,
         shutdown: &CancellationToken,
-    ) -> bool {
+    ) -> Outcome {
         let mut first_failure = None;
         let mut backoff = self.settings.initial_backoff;
         for attempt in 1..=self.settings.max_attempts {
             let error = match handler.handle(envelope.clone(), info).await {
-                Ok(()) => return true,
+                Ok(()) => return Outcome::Handled,
                 Err(error) => error,
             };
             let now = Utc::now();
@@ -208,21 +328,22 @@ impl EventConsumer {
                     first_failure: first,
                     last_failure: now,
                 };
-                return self
+                let done = self
                     .dead_letter
                     .publish(info, message.key(), message.payload(), &failure, shutdown)
                     .await;
+                return outcome_of(done, true);
             }
             tracing::warn!(%error, attempt, "Handler failed; retrying.");
             let jitter = rand::rng().random_range(0.5..1.5);
             tokio::select! {
                 () = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
                 // Not done: leave the offset alone so the message is consumed again later.
-                () = shutdown.cancelled() => return false,
+                () = shutdown.cancelled() => return Outcome::Interrupted,
             }
             backoff = (backoff * 2).min(self.settings.max_backoff);
         }
-        false
+        Outcome::Interrupted
     }
 
     async fn dead_letter_now(

@@ -3,6 +3,7 @@
 //! consumer moves on. Nothing is dropped: the copy is acknowledged before the original's offset
 //! is stored.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -76,6 +77,7 @@ impl DeadLetter {
                 .map(|key| String::from_utf8_lossy(key).into_owned())
                 .unwrap_or_default(),
             payload: payload.map(<[u8]>::to_vec).unwrap_or_default(),
+            trace: HashMap::new(),
         };
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -105,6 +107,12 @@ impl DeadLetter {
                 });
             match self.producer.send_with_headers(&message, headers).await {
                 Ok(()) => {
+                    metrics::counter!(
+                        crate::metrics::DEAD_LETTERS,
+                        "topic" => info.topic.clone(),
+                        "class" => failure.class,
+                    )
+                    .increment(1);
                     tracing::warn!(
                         topic = %info.topic,
                         partition = info.partition,

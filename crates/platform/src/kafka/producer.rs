@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -6,8 +7,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
+use tracing::Instrument;
+use tracing::field::Empty;
+
 use crate::PlatformError;
 use crate::config::KafkaConfig;
+use crate::telemetry::{self, MapExtractor};
 
 /// A message ready to be published.
 #[derive(Clone, Debug)]
@@ -18,6 +23,9 @@ pub struct OutgoingMessage {
     pub key: String,
     /// The CloudEvents JSON document.
     pub payload: Vec<u8>,
+    /// W3C trace context (`traceparent`, `tracestate`) the publish span continues; empty to
+    /// continue the current span.
+    pub trace: HashMap<String, String>,
 }
 
 /// Publishes messages and reports whether the broker acknowledged each one.
@@ -57,24 +65,65 @@ impl EventProducer {
     }
 
     /// Sends one message with extra headers and waits for the acknowledgement.
+    ///
+    /// The send is a `PRODUCER` span `publish <topic>` (OpenTelemetry messaging conventions)
+    /// whose context travels in the `traceparent` / `tracestate` headers, so the consumer's span
+    /// becomes its child and one saga stays one trace.
     pub async fn send_with_headers(
         &self,
         message: &OutgoingMessage,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
-        let headers = headers.insert(Header {
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("publish {}", message.topic),
+            otel.kind = "producer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %message.topic,
+            messaging.kafka.message.key = %message.key,
+            messaging.destination.partition.id = Empty,
+            messaging.kafka.offset = Empty,
+            error.type = Empty,
+        );
+        if !message.trace.is_empty() {
+            telemetry::set_parent_from(&span, &MapExtractor(&message.trace));
+        }
+        let mut headers = headers.insert(Header {
             key: "content-type",
             value: Some("application/cloudevents+json; charset=UTF-8"),
         });
+        for (key, value) in telemetry::inject(&span) {
+            headers = headers.insert(Header {
+                key: &key,
+                value: Some(&value),
+            });
+        }
         let record = FutureRecord::to(&message.topic)
             .key(&message.key)
             .payload(&message.payload)
             .headers(headers);
-        self.inner
+        let result = self
+            .inner
             .send(record, Timeout::After(Duration::from_secs(5)))
-            .await
-            .map(|_| ())
-            .map_err(|(error, _)| error)
+            .instrument(span.clone())
+            .await;
+        match result {
+            Ok(delivery) => {
+                span.record(
+                    "messaging.destination.partition.id",
+                    delivery.partition.to_string(),
+                );
+                span.record("messaging.kafka.offset", delivery.offset);
+                Ok(())
+            }
+            Err((error, _)) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", error.to_string());
+                Err(error)
+            }
+        }
     }
 
     /// Waits until every queued message is acknowledged or `timeout` passes.
