@@ -4,6 +4,7 @@
 //! time), read each service's database, and put messages on topics.
 
 mod kafka;
+mod otlp;
 mod process;
 mod sse;
 
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 pub use kafka::{FoundMessage, KafkaTool, is_event};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Service, ServiceKind};
 pub use sse::{SseEvent, read_sse};
 
@@ -42,6 +44,11 @@ pub struct Stack {
 impl Stack {
     /// Starts everything and waits until each process says it is ready.
     pub async fn start() -> Result<Self> {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`Stack::start`], with extra environment variables for every service.
+    pub async fn start_with_env(extra: &[(&str, &str)]) -> Result<Self> {
         let bins = process::binaries()?;
         let dir = tempfile::Builder::new().prefix("saga-test-").tempdir()?;
         let broker = Service::start(ServiceKind::Broker, &bins, dir.path(), &[]).await?;
@@ -65,6 +72,13 @@ impl Stack {
                 ),
                 ("RUST_LOG".into(), "info,rdkafka=warn".into()),
             ]
+            .into_iter()
+            .chain(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect()
         };
         let (order_env, payment_env, inventory_env) = (
             env("ORDER_API_DB"),

@@ -8,3 +8,4 @@ mod out_of_stock;
 mod poison;
 mod redelivery;
 mod restart;
+mod tracing;

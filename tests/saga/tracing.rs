@@ -1,0 +1,255 @@
+//! One order = one trace: spans of all three services, exported by OTLP to a receiver inside
+//! the test, joined through HTTP and Kafka headers, with no orphan and a single root.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+use saga_tests::{DEADLINE, OtlpReceiver, ReceivedSpan, Stack};
+
+const SERVICES: [&str; 3] = ["order-api", "payment-svc", "inventory-svc"];
+
+/// The trace of `order_id`: the one its consumer spans belong to.
+fn trace_of(spans: &[ReceivedSpan], order_id: &str) -> Option<String> {
+    spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Consumer && s.attr("order_id") == Some(order_id))
+        .map(|s| s.trace_id.clone())
+}
+
+/// Waits until the order's trace holds every span `expected` names (by service and span name).
+async fn wait_for_trace(
+    receiver: &OtlpReceiver,
+    order_id: &str,
+    expected: &[(&str, &str)],
+) -> Result<(String, Vec<ReceivedSpan>)> {
+    let spans = receiver
+        .wait_for(DEADLINE, |spans| {
+            trace_of(spans, order_id).is_some_and(|trace| {
+                expected.iter().all(|(service, name)| {
+                    spans
+                        .iter()
+                        .any(|s| s.trace_id == trace && s.service == *service && s.name == *name)
+                })
+            })
+        })
+        .await
+        .with_context(|| format!("trace of {order_id} incomplete; expected {expected:?}"))?;
+    let trace = trace_of(&spans, order_id).context("no trace")?;
+    let in_trace = spans.into_iter().filter(|s| s.trace_id == trace).collect();
+    Ok((trace, in_trace))
+}
+
+/// The shape every saga trace must have.
+fn assert_one_connected_trace(order_id: &str, all: &[ReceivedSpan], trace: &[ReceivedSpan]) {
+    let ids: HashSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
+    let roots: Vec<&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
+    assert_eq!(roots.len(), 1, "one root expected: {roots:#?}");
+    assert_eq!(roots[0].name, "POST /api/orders");
+    assert_eq!(roots[0].kind, SpanKind::Server);
+    assert_eq!(roots[0].service, "order-api");
+    assert_eq!(roots[0].attr("http.route"), Some("/api/orders"));
+    assert_eq!(roots[0].attr("http.response.status_code"), Some("202"));
+    for span in trace {
+        assert!(
+            span.parent_span_id.is_empty() || ids.contains(span.parent_span_id.as_str()),
+            "orphan span {} of {}: parent {} not in the trace",
+            span.name,
+            span.service,
+            span.parent_span_id
+        );
+    }
+    let services: HashSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
+    for service in SERVICES {
+        assert!(
+            services.contains(service),
+            "no span of {service} in the trace"
+        );
+    }
+    // Every span about this order, wherever it was exported, is in this one trace.
+    for span in all.iter().filter(|s| s.attr("order_id") == Some(order_id)) {
+        assert_eq!(
+            span.trace_id, trace[0].trace_id,
+            "span {} of {} is in another trace",
+            span.name, span.service
+        );
+    }
+
+    let by_id: HashMap<&str, &ReceivedSpan> =
+        trace.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let producers: Vec<&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| s.kind == SpanKind::Producer)
+        .collect();
+    let consumers: Vec<&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| s.kind == SpanKind::Consumer)
+        .collect();
+    assert!(
+        producers.len() >= 4 && consumers.len() >= 4,
+        "{} producers, {} consumers",
+        producers.len(),
+        consumers.len()
+    );
+    for span in &producers {
+        let topic = span.attr("messaging.destination.name").unwrap_or_default();
+        assert_eq!(span.name, format!("publish {topic}"));
+        assert_eq!(span.attr("messaging.system"), Some("kafka"));
+        assert_eq!(span.attr("messaging.kafka.message.key"), Some(order_id));
+        assert!(span.attr("messaging.kafka.offset").is_some(), "{span:?}");
+    }
+    for span in &consumers {
+        let topic = span.attr("messaging.destination.name").unwrap_or_default();
+        assert_eq!(span.name, format!("process {topic}"));
+        assert_eq!(span.attr("messaging.system"), Some("kafka"));
+        assert_eq!(
+            span.attr("messaging.consumer.group.name"),
+            Some(span.service.as_str())
+        );
+        assert_eq!(span.attr("messaging.kafka.message.key"), Some(order_id));
+        assert!(span.attr("messaging.kafka.offset").is_some(), "{span:?}");
+        assert_eq!(span.attr("correlation_id"), Some(order_id));
+        let parent = by_id.get(span.parent_span_id.as_str()).copied();
+        assert_eq!(
+            parent.map(|p| p.kind),
+            Some(SpanKind::Producer),
+            "consumer {} not a child of a producer",
+            span.name
+        );
+        assert_eq!(
+            parent.and_then(|p| p.attr("messaging.destination.name")),
+            Some(topic)
+        );
+    }
+}
+
+fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn one_order_is_one_trace_across_all_services() -> Result<()> {
+    let (receiver, endpoint) = OtlpReceiver::start().await?;
+    let stack = Stack::start_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("LOG_FORMAT", "json"),
+    ])
+    .await?;
+    let metrics_of = |url: String| {
+        let http = stack.http.clone();
+        async move {
+            http.get(format!("{url}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await
+        }
+    };
+    let consumed = "messaging_events_consumed_total";
+    let payment_before = counter(
+        &metrics_of(stack.payment.base_url()).await?,
+        consumed,
+        "outcome=\"handled\"",
+    );
+
+    // Happy path.
+    let confirmed = stack.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
+    assert_eq!(
+        stack.wait_terminal(&confirmed).await?["status"],
+        "confirmed"
+    );
+    let (trace_id, trace) = wait_for_trace(
+        &receiver,
+        &confirmed,
+        &[
+            ("order-api", "POST /api/orders"),
+            ("order-api", "publish orders"),
+            ("payment-svc", "process orders"),
+            ("payment-svc", "psp charge"),
+            ("payment-svc", "publish payments"),
+            ("inventory-svc", "process payments"),
+            ("inventory-svc", "publish inventory"),
+            ("order-api", "process inventory"),
+        ],
+    )
+    .await?;
+    assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
+
+    // Out of stock: the compensation (refund) is in the same trace.
+    let refunded = stack.place_order("GIZMO-9", 1, "pm_visa_4242").await?;
+    assert_eq!(
+        stack.wait_terminal(&refunded).await?["cancellation_reason"],
+        "out_of_stock"
+    );
+    let (_, trace) = wait_for_trace(
+        &receiver,
+        &refunded,
+        &[
+            ("payment-svc", "psp refund"),
+            ("order-api", "process payments"),
+            ("order-api", "publish orders"),
+        ],
+    )
+    .await?;
+    assert_one_connected_trace(&refunded, &receiver.spans(), &trace);
+    let refund_consumers = trace
+        .iter()
+        .filter(|s| {
+            s.kind == SpanKind::Consumer && s.attr("event_type") == Some("payment.refunded")
+        })
+        .count();
+    assert!(
+        refund_consumers >= 1,
+        "payment.refunded was not consumed inside the trace"
+    );
+
+    // Metrics moved.
+    let payment_after = counter(
+        &metrics_of(stack.payment.base_url()).await?,
+        consumed,
+        "outcome=\"handled\"",
+    );
+    assert!(
+        payment_after > payment_before,
+        "{payment_before} -> {payment_after}"
+    );
+    let order_metrics = metrics_of(stack.order_api.base_url()).await?;
+    assert!(
+        counter(
+            &order_metrics,
+            "http_server_request_duration_seconds_count",
+            "route=\"/api/orders\""
+        ) >= 2.0
+    );
+    assert!(
+        counter(
+            &order_metrics,
+            "messaging_events_produced_total",
+            "outcome=\"ok\""
+        ) >= 4.0
+    );
+    assert!(order_metrics.contains("outbox_backlog"), "{order_metrics}");
+    assert!(order_metrics.contains("sagas_in_flight"), "{order_metrics}");
+
+    // A JSON log line of payment-svc carries the trace and the order.
+    let log = std::fs::read_to_string(stack.dir().join("payment-svc.1.log"))?;
+    let line = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| {
+            line["trace_id"] == trace_id.as_str() && line["order_id"] == confirmed.as_str()
+        })
+        .with_context(|| format!("no JSON log line of payment-svc with trace {trace_id}"))?;
+    assert_eq!(line["correlation_id"], confirmed.as_str());
+    assert!(line["span_id"].is_string(), "{line}");
+    Ok(())
+}
