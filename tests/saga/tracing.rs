@@ -239,6 +239,14 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     );
     assert!(order_metrics.contains("outbox_backlog"), "{order_metrics}");
     assert!(order_metrics.contains("sagas_in_flight"), "{order_metrics}");
+    assert!(
+        counter(
+            &order_metrics,
+            "saga_duration_seconds_count",
+            "outcome=\"out_of_stock\""
+        ) >= 1.0,
+        "{order_metrics}"
+    );
 
     // A JSON log line of payment-svc carries the trace and the order.
     let log = std::fs::read_to_string(stack.dir().join("payment-svc.1.log"))?;

@@ -21,12 +21,14 @@ impl StatusUpdates {
         Self { sender }
     }
 
-    /// Announces committed entries (no-op when nobody listens).
-    pub fn publish(&self, entries: impl IntoIterator<Item = HistoryEntry>) {
+    /// Announces committed entries; returns how many subscribers were listening.
+    pub fn publish(&self, entries: impl IntoIterator<Item = HistoryEntry>) -> usize {
+        let mut listeners = 0;
         for entry in entries {
             // An error only means there is no subscriber right now.
-            let _ = self.sender.send(entry);
+            listeners = self.sender.send(entry).unwrap_or(0);
         }
+        listeners
     }
 
     /// Subscribes to every entry published from now on.

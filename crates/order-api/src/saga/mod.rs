@@ -48,10 +48,53 @@ impl EventHandler for Coordinator {
             .db
             .transaction(move |tx| apply(tx, &envelope, &info))
             .await?;
-        self.updates.publish(entries);
+        if let Some(end) = entries.iter().find(|entry| entry.status.is_terminal()) {
+            self.record_saga_end(end).await;
+        }
+        let statuses: Vec<&'static str> =
+            entries.iter().map(|entry| entry.status.as_str()).collect();
+        let listeners = self.updates.publish(entries);
+        if !statuses.is_empty() {
+            // Inside the consumer span: the push shows in the order's trace.
+            tracing::info!(
+                ?statuses,
+                listeners,
+                "Status update pushed to SSE subscribers."
+            );
+        }
         Ok(())
     }
 }
+
+impl Coordinator {
+    /// Observes how long the saga took, by outcome (`confirmed` or the cancellation reason).
+    async fn record_saga_end(&self, end: &HistoryEntry) {
+        let order_id = end.order_id;
+        let started = self
+            .db
+            .call(move |conn| store::history_after(conn, order_id, 0))
+            .await
+            .ok()
+            .and_then(|history| history.first().map(|first| first.at.clone()));
+        let (Some(started), Ok(ended)) = (started, chrono::DateTime::parse_from_rfc3339(&end.at))
+        else {
+            return;
+        };
+        let Ok(started) = chrono::DateTime::parse_from_rfc3339(&started) else {
+            return;
+        };
+        let outcome = match end.reason {
+            Some(reason) => reason.as_str(),
+            None => end.status.as_str(),
+        };
+        let seconds = (ended - started).to_std().unwrap_or_default().as_secs_f64();
+        metrics::histogram!(SAGA_DURATION, "status" => end.status.as_str(), "outcome" => outcome)
+            .record(seconds);
+    }
+}
+
+/// Saga duration from acceptance to the terminal status {status, outcome}.
+pub const SAGA_DURATION: &str = "saga_duration_seconds";
 
 /// Applies one reply inside `tx`; returns the history entries it added.
 fn apply(
