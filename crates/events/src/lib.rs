@@ -18,6 +18,7 @@ pub use money::{Currency, Money};
 pub use payloads::{
     CancellationReason, Event, EventKind, LineItem, OrderCancelled, OrderConfirmed, OrderCreated,
     PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentInitiated, PaymentRefunded,
-    PricedLineItem, StockRejected, StockRejectionReason, StockReserved, StockShortage,
+    PricedLineItem, StockRejected, StockRejectionReason, StockReleased, StockReserved,
+    StockShortage,
 };
 pub use topics::Topic;

@@ -106,6 +106,8 @@ pub enum CancellationReason {
     PaymentDeclined,
     /// Stock could not be reserved after payment; the payment is refunded.
     OutOfStock,
+    /// The saga passed its deadline; whatever was done is compensated.
+    Timeout,
 }
 
 impl CancellationReason {
@@ -114,12 +116,13 @@ impl CancellationReason {
         match self {
             CancellationReason::PaymentDeclined => "payment_declined",
             CancellationReason::OutOfStock => "out_of_stock",
+            CancellationReason::Timeout => "timeout",
         }
     }
 
     /// The reason with this text form, if any.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::PaymentDeclined, Self::OutOfStock]
+        [Self::PaymentDeclined, Self::OutOfStock, Self::Timeout]
             .into_iter()
             .find(|reason| reason.as_str() == text)
     }
@@ -183,6 +186,18 @@ pub struct StockRejected {
     pub reason: StockRejectionReason,
     /// The lines that fell short.
     pub shortages: Vec<StockShortage>,
+}
+
+/// A reservation was given back because its order was cancelled (compensation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockReleased {
+    /// The order.
+    pub order_id: OrderId,
+    /// What went back to stock.
+    pub items: Vec<LineItem>,
+    /// Why the order was cancelled.
+    pub reason: CancellationReason,
 }
 
 /// The saga ended well: paid and reserved.
@@ -299,6 +314,7 @@ events! {
     PaymentRefunded(PaymentRefunded) => "shop.payment.refunded.v1" on Payments;
     StockReserved(StockReserved) => "shop.stock.reserved.v1" on Inventory;
     StockRejected(StockRejected) => "shop.stock.rejected.v1" on Inventory;
+    StockReleased(StockReleased) => "shop.stock.released.v1" on Inventory;
 }
 
 impl EventKind {

@@ -31,7 +31,7 @@ impl Application {
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
             &config.kafka,
-            &[Topic::Payments],
+            &[Topic::Payments, Topic::Orders],
             DeadLetter::new(producer.clone(), Config::SERVICE),
             ConsumerSettings::default(),
         )?;

@@ -16,7 +16,9 @@ CREATE TABLE IF NOT EXISTS stock (
 );
 CREATE TABLE IF NOT EXISTS reservations (
     order_id   TEXT PRIMARY KEY,
-    status     TEXT NOT NULL CHECK (status IN ('reserved', 'rejected')),
+    -- reserved → released when its order is cancelled; `cancelled` marks an order cancelled
+    -- before its payment arrived, so that a late payment reserves nothing.
+    status     TEXT NOT NULL CHECK (status IN ('reserved', 'rejected', 'released', 'cancelled')),
     reason     TEXT,
     created_at TEXT NOT NULL
 );
@@ -111,6 +113,68 @@ pub(crate) fn reject(
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)",
+        params![order_id.to_string(), reason, now],
+    )?;
+    Ok(())
+}
+
+/// The reservation's status, if the order has one.
+pub(crate) fn reservation_status(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+) -> rusqlite::Result<Option<String>> {
+    tx.query_row(
+        "SELECT status FROM reservations WHERE order_id = ?1",
+        params![order_id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+/// Gives a `reserved` reservation back to stock and marks it `released`; returns its lines.
+pub(crate) fn release(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    reason: &str,
+) -> rusqlite::Result<Vec<LineItem>> {
+    let id = order_id.to_string();
+    let changed = tx.execute(
+        "UPDATE reservations SET status = 'released', reason = ?2 WHERE order_id = ?1 AND status = 'reserved'",
+        params![id, reason],
+    )?;
+    if changed == 0 {
+        return Ok(Vec::new());
+    }
+    let mut lines =
+        tx.prepare_cached("SELECT sku, quantity FROM reservation_items WHERE order_id = ?1")?;
+    let items = lines
+        .query_map(params![id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut give_back = tx.prepare_cached(
+        "UPDATE stock SET available = available + ?2, reserved = reserved - ?2 WHERE sku = ?1",
+    )?;
+    let mut released = Vec::with_capacity(items.len());
+    for (sku, quantity) in items {
+        give_back.execute(params![sku, quantity])?;
+        if let Ok(sku) = events::Sku::parse(sku) {
+            released.push(LineItem { sku, quantity });
+        }
+    }
+    Ok(released)
+}
+
+/// Records that the order was cancelled before any reservation decision.
+pub(crate) fn mark_cancelled(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    reason: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'cancelled', ?2, ?3)
+         ON CONFLICT (order_id) DO NOTHING",
         params![order_id.to_string(), reason, now],
     )?;
     Ok(())

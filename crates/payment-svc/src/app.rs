@@ -42,6 +42,7 @@ impl Application {
         let provider = SimulatedProvider::new(
             SimulatorConfig {
                 delay: config.provider_delay,
+                slow_delay: config.provider_slow_delay,
             },
             sender,
         );

@@ -14,6 +14,8 @@ pub struct Config {
     pub database_path: PathBuf,
     /// `PSP_SIM_DELAY_MS`: how long the simulated provider takes to notify an outcome.
     pub provider_delay: Duration,
+    /// `PSP_SIM_SLOW_MS`: how long the simulated provider takes for `pm_slow_3s`.
+    pub provider_slow_delay: Duration,
     /// `PAYMENT_RESUBMIT_AFTER_MS`: a request without outcome for this long is sent again.
     pub resubmit_after: Duration,
     /// `PAYMENT_SWEEP_INTERVAL_MS`: how often to look for such requests.
@@ -32,6 +34,7 @@ impl Config {
             http_addr: env_parse("PAYMENT_SVC_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
             database_path: env_or("PAYMENT_SVC_DB", "data/payment-svc.db").into(),
             provider_delay: env_millis("PSP_SIM_DELAY_MS", Duration::from_millis(5))?,
+            provider_slow_delay: env_millis("PSP_SIM_SLOW_MS", Duration::from_secs(3))?,
             resubmit_after: env_millis("PAYMENT_RESUBMIT_AFTER_MS", Duration::from_secs(3))?,
             sweep_interval: env_millis("PAYMENT_SWEEP_INTERVAL_MS", Duration::from_millis(500))?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,

@@ -113,9 +113,17 @@ async fn apply_known_outcome(payments: &Payments, order_id: events::OrderId, acc
         order_id,
         outcome,
     };
-    if let Err(error) = apply_notification(&payments.db, notification).await {
+    if let Err(error) = apply(payments, notification).await {
         tracing::warn!(%error, %order_id, "Could not apply a known outcome; the sweep will ask again.");
     }
+}
+
+/// Applies a notification and sends the refund it may call for.
+async fn apply(payments: &Payments, notification: Notification) -> rusqlite::Result<()> {
+    if let Some(refund) = apply_notification(&payments.db, notification).await? {
+        Box::pin(submit_refund(payments, &refund)).await;
+    }
+    Ok(())
 }
 
 /// Applies provider notifications as they arrive, until the channel closes or `shutdown`.
@@ -133,7 +141,7 @@ pub(crate) async fn run_notifications(
             },
         };
         let order_id = notification.order_id;
-        if let Err(error) = apply_notification(&payments.db, notification).await {
+        if let Err(error) = apply(&payments, notification).await {
             // Not acknowledged: the provider (or the sweep) will deliver the outcome again.
             tracing::warn!(%error, %order_id, "Could not apply a provider notification.");
         }

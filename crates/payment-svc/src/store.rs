@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS payments (
     failure_reason    TEXT,
     submissions       INTEGER NOT NULL DEFAULT 0,
     last_submitted_at TEXT,
+    -- Set when the order is cancelled while the charge is in flight: a success is then refunded.
+    cancel_reason     TEXT,
     -- Trace context of the order.created handling: the provider's answer continues that trace.
     traceparent       TEXT,
     created_at        TEXT NOT NULL,
@@ -343,4 +345,37 @@ pub(crate) fn stale_refunds(
         )
     })?;
     rows.filter_map(Result::transpose).collect()
+}
+
+/// Flags a `charging` payment so that, if the charge succeeds, it is refunded for `reason`.
+pub(crate) fn request_cancellation(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    reason: CancellationReason,
+    now: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE payments SET cancel_reason = ?2, updated_at = ?3 WHERE order_id = ?1 AND status = 'charging'",
+        params![order_id.to_string(), reason.as_str(), now],
+    )?;
+    Ok(())
+}
+
+/// The reason the order was cancelled while its charge was in flight, if it was.
+pub(crate) fn cancellation_requested(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+) -> rusqlite::Result<Option<CancellationReason>> {
+    tx.query_row(
+        "SELECT cancel_reason FROM payments WHERE order_id = ?1",
+        params![order_id.to_string()],
+        |row| row.get::<_, Option<String>>(0),
+    )
+    .optional()
+    .map(|reason| {
+        reason
+            .flatten()
+            .as_deref()
+            .and_then(CancellationReason::parse)
+    })
 }

@@ -1,5 +1,6 @@
 //! What inventory-svc does with each event it consumes, one module per event.
 
+mod order_cancelled;
 mod payment_completed;
 
 use events::{Envelope, Event};
@@ -28,6 +29,10 @@ impl EventHandler for Inventory {
             Event::PaymentCompleted(payment) => {
                 let payment = payment.clone();
                 payment_completed::handle(self, envelope, payment, info).await
+            }
+            Event::OrderCancelled(cancelled) => {
+                let cancelled = cancelled.clone();
+                order_cancelled::handle(self, envelope, cancelled, info).await
             }
             // Other events on the subscribed topics are not for inventory-svc.
             _ => Ok(()),

@@ -144,6 +144,8 @@ pub fn decide(current: OrderStatus, event: &Event) -> Decision {
                 Decision::Advance(steps)
             }
         },
+        // Compensation after the saga ended; the order already says `cancelled`.
+        Event::StockReleased(_) => Decision::Ignore("stock released for a cancelled order"),
         Event::OrderCreated(_) | Event::OrderConfirmed(_) | Event::OrderCancelled(_) => {
             Decision::Ignore("order-api's own events are not replies")
         }

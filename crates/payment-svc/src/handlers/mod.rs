@@ -1,8 +1,10 @@
 //! What payment-svc does with each event it consumes, one module per event, plus the
 //! provider's notifications (which are events too, only from outside Kafka).
 
+mod order_cancelled;
 mod order_created;
 mod provider_outcome;
+mod refund;
 mod stock_rejected;
 
 use std::sync::Arc;
@@ -50,6 +52,10 @@ impl EventHandler for Payments {
             Event::StockRejected(rejection) => {
                 let rejection = rejection.clone();
                 stock_rejected::handle(self, &envelope, rejection, info).await
+            }
+            Event::OrderCancelled(cancelled) => {
+                let cancelled = cancelled.clone();
+                order_cancelled::handle(self, &envelope, cancelled, info).await
             }
             // Other events on the subscribed topics are not for payment-svc.
             _ => Ok(()),

@@ -10,18 +10,19 @@ use platform::db::now_text;
 use platform::outbox;
 use tracing::Instrument;
 
-use super::SOURCE;
+use super::{SOURCE, refund};
 use crate::provider::{Notification, Outcome};
-use crate::store::{self, PaymentStatus};
+use crate::store::{self, PaymentStatus, Refund};
 
-/// Applies `notification` in one transaction; `Ok(false)` when it changed nothing.
+/// Applies `notification` in one transaction. Returns a refund to send when the charge
+/// succeeded for an order that was cancelled meanwhile.
 ///
 /// The work is traced as a child of the handling that made the request (its context is stored
 /// with the payment), so the provider's asynchronous answer stays in the order's trace.
 pub(crate) async fn apply_notification(
     db: &Db,
     notification: Notification,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Option<Refund>> {
     let order_id = notification.order_id;
     let traceparent = db
         .call(move |conn| store::traceparent_of(conn, order_id))
@@ -39,7 +40,10 @@ pub(crate) async fn apply_notification(
         .await
 }
 
-async fn apply_in_transaction(db: &Db, notification: Notification) -> rusqlite::Result<bool> {
+async fn apply_in_transaction(
+    db: &Db,
+    notification: Notification,
+) -> rusqlite::Result<Option<Refund>> {
     db.transaction(move |tx| {
         let now = now_text();
         if !store::record_notification(
@@ -48,36 +52,64 @@ async fn apply_in_transaction(db: &Db, notification: Notification) -> rusqlite::
             notification.order_id,
             &now,
         )? {
-            return Ok(false);
+            return Ok(None);
         }
-        let Some(event) = apply_outcome(tx, notification.order_id, &notification.outcome, &now)?
-        else {
-            return Ok(false);
-        };
-        tracing::info!(
-            event_type = event.kind().short_name(),
-            "Payment provider outcome applied."
-        );
-        outbox::enqueue(tx, &Envelope::new(SOURCE, event, None))?;
-        Ok(true)
+        match apply_outcome(tx, notification.order_id, &notification.outcome, &now)? {
+            Effect::Publish(event) => {
+                tracing::info!(
+                    event_type = event.kind().short_name(),
+                    "Payment provider outcome applied."
+                );
+                outbox::enqueue(tx, &Envelope::new(SOURCE, event, None))?;
+                Ok(None)
+            }
+            Effect::Refund(refund) => Ok(Some(refund)),
+            Effect::Nothing => Ok(None),
+        }
     })
     .await
 }
 
-/// Applies an outcome; returns the event to publish, or `None` if the payment was not waiting
-/// for it.
-pub(crate) fn apply_outcome(
+/// What an outcome leads to.
+enum Effect {
+    /// Announce this event.
+    Publish(Event),
+    /// The charge succeeded for an order cancelled meanwhile: refund it at once.
+    Refund(Refund),
+    /// The payment was not waiting for this outcome (a repeat).
+    Nothing,
+}
+
+/// Applies an outcome to the payment's state.
+fn apply_outcome(
     tx: &rusqlite::Transaction<'_>,
     order_id: OrderId,
     outcome: &Outcome,
     now: &str,
-) -> rusqlite::Result<Option<Event>> {
+) -> rusqlite::Result<Effect> {
     let Some(payment) = store::payment(tx, order_id)? else {
         tracing::warn!(%order_id, "Provider outcome for an unknown payment.");
-        return Ok(None);
+        return Ok(Effect::Nothing);
     };
     let event: Event = match outcome {
         Outcome::ChargeSucceeded { charge_id } => {
+            if payment.status == PaymentStatus::Charging
+                && let Some(reason) = store::cancellation_requested(tx, order_id)?
+            {
+                // No payment.completed: the order is over; nothing downstream should act on it.
+                tracing::info!(
+                    reason = reason.as_str(),
+                    "Charge succeeded after its order was cancelled."
+                );
+                return Ok(refund::begin(
+                    tx,
+                    &payment,
+                    PaymentStatus::Charging,
+                    Some(charge_id),
+                    reason,
+                )?
+                .map_or(Effect::Nothing, Effect::Refund));
+            }
             if !store::transition(
                 tx,
                 order_id,
@@ -87,7 +119,7 @@ pub(crate) fn apply_outcome(
                 None,
                 now,
             )? {
-                return Ok(None);
+                return Ok(Effect::Nothing);
             }
             PaymentCompleted {
                 order_id,
@@ -114,7 +146,7 @@ pub(crate) fn apply_outcome(
                 reason_text.as_deref(),
                 now,
             )? {
-                return Ok(None);
+                return Ok(Effect::Nothing);
             }
             PaymentFailed {
                 order_id,
@@ -125,7 +157,7 @@ pub(crate) fn apply_outcome(
         }
         Outcome::RefundSucceeded { refund_id } => {
             let Some(reason) = store::complete_refund(tx, order_id, refund_id, now)? else {
-                return Ok(None);
+                return Ok(Effect::Nothing);
             };
             store::transition(
                 tx,
@@ -146,5 +178,5 @@ pub(crate) fn apply_outcome(
             .into()
         }
     };
-    Ok(Some(event))
+    Ok(Effect::Publish(event))
 }

@@ -2,13 +2,12 @@
 //! `payment.refunded` follows when the provider confirms.
 
 use events::{CancellationReason, Envelope, StockRejected};
-use platform::db::now_text;
 use platform::inbox::{self, Delivery};
 use platform::kafka::{HandlerError, MessageInfo};
 
-use super::Payments;
+use super::{Payments, refund};
 use crate::recovery::submit_refund;
-use crate::store::{self, PaymentStatus, Refund};
+use crate::store::{self, PaymentStatus};
 
 pub(super) async fn handle(
     payments: &Payments,
@@ -31,38 +30,23 @@ pub(super) async fn handle(
                     rejection.order_id
                 )));
             };
-            let (PaymentStatus::Charged, Some(charge_id)) = (payment.status, payment.charge_id)
-            else {
+            if payment.status != PaymentStatus::Charged {
                 tracing::info!(
                     status = payment.status.as_str(),
                     "Nothing to refund in this payment state."
                 );
                 return Ok(None);
-            };
-            let refund = Refund {
-                order_id: payment.order_id,
-                amount: payment.amount,
-                charge_id,
-                reason: CancellationReason::OutOfStock,
-            };
-            let now = now_text();
-            if !store::insert_refund(tx, &refund, &now)? {
-                return Ok(None);
             }
-            store::transition(
+            Ok(refund::begin(
                 tx,
-                refund.order_id,
+                &payment,
                 PaymentStatus::Charged,
-                PaymentStatus::Refunding,
                 None,
-                None,
-                &now,
-            )?;
-            Ok(Some(refund))
+                CancellationReason::OutOfStock,
+            )?)
         })
         .await?;
     if let Some(refund) = refund {
-        tracing::info!(amount = %refund.amount, "Refunding.");
         submit_refund(payments, &refund).await;
     }
     Ok(())

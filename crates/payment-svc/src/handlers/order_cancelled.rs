@@ -1,0 +1,48 @@
+//! `order.cancelled` → make sure a cancelled order keeps no money: refund a completed charge, or
+//! flag a charge still in flight so that it is refunded the moment it succeeds.
+//!
+//! Declined and out-of-stock cancellations find nothing to do (no charge, or already refunded);
+//! this matters for timeouts, where the saga may end while the payment is still moving.
+
+use events::{Envelope, OrderCancelled};
+use platform::db::now_text;
+use platform::inbox::{self, Delivery};
+use platform::kafka::{HandlerError, MessageInfo};
+
+use super::{Payments, refund};
+use crate::recovery::submit_refund;
+use crate::store::{self, PaymentStatus};
+
+pub(super) async fn handle(
+    payments: &Payments,
+    envelope: &Envelope,
+    cancelled: OrderCancelled,
+    info: &MessageInfo,
+) -> Result<(), HandlerError> {
+    let envelope = envelope.clone();
+    let info = info.clone();
+    let refund = payments
+        .db
+        .transaction(move |tx| {
+            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
+                return Ok::<_, HandlerError>(None);
+            }
+            let Some(payment) = store::payment(tx, cancelled.order_id)? else {
+                return Ok(None);
+            };
+            match payment.status {
+                PaymentStatus::Charged => Ok(refund::begin(tx, &payment, PaymentStatus::Charged, None, cancelled.reason)?),
+                PaymentStatus::Charging => {
+                    tracing::info!("Order cancelled while its charge is in flight; it will be refunded if it succeeds.");
+                    store::request_cancellation(tx, cancelled.order_id, cancelled.reason, &now_text())?;
+                    Ok(None)
+                }
+                PaymentStatus::Failed | PaymentStatus::Refunding | PaymentStatus::Refunded => Ok(None),
+            }
+        })
+        .await?;
+    if let Some(refund) = refund {
+        submit_refund(payments, &refund).await;
+    }
+    Ok(())
+}
