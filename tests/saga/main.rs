@@ -2,6 +2,7 @@
 //! speak HTTP to order-api, read each service's own database, and read and write topics.
 
 mod bad_input;
+mod deadline;
 mod declined;
 mod happy_path;
 mod out_of_stock;

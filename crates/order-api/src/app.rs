@@ -12,7 +12,7 @@ use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer
 use platform::service::{self, ServiceParts};
 
 use crate::api::{self, AppState};
-use crate::saga::Coordinator;
+use crate::saga::{Coordinator, deadline};
 use crate::store;
 use crate::updates::StatusUpdates;
 use crate::{Config, OrderApiError};
@@ -26,6 +26,7 @@ pub struct Application {
     producer: EventProducer,
     consumer: EventConsumer,
     state: AppState,
+    reaper_interval: std::time::Duration,
 }
 
 impl Application {
@@ -46,8 +47,11 @@ impl Application {
             catalog: Arc::new(catalog),
             updates: StatusUpdates::new(4096),
             sse_keep_alive: config.sse_keep_alive,
+            saga_timeout: chrono::TimeDelta::from_std(config.saga_timeout)
+                .unwrap_or(chrono::TimeDelta::MAX),
         };
         Ok(Self {
+            reaper_interval: config.reaper_interval,
             listener,
             db,
             producer,
@@ -73,8 +77,19 @@ impl Application {
                     "SELECT COUNT(*) FROM orders WHERE status NOT IN ('confirmed', 'cancelled')",
                 ),
                 ("orders_total", "SELECT COUNT(*) FROM orders"),
+                (
+                    "sagas_open_longer_than_10s",
+                    "SELECT COUNT(*) FROM orders WHERE status NOT IN ('confirmed', 'cancelled')
+                     AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-10 seconds')",
+                ),
             ],
         };
+        let reaper = tokio::spawn(deadline::run_reaper(
+            self.db.clone(),
+            self.state.updates.clone(),
+            self.reaper_interval,
+            shutdown.clone(),
+        ));
         let parts = ServiceParts {
             handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),
             router: api::router(self.state, readiness),
@@ -82,7 +97,7 @@ impl Application {
             db: self.db,
             producer: self.producer,
             consumer: self.consumer,
-            background: Vec::new(),
+            background: vec![reaper],
         };
         service::run(parts, shutdown)
             .await

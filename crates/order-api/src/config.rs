@@ -16,6 +16,11 @@ pub struct Config {
     pub catalog_path: Option<PathBuf>,
     /// `SSE_KEEP_ALIVE_MS`: keep-alive comment interval of idle SSE streams.
     pub sse_keep_alive: Duration,
+    /// `SAGA_TIMEOUT_MS`: an order not `confirmed` or `cancelled` by then is cancelled with
+    /// reason `timeout` and compensated.
+    pub saga_timeout: Duration,
+    /// `SAGA_REAPER_INTERVAL_MS`: how often to look for overdue sagas.
+    pub reaper_interval: Duration,
     /// Broker settings; the consumer group is `order-api`.
     pub kafka: KafkaConfig,
 }
@@ -33,6 +38,8 @@ impl Config {
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),
             sse_keep_alive: env_millis("SSE_KEEP_ALIVE_MS", Duration::from_secs(15))?,
+            saga_timeout: env_millis("SAGA_TIMEOUT_MS", Duration::from_secs(30))?,
+            reaper_interval: env_millis("SAGA_REAPER_INTERVAL_MS", Duration::from_millis(500))?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
     }

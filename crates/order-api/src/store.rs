@@ -17,8 +17,14 @@ CREATE TABLE IF NOT EXISTS orders (
     total_minor         INTEGER NOT NULL CHECK (total_minor >= 0),
     currency            TEXT NOT NULL,
     created_at          TEXT NOT NULL,
-    updated_at          TEXT NOT NULL
+    updated_at          TEXT NOT NULL,
+    -- The saga must end by then; the deadline reaper cancels it otherwise (a durable timer).
+    deadline_at         TEXT NOT NULL,
+    -- Trace context of the request that placed the order, so that a timeout joins its trace.
+    traceparent         TEXT
 );
+CREATE INDEX IF NOT EXISTS orders_open_by_deadline ON orders (deadline_at)
+    WHERE status NOT IN ('confirmed', 'cancelled');
 CREATE TABLE IF NOT EXISTS order_items (
     order_id         TEXT NOT NULL REFERENCES orders (order_id),
     line_no          INTEGER NOT NULL,
@@ -84,21 +90,40 @@ pub struct OrderRecord {
     pub history: Vec<HistoryEntry>,
 }
 
+/// A new order, as accepted by the API.
+#[derive(Debug)]
+pub(crate) struct NewOrder<'a> {
+    pub(crate) order_id: OrderId,
+    pub(crate) user_id: &'a str,
+    pub(crate) payment_method: &'a str,
+    pub(crate) items: &'a [PricedLineItem],
+    pub(crate) total: Money,
+    /// Acceptance time (RFC 3339).
+    pub(crate) now: &'a str,
+    /// When the saga must have ended (RFC 3339).
+    pub(crate) deadline: &'a str,
+}
+
 /// Inserts a new order in `pending`, with its lines and first history entry.
 pub(crate) fn insert_order(
     tx: &Transaction<'_>,
-    order_id: OrderId,
-    user_id: &str,
-    payment_method: &str,
-    items: &[PricedLineItem],
-    total: Money,
-    now: &str,
+    order: &NewOrder<'_>,
 ) -> rusqlite::Result<HistoryEntry> {
+    let NewOrder {
+        order_id,
+        user_id,
+        payment_method,
+        items,
+        total,
+        now,
+        deadline,
+    } = *order;
     let id = order_id.to_string();
+    let traceparent = platform::telemetry::inject(&tracing::Span::current()).remove("traceparent");
     tx.execute(
-        "INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-        params![id, user_id, payment_method, OrderStatus::Pending.as_str(), total.amount_minor, total.currency.as_str(), now],
+        "INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at, deadline_at, traceparent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+        params![id, user_id, payment_method, OrderStatus::Pending.as_str(), total.amount_minor, total.currency.as_str(), now, deadline, traceparent],
     )?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -311,4 +336,24 @@ pub(crate) fn entry_for(
         event_id: Some(event_id.to_string()),
         at: at.to_owned(),
     }
+}
+
+/// Open orders whose deadline is before `now`, with their stored trace context, oldest first.
+pub(crate) fn overdue(
+    conn: &Connection,
+    now: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<(OrderId, Option<String>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT order_id, traceparent FROM orders
+         WHERE status NOT IN ('confirmed', 'cancelled') AND deadline_at < ?1
+         ORDER BY deadline_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+    })?;
+    Ok(rows
+        .filter_map(Result::ok)
+        .filter_map(|(id, traceparent)| id.parse().ok().map(|id| (id, traceparent)))
+        .collect())
 }

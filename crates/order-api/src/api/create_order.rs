@@ -70,17 +70,22 @@ pub(crate) async fn handle(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let deadline = (chrono::Utc::now() + state.saga_timeout)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let entry = state
         .db
         .transaction(move |tx| {
             let entry = store::insert_order(
                 tx,
-                order_id,
-                request.user_id.as_str(),
-                request.payment_method.as_str(),
-                &items,
-                total,
-                &now_text(),
+                &store::NewOrder {
+                    order_id,
+                    user_id: request.user_id.as_str(),
+                    payment_method: request.payment_method.as_str(),
+                    items: &items,
+                    total,
+                    now: &now_text(),
+                    deadline: &deadline,
+                },
             )?;
             outbox::enqueue(tx, &envelope)?;
             Ok::<_, ApiError>(entry)

@@ -33,6 +33,8 @@ pub struct AppState {
     pub updates: StatusUpdates,
     /// How often an idle SSE stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
+    /// How long a saga may take before the deadline reaper cancels it.
+    pub saga_timeout: chrono::TimeDelta,
 }
 
 /// The whole HTTP application; testable without a socket.

@@ -4,6 +4,7 @@
 //! inbox entry, the new status and history, and — when the saga ends — `order.confirmed` or
 //! `order.cancelled` in the outbox. Only after the commit are SSE subscribers told.
 
+pub mod deadline;
 mod state;
 
 use events::{Envelope, Event, OrderCancelled, OrderConfirmed};
