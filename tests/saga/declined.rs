@@ -39,7 +39,7 @@ async fn a_declined_card_cancels_the_order_without_touching_stock() -> Result<()
     assert_eq!(
         stack.query_i64(
             ServiceKind::Inventory,
-            "SELECT COUNT(*) FROM reservations WHERE order_id = ?1",
+            "SELECT COUNT(*) FROM reservations WHERE order_id = ?1 AND status IN ('reserved', 'released')",
             [&order_id]
         )?,
         0
