@@ -12,7 +12,7 @@ use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer
 use platform::service::{self, ServiceParts};
 
 use crate::handlers::Payments;
-use crate::provider::{Notification, SimulatedProvider, SimulatorConfig};
+use crate::provider::{CircuitBreaker, Notification, SimulatedProvider, SimulatorConfig};
 use crate::{Config, PaymentSvcError, recovery, store};
 
 /// payment-svc, built and ready to run.
@@ -45,6 +45,11 @@ impl Application {
                 slow_delay: config.provider_slow_delay,
             },
             sender,
+        );
+        let provider = CircuitBreaker::new(
+            Arc::new(provider),
+            config.breaker_threshold,
+            config.breaker_cooldown,
         );
         let payments = Payments::new(db.clone(), Arc::new(provider));
         let listener = TcpListener::bind(config.http_addr).await?;

@@ -20,6 +20,10 @@ pub struct Config {
     pub resubmit_after: Duration,
     /// `PAYMENT_SWEEP_INTERVAL_MS`: how often to look for such requests.
     pub sweep_interval: Duration,
+    /// `PSP_BREAKER_THRESHOLD`: consecutive provider failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// `PSP_BREAKER_COOLDOWN_MS`: how long the breaker stays open before a trial request.
+    pub breaker_cooldown: Duration,
     /// Broker settings; the consumer group is `payment-svc`.
     pub kafka: KafkaConfig,
 }
@@ -37,6 +41,8 @@ impl Config {
             provider_slow_delay: env_millis("PSP_SIM_SLOW_MS", Duration::from_secs(3))?,
             resubmit_after: env_millis("PAYMENT_RESUBMIT_AFTER_MS", Duration::from_secs(3))?,
             sweep_interval: env_millis("PAYMENT_SWEEP_INTERVAL_MS", Duration::from_millis(500))?,
+            breaker_threshold: env_parse("PSP_BREAKER_THRESHOLD", 5)?,
+            breaker_cooldown: env_millis("PSP_BREAKER_COOLDOWN_MS", Duration::from_secs(5))?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
     }

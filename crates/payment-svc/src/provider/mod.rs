@@ -6,6 +6,7 @@
 //! HTTP provider). A repeated request with the same key returns the same charge, and its outcome
 //! if already known — which is how payment-svc recovers requests whose outcome it never saw.
 
+mod breaker;
 mod simulator;
 
 use futures::future::BoxFuture;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use events::{Money, OrderId, PaymentFailureReason, PaymentMethod};
 
+pub use breaker::{BREAKER_REJECTIONS, BREAKER_STATE, CircuitBreaker};
 pub use simulator::{SimulatedProvider, SimulatorConfig};
 
 /// A request to charge a customer.
