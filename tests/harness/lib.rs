@@ -26,7 +26,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct Stack {
     /// The broker process (`shopctl broker`).
-    broker: Service,
+    pub broker: Service,
     /// The services, restartable.
     pub order_api: Service,
     /// payment-svc.

@@ -47,6 +47,7 @@ impl Application {
             catalog: Arc::new(catalog),
             updates: StatusUpdates::new(4096),
             sse_keep_alive: config.sse_keep_alive,
+            outbox_backlog_limit: config.outbox_backlog_limit,
             saga_timeout: chrono::TimeDelta::from_std(config.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
         };

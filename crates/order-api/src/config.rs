@@ -21,6 +21,9 @@ pub struct Config {
     pub saga_timeout: Duration,
     /// `SAGA_REAPER_INTERVAL_MS`: how often to look for overdue sagas.
     pub reaper_interval: Duration,
+    /// `OUTBOX_BACKLOG_LIMIT`: unpublished events beyond which `POST /api/orders` answers `503`
+    /// with `Retry-After` instead of piling up work the broker cannot take.
+    pub outbox_backlog_limit: i64,
     /// Broker settings; the consumer group is `order-api`.
     pub kafka: KafkaConfig,
 }
@@ -40,6 +43,7 @@ impl Config {
             sse_keep_alive: env_millis("SSE_KEEP_ALIVE_MS", Duration::from_secs(15))?,
             saga_timeout: env_millis("SAGA_TIMEOUT_MS", Duration::from_secs(30))?,
             reaper_interval: env_millis("SAGA_REAPER_INTERVAL_MS", Duration::from_millis(500))?,
+            outbox_backlog_limit: env_parse("OUTBOX_BACKLOG_LIMIT", 10_000)?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
     }

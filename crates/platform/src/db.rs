@@ -5,6 +5,7 @@
 //! while the service writes.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct Db {
     committed: Arc<Notify>,
     /// Where the file is, for logs and readiness.
     path: PathBuf,
+    /// Rows waiting in the outbox, as last counted by the relay; read on the hot path to shed
+    /// load before the backlog grows without bound.
+    outbox_backlog: Arc<AtomicI64>,
 }
 
 impl Db {
@@ -47,6 +51,7 @@ impl Db {
             conn: Arc::new(Mutex::new(conn)),
             committed: Arc::new(Notify::new()),
             path: path.to_owned(),
+            outbox_backlog: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -107,6 +112,20 @@ impl Db {
     /// since the last call).
     pub async fn committed(&self) {
         self.committed.notified().await;
+    }
+
+    /// Rows waiting in the outbox, as last counted by the relay (cheap: no query).
+    pub fn outbox_backlog(&self) -> i64 {
+        self.outbox_backlog.load(Ordering::Relaxed)
+    }
+
+    /// Counts rows just committed to the outbox, until the relay's next exact count.
+    pub fn note_enqueued(&self, rows: i64) {
+        self.outbox_backlog.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_outbox_backlog(&self, rows: i64) {
+        self.outbox_backlog.store(rows, Ordering::Relaxed);
     }
 
     /// Whether the database answers a trivial query.

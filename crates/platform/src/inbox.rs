@@ -58,7 +58,8 @@ pub fn record(
     if inserted == 1 {
         return Ok(Delivery::First);
     }
-    metrics::counter!(crate::metrics::EVENTS_DUPLICATE, "type" => envelope.kind().short_name()).increment(1);
+    metrics::counter!(crate::metrics::EVENTS_DUPLICATE, "type" => envelope.kind().short_name())
+        .increment(1);
     tx.execute(
         "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE event_id = ?1",
         params![envelope.meta.id.to_string()],

@@ -207,6 +207,7 @@ async fn relay_once(
         })
         .await?;
     if rows.is_empty() {
+        db.set_outbox_backlog(0);
         return Ok(RoundOutcome {
             published: 0,
             failed: 0,
@@ -256,16 +257,19 @@ async fn relay_once(
         }
     }
     let published = delivered.len();
-    db.call(move |conn| {
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-            for id in delivered {
-                stmt.execute(params![id])?;
+    let remaining = db
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                for id in delivered {
+                    stmt.execute(params![id])?;
+                }
             }
-        }
-        tx.commit()
-    })
-    .await?;
+            tx.commit()?;
+            backlog(conn)
+        })
+        .await?;
+    db.set_outbox_backlog(remaining);
     Ok(RoundOutcome { published, failed })
 }

@@ -53,6 +53,9 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     JsonBody(request): JsonBody<CreateOrder>,
 ) -> Result<Response, ApiError> {
+    if state.db.outbox_backlog() > state.outbox_backlog_limit {
+        return Err(ApiError::Overloaded);
+    }
     let (items, total) = price(&state, &request.items)?;
     let order_id = OrderId::new();
     let created_at = chrono::Utc::now();
@@ -92,6 +95,7 @@ pub(crate) async fn handle(
         })
         .await?;
     tracing::info!(%order_id, correlation_id = %order_id, %request_id, total = %total, "Order accepted.");
+    state.db.note_enqueued(1);
     state.updates.publish([entry]);
     let status_url = format!("/api/orders/{order_id}");
     let body = Accepted {

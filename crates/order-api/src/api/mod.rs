@@ -33,6 +33,8 @@ pub struct AppState {
     pub updates: StatusUpdates,
     /// How often an idle SSE stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
+    /// Outbox rows beyond which new orders are refused with `503` (back-pressure).
+    pub outbox_backlog_limit: i64,
     /// How long a saga may take before the deadline reaper cancels it.
     pub saga_timeout: chrono::TimeDelta,
 }
@@ -69,6 +71,9 @@ pub enum ApiError {
     /// The path's order id is not an order id.
     #[error("{0}")]
     BadOrderId(String),
+    /// Too much accepted work is not yet published; the client should come back shortly.
+    #[error("overloaded")]
+    Overloaded,
     /// Our fault.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -91,6 +96,15 @@ impl IntoResponse for ApiError {
             ),
             ApiError::OrderNotFound => Problem::not_found("No order has this id."),
             ApiError::BadOrderId(detail) => Problem::not_found(detail.clone()),
+            ApiError::Overloaded => {
+                let problem = Problem::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "Overloaded",
+                    "Too many accepted orders are waiting to be published; retry shortly.",
+                );
+                return ([(axum::http::header::RETRY_AFTER, "1")], problem).into_response();
+            }
             ApiError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "Request failed.");
                 Problem::internal()
