@@ -241,6 +241,23 @@ impl Stack {
         service.restart(&bins, self.dir.path()).await
     }
 
+    /// Runs `shopctl <args>` against the stack's broker; returns its stdout, failing if it fails.
+    pub fn shopctl(&self, args: &[&str]) -> Result<String> {
+        let output = std::process::Command::new(process::binaries()?.path("shopctl"))
+            .args(args)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "shopctl {args:?} failed: {}\n{stdout}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+
     /// Where logs and databases live.
     pub fn dir(&self) -> &Path {
         self.dir.path()

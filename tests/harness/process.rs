@@ -45,6 +45,13 @@ impl ServiceKind {
 #[derive(Clone, Debug)]
 pub(crate) struct Binaries(PathBuf);
 
+impl Binaries {
+    /// The path of binary `name`.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
 /// Builds the service binaries once per test run, with the profile of this test binary, so
 /// `cargo test` alone is enough; later calls reuse the result.
 pub(crate) fn binaries() -> Result<Binaries> {

@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod bad_input;
+mod dead_letters;
 mod deadline;
 mod declined;
 mod happy_path;

@@ -33,7 +33,7 @@ impl Application {
             &config.kafka,
             &[Topic::Payments, Topic::Orders],
             DeadLetter::new(producer.clone(), Config::SERVICE),
-            ConsumerSettings::default(),
+            ConsumerSettings::from_env()?,
         )?;
         let listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {

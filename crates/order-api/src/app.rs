@@ -39,7 +39,7 @@ impl Application {
             &config.kafka,
             &[Topic::Payments, Topic::Inventory],
             DeadLetter::new(producer.clone(), Config::SERVICE),
-            ConsumerSettings::default(),
+            ConsumerSettings::from_env()?,
         )?;
         let listener = TcpListener::bind(config.http_addr).await?;
         let state = AppState {

@@ -36,7 +36,7 @@ impl Application {
             &config.kafka,
             &[Topic::Orders, Topic::Inventory],
             DeadLetter::new(producer.clone(), Config::SERVICE),
-            ConsumerSettings::default(),
+            ConsumerSettings::from_env()?,
         )?;
         let (sender, notifications) = mpsc::channel(1024);
         let provider = SimulatedProvider::new(

@@ -36,7 +36,12 @@ impl Db {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        // `DB_BUSY_TIMEOUT_MS`: how long a write waits for a lock before failing (the failure is
+        // transient: handlers retry, then dead-letter).
+        conn.busy_timeout(crate::config::env_millis(
+            "DB_BUSY_TIMEOUT_MS",
+            Duration::from_secs(5),
+        )?)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL is durable against process crashes in WAL mode (the case we test); a power loss
         // can lose the last transactions, which the outbox and inbox then redo or re-receive.

@@ -27,11 +27,49 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         brokers: i32,
     },
+    /// Inspect and replay dead letters (`<topic>.dlq`).
+    Dlq {
+        /// The broker.
+        #[arg(
+            long,
+            env = "KAFKA_BOOTSTRAP_SERVERS",
+            default_value = "127.0.0.1:9092"
+        )]
+        bootstrap: String,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Run only the embedded broker; prints `KAFKA_BOOTSTRAP_SERVERS=…` and `broker ready`.
     Broker {
         /// Brokers in the embedded cluster.
         #[arg(long, default_value_t = 1)]
         brokers: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// One line per dead letter: id, service, error class, attempts, reason.
+    List {
+        /// Only this topic's dead letters (e.g. `payments`).
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// One dead letter in full: headers and payload.
+    Show {
+        /// Its id, as printed by `list` (`<dlq topic>/<partition>/<offset>`).
+        id: String,
+    },
+    /// Send dead letters back to their original topic (idempotent: handled events are dropped).
+    Replay {
+        /// Ids as printed by `list`.
+        ids: Vec<String>,
+        /// Replay every dead letter (of `--topic`, if given).
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// With `--all`: only this topic's dead letters.
+        #[arg(long)]
+        topic: Option<String>,
     },
 }
 
@@ -56,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Broker { brokers } => shopctl::broker::run(brokers).await,
+        Command::Dlq { bootstrap, action } => dlq(&bootstrap, action).await,
     }
 }
 
@@ -66,4 +105,43 @@ fn chrono_free_stamp() -> String {
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or_default();
     format!("{secs}-{}", std::process::id())
+}
+
+async fn dlq(bootstrap: &str, action: DlqAction) -> anyhow::Result<()> {
+    use shopctl::dlq;
+    match action {
+        DlqAction::List { topic } => dlq::list(&dlq::read(bootstrap, topic.as_deref())?),
+        DlqAction::Show { id } => {
+            let letters = dlq::read(bootstrap, None)?;
+            let letter = letters
+                .iter()
+                .find(|letter| letter.id == id)
+                .ok_or_else(|| anyhow::anyhow!("no dead letter {id}; see `shopctl dlq list`"))?;
+            dlq::show(letter);
+        }
+        DlqAction::Replay { ids, all, topic } => {
+            let letters = dlq::read(bootstrap, topic.as_deref())?;
+            let chosen: Vec<_> = if all {
+                letters
+            } else {
+                if ids.is_empty() {
+                    anyhow::bail!("name dead letters to replay, or use --all");
+                }
+                let chosen: Vec<_> = letters
+                    .into_iter()
+                    .filter(|letter| ids.contains(&letter.id))
+                    .collect();
+                if let Some(missing) = ids
+                    .iter()
+                    .find(|id| !chosen.iter().any(|letter| &letter.id == *id))
+                {
+                    anyhow::bail!("no dead letter {missing}; see `shopctl dlq list`");
+                }
+                chosen
+            };
+            let replayed = dlq::replay(bootstrap, &chosen).await?;
+            println!("{replayed} dead letter(s) replayed");
+        }
+    }
+    Ok(())
 }

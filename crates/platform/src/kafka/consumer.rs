@@ -35,6 +35,26 @@ pub struct ConsumerSettings {
     pub max_backoff: Duration,
 }
 
+impl ConsumerSettings {
+    /// The defaults, with `CONSUMER_MAX_ATTEMPTS`, `CONSUMER_INITIAL_BACKOFF_MS` and
+    /// `CONSUMER_MAX_BACKOFF_MS` applied.
+    pub fn from_env() -> Result<Self, PlatformError> {
+        let defaults = Self::default();
+        Ok(Self {
+            max_attempts: crate::config::env_parse("CONSUMER_MAX_ATTEMPTS", defaults.max_attempts)?
+                .max(1),
+            initial_backoff: crate::config::env_millis(
+                "CONSUMER_INITIAL_BACKOFF_MS",
+                defaults.initial_backoff,
+            )?,
+            max_backoff: crate::config::env_millis(
+                "CONSUMER_MAX_BACKOFF_MS",
+                defaults.max_backoff,
+            )?,
+        })
+    }
+}
+
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {

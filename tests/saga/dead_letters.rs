@@ -1,0 +1,92 @@
+//! A message whose handler keeps failing is dead-lettered with its reason; once the cause is
+//! fixed, `shopctl dlq replay` sends it back and the saga finishes — and replaying it again
+//! changes nothing.
+
+use anyhow::{Context, Result};
+
+use saga_tests::{ServiceKind, Stack, is_event};
+
+#[tokio::test]
+async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()> {
+    let stack = Stack::start_with_env(&[
+        ("DB_BUSY_TIMEOUT_MS", "20"),
+        ("CONSUMER_MAX_ATTEMPTS", "2"),
+        ("CONSUMER_INITIAL_BACKOFF_MS", "10"),
+    ])
+    .await?;
+    let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
+    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
+
+    // Hold inventory-svc's database: every write it tries fails as "database is locked".
+    let lock = stack.db(ServiceKind::Inventory)?;
+    lock.execute_batch("BEGIN EXCLUSIVE")?;
+    let order_id = stack.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
+    let kafka = stack.kafka()?;
+    let dead = kafka.find("payments.dlq", |m| {
+        is_event(m, "shop.payment.completed.v1", &order_id)
+            && m.headers
+                .iter()
+                .any(|(k, v)| k == "dlq.service" && v == "inventory-svc")
+    })?;
+    let header = |name: &str| {
+        dead.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("dlq.error.class"), Some("transient"));
+    assert_eq!(header("dlq.attempts"), Some("2"));
+    assert!(
+        header("dlq.error.message").is_some_and(|m| m.contains("locked")),
+        "{:?}",
+        dead.headers
+    );
+    stack
+        .wait_order(&order_id, |o| o["status"] == "payment_confirmed")
+        .await?;
+    lock.execute_batch("ROLLBACK")?;
+    drop(lock);
+
+    // The operator looks, then replays.
+    let id = format!("payments.dlq/{}/{}", dead.partition, dead.offset);
+    let listing = stack.shopctl(&["dlq", "list"])?;
+    let line = listing
+        .lines()
+        .find(|line| line.starts_with(&id))
+        .with_context(|| listing.clone())?;
+    assert!(
+        line.contains("inventory-svc") && line.contains("transient"),
+        "{line}"
+    );
+    assert!(stack.shopctl(&["dlq", "show", &id])?.contains(&order_id));
+    stack.shopctl(&["dlq", "replay", &id])?;
+
+    let order = stack.wait_terminal(&order_id).await?;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(
+        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        initial - 2
+    );
+
+    // Replaying everything again changes nothing: the inbox recognises the event.
+    let event_id = serde_json::from_slice::<serde_json::Value>(&dead.payload)?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    stack.shopctl(&["dlq", "replay", "--all"])?;
+    stack
+        .wait_query(
+            ServiceKind::Inventory,
+            "SELECT redeliveries FROM inbox WHERE event_id = ?1",
+            &event_id,
+            1,
+        )
+        .await?;
+    assert_eq!(
+        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        initial - 2
+    );
+    let (_, again) = stack.get_order(&order_id).await?;
+    assert_eq!(again["history"], order["history"]);
+    Ok(())
+}
