@@ -50,8 +50,17 @@ impl Stack {
     /// Like [`Stack::start`], with extra environment variables for every service.
     pub async fn start_with_env(extra: &[(&str, &str)]) -> Result<Self> {
         let bins = process::binaries()?;
-        let dir = tempfile::Builder::new().prefix("saga-test-").tempdir()?;
-        let broker = Service::start(ServiceKind::Broker, &bins, dir.path(), &[]).await?;
+        let mut dir = tempfile::Builder::new().prefix("saga-test-").tempdir()?;
+        if std::env::var_os("KEEP_TEST_DIR").is_some() {
+            // Keep databases and service logs for a look after the run.
+            dir.disable_cleanup(true);
+            eprintln!("test directory (kept): {}", dir.path().display());
+        }
+        let extra_env: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let broker = Service::start(ServiceKind::Broker, &bins, dir.path(), &extra_env).await?;
         let bootstrap = broker
             .bootstrap
             .clone()
@@ -73,11 +82,7 @@ impl Stack {
                 ("RUST_LOG".into(), "info,rdkafka=warn".into()),
             ]
             .into_iter()
-            .chain(
-                extra
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-            )
+            .chain(extra_env.iter().cloned())
             .collect()
         };
         let (order_env, payment_env, inventory_env) = (
@@ -256,6 +261,21 @@ impl Stack {
             );
         }
         Ok(stdout)
+    }
+
+    /// Asks the broker to inject a fault (`brokers/2/down`, `faults/produce/20`, …); needs
+    /// `BROKER_CONTROL_ADDR` in the environment given to [`Stack::start_with_env`].
+    pub async fn broker_fault(&self, path: &str) -> Result<()> {
+        let control = self
+            .broker
+            .control
+            .as_deref()
+            .context("broker started without BROKER_CONTROL_ADDR")?;
+        let response = self.http.post(format!("{control}/{path}")).send().await?;
+        if !response.status().is_success() {
+            bail!("fault {path} refused: {}", response.text().await?);
+        }
+        Ok(())
     }
 
     /// Where logs and databases live.

@@ -115,6 +115,8 @@ pub struct Service {
     addr: Option<String>,
     /// For the broker: its bootstrap servers.
     pub bootstrap: Option<String>,
+    /// For the broker: its fault-injection endpoint, if started with one.
+    pub control: Option<String>,
     /// Number of starts, to name log files.
     starts: u32,
 }
@@ -133,6 +135,7 @@ impl Service {
             env: env.to_vec(),
             addr: None,
             bootstrap: None,
+            control: None,
             starts: 0,
         };
         service.spawn(bins, dir).await?;
@@ -186,6 +189,9 @@ impl Service {
         for line in lines {
             if let Some(bootstrap) = line.strip_prefix("KAFKA_BOOTSTRAP_SERVERS=") {
                 self.bootstrap = Some(bootstrap.to_owned());
+            }
+            if let Some(control) = line.strip_prefix("BROKER_CONTROL=") {
+                self.control = Some(control.to_owned());
             }
             if let Some((_, url)) = line.split_once("ready on http://") {
                 self.addr = Some(url.trim().to_owned());

@@ -2,6 +2,7 @@
 //! speak HTTP to order-api, read each service's own database, and read and write topics.
 
 mod backpressure;
+mod chaos;
 mod bad_input;
 mod dead_letters;
 mod deadline;

@@ -7,6 +7,7 @@
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use events::Topic;
 
@@ -18,6 +19,54 @@ pub const SAGA_PARTITIONS: i32 = 8;
 
 /// Partitions of each dead-letter topic.
 pub const DEAD_LETTER_PARTITIONS: i32 = 1;
+
+/// A fault the embedded broker can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Broker `id` refuses connections (leaders do not move: clients wait and retry).
+    BrokerDown(i32),
+    /// Broker `id` accepts connections again.
+    BrokerUp(i32),
+    /// The next `count` requests of `api` fail with a retriable error.
+    RequestErrors {
+        /// Which requests.
+        api: FaultApi,
+        /// How many.
+        count: usize,
+    },
+}
+
+/// Which Kafka requests a [`Fault::RequestErrors`] hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultApi {
+    /// Produce: "not leader for partition".
+    Produce,
+    /// Fetch: "not leader for partition".
+    Fetch,
+    /// Offset commit: "request timed out".
+    OffsetCommit,
+    /// Group heartbeat: "request timed out".
+    Heartbeat,
+    /// The connection is dropped.
+    Disconnect,
+}
+
+impl std::str::FromStr for FaultApi {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "produce" => Ok(Self::Produce),
+            "fetch" => Ok(Self::Fetch),
+            "commit" => Ok(Self::OffsetCommit),
+            "heartbeat" => Ok(Self::Heartbeat),
+            "disconnect" => Ok(Self::Disconnect),
+            other => Err(format!(
+                "unknown request kind {other:?} (produce, fetch, commit, heartbeat, disconnect)"
+            )),
+        }
+    }
+}
 
 /// A running embedded cluster; stops when dropped.
 pub struct EmbeddedBroker {
@@ -80,6 +129,44 @@ impl EmbeddedBroker {
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), PlatformError> {
         if let Some(cluster) = self.owner.client().mock_cluster() {
             cluster.create_topic(name, partitions, self.brokers.min(3))?;
+        }
+        Ok(())
+    }
+
+    /// Injects a fault, for failure testing.
+    pub fn inject(&self, fault: Fault) -> Result<(), PlatformError> {
+        let Some(cluster) = self.owner.client().mock_cluster() else {
+            return Ok(());
+        };
+        match fault {
+            Fault::BrokerDown(id) => cluster.broker_down(id)?,
+            Fault::BrokerUp(id) => cluster.broker_up(id)?,
+            Fault::RequestErrors { api, count } => {
+                let (key, error) = match api {
+                    FaultApi::Produce => (
+                        RDKafkaApiKey::Produce,
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                    ),
+                    FaultApi::Fetch => (
+                        RDKafkaApiKey::Fetch,
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                    ),
+                    FaultApi::OffsetCommit => (
+                        RDKafkaApiKey::OffsetCommit,
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                    ),
+                    FaultApi::Heartbeat => (
+                        RDKafkaApiKey::Heartbeat,
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                    ),
+                    // Drops the client's connection on its next request.
+                    FaultApi::Disconnect => (
+                        RDKafkaApiKey::Fetch,
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+                    ),
+                };
+                cluster.request_errors(key, &vec![error; count]);
+            }
         }
         Ok(())
     }

@@ -42,8 +42,11 @@ enum Command {
     /// Run only the embedded broker; prints `KAFKA_BOOTSTRAP_SERVERS=…` and `broker ready`.
     Broker {
         /// Brokers in the embedded cluster.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, env = "EMBEDDED_BROKERS", default_value_t = 1)]
         brokers: i32,
+        /// Serve a fault-injection endpoint here (broker down/up, request errors); for tests.
+        #[arg(long, env = "BROKER_CONTROL_ADDR")]
+        control_addr: Option<SocketAddr>,
     },
 }
 
@@ -93,7 +96,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Broker { brokers } => shopctl::broker::run(brokers).await,
+        Command::Broker {
+            brokers,
+            control_addr,
+        } => shopctl::broker::run(brokers, control_addr).await,
         Command::Dlq { bootstrap, action } => dlq(&bootstrap, action).await,
     }
 }

@@ -1,0 +1,446 @@
+//! The saga under attack: a few hundred orders (good cards, declined cards, out-of-stock and
+//! limited items, slow and flaky payments) while every service is SIGKILLed and restarted,
+//! brokers go down and come back, requests fail, events are duplicated and poison is injected.
+//! Then the invariants are checked from each service's own database and printed.
+//!
+//! `CHAOS_ORDERS` (default 150) and `CHAOS_SEED` make it bigger or replay a run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use saga_tests::{ServiceKind, Stack, is_event};
+
+/// (sku, quantity, payment method): the order mix, picked at random.
+const MIX: [(&str, u32, &str); 8] = [
+    ("WIDGET-42", 2, "pm_visa_4242"),
+    ("GADGET-7", 1, "pm_mastercard_5555"),
+    ("DOOHICKEY-3", 3, "pm_visa_4242"),
+    ("WIDGET-42", 1, "pm_card_declined"),
+    ("GIZMO-9", 1, "pm_visa_4242"),
+    ("LIMITED-1", 1, "pm_visa_4242"),
+    ("GADGET-7", 2, "pm_slow_3s"),
+    ("DOOHICKEY-3", 1, "pm_flaky"),
+];
+
+/// How long the whole run may take to settle after the last fault.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// What the chaos did, for the report.
+#[derive(Debug, Default)]
+struct Chaos {
+    kills: BTreeMap<&'static str, u32>,
+    broker_outages: u32,
+    request_faults: u32,
+    duplicates: u32,
+    poison: u32,
+}
+
+#[tokio::test]
+async fn the_saga_survives_crashes_broker_faults_duplicates_and_poison() -> Result<()> {
+    let orders: usize = std::env::var("CHAOS_ORDERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(150);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(7);
+    eprintln!("chaos: {orders} orders, seed {seed} (CHAOS_ORDERS, CHAOS_SEED)");
+    let started = Instant::now();
+    let stack = Stack::start_with_env(&[
+        ("EMBEDDED_BROKERS", "3"),
+        ("BROKER_CONTROL_ADDR", "127.0.0.1:0"),
+        ("SAGA_TIMEOUT_MS", "20000"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "2000"),
+        ("SAGA_REAPER_INTERVAL_MS", "200"),
+        ("PSP_SIM_SLOW_MS", "1500"),
+        ("PAYMENT_RESUBMIT_AFTER_MS", "1000"),
+        ("PAYMENT_SWEEP_INTERVAL_MS", "200"),
+        ("PSP_BREAKER_COOLDOWN_MS", "500"),
+    ])
+    .await?;
+    let mut stack = stack;
+
+    // Orders arrive at a steady pace while the chaos runs.
+    let placer = tokio::spawn(place_orders(
+        stack.http.clone(),
+        stack.url("/api/orders"),
+        orders,
+        seed,
+    ));
+    let mut chaos = Chaos::default();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let mut round = 0;
+    // At least three rounds, so that every service dies several times.
+    while !placer.is_finished() || round < 3 {
+        attack(&mut stack, &mut rng, &mut chaos, round).await?;
+        round += 1;
+    }
+    let accepted = placer.await??;
+    eprintln!(
+        "chaos: {} orders accepted in {:?}, {chaos:?}",
+        accepted.len(),
+        started.elapsed()
+    );
+
+    // Every accepted order ends, and the books balance.
+    let settle_started = Instant::now();
+    let report = loop {
+        match check_invariants(&stack, &accepted) {
+            Ok(report) => break report,
+            Err(error) if settle_started.elapsed() < SETTLE => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => {
+                return Err(error.context("invariants did not hold after the chaos settled"));
+            }
+        }
+    };
+    let dlq = stack.kafka()?.read_all("payments.dlq")?;
+    let poison = dlq
+        .iter()
+        .filter(|m| {
+            m.headers
+                .iter()
+                .any(|(k, v)| k == "dlq.error.class" && v == "poison")
+        })
+        .count();
+    assert!(
+        poison >= 1,
+        "the poison message is not in the dead-letter topic"
+    );
+    eprintln!(
+        "chaos: invariants hold after {:?} (settled in {:?})",
+        started.elapsed(),
+        settle_started.elapsed()
+    );
+    eprintln!("{report}");
+    eprintln!(
+        "chaos: {poison} poison message(s) dead-lettered with their reason; consumers went on"
+    );
+    Ok(())
+}
+
+/// Places `count` orders, retrying each until order-api accepts it (it may be down).
+async fn place_orders(
+    http: reqwest::Client,
+    url: String,
+    count: usize,
+    seed: u64,
+) -> Result<Vec<String>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut accepted = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (sku, quantity, method) = MIX[rng.random_range(0..MIX.len())];
+        let body = json!({"user_id": "usr_chaos", "items": [{"sku": sku, "quantity": quantity}], "payment_method": method});
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = http
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            if let Ok(response) = response
+                && response.status() == reqwest::StatusCode::ACCEPTED
+            {
+                let body: serde_json::Value = response.json().await?;
+                accepted.push(body["order_id"].as_str().context("no order id")?.to_owned());
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("order-api did not accept an order for 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(accepted)
+}
+
+/// One round of faults, in a random order, with random pauses between them.
+async fn attack(stack: &mut Stack, rng: &mut StdRng, chaos: &mut Chaos, round: u32) -> Result<()> {
+    let mut actions: Vec<u8> = (0..7).collect();
+    for i in (1..actions.len()).rev() {
+        actions.swap(i, rng.random_range(0..=i));
+    }
+    for action in actions {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+        match action {
+            0 => kill_and_restart(stack, ServiceKind::Payment, chaos, rng).await?,
+            1 => kill_and_restart(stack, ServiceKind::Inventory, chaos, rng).await?,
+            2 => kill_and_restart(stack, ServiceKind::OrderApi, chaos, rng).await?,
+            3 => {
+                let broker = rng.random_range(1..=3);
+                stack
+                    .broker_fault(&format!("brokers/{broker}/down"))
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+                stack.broker_fault(&format!("brokers/{broker}/up")).await?;
+                chaos.broker_outages += 1;
+            }
+            4 => {
+                for fault in [
+                    "produce/10",
+                    "fetch/10",
+                    "commit/5",
+                    "heartbeat/5",
+                    "disconnect/3",
+                ] {
+                    stack.broker_fault(&format!("faults/{fault}")).await?;
+                    chaos.request_faults += 1;
+                }
+            }
+            5 => chaos.duplicates += duplicate_recent_events(stack).await?,
+            _ => {
+                let kafka = stack.kafka()?;
+                let payload = format!("{{\"round\": {round}, not an event");
+                kafka
+                    .produce("payments", b"ord_chaos", payload.as_bytes(), &[])
+                    .await?;
+                kafka
+                    .produce("inventory", b"ord_chaos", b"\x00\x01 binary garbage", &[])
+                    .await?;
+                chaos.poison += 2;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// SIGKILL (no shutdown, no flush, no commit), a pause, and a restart.
+async fn kill_and_restart(
+    stack: &mut Stack,
+    kind: ServiceKind,
+    chaos: &mut Chaos,
+    rng: &mut StdRng,
+) -> Result<()> {
+    let service = match kind {
+        ServiceKind::OrderApi => &mut stack.order_api,
+        ServiceKind::Payment => &mut stack.payment,
+        ServiceKind::Inventory => &mut stack.inventory,
+        ServiceKind::Broker => {
+            bail!("the broker keeps its data only in memory; it is not restarted")
+        }
+    };
+    service.kill()?;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(50..800))).await;
+    stack.restart(kind).await?;
+    *chaos.kills.entry(kind_name(kind)).or_default() += 1;
+    Ok(())
+}
+
+fn kind_name(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::OrderApi => "order-api",
+        ServiceKind::Payment => "payment-svc",
+        ServiceKind::Inventory => "inventory-svc",
+        ServiceKind::Broker => "broker",
+    }
+}
+
+/// Produces exact copies of the newest `order.created` and `payment.completed` events.
+async fn duplicate_recent_events(stack: &Stack) -> Result<u32> {
+    let kafka = stack.kafka()?;
+    let mut copies = 0;
+    for (topic, event_type) in [
+        ("orders", "shop.order.created.v1"),
+        ("payments", "shop.payment.completed.v1"),
+    ] {
+        let messages = kafka.read_all(topic)?;
+        let recent = messages.iter().rev().filter(|m| {
+            serde_json::from_slice::<serde_json::Value>(&m.payload)
+                .is_ok_and(|doc| doc["type"] == event_type)
+        });
+        for message in recent.take(3) {
+            kafka
+                .produce(topic, &message.key, &message.payload, &message.headers)
+                .await?;
+            copies += 1;
+        }
+    }
+    Ok(copies)
+}
+
+/// The books, from each service's own database. Fails (to be retried until the run settles)
+/// while any invariant does not hold yet; returns a printable report once all do.
+fn check_invariants(stack: &Stack, accepted: &[String]) -> Result<String> {
+    let orders = stack.db(ServiceKind::OrderApi)?;
+    let payments = stack.db(ServiceKind::Payment)?;
+    let inventory = stack.db(ServiceKind::Inventory)?;
+
+    // Every accepted order is confirmed or cancelled; none is stuck.
+    let mut status: HashMap<String, (String, Option<String>, i64)> = HashMap::new();
+    let mut stmt =
+        orders.prepare("SELECT order_id, status, cancellation_reason, total_minor FROM orders")?;
+    for row in stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })? {
+        let (id, s, reason, total) = row?;
+        status.insert(id, (s, reason, total));
+    }
+    for id in accepted {
+        let (s, _, _) = status
+            .get(id)
+            .with_context(|| format!("accepted order {id} is missing"))?;
+        if s != "confirmed" && s != "cancelled" {
+            bail!("order {id} is still {s}");
+        }
+    }
+    if let Some((id, (s, _, _))) = status
+        .iter()
+        .find(|(_, (s, _, _))| s != "confirmed" && s != "cancelled")
+    {
+        bail!("order {id} is still {s}");
+    }
+    for (db, name) in [
+        (&orders, "order-api"),
+        (&payments, "payment-svc"),
+        (&inventory, "inventory-svc"),
+    ] {
+        let backlog: i64 = db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        if backlog > 0 {
+            bail!("{name} still has {backlog} unpublished events");
+        }
+    }
+
+    // Charges and refunds: at most one of each per order, refunds exactly for charged
+    // cancellations, and the money adds up.
+    let mut charged: HashMap<String, i64> = HashMap::new();
+    let mut stmt = payments.prepare(
+        "SELECT order_id, amount_minor, status FROM payments WHERE status IN ('charging', 'charged', 'refunding', 'refunded')",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (id, amount, s) = row?;
+        match s.as_str() {
+            "charging" | "refunding" => bail!("payment of {id} is still {s}"),
+            _ => {
+                charged.insert(id, amount);
+            }
+        }
+    }
+    let mut refunded: HashMap<String, i64> = HashMap::new();
+    let mut stmt = payments.prepare("SELECT order_id, amount_minor, status FROM refunds")?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (id, amount, s) = row?;
+        if s != "refunded" {
+            bail!("refund of {id} is still {s}");
+        }
+        refunded.insert(id, amount);
+    }
+    let mut confirmed_total = 0;
+    let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, (s, reason, total)) in &status {
+        *by_outcome
+            .entry(reason.clone().unwrap_or_else(|| s.clone()))
+            .or_default() += 1;
+        match (
+            s.as_str(),
+            charged.contains_key(id),
+            refunded.contains_key(id),
+        ) {
+            ("confirmed", true, false) => confirmed_total += total,
+            ("confirmed", charged, refunded) => {
+                bail!("confirmed order {id}: charged {charged}, refunded {refunded}")
+            }
+            ("cancelled", true, false) => {
+                bail!("cancelled order {id} was charged and not refunded")
+            }
+            ("cancelled", false, true) => bail!("order {id} refunded without a charge"),
+            _ => {}
+        }
+    }
+    let charges: i64 = charged.values().sum();
+    let refunds: i64 = refunded.values().sum();
+    if charges - refunds != confirmed_total {
+        bail!("charges {charges} - refunds {refunds} != confirmed totals {confirmed_total}");
+    }
+
+    // Stock: never negative, nothing lost, and held exactly by confirmed orders.
+    let mut stmt = inventory.prepare("SELECT sku, available, reserved, initial FROM stock")?;
+    let mut stock_lines = Vec::new();
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })? {
+        let (sku, available, reserved, initial) = row?;
+        if available < 0 || available + reserved != initial {
+            bail!("{sku}: available {available} + reserved {reserved} != initial {initial}");
+        }
+        let held: i64 = inventory.query_row(
+            "SELECT COALESCE(SUM(i.quantity), 0) FROM reservation_items i JOIN reservations r ON r.order_id = i.order_id
+             WHERE r.status = 'reserved' AND i.sku = ?1",
+            [&sku],
+            |r| r.get(0),
+        )?;
+        if held != reserved {
+            bail!("{sku}: reserved {reserved} but reservations hold {held}");
+        }
+        stock_lines.push(format!("{sku} {available}+{reserved}={initial}"));
+    }
+    let holding: HashSet<String> = inventory
+        .prepare("SELECT order_id FROM reservations WHERE status = 'reserved'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let confirmed: HashSet<String> = status
+        .iter()
+        .filter(|(_, (s, _, _))| s == "confirmed")
+        .map(|(id, _)| id.clone())
+        .collect();
+    if holding != confirmed {
+        let extra: Vec<_> = holding.difference(&confirmed).take(3).collect();
+        let missing: Vec<_> = confirmed.difference(&holding).take(3).collect();
+        bail!(
+            "reservations do not match confirmed orders: held but not confirmed {extra:?}, confirmed but not held {missing:?}"
+        );
+    }
+
+    // At most one charge announced per order, whatever was redelivered (the test's own
+    // duplicates are copies of one event: same event id).
+    let announced = stack.kafka()?.read_all("payments")?;
+    for id in accepted {
+        let events: HashSet<String> = announced
+            .iter()
+            .filter(|m| is_event(m, "shop.payment.completed.v1", id))
+            .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
+            .filter_map(|doc| doc["id"].as_str().map(str::to_owned))
+            .collect();
+        if events.len() > 1 {
+            bail!("{id}: {} distinct payment.completed events", events.len());
+        }
+    }
+    if by_outcome.get("confirmed").copied().unwrap_or(0) == 0 || by_outcome.len() < 3 {
+        bail!(
+            "the mix did not produce confirmed and several kinds of cancelled orders: {by_outcome:?}"
+        );
+    }
+
+    Ok(format!(
+        "chaos invariants:\n  orders: {} accepted, outcomes {by_outcome:?}\n  money: charged {charges}, refunded {refunds}, confirmed totals {confirmed_total} (minor units)\n  charges per order <= 1, refunds per order <= 1, every charged cancellation refunded\n  stock (available+reserved=initial): {}\n  reservations held exactly by the {} confirmed orders",
+        accepted.len(),
+        stock_lines.join(", "),
+        confirmed.len(),
+    ))
+}
