@@ -214,15 +214,26 @@ impl Service {
         Ok(())
     }
 
-    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
-    pub fn terminate(&mut self) -> Result<bool> {
+    /// SIGTERM and wait (up to 20 s) for the process to exit; returns whether it exited
+    /// successfully.
+    pub async fn terminate(&mut self) -> Result<bool> {
         let Some(mut child) = self.child.take() else {
             return Ok(false);
         };
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()?;
-        Ok(child.wait()?.success())
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill()?;
+                bail!("{} did not stop within 20 s of SIGTERM", self.kind.binary());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub(crate) async fn restart(&mut self, bins: &Binaries, dir: &Path) -> Result<()> {

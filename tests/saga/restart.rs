@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use futures::StreamExt;
 use futures::future::try_join_all;
 
-use saga_tests::{ServiceKind, Stack, is_event};
+use saga_tests::{DEADLINE, ServiceKind, Stack, is_event};
 
 /// (sku, payment method, expected status, expected reason)
 const MIX: [(&str, &str, &str, Option<&str>); 3] = [
@@ -81,21 +82,49 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
 }
 
 #[tokio::test]
-async fn services_stop_cleanly_on_sigterm() -> Result<()> {
-    let mut stack = Stack::start().await?;
-    let order_id = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
-    stack.wait_terminal(&order_id).await?;
+async fn services_stop_cleanly_on_sigterm_even_with_streams_open() -> Result<()> {
+    let mut stack = Stack::start_with_env(&[("PSP_SIM_SLOW_MS", "60000")]).await?;
+    let done = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
+    stack.wait_terminal(&done).await?;
+    // An order that will not finish for a minute, and a client following it.
+    let open = stack.place_order("WIDGET-42", 1, "pm_slow_3s").await?;
+    stack
+        .wait_order(&open, |o| o["status"] == "payment_processing")
+        .await?;
+    let response = stack
+        .http
+        .get(stack.url(&format!("/api/orders/{open}/events")))
+        .timeout(DEADLINE)
+        .send()
+        .await?;
+    let mut body = response.bytes_stream();
+    let mut received = String::new();
+    // The stream is open once the history (pending, payment_processing) has arrived.
+    while received.matches("event: status_update").count() < 2 {
+        let chunk = body.next().await.context("stream ended early")??;
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
     assert!(
-        stack.inventory.terminate()?,
+        stack.order_api.terminate().await?,
+        "order-api exited with an error"
+    );
+    // The server ended the stream cleanly (no error), with nothing more in it.
+    while let Some(chunk) = body.next().await {
+        received.push_str(&String::from_utf8_lossy(&chunk?));
+    }
+    assert_eq!(
+        received.matches("event: status_update").count(),
+        2,
+        "{received}"
+    );
+    assert!(
+        stack.inventory.terminate().await?,
         "inventory-svc exited with an error"
     );
     assert!(
-        stack.payment.terminate()?,
+        stack.payment.terminate().await?,
         "payment-svc exited with an error"
-    );
-    assert!(
-        stack.order_api.terminate()?,
-        "order-api exited with an error"
     );
     Ok(())
 }

@@ -47,6 +47,7 @@ impl Application {
             catalog: Arc::new(catalog),
             updates: StatusUpdates::new(4096),
             sse_keep_alive: config.sse_keep_alive,
+            shutdown: CancellationToken::new(),
             outbox_backlog_limit: config.outbox_backlog_limit,
             saga_timeout: chrono::TimeDelta::from_std(config.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
@@ -68,7 +69,11 @@ impl Application {
 
     /// Serves HTTP, consumes replies and relays the outbox until `shutdown`, then stops without
     /// losing work (see [`platform::service::run`]).
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), OrderApiError> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: CancellationToken,
+    ) -> Result<(), OrderApiError> {
+        self.state.shutdown = shutdown.child_token();
         let readiness = Readiness {
             db: self.db.clone(),
             producer: self.producer.clone(),

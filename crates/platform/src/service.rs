@@ -31,9 +31,17 @@ pub struct ServiceParts<H> {
     pub background: Vec<JoinHandle<()>>,
 }
 
+/// How long stopping may take before the process gives up on in-flight work
+/// (`SHUTDOWN_TIMEOUT_MS`, default 10 s). Giving up loses nothing: unpublished outbox rows stay
+/// in the database and uncommitted messages are consumed again.
+fn shutdown_timeout() -> Duration {
+    crate::config::env_millis("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))
+        .unwrap_or(Duration::from_secs(10))
+}
+
 /// Runs until `shutdown`, then: stop accepting HTTP and finish in-flight requests; finish the
 /// message being handled and commit offsets; let background tasks end; publish what is left in
-/// the outbox; flush the producer.
+/// the outbox; flush the producer — all within [`shutdown_timeout`].
 pub async fn run<H: EventHandler>(
     parts: ServiceParts<H>,
     shutdown: CancellationToken,
@@ -46,23 +54,51 @@ pub async fn run<H: EventHandler>(
         relay_stop.clone(),
     ));
     let consumer = tokio::spawn(parts.consumer.run(parts.handler, shutdown.clone()));
-    let served = crate::http::serve(parts.listener, parts.router, shutdown.clone()).await;
-    // If the server stopped on its own (an error), stop everything else too.
+    let server = tokio::spawn(crate::http::serve(
+        parts.listener,
+        parts.router,
+        shutdown.clone(),
+    ));
+    // Wait for the signal, or for the server to stop on its own (an error): then stop everything.
+    let mut server = server;
+    let early = tokio::select! {
+        () = shutdown.cancelled() => None,
+        served = &mut server => Some(served),
+    };
     shutdown.cancel();
-    if let Err(error) = consumer.await {
-        tracing::error!(%error, "The consumer task failed.");
-    }
-    for task in parts.background {
-        if let Err(error) = task.await {
-            tracing::error!(%error, "A background task failed.");
+    let producer = parts.producer.clone();
+    let stopping = async move {
+        let served = match early {
+            Some(served) => served,
+            None => server.await,
+        };
+        if let Err(error) = consumer.await {
+            tracing::error!(%error, "The consumer task failed.");
+        }
+        for task in parts.background {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "A background task failed.");
+            }
+        }
+        relay_stop.cancel();
+        if let Err(error) = relay.await {
+            tracing::error!(%error, "The outbox relay task failed.");
+        }
+        if let Err(error) = producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "Producer flush incomplete.");
+        }
+        served
+    };
+    let limit = shutdown_timeout();
+    match tokio::time::timeout(limit, stopping).await {
+        Ok(Ok(served)) => served,
+        Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
+        Err(_) => {
+            tracing::error!(
+                ?limit,
+                "Shutdown timed out; leaving work in flight (it will be redone after restart)."
+            );
+            Ok(())
         }
     }
-    relay_stop.cancel();
-    if let Err(error) = relay.await {
-        tracing::error!(%error, "The outbox relay task failed.");
-    }
-    if let Err(error) = parts.producer.flush(Duration::from_secs(5)) {
-        tracing::warn!(%error, "Producer flush incomplete.");
-    }
-    served
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub updates: StatusUpdates,
     /// How often an idle SSE stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
+    /// Cancelled when the service stops: open SSE streams end so that shutdown is not held up.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Outbox rows beyond which new orders are refused with `503` (back-pressure).
     pub outbox_backlog_limit: i64,
     /// How long a saga may take before the deadline reaper cancels it.

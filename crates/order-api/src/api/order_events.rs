@@ -35,6 +35,7 @@ pub(crate) async fn handle(
     let order_id = parse_order_id(&order_id)?;
     let mut live = state.updates.subscribe();
     let db = state.db.clone();
+    let stopping = state.shutdown.clone();
     let backlog = db
         .call(move |conn| store::history_after(conn, order_id, 0))
         .await?;
@@ -59,6 +60,8 @@ pub(crate) async fn handle(
             let reload = loop {
                 let received = tokio::select! {
                     () = emit.closed() => return,
+                    // The service is stopping: end the stream; clients reconnect elsewhere.
+                    () = stopping.cancelled() => return,
                     received = live.recv() => received,
                 };
                 match received {
