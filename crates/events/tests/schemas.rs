@@ -17,6 +17,9 @@ use events::{
 
 const BASE: &str = "https://schemas.shop.example/events/";
 
+/// A change that makes a valid document invalid.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 fn schema_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas/events")
 }
@@ -214,7 +217,7 @@ fn schemas_reject_malformed_envelopes_of_every_kind() {
         } else {
             EventKind::OrderCreated
         };
-        let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        let mutations: Vec<(&str, Mutation)> = vec![
             (
                 "missing data",
                 Box::new(|d| drop(d.as_object_mut().map(|o| o.remove("data")))),
@@ -265,7 +268,7 @@ fn schemas_reject_malformed_envelopes_of_every_kind() {
 fn schemas_reject_bad_values() {
     let created = validator(EventKind::OrderCreated);
     let good = documents(EventKind::OrderCreated).remove(0);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "quantity 0",
             Box::new(|d| d["data"]["items"][0]["quantity"] = json!(0)),
