@@ -37,22 +37,33 @@ pub async fn run(brokers: i32, control_addr: Option<SocketAddr>) -> anyhow::Resu
 /// `POST /brokers/{id}/down|up`, `POST /faults/{produce|fetch|commit|heartbeat|disconnect}/{count}`.
 fn control_routes(broker: Shared) -> Router {
     Router::new()
-        .route("/brokers/{id}/down", post(|state, Path(id): Path<i32>| inject(state, Fault::BrokerDown(id))))
-        .route("/brokers/{id}/up", post(|state, Path(id): Path<i32>| inject(state, Fault::BrokerUp(id))))
+        .route(
+            "/brokers/{id}/down",
+            post(|state, Path(id): Path<i32>| inject(state, Fault::BrokerDown(id))),
+        )
+        .route(
+            "/brokers/{id}/up",
+            post(|state, Path(id): Path<i32>| inject(state, Fault::BrokerUp(id))),
+        )
         .route(
             "/faults/{api}/{count}",
-            post(|state, Path((api, count)): Path<(String, usize)>| async move {
-                match api.parse::<FaultApi>() {
-                    Ok(api) => inject(state, Fault::RequestErrors { api, count }).await,
-                    Err(reason) => (StatusCode::BAD_REQUEST, reason),
-                }
-            }),
+            post(
+                |state, Path((api, count)): Path<(String, usize)>| async move {
+                    match api.parse::<FaultApi>() {
+                        Ok(api) => inject(state, Fault::RequestErrors { api, count }).await,
+                        Err(reason) => (StatusCode::BAD_REQUEST, reason),
+                    }
+                },
+            ),
         )
         .with_state(broker)
 }
 
 async fn inject(State(broker): State<Shared>, fault: Fault) -> (StatusCode, String) {
-    let result = broker.lock().unwrap_or_else(|p| p.into_inner()).inject(fault);
+    let result = broker
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .inject(fault);
     match result {
         Ok(()) => {
             tracing::warn!(?fault, "Fault injected.");

@@ -54,7 +54,10 @@ pub fn read(bootstrap: &str, only: Option<&str>) -> Result<Vec<DeadLetter>> {
             continue;
         }
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
         for partition in 0..i32::try_from(partitions)? {
             let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
             if high > low {
@@ -83,12 +86,22 @@ pub fn read(bootstrap: &str, only: Option<&str>) -> Result<Vec<DeadLetter>> {
             .map(|headers| {
                 headers
                     .iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
         letters.push(DeadLetter {
-            id: format!("{}/{}/{}", message.topic(), message.partition(), message.offset()),
+            id: format!(
+                "{}/{}/{}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            ),
             dlq_topic: message.topic().to_owned(),
             key: message.key().unwrap_or_default().to_vec(),
             payload: message.payload().unwrap_or_default().to_vec(),
@@ -105,7 +118,10 @@ pub fn list(letters: &[DeadLetter]) {
         println!("No dead letters.");
         return;
     }
-    println!("{:<22} {:<14} {:<10} {:>8} {:<28} reason", "id", "service", "class", "attempts", "last failure");
+    println!(
+        "{:<22} {:<14} {:<10} {:>8} {:<28} reason",
+        "id", "service", "class", "attempts", "last failure"
+    );
     for letter in letters {
         let mut reason = letter.header(h::ERROR_MESSAGE).to_owned();
         if reason.len() > 80 {
@@ -148,16 +164,33 @@ pub async fn replay(bootstrap: &str, letters: &[DeadLetter]) -> Result<usize> {
     for letter in letters {
         let topic = letter.header(h::ORIGINAL_TOPIC);
         if topic.is_empty() {
-            bail!("{} has no {} header; cannot tell where it came from", letter.id, h::ORIGINAL_TOPIC);
+            bail!(
+                "{} has no {} header; cannot tell where it came from",
+                letter.id,
+                h::ORIGINAL_TOPIC
+            );
         }
         let mut headers = OwnedHeaders::new();
-        for (name, value) in letter.headers.iter().filter(|(name, _)| !name.starts_with("dlq.")) {
-            headers = headers.insert(Header { key: name, value: Some(value) });
+        for (name, value) in letter
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.starts_with("dlq."))
+        {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
         }
-        headers = headers.insert(Header { key: "dlq.replayed_from", value: Some(&letter.id) });
+        headers = headers.insert(Header {
+            key: "dlq.replayed_from",
+            value: Some(&letter.id),
+        });
         producer
             .send(
-                FutureRecord::to(topic).key(&letter.key).payload(&letter.payload).headers(headers),
+                FutureRecord::to(topic)
+                    .key(&letter.key)
+                    .payload(&letter.payload)
+                    .headers(headers),
                 Duration::from_secs(10),
             )
             .await
