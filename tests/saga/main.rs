@@ -2,8 +2,8 @@
 //! speak HTTP to order-api, read each service's own database, and read and write topics.
 
 mod backpressure;
-mod chaos;
 mod bad_input;
+mod chaos;
 mod dead_letters;
 mod deadline;
 mod declined;
@@ -12,4 +12,5 @@ mod out_of_stock;
 mod poison;
 mod redelivery;
 mod restart;
+mod timeline;
 mod tracing;

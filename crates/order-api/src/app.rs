@@ -51,6 +51,7 @@ impl Application {
             outbox_backlog_limit: config.outbox_backlog_limit,
             saga_timeout: chrono::TimeDelta::from_std(config.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
+            jaeger_ui_url: config.jaeger_ui_url.clone(),
         };
         Ok(Self {
             reaper_interval: config.reaper_interval,

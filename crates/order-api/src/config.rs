@@ -24,6 +24,9 @@ pub struct Config {
     /// `OUTBOX_BACKLOG_LIMIT`: unpublished events beyond which `POST /api/orders` answers `503`
     /// with `Retry-After` instead of piling up work the broker cannot take.
     pub outbox_backlog_limit: i64,
+    /// `JAEGER_UI_URL`: base URL of a trace viewer (Jaeger UI); when set, the order timeline
+    /// page links an order's trace to `<url>/trace/<trace id>`.
+    pub jaeger_ui_url: Option<String>,
     /// Broker settings; the consumer group is `order-api`.
     pub kafka: KafkaConfig,
 }
@@ -44,7 +47,59 @@ impl Config {
             saga_timeout: env_millis("SAGA_TIMEOUT_MS", Duration::from_secs(30))?,
             reaper_interval: env_millis("SAGA_REAPER_INTERVAL_MS", Duration::from_millis(500))?,
             outbox_backlog_limit: env_parse("OUTBOX_BACKLOG_LIMIT", 10_000)?,
+            jaeger_ui_url: jaeger_ui_url(std::env::var("JAEGER_UI_URL").ok())?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
+    }
+}
+
+/// Checks `JAEGER_UI_URL`: unset or blank means no trace links; otherwise an `http(s)` URL, kept
+/// without trailing slashes. Anything else is refused at start-up, because the page would turn
+/// it into a link that does not work (or, for `javascript:`, one that runs code).
+fn jaeger_ui_url(value: Option<String>) -> Result<Option<String>, PlatformError> {
+    let Some(value) = value.filter(|value| !value.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let url = value.trim().trim_end_matches('/');
+    let scheme_ok = ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
+            && url.len() > scheme.len()
+    });
+    if !scheme_ok || url.chars().any(char::is_whitespace) {
+        return Err(PlatformError::Config {
+            name: "JAEGER_UI_URL".to_owned(),
+            value,
+            reason: "expected an http:// or https:// URL, e.g. http://localhost:16686".to_owned(),
+        });
+    }
+    Ok(Some(url.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jaeger_ui_url;
+
+    #[test]
+    fn jaeger_ui_url_is_optional_and_must_be_http() {
+        let read = |value: Option<&str>| jaeger_ui_url(value.map(str::to_owned)).ok().flatten();
+        assert_eq!(read(None), None);
+        assert_eq!(read(Some("  ")), None);
+        assert_eq!(
+            read(Some("http://localhost:16686/")).as_deref(),
+            Some("http://localhost:16686")
+        );
+        assert_eq!(
+            read(Some("HTTPS://jaeger.example")).as_deref(),
+            Some("HTTPS://jaeger.example")
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "localhost:16686",
+            "http://",
+            "http://a b",
+        ] {
+            assert!(jaeger_ui_url(Some(bad.to_owned())).is_err(), "{bad}");
+        }
     }
 }

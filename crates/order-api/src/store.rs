@@ -7,6 +7,8 @@ use events::{CancellationReason, Currency, EventId, Money, OrderId, PricedLineIt
 
 use crate::saga::OrderStatus;
 
+pub(crate) mod timeline;
+
 pub(crate) const MIGRATION: &str = "
 CREATE TABLE IF NOT EXISTS orders (
     order_id            TEXT PRIMARY KEY,
@@ -44,6 +46,18 @@ CREATE TABLE IF NOT EXISTS order_history (
     at         TEXT NOT NULL,
     PRIMARY KEY (order_id, seq)
 );
+-- The saga timeline: every event of an order's saga, produced or received here, once
+-- (see `store::timeline`). `occurred_at` is the event's own time, `recorded_at` ours.
+CREATE TABLE IF NOT EXISTS saga_events (
+    order_id    TEXT NOT NULL REFERENCES orders (order_id),
+    event_id    TEXT NOT NULL UNIQUE,
+    event_type  TEXT NOT NULL,
+    service     TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    trace_id    TEXT
+);
+CREATE INDEX IF NOT EXISTS saga_events_by_order ON saga_events (order_id, occurred_at);
 ";
 
 /// One row of an order's history: a status and when it was reached.

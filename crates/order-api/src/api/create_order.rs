@@ -91,6 +91,8 @@ pub(crate) async fn handle(
                 },
             )?;
             outbox::enqueue(tx, &envelope)?;
+            let trace_id = platform::telemetry::current_trace_id();
+            store::timeline::record(tx, &envelope, trace_id)?;
             Ok::<_, ApiError>(entry)
         })
         .await?;

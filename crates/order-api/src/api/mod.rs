@@ -3,6 +3,8 @@
 mod create_order;
 mod get_order;
 mod order_events;
+mod timeline;
+mod timeline_page;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub outbox_backlog_limit: i64,
     /// How long a saga may take before the deadline reaper cancels it.
     pub saga_timeout: chrono::TimeDelta,
+    /// Base URL of the trace viewer the timeline page links traces to, if any.
+    pub jaeger_ui_url: Option<String>,
 }
 
 /// The whole HTTP application; testable without a socket.
@@ -47,6 +51,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/api/orders", post(create_order::handle))
         .route("/api/orders/{order_id}", get(get_order::handle))
         .route("/api/orders/{order_id}/events", get(order_events::handle))
+        .merge(timeline::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async { Problem::not_found("No such route.") });

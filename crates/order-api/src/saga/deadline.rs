@@ -96,6 +96,8 @@ fn time_out(
         order_id,
         reason: CancellationReason::Timeout,
     };
-    outbox::enqueue(tx, &Envelope::new(SOURCE, cancelled, None))?;
+    let envelope = Envelope::new(SOURCE, cancelled, None);
+    outbox::enqueue(tx, &envelope)?;
+    store::timeline::record(tx, &envelope, platform::telemetry::current_trace_id())?;
     Ok(Some(entry))
 }

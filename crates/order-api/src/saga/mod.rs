@@ -1,8 +1,9 @@
 //! The saga coordinator: order-api's consumer of the participants' replies.
 //!
 //! For each reply it decides (see [`state`]) and applies the decision in one transaction: the
-//! inbox entry, the new status and history, and — when the saga ends — `order.confirmed` or
-//! `order.cancelled` in the outbox. Only after the commit are SSE subscribers told.
+//! inbox entry, the reply's row on the order's timeline, the new status and history, and — when
+//! the saga ends — `order.confirmed` or `order.cancelled` in the outbox (and on the timeline).
+//! Only after the commit are SSE subscribers told.
 
 pub mod deadline;
 mod state;
@@ -114,6 +115,14 @@ fn apply(
             "unknown order {order_id}"
         )));
     };
+    // Every reply belongs on the timeline, including those that change nothing (a late or a
+    // waiting one): that is often what a person looking at a stuck saga needs to see.
+    let trace_id = envelope
+        .meta
+        .traceparent
+        .as_deref()
+        .and_then(store::timeline::trace_id_of);
+    store::timeline::record(tx, envelope, trace_id)?;
     let steps = match decide(current, &envelope.event) {
         Decision::Advance(steps) => steps,
         Decision::Wait => {
@@ -157,7 +166,10 @@ fn apply(
             _ => None,
         };
         if let Some(event) = ending {
-            outbox::enqueue(tx, &Envelope::new(SOURCE, event, Some(envelope.meta.id)))?;
+            let ending = Envelope::new(SOURCE, event, Some(envelope.meta.id));
+            outbox::enqueue(tx, &ending)?;
+            // The outbox stamps the current span's trace context on it; record the same trace.
+            store::timeline::record(tx, &ending, platform::telemetry::current_trace_id())?;
         }
     }
     Ok(entries)

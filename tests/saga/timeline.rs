@@ -1,0 +1,282 @@
+//! The saga timeline of an order, as JSON (`GET /api/orders/{id}/timeline`) and as the page
+//! people read (`GET /orders/{id}`), drawn by a real browser: headless Chromium loads the page
+//! from order-api, runs its script, and the test reads the resulting DOM.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use chrono::{DateTime, FixedOffset};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use saga_tests::{ServiceKind, Stack};
+
+/// The trace viewer order-api is told about; nothing listens there, the page only links to it.
+const JAEGER_UI_URL: &str = "http://jaeger.example:16686";
+
+/// An out-of-stock order's saga, in the order it happens.
+const OUT_OF_STOCK: [&str; 6] = [
+    "order.created",
+    "payment.initiated",
+    "payment.completed",
+    "stock.rejected",
+    "payment.refunded",
+    "order.cancelled",
+];
+
+/// Places a sold-out order and waits until its saga is over and every event of it is recorded:
+/// a reply from another topic (`stock.rejected`) may be recorded after the order is cancelled.
+async fn out_of_stock_order(stack: &Stack) -> Result<String> {
+    let order_id = stack.place_order("GIZMO-9", 1, "pm_visa_4242").await?;
+    stack.wait_terminal(&order_id).await?;
+    stack
+        .wait_query(
+            ServiceKind::OrderApi,
+            "SELECT COUNT(*) FROM saga_events WHERE order_id = ?1",
+            &order_id,
+            i64::try_from(OUT_OF_STOCK.len())?,
+        )
+        .await?;
+    Ok(order_id)
+}
+
+async fn get(stack: &Stack, path: &str) -> Result<reqwest::Response> {
+    Ok(stack.http.get(stack.url(path)).send().await?)
+}
+
+async fn timeline(stack: &Stack, order_id: &str) -> Result<Value> {
+    let response = get(stack, &format!("/api/orders/{order_id}/timeline")).await?;
+    ensure!(response.status() == StatusCode::OK, "{}", response.status());
+    Ok(response.json().await?)
+}
+
+fn time(value: &Value) -> Result<DateTime<FixedOffset>> {
+    let text = value
+        .as_str()
+        .with_context(|| format!("not a time: {value}"))?;
+    Ok(DateTime::parse_from_rfc3339(text)?)
+}
+
+fn strings<'a>(events: &'a [Value], field: &str) -> Vec<&'a str> {
+    events.iter().filter_map(|e| e[field].as_str()).collect()
+}
+
+fn service_of(event_type: &str) -> &'static str {
+    match event_type.split('.').next() {
+        Some("order") => "order-api",
+        Some("payment") => "payment-svc",
+        Some("stock") => "inventory-svc",
+        _ => "unknown",
+    }
+}
+
+#[tokio::test]
+async fn an_out_of_stock_order_reads_as_a_timeline_of_its_events() -> Result<()> {
+    let stack = Stack::start().await?;
+    let order_id = out_of_stock_order(&stack).await?;
+    let timeline = timeline(&stack, &order_id).await?;
+    let events = timeline["events"].as_array().cloned().unwrap_or_default();
+
+    assert_eq!(timeline["order_id"], order_id.as_str());
+    assert_eq!(timeline["status"], "cancelled");
+
+    // Every event once; in time order, where only the two replies of different services may
+    // swap places, and only because their own times say so.
+    let types = strings(&events, "event_type");
+    let (mut sorted, mut expected) = (types.clone(), OUT_OF_STOCK.to_vec());
+    sorted.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(sorted, expected, "{timeline:#}");
+    let mut swapped = OUT_OF_STOCK;
+    swapped.swap(2, 3);
+    assert!(
+        types == OUT_OF_STOCK || types == swapped,
+        "{types:?}\n{timeline:#}"
+    );
+    let times = events
+        .iter()
+        .map(|e| time(&e["occurred_at"]))
+        .collect::<Result<Vec<_>>>()?;
+    assert!(
+        times.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{timeline:#}"
+    );
+
+    for (index, event) in events.iter().enumerate() {
+        let event_type = event["event_type"].as_str().unwrap_or_default();
+        assert_eq!(event["seq"], index + 1, "{event}");
+        assert_eq!(event["service"], service_of(event_type), "{event}");
+        time(&event["recorded_at"])?;
+        let delay = event["delay_ms"].as_f64().context("delay_ms")?;
+        assert!(delay >= 0.0, "{event}");
+        if index == 0 {
+            assert!(delay.abs() < f64::EPSILON, "{event}");
+        } else {
+            let micros = (times[index] - times[index - 1])
+                .num_microseconds()
+                .context("delay")?;
+            assert!(
+                (delay * 1000.0 - micros as f64).abs() < 1.0,
+                "{delay} ms vs {micros} µs: {event}"
+            );
+        }
+    }
+
+    // The saga runs from its first event to its terminal one.
+    assert_eq!(timeline["started_at"], events[0]["occurred_at"]);
+    assert_eq!(timeline["finished_at"], events[5]["occurred_at"]);
+    let duration = timeline["duration_ms"].as_f64().context("duration_ms")?;
+    let micros = (times[5] - times[0]).num_microseconds().context("span")?;
+    assert!(
+        (duration * 1000.0 - micros as f64).abs() < 1.0,
+        "{timeline:#}"
+    );
+    // The order's trace id is the first an event has (none while trace export is off).
+    let first_trace = events.iter().find_map(|e| e["trace_id"].as_str());
+    assert_eq!(timeline["trace_id"].as_str(), first_trace, "{timeline:#}");
+
+    // Unknown and malformed ids are not found, as problems.
+    for id in ["ord_0123456789abcdef0123456789abcdef", "nope"] {
+        let response = get(&stack, &format!("/api/orders/{id}/timeline")).await?;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{id}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
+    let chromium = chromium()?;
+    let stack = Stack::start_with_env(&[("JAEGER_UI_URL", JAEGER_UI_URL)]).await?;
+    let order_id = out_of_stock_order(&stack).await?;
+    let timeline = timeline(&stack, &order_id).await?;
+    let events = timeline["events"].as_array().cloned().unwrap_or_default();
+    let page_path = format!("/orders/{order_id}");
+
+    let response = get(&stack, &page_path).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let html = response.text().await?;
+    // The rows are the script's work: the page as served names no event.
+    for event_type in OUT_OF_STOCK {
+        assert!(
+            !html.contains(event_type),
+            "{event_type} in the served page"
+        );
+    }
+
+    let started = Instant::now();
+    let dom = dump_dom(&chromium, &stack.url(&page_path)).await?;
+    eprintln!("chromium rendered the page in {:?}", started.elapsed());
+
+    assert!(dom.contains("data-state=\"finished\""), "{dom}");
+    assert_eq!(texts(&dom, "id=\"status\""), ["cancelled"], "{dom}");
+    assert_eq!(texts(&dom, "id=\"order-id\""), [order_id.as_str()], "{dom}");
+    assert_eq!(
+        texts(&dom, "class=\"ev-type\""),
+        strings(&events, "event_type"),
+        "{dom}"
+    );
+    assert_eq!(
+        texts(&dom, "class=\"ev-service\""),
+        strings(&events, "service"),
+        "{dom}"
+    );
+    assert_eq!(texts(&dom, "class=\"ev-delay num\"").len(), events.len());
+    assert_eq!(texts(&dom, "class=\"ev-bar\"").len(), events.len());
+
+    // The trace id links to the trace viewer when there is one.
+    match timeline["trace_id"].as_str() {
+        Some(trace_id) => {
+            let link = format!("href=\"{JAEGER_UI_URL}/trace/{trace_id}\"");
+            assert!(dom.contains(&link), "no {link} in {dom}");
+        }
+        None => {
+            assert!(!dom.contains("id=\"trace-link\""), "{dom}");
+            assert!(!dom.contains(&format!("href=\"{JAEGER_UI_URL}")), "{dom}");
+            assert!(dom.contains("not traced"), "{dom}");
+        }
+    }
+
+    let response = get(&stack, "/orders/ord_0123456789abcdef0123456789abcdef").await?;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    Ok(())
+}
+
+/// Chromium, which CI installs; a machine without it fails this test rather than skipping it.
+fn chromium() -> Result<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|path| path.is_file())
+    });
+    on_path
+        .or_else(|| {
+            let debian = Path::new("/usr/bin/chromium");
+            debian.is_file().then(|| debian.to_owned())
+        })
+        .context(
+            "Chromium is not installed, and this test drives the order timeline page in \
+             headless Chromium. Install it with `apt-get update && apt-get install -y chromium` \
+             (Debian; .ci/run does this in CI).",
+        )
+}
+
+/// Loads `url` in headless Chromium with a fresh profile, lets its scripts run for up to five
+/// seconds of virtual time, and returns the DOM as HTML.
+async fn dump_dom(chromium: &Path, url: &str) -> Result<String> {
+    let profile = tempfile::Builder::new().prefix("chromium-").tempdir()?;
+    let run = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=5000", "--dump-dom", url])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .context("chromium did not finish within 60 s")??;
+    if !output.status.success() {
+        bail!(
+            "chromium failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// The text content of every element whose start tag contains `attribute`, in document order
+/// (elements without child elements, which is how the page renders its values).
+fn texts<'a>(dom: &'a str, attribute: &str) -> Vec<&'a str> {
+    dom.match_indices(attribute)
+        .filter_map(|(at, _)| {
+            let rest = &dom[at..];
+            let open_end = rest.find('>')?;
+            let text = &rest[open_end + 1..];
+            Some(&text[..text.find('<')?])
+        })
+        .collect()
+}
