@@ -34,15 +34,7 @@ pub(crate) async fn submit_charge(payments: &Payments, payment: &Payment) {
         payment.amount_minor = payment.amount.amount_minor,
         payment.method = %payment.payment_method,
     );
-    let result = payments
-        .provider
-        .charge(request)
-        .instrument(span.clone())
-        .await;
-    if result.is_err() {
-        span.record("otel.status_code", "ERROR");
-    }
-    match result {
+    match traced(span, payments.provider.charge(request)).await {
         Ok(accepted) => {
             let order_id = payment.order_id;
             let charge_id = accepted.id.clone();
@@ -77,15 +69,7 @@ pub(crate) async fn submit_refund(payments: &Payments, refund: &Refund) {
         otel.status_code = Empty,
         payment.amount_minor = refund.amount.amount_minor,
     );
-    let result = payments
-        .provider
-        .refund(request)
-        .instrument(span.clone())
-        .await;
-    if result.is_err() {
-        span.record("otel.status_code", "ERROR");
-    }
-    match result {
+    match traced(span, payments.provider.refund(request)).await {
         Ok(accepted) => {
             let order_id = refund.order_id;
             let marked = payments
@@ -211,4 +195,16 @@ async fn resubmission_span(payments: &Payments, order_id: events::OrderId) -> tr
         tracing::info_span!("payment recovery", order_id = %order_id, correlation_id = %order_id);
     platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
     span
+}
+
+/// Awaits a provider call inside its client `span`, marking the span failed on error.
+async fn traced<T, E>(
+    span: tracing::Span,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let result = call.instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
 }

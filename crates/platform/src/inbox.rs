@@ -1,16 +1,17 @@
 //! The inbox: which events a service has already handled.
 //!
 //! Kafka delivers at least once: after a crash, a rebalance or a producer retry the same event can
-//! arrive again. A handler calls [`record`] inside the transaction that applies the event's
-//! effect; if the event id is already there the effect is skipped. Both commit or neither does,
-//! so each event changes state exactly once.
+//! arrive again. Handlers apply an event with [`apply_once`]: the event id is recorded in the
+//! same transaction as the effect, and if it is already there the effect is skipped. Both commit
+//! or neither does, so each event changes state exactly once.
 
 use rusqlite::{Transaction, params};
 
 use events::Envelope;
 
+use crate::Db;
 use crate::db::now_text;
-use crate::kafka::MessageInfo;
+use crate::kafka::{HandlerError, MessageInfo};
 
 pub(crate) const MIGRATION: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -65,4 +66,27 @@ pub fn record(
         params![envelope.meta.id.to_string()],
     )?;
     Ok(Delivery::Duplicate)
+}
+
+/// Applies `effect` to `envelope` exactly once: in one write transaction, records the event in
+/// the inbox and runs `effect`; a redelivered event is counted and skipped (`Ok(None)`).
+pub async fn apply_once<T, F>(
+    db: &Db,
+    envelope: Envelope,
+    info: &MessageInfo,
+    effect: F,
+) -> Result<Option<T>, HandlerError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Transaction<'_>, &Envelope) -> Result<T, HandlerError> + Send + 'static,
+{
+    let info = info.clone();
+    db.transaction(move |tx| {
+        if record(tx, &envelope, &info)? == Delivery::Duplicate {
+            tracing::info!("Duplicate event ignored.");
+            return Ok(None);
+        }
+        effect(tx, &envelope).map(Some)
+    })
+    .await
 }

@@ -6,7 +6,7 @@
 
 use events::{Envelope, OrderCancelled, StockReleased};
 use platform::db::now_text;
-use platform::inbox::{self, Delivery};
+use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
 
@@ -19,30 +19,31 @@ pub(super) async fn handle(
     cancelled: OrderCancelled,
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
-    let info = info.clone();
-    inventory
-        .db
-        .transaction(move |tx| {
-            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
-                tracing::info!("Duplicate order.cancelled ignored.");
-                return Ok(());
+    inbox::apply_once(&inventory.db, envelope, info, move |tx, envelope| {
+        let order_id = cancelled.order_id;
+        let reason = cancelled.reason.as_str();
+        match store::reservation_status(tx, order_id)?.as_deref() {
+            Some("reserved") => {
+                let items = store::release(tx, order_id, reason)?;
+                tracing::info!(lines = items.len(), reason, "Stock released.");
+                let released = StockReleased {
+                    order_id,
+                    items,
+                    reason: cancelled.reason,
+                };
+                outbox::enqueue(tx, &Envelope::new(SOURCE, released, Some(envelope.meta.id)))?;
             }
-            let order_id = cancelled.order_id;
-            let reason = cancelled.reason.as_str();
-            match store::reservation_status(tx, order_id)?.as_deref() {
-                Some("reserved") => {
-                    let items = store::release(tx, order_id, reason)?;
-                    tracing::info!(lines = items.len(), reason, "Stock released.");
-                    let released = StockReleased { order_id, items, reason: cancelled.reason };
-                    outbox::enqueue(tx, &Envelope::new(SOURCE, released, Some(envelope.meta.id)))?;
-                }
-                Some(_) => {}
-                None => {
-                    tracing::info!(reason, "Order cancelled before any reservation; a late payment will reserve nothing.");
-                    store::mark_cancelled(tx, order_id, reason, &now_text())?;
-                }
+            Some(_) => {}
+            None => {
+                tracing::info!(
+                    reason,
+                    "Order cancelled before any reservation; a late payment will reserve nothing."
+                );
+                store::mark_cancelled(tx, order_id, reason, &now_text())?;
             }
-            Ok::<_, HandlerError>(())
-        })
-        .await
+        }
+        Ok(())
+    })
+    .await
+    .map(drop)
 }

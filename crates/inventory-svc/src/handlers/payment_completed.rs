@@ -5,7 +5,7 @@ use events::{
     Envelope, Event, PaymentCompleted, StockRejected, StockRejectionReason, StockReserved,
 };
 use platform::db::now_text;
-use platform::inbox::{self, Delivery};
+use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
 
@@ -18,56 +18,50 @@ pub(super) async fn handle(
     payment: PaymentCompleted,
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
-    let info = info.clone();
-    inventory
-        .db
-        .transaction(move |tx| {
-            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
-                tracing::info!("Duplicate payment.completed ignored.");
-                return Ok(());
+    inbox::apply_once(&inventory.db, envelope, info, move |tx, envelope| {
+        let order_id = payment.order_id;
+        if store::has_reservation(tx, order_id)? {
+            tracing::info!("Order already has a reservation decision.");
+            return Ok(());
+        }
+        let now = now_text();
+        let (shortages, unknown) = store::shortages(tx, &payment.items)?;
+        let event: Event = if shortages.is_empty() {
+            store::reserve(tx, order_id, &payment.items, &now)?;
+            tracing::info!(lines = payment.items.len(), "Stock reserved.");
+            StockReserved {
+                order_id,
+                items: payment.items,
             }
-            let order_id = payment.order_id;
-            if store::has_reservation(tx, order_id)? {
-                tracing::info!("Order already has a reservation decision.");
-                return Ok(());
-            }
-            let now = now_text();
-            let (shortages, unknown) = store::shortages(tx, &payment.items)?;
-            let event: Event = if shortages.is_empty() {
-                store::reserve(tx, order_id, &payment.items, &now)?;
-                tracing::info!(lines = payment.items.len(), "Stock reserved.");
-                StockReserved {
-                    order_id,
-                    items: payment.items,
-                }
-                .into()
+            .into()
+        } else {
+            let reason = if unknown {
+                StockRejectionReason::UnknownSku
             } else {
-                let reason = if unknown {
-                    StockRejectionReason::UnknownSku
-                } else {
-                    StockRejectionReason::OutOfStock
-                };
-                let detail = shortages
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{}: requested {}, available {}",
-                            s.sku, s.requested, s.available
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                store::reject(tx, order_id, &detail, &now)?;
-                tracing::info!(%detail, "Stock rejected.");
-                StockRejected {
-                    order_id,
-                    reason,
-                    shortages,
-                }
-                .into()
+                StockRejectionReason::OutOfStock
             };
-            outbox::enqueue(tx, &Envelope::new(SOURCE, event, Some(envelope.meta.id)))?;
-            Ok::<_, HandlerError>(())
-        })
-        .await
+            let detail = shortages
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}: requested {}, available {}",
+                        s.sku, s.requested, s.available
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            store::reject(tx, order_id, &detail, &now)?;
+            tracing::info!(%detail, "Stock rejected.");
+            StockRejected {
+                order_id,
+                reason,
+                shortages,
+            }
+            .into()
+        };
+        outbox::enqueue(tx, &Envelope::new(SOURCE, event, Some(envelope.meta.id)))?;
+        Ok(())
+    })
+    .await
+    .map(drop)
 }

@@ -11,7 +11,7 @@ mod state;
 use events::{Envelope, Event, OrderCancelled, OrderConfirmed};
 use platform::Db;
 use platform::db::now_text;
-use platform::inbox::{self, Delivery};
+use platform::inbox;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::outbox;
 
@@ -45,11 +45,9 @@ impl EventHandler for Coordinator {
         ) {
             return Ok(());
         }
-        let info = info.clone();
-        let entries = self
-            .db
-            .transaction(move |tx| apply(tx, &envelope, &info))
-            .await?;
+        let entries = inbox::apply_once(&self.db, envelope, info, apply)
+            .await?
+            .unwrap_or_default();
         if let Some(end) = entries.iter().find(|entry| entry.status.is_terminal()) {
             self.record_saga_end(end).await;
         }
@@ -98,16 +96,11 @@ impl Coordinator {
 /// Saga duration from acceptance to the terminal status {status, outcome}.
 pub const SAGA_DURATION: &str = "saga_duration_seconds";
 
-/// Applies one reply inside `tx`; returns the history entries it added.
+/// Applies one reply (first delivery) inside `tx`; returns the history entries it added.
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     envelope: &Envelope,
-    info: &MessageInfo,
 ) -> Result<Vec<HistoryEntry>, HandlerError> {
-    if inbox::record(tx, envelope, info)? == Delivery::Duplicate {
-        tracing::info!("Duplicate event ignored.");
-        return Ok(Vec::new());
-    }
     let order_id = envelope.event.order_id();
     let Some((current, last_seq)) = store::status_of(tx, order_id)? else {
         // A reply for an order this service never accepted contradicts the contract.

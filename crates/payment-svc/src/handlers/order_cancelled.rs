@@ -6,7 +6,7 @@
 
 use events::{Envelope, OrderCancelled};
 use platform::db::now_text;
-use platform::inbox::{self, Delivery};
+use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 
 use super::{Payments, refund};
@@ -19,14 +19,7 @@ pub(super) async fn handle(
     cancelled: OrderCancelled,
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
-    let envelope = envelope.clone();
-    let info = info.clone();
-    let refund = payments
-        .db
-        .transaction(move |tx| {
-            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
-                return Ok::<_, HandlerError>(None);
-            }
+    let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, _| {
             let Some(payment) = store::payment(tx, cancelled.order_id)? else {
                 return Ok(None);
             };
@@ -40,7 +33,8 @@ pub(super) async fn handle(
                 PaymentStatus::Failed | PaymentStatus::Refunding | PaymentStatus::Refunded => Ok(None),
             }
         })
-        .await?;
+        .await?
+        .flatten();
     if let Some(refund) = refund {
         submit_refund(payments, &refund).await;
     }

@@ -3,7 +3,7 @@
 
 use events::{Envelope, LineItem, OrderCreated, PaymentInitiated};
 use platform::db::now_text;
-use platform::inbox::{self, Delivery};
+use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
 
@@ -32,32 +32,24 @@ pub(super) async fn handle(
         status: PaymentStatus::Charging,
         charge_id: None,
     };
-    let envelope = envelope.clone();
-    let info = info.clone();
     let record = payment.clone();
-    let created = payments
-        .db
-        .transaction(move |tx| {
-            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
-                tracing::info!("Duplicate order.created ignored.");
-                return Ok::<_, HandlerError>(false);
-            }
-            if !store::insert_payment(tx, &record, &now_text())? {
-                tracing::info!("Order already has a payment.");
-                return Ok(false);
-            }
-            let initiated = PaymentInitiated {
-                order_id: record.order_id,
-                amount: record.amount,
-            };
-            outbox::enqueue(
-                tx,
-                &Envelope::new(SOURCE, initiated, Some(envelope.meta.id)),
-            )?;
-            Ok(true)
-        })
-        .await?;
-    if created {
+    let created = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {
+        if !store::insert_payment(tx, &record, &now_text())? {
+            tracing::info!("Order already has a payment.");
+            return Ok(false);
+        }
+        let initiated = PaymentInitiated {
+            order_id: record.order_id,
+            amount: record.amount,
+        };
+        outbox::enqueue(
+            tx,
+            &Envelope::new(SOURCE, initiated, Some(envelope.meta.id)),
+        )?;
+        Ok(true)
+    })
+    .await?;
+    if created == Some(true) {
         // If this fails or the process dies first, recovery sends the request again.
         submit_charge(payments, &payment).await;
     }

@@ -2,7 +2,7 @@
 //! `payment.refunded` follows when the provider confirms.
 
 use events::{CancellationReason, Envelope, StockRejected};
-use platform::inbox::{self, Delivery};
+use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 
 use super::{Payments, refund};
@@ -15,37 +15,30 @@ pub(super) async fn handle(
     rejection: StockRejected,
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
-    let envelope = envelope.clone();
-    let info = info.clone();
-    let refund = payments
-        .db
-        .transaction(move |tx| {
-            if inbox::record(tx, &envelope, &info)? == Delivery::Duplicate {
-                tracing::info!("Duplicate stock.rejected ignored.");
-                return Ok::<_, HandlerError>(None);
-            }
-            let Some(payment) = store::payment(tx, rejection.order_id)? else {
-                return Err(HandlerError::Permanent(anyhow::anyhow!(
-                    "stock.rejected for order {} which has no payment",
-                    rejection.order_id
-                )));
-            };
-            if payment.status != PaymentStatus::Charged {
-                tracing::info!(
-                    status = payment.status.as_str(),
-                    "Nothing to refund in this payment state."
-                );
-                return Ok(None);
-            }
-            Ok(refund::begin(
-                tx,
-                &payment,
-                PaymentStatus::Charged,
-                None,
-                CancellationReason::OutOfStock,
-            )?)
-        })
-        .await?;
+    let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, _| {
+        let Some(payment) = store::payment(tx, rejection.order_id)? else {
+            return Err(HandlerError::Permanent(anyhow::anyhow!(
+                "stock.rejected for order {} which has no payment",
+                rejection.order_id
+            )));
+        };
+        if payment.status != PaymentStatus::Charged {
+            tracing::info!(
+                status = payment.status.as_str(),
+                "Nothing to refund in this payment state."
+            );
+            return Ok(None);
+        }
+        Ok(refund::begin(
+            tx,
+            &payment,
+            PaymentStatus::Charged,
+            None,
+            CancellationReason::OutOfStock,
+        )?)
+    })
+    .await?
+    .flatten();
     if let Some(refund) = refund {
         submit_refund(payments, &refund).await;
     }
