@@ -7,6 +7,7 @@ mod chaos;
 mod dead_letters;
 mod deadline;
 mod declined;
+mod edges;
 mod happy_path;
 mod out_of_stock;
 mod poison;

@@ -33,7 +33,10 @@ impl Application {
     /// Sets everything up; fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, OrderApiError> {
         let catalog = Catalog::load(config.catalog_path.as_deref())?;
-        let db = Db::open(&config.database_path, &[store::MIGRATION])?;
+        let db = Db::open(
+            &config.database_path,
+            &[store::MIGRATION, crate::idempotency::MIGRATION],
+        )?;
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
             &config.kafka,
@@ -49,6 +52,8 @@ impl Application {
             sse_keep_alive: config.sse_keep_alive,
             shutdown: CancellationToken::new(),
             outbox_backlog_limit: config.outbox_backlog_limit,
+            idempotency_ttl: chrono::TimeDelta::from_std(config.idempotency_ttl)
+                .unwrap_or(chrono::TimeDelta::MAX),
             saga_timeout: chrono::TimeDelta::from_std(config.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
             jaeger_ui_url: config.jaeger_ui_url.clone(),

@@ -27,6 +27,8 @@ pub struct Config {
     /// `JAEGER_UI_URL`: base URL of a trace viewer (Jaeger UI); when set, the order timeline
     /// page links an order's trace to `<url>/trace/<trace id>`.
     pub jaeger_ui_url: Option<String>,
+    /// `IDEMPOTENCY_KEY_TTL_MS`: how long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
     /// Broker settings; the consumer group is `order-api`.
     pub kafka: KafkaConfig,
 }
@@ -48,6 +50,7 @@ impl Config {
             reaper_interval: env_millis("SAGA_REAPER_INTERVAL_MS", Duration::from_millis(500))?,
             outbox_backlog_limit: env_parse("OUTBOX_BACKLOG_LIMIT", 10_000)?,
             jaeger_ui_url: jaeger_ui_url(std::env::var("JAEGER_UI_URL").ok())?,
+            idempotency_ttl: env_millis("IDEMPOTENCY_KEY_TTL_MS", Duration::from_secs(24 * 3600))?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
     }

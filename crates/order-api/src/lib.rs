@@ -7,6 +7,7 @@
 pub mod api;
 mod app;
 mod config;
+mod idempotency;
 pub mod saga;
 pub mod store;
 mod updates;

@@ -13,6 +13,7 @@ use platform::http::JsonBody;
 use platform::outbox;
 
 use super::{ApiError, AppState};
+use crate::idempotency::{self, IdempotencyKey, Prior};
 use crate::saga::SOURCE;
 use crate::store;
 
@@ -22,7 +23,7 @@ const MAX_LINES: usize = 100;
 const MAX_QUANTITY: i64 = 1000;
 
 /// The request body. Unknown fields are rejected so that typos do not pass silently.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateOrder {
     user_id: UserId,
@@ -32,7 +33,7 @@ pub(crate) struct CreateOrder {
 
 /// A requested line. The quantity is a plain integer here so that 0 or -1 get a clear message
 /// rather than a type error.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RequestedLine {
     sku: Sku,
@@ -56,6 +57,14 @@ pub(crate) async fn handle(
     if state.db.outbox_backlog() > state.outbox_backlog_limit {
         return Err(ApiError::Overloaded);
     }
+    let idempotency = headers
+        .get(idempotency::HEADER)
+        .map(|value| IdempotencyKey::parse(value.as_bytes()))
+        .transpose()
+        .map_err(ApiError::BadIdempotencyKey)?;
+    // The request as parsed, in one canonical form, to tell a retry from a different order.
+    let canonical =
+        serde_json::to_string(&request).map_err(|error| ApiError::Unexpected(error.into()))?;
     let (items, total) = price(&state, &request.items)?;
     let order_id = OrderId::new();
     let created_at = chrono::Utc::now();
@@ -75,9 +84,21 @@ pub(crate) async fn handle(
         .to_owned();
     let deadline = (chrono::Utc::now() + state.saga_timeout)
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let entry = state
+    let key_expires = (chrono::Utc::now() + state.idempotency_ttl)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let outcome = state
         .db
         .transaction(move |tx| {
+            let now = now_text();
+            if let Some(key) = &idempotency {
+                match idempotency::check(tx, key, &canonical, &now)? {
+                    Prior::Replay(original) => return Ok(Created::Replayed(original)),
+                    Prior::Conflict => return Err(ApiError::IdempotencyConflict),
+                    Prior::New => {
+                        idempotency::remember(tx, key, &canonical, order_id, &now, &key_expires)?
+                    }
+                }
+            }
             let entry = store::insert_order(
                 tx,
                 &store::NewOrder {
@@ -93,12 +114,21 @@ pub(crate) async fn handle(
             outbox::enqueue(tx, &envelope)?;
             let trace_id = platform::telemetry::current_trace_id();
             store::timeline::record(tx, &envelope, trace_id)?;
-            Ok::<_, ApiError>(entry)
+            Ok(Created::New(entry))
         })
         .await?;
-    tracing::info!(%order_id, correlation_id = %order_id, %request_id, total = %total, "Order accepted.");
-    state.db.note_enqueued(1);
-    state.updates.publish([entry]);
+    let (order_id, replayed) = match outcome {
+        Created::New(entry) => {
+            tracing::info!(%order_id, correlation_id = %order_id, %request_id, total = %total, "Order accepted.");
+            state.db.note_enqueued(1);
+            state.updates.publish([entry]);
+            (order_id, false)
+        }
+        Created::Replayed(original) => {
+            tracing::info!(order_id = %original, %request_id, "Idempotent retry answered with the original order.");
+            (original, true)
+        }
+    };
     let status_url = format!("/api/orders/{order_id}");
     let body = Accepted {
         order_id,
@@ -106,12 +136,27 @@ pub(crate) async fn handle(
         events_url: format!("{status_url}/events"),
         status_url: status_url.clone(),
     };
-    Ok((
+    let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, status_url)],
         Json(body),
     )
-        .into_response())
+        .into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// What the transaction did.
+enum Created {
+    /// A new order, with its first history entry.
+    New(store::HistoryEntry),
+    /// A retry of an earlier request: its order.
+    Replayed(OrderId),
 }
 
 /// Checks every line against the catalog and prices it.

@@ -37,6 +37,8 @@ pub struct AppState {
     pub sse_keep_alive: Duration,
     /// Cancelled when the service stops: open SSE streams end so that shutdown is not held up.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: chrono::TimeDelta,
     /// Outbox rows beyond which new orders are refused with `503` (back-pressure).
     pub outbox_backlog_limit: i64,
     /// How long a saga may take before the deadline reaper cancels it.
@@ -78,6 +80,12 @@ pub enum ApiError {
     /// The path's order id is not an order id.
     #[error("{0}")]
     BadOrderId(String),
+    /// The `Idempotency-Key` header is malformed.
+    #[error("{0}")]
+    BadIdempotencyKey(String),
+    /// The `Idempotency-Key` was used before with a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
     /// Too much accepted work is not yet published; the client should come back shortly.
     #[error("overloaded")]
     Overloaded,
@@ -103,6 +111,13 @@ impl IntoResponse for ApiError {
             ),
             ApiError::OrderNotFound => Problem::not_found("No order has this id."),
             ApiError::BadOrderId(detail) => Problem::not_found(detail.clone()),
+            ApiError::BadIdempotencyKey(detail) => Problem::bad_request(detail.clone()),
+            ApiError::IdempotencyConflict => Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                "This Idempotency-Key was already used with a different request body; use a new key for a new order.",
+            ),
             ApiError::Overloaded => {
                 let problem = Problem::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,

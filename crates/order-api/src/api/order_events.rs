@@ -1,14 +1,18 @@
 //! `GET /api/orders/{id}/events`: Server-Sent Events, one `status_update` per transition.
 //!
 //! The stream first replays what already happened, then follows live changes, and ends after
-//! the terminal status. Each event's SSE `id` is the transition's per-order sequence number.
+//! the terminal status. Each event's SSE `id` is the transition's per-order sequence number, so
+//! a client that reconnects with `Last-Event-ID` resumes right after what it saw, without gaps
+//! or repeats.
 //! Live changes arrive through [`crate::updates`]; the subscription is taken *before* reading
 //! the history, and entries are emitted strictly by sequence number, so nothing committed
 //! between the two is missed or sent twice.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::Serialize;
@@ -28,22 +32,42 @@ struct StatusUpdate {
     transition: TransitionView,
 }
 
+/// How long a client should wait before reconnecting (the SSE `retry:` field).
+const RECONNECT_AFTER: Duration = Duration::from_secs(2);
+
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
+    // A reconnecting client says what it saw last; it gets only what came after.
+    let resume_after = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
     let mut live = state.updates.subscribe();
     let db = state.db.clone();
     let stopping = state.shutdown.clone();
-    let backlog = db
+    let history = db
         .call(move |conn| store::history_after(conn, order_id, 0))
         .await?;
-    if backlog.is_empty() {
+    let Some(latest) = history.last() else {
         return Err(ApiError::OrderNotFound);
-    }
+    };
+    let resume_after = resume_after.min(latest.seq);
+    let finished = latest.status.is_terminal() && resume_after == latest.seq;
+    let backlog: Vec<HistoryEntry> = history
+        .into_iter()
+        .filter(|entry| entry.seq > resume_after)
+        .collect();
     let stream = async_stream(move |emit| async move {
-        let mut last_seq = 0;
+        if finished {
+            return;
+        }
+        let mut last_seq = resume_after;
         let mut pending = backlog;
         loop {
             for entry in pending.drain(..) {
@@ -100,6 +124,7 @@ fn to_event(entry: &HistoryEntry) -> Result<Event, Infallible> {
     Ok(Event::default()
         .event("status_update")
         .id(entry.seq.to_string())
+        .retry(RECONNECT_AFTER)
         .json_data(&update)
         .unwrap_or_else(|_| Event::default().comment("unserialisable update")))
 }

@@ -1,0 +1,136 @@
+//! The API's edges: idempotent POST and resumable event streams.
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use futures::future::try_join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use saga_tests::{DEADLINE, ServiceKind, Stack, read_sse};
+
+fn order(quantity: u32) -> Value {
+    json!({"user_id": "usr_retry", "items": [{"sku": "WIDGET-42", "quantity": quantity}], "payment_method": "pm_visa_4242"})
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_twenty_times_at_once_creates_one_order() -> Result<()> {
+    let stack = Stack::start().await?;
+    let key = "5d0c9a1e-2b7f-4c3a-9e8d-7f6a5b4c3d2e";
+    let post = |body: Value| {
+        let request = stack
+            .http
+            .post(stack.url("/api/orders"))
+            .header("idempotency-key", key)
+            .json(&body);
+        async move { request.send().await }
+    };
+    let responses = try_join_all((0..20).map(|_| post(order(2)))).await?;
+    let mut ids = Vec::new();
+    let mut replayed = 0;
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        replayed += usize::from(response.headers().get("idempotent-replayed").is_some());
+        ids.push(
+            response.json::<Value>().await?["order_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one order id for every retry: {ids:?}");
+    assert_eq!(replayed, 19);
+    assert_eq!(
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?,
+        1
+    );
+    assert_eq!(stack.wait_terminal(&ids[0]).await?["status"], "confirmed");
+    let created = stack.kafka()?.read_all("orders")?;
+    let count = created
+        .iter()
+        .filter(|m| saga_tests::is_event(m, "shop.order.created.v1", &ids[0]))
+        .count();
+    assert_eq!(count, 1, "one order.created");
+
+    // The same key with another body is a client bug, not a retry.
+    let conflict = post(order(3)).await?;
+    assert_eq!(conflict.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        conflict.headers()["content-type"],
+        "application/problem+json"
+    );
+    // A malformed key is refused; without a key, a retry is a new order.
+    let bad = stack
+        .http
+        .post(stack.url("/api/orders"))
+        .header("idempotency-key", "has spaces")
+        .json(&order(1))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let first = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
+    let second = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
+    assert_ne!(first, second);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_resumes_after_the_last_event_id_without_gaps_or_repeats() -> Result<()> {
+    let stack = Stack::start_with_env(&[("PSP_SIM_SLOW_MS", "1500")]).await?;
+    let order_id = stack.place_order("WIDGET-42", 1, "pm_slow_3s").await?;
+    let url = stack.url(&format!("/api/orders/{order_id}/events"));
+
+    // Read the first two transitions, then drop the connection mid-saga.
+    let response = stack.http.get(&url).timeout(DEADLINE).send().await?;
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches("event: status_update").count() < 2 {
+        let chunk = body.next().await.context("stream ended early")??;
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(body);
+    assert!(seen.contains("retry: 2000"), "reconnection advice: {seen}");
+    assert!(seen.contains("id: 2"), "{seen}");
+    assert!(
+        !seen.contains("payment_confirmed"),
+        "the saga moved on too early for this test: {seen}"
+    );
+
+    // Reconnect as a browser would: after the last id seen.
+    let resumed = stack
+        .http
+        .get(&url)
+        .header("last-event-id", "2")
+        .timeout(DEADLINE)
+        .send()
+        .await?;
+    let text = resumed.text().await?;
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    let statuses: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|d| d["status"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["3", "4"], "{text}");
+    assert_eq!(statuses, ["payment_confirmed", "confirmed"]);
+
+    // Resuming after the end: nothing more, and the stream closes at once.
+    let after_end = stack
+        .http
+        .get(&url)
+        .header("last-event-id", "4")
+        .timeout(DEADLINE)
+        .send()
+        .await?;
+    assert_eq!(after_end.status(), StatusCode::OK);
+    let after_end = after_end.text().await?;
+    assert!(!after_end.contains("event:"), "{after_end}");
+    // Without Last-Event-ID the whole story is replayed.
+    let (all, _) = read_sse(&stack.http, &url, DEADLINE).await?;
+    assert_eq!(all.len(), 4);
+    Ok(())
+}
