@@ -134,3 +134,55 @@ async fn a_stream_resumes_after_the_last_event_id_without_gaps_or_repeats() -> R
     assert_eq!(all.len(), 4);
     Ok(())
 }
+
+#[tokio::test]
+async fn prefer_wait_answers_synchronously_when_the_saga_is_fast_enough() -> Result<()> {
+    let stack = Stack::start_with_env(&[("PSP_SIM_SLOW_MS", "3000")]).await?;
+    let post = |method: &str, prefer: &str| {
+        let body = json!({"user_id": "usr_sync", "items": [{"sku": "WIDGET-42", "quantity": 2}], "payment_method": method});
+        stack
+            .http
+            .post(stack.url("/api/orders"))
+            .header("prefer", prefer)
+            .json(&body)
+            .send()
+    };
+
+    // A fast saga: 201 with the final order.
+    let fast = post("pm_visa_4242", "wait=5").await?;
+    assert_eq!(fast.status(), StatusCode::CREATED);
+    assert_eq!(fast.headers()["preference-applied"], "wait=5");
+    let location = fast.headers()["location"].to_str()?.to_owned();
+    let order: Value = fast.json().await?;
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["total"], json!(49.98));
+    assert!(order["created_at"].is_string());
+    assert_eq!(
+        location,
+        format!(
+            "/api/orders/{}",
+            order["order_id"].as_str().unwrap_or_default()
+        )
+    );
+
+    // A declined card ends fast too: 201 with the cancellation.
+    let declined: Value = post("pm_card_declined", "wait=5").await?.json().await?;
+    assert_eq!(declined["cancellation_reason"], "payment_declined");
+
+    // A slow provider: the wait runs out, 202 as usual; a long poll then sees the end.
+    let slow = post("pm_slow_3s", "wait=1").await?;
+    assert_eq!(slow.status(), StatusCode::ACCEPTED);
+    let id = slow.json::<Value>().await?["order_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let polled: Value = stack
+        .http
+        .get(stack.url(&format!("/api/orders/{id}?wait=10")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(polled["status"], "confirmed", "{polled}");
+    Ok(())
+}

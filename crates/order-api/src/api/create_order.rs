@@ -84,6 +84,10 @@ pub(crate) async fn handle(
         .to_owned();
     let deadline = (chrono::Utc::now() + state.saga_timeout)
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let wait =
+        super::wait::preferred_wait(headers.get("prefer").and_then(|value| value.to_str().ok()));
+    // Subscribed before the order exists, so its end cannot slip past.
+    let updates = wait.map(|_| state.updates.subscribe());
     let key_expires = (chrono::Utc::now() + state.idempotency_ttl)
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let outcome = state
@@ -136,14 +140,37 @@ pub(crate) async fn handle(
         events_url: format!("{status_url}/events"),
         status_url: status_url.clone(),
     };
-    let mut response = (
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, status_url)],
-        Json(body),
-    )
-        .into_response();
+    // Sync when it is fast enough: the final order with `201`, else the usual `202`.
+    let finished = match (wait, updates) {
+        (Some(limit), Some(updates)) => {
+            super::wait::until_terminal(updates, &state.db, order_id, limit).await
+        }
+        _ => false,
+    };
+    let mut response = if finished {
+        let order = super::get_order::load_view(&state, order_id).await?;
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, status_url)],
+            Json(order),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, status_url)],
+            Json(body),
+        )
+            .into_response()
+    };
+    let headers = response.headers_mut();
+    if let Some(limit) = wait
+        && let Ok(applied) = header::HeaderValue::from_str(&format!("wait={}", limit.as_secs()))
+    {
+        headers.insert("preference-applied", applied);
+    }
     if replayed {
-        response.headers_mut().insert(
+        headers.insert(
             "idempotent-replayed",
             header::HeaderValue::from_static("true"),
         );

@@ -1,7 +1,7 @@
 //! `GET /api/orders/{id}`: the order as it is now, with the history of its transitions.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use serde::Serialize;
 
 use events::OrderId;
@@ -99,15 +99,35 @@ pub(crate) fn parse_order_id(text: &str) -> Result<OrderId, ApiError> {
     })
 }
 
+/// `?wait=N`: long poll until the saga ends (at most N seconds, capped).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct GetParams {
+    wait: Option<u64>,
+}
+
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
+    Query(params): Query<GetParams>,
 ) -> Result<Json<impl Serialize>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
+    if let Some(seconds) = params.wait.filter(|seconds| *seconds > 0) {
+        let limit = std::time::Duration::from_secs(seconds).min(super::wait::MAX_WAIT);
+        let updates = state.updates.subscribe();
+        super::wait::until_terminal(updates, &state.db, order_id, limit).await;
+    }
+    load_view(&state, order_id).await.map(Json)
+}
+
+/// The order as the API shows it.
+pub(crate) async fn load_view(
+    state: &AppState,
+    order_id: OrderId,
+) -> Result<impl Serialize + use<>, ApiError> {
     let order = state
         .db
         .call(move |conn| store::load_order(conn, order_id))
         .await?
         .ok_or(ApiError::OrderNotFound)?;
-    Ok(Json(OrderView::from(order)))
+    Ok(OrderView::from(order))
 }

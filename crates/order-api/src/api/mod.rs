@@ -5,6 +5,7 @@ mod get_order;
 mod order_events;
 mod timeline;
 mod timeline_page;
+mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;
