@@ -37,6 +37,23 @@ async fn wait_for_trace(
         .await
         .with_context(|| format!("trace of {order_id} incomplete; expected {expected:?}"))?;
     let trace = trace_of(&spans, order_id).context("no trace")?;
+    // Each process exports on its own schedule, so a child can arrive before its parent: wait
+    // (bounded) until every parent has arrived; if one never does, the orphan check reports it.
+    let closed = |spans: &[ReceivedSpan]| {
+        let ids: HashSet<&str> = spans
+            .iter()
+            .filter(|s| s.trace_id == trace)
+            .map(|s| s.span_id.as_str())
+            .collect();
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace)
+            .all(|s| s.parent_span_id.is_empty() || ids.contains(s.parent_span_id.as_str()))
+    };
+    let spans = receiver
+        .wait_for(DEADLINE, closed)
+        .await
+        .unwrap_or_else(|_| receiver.spans());
     let in_trace = spans.into_iter().filter(|s| s.trace_id == trace).collect();
     Ok((trace, in_trace))
 }
