@@ -186,3 +186,105 @@ async fn prefer_wait_answers_synchronously_when_the_saga_is_fast_enough() -> Res
     assert_eq!(polled["status"], "confirmed", "{polled}");
     Ok(())
 }
+
+#[tokio::test]
+async fn orders_belong_to_the_principal_that_placed_them_and_posting_is_rate_limited() -> Result<()>
+{
+    let stack = Stack::start_with_env(&[
+        ("API_KEYS", "alice:sk_test_alice_0001,bob:sk_test_bob_00002"),
+        ("ALLOW_ANONYMOUS", "false"),
+        ("RATE_LIMIT_PER_S", "0.5"),
+        ("RATE_LIMIT_BURST", "3"),
+    ])
+    .await?;
+    let url = stack.url("/api/orders");
+
+    // No key, or a wrong one: 401 problem, nothing written.
+    let anonymous = stack.http.post(&url).json(&order(1)).send().await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.headers()["content-type"],
+        "application/problem+json"
+    );
+    let wrong = stack
+        .http
+        .post(&url)
+        .bearer_auth("sk_test_mallory_9")
+        .json(&order(1))
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?,
+        0
+    );
+
+    // Alice's order is hers alone: Bob gets 404 on every view of it, as if it did not exist.
+    let placed = stack
+        .http
+        .post(&url)
+        .bearer_auth("sk_test_alice_0001")
+        .json(&order(1))
+        .send()
+        .await?;
+    assert_eq!(placed.status(), StatusCode::ACCEPTED);
+    let id = placed.json::<Value>().await?["order_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for path in [
+        format!("/api/orders/{id}"),
+        format!("/api/orders/{id}/events"),
+        format!("/api/orders/{id}/timeline"),
+        format!("/orders/{id}"),
+    ] {
+        let as_bob = stack
+            .http
+            .get(stack.url(&path))
+            .header("x-api-key", "sk_test_bob_00002")
+            .send()
+            .await?;
+        assert_eq!(as_bob.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let as_alice = stack
+        .http
+        .get(stack.url(&format!("/api/orders/{id}?wait=10")))
+        .bearer_auth("sk_test_alice_0001")
+        .send()
+        .await?;
+    assert_eq!(as_alice.status(), StatusCode::OK);
+    assert_eq!(as_alice.json::<Value>().await?["status"], "confirmed");
+
+    // A burst of 3, then 429 with Retry-After; Bob has his own budget.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = stack
+            .http
+            .post(&url)
+            .bearer_auth("sk_test_alice_0001")
+            .json(&order(1))
+            .send()
+            .await?;
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
+        }
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let bobs = stack
+        .http
+        .post(&url)
+        .header("x-api-key", "sk_test_bob_00002")
+        .json(&order(1))
+        .send()
+        .await?;
+    assert_eq!(bobs.status(), StatusCode::ACCEPTED);
+    Ok(())
+}

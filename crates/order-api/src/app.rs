@@ -12,6 +12,8 @@ use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer
 use platform::service::{self, ServiceParts};
 
 use crate::api::{self, AppState};
+use crate::auth::ApiKeys;
+use crate::rate_limit::RateLimiter;
 use crate::saga::{Coordinator, deadline};
 use crate::store;
 use crate::updates::StatusUpdates;
@@ -27,6 +29,7 @@ pub struct Application {
     consumer: EventConsumer,
     state: AppState,
     reaper_interval: std::time::Duration,
+    keys: Arc<ApiKeys>,
 }
 
 impl Application {
@@ -44,8 +47,17 @@ impl Application {
             DeadLetter::new(producer.clone(), Config::SERVICE),
             ConsumerSettings::from_env()?,
         )?;
+        let keys = ApiKeys::parse(&config.api_keys, config.allow_anonymous).map_err(|reason| {
+            platform::PlatformError::Config {
+                name: "API_KEYS".into(),
+                value: "(hidden)".into(),
+                reason,
+            }
+        })?;
         let listener = TcpListener::bind(config.http_addr).await?;
+        let (per_second, burst) = config.rate_limit;
         let state = AppState {
+            rate_limiter: Arc::new(RateLimiter::new(per_second, burst)),
             db: db.clone(),
             catalog: Arc::new(catalog),
             updates: StatusUpdates::new(4096),
@@ -59,6 +71,7 @@ impl Application {
             jaeger_ui_url: config.jaeger_ui_url.clone(),
         };
         Ok(Self {
+            keys: Arc::new(keys),
             reaper_interval: config.reaper_interval,
             listener,
             db,
@@ -104,7 +117,7 @@ impl Application {
         ));
         let parts = ServiceParts {
             handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),
-            router: api::router(self.state, readiness),
+            router: api::router(self.state, self.keys, readiness),
             listener: self.listener,
             db: self.db,
             producer: self.producer,

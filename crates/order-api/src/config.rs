@@ -29,6 +29,13 @@ pub struct Config {
     pub jaeger_ui_url: Option<String>,
     /// `IDEMPOTENCY_KEY_TTL_MS`: how long an `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
+    /// `API_KEYS`: `principal:key` pairs, comma-separated.
+    pub api_keys: String,
+    /// `ALLOW_ANONYMOUS`: requests without a key act as the principal `dev` (local development).
+    pub allow_anonymous: bool,
+    /// `RATE_LIMIT_PER_S` / `RATE_LIMIT_BURST`: orders a principal may place per second, and in a
+    /// burst.
+    pub rate_limit: (f64, f64),
     /// Broker settings; the consumer group is `order-api`.
     pub kafka: KafkaConfig,
 }
@@ -51,6 +58,12 @@ impl Config {
             outbox_backlog_limit: env_parse("OUTBOX_BACKLOG_LIMIT", 10_000)?,
             jaeger_ui_url: jaeger_ui_url(std::env::var("JAEGER_UI_URL").ok())?,
             idempotency_ttl: env_millis("IDEMPOTENCY_KEY_TTL_MS", Duration::from_secs(24 * 3600))?,
+            api_keys: env_or("API_KEYS", ""),
+            allow_anonymous: env_parse("ALLOW_ANONYMOUS", false)?,
+            rate_limit: (
+                env_parse("RATE_LIMIT_PER_S", 100.0)?,
+                env_parse("RATE_LIMIT_BURST", 200.0)?,
+            ),
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
     }

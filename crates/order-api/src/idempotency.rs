@@ -29,13 +29,17 @@ pub(crate) const HEADER: &str = "idempotency-key";
 pub(crate) struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    /// Parses the header value; `Err` says what is wrong.
-    pub(crate) fn parse(value: &[u8]) -> Result<Self, String> {
+    /// Parses the header value; `Err` says what is wrong. Keys are per principal: two clients
+    /// choosing the same key do not see each other's orders.
+    pub(crate) fn parse(principal: &str, value: &[u8]) -> Result<Self, String> {
         let visible = value.iter().all(|b| (0x21..=0x7e).contains(b));
         if value.is_empty() || value.len() > 255 || !visible {
             return Err("Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice).".into());
         }
-        Ok(Self(String::from_utf8_lossy(value).into_owned()))
+        Ok(Self(format!(
+            "{principal}:{}",
+            String::from_utf8_lossy(value)
+        )))
     }
 }
 
@@ -99,10 +103,14 @@ mod tests {
 
     #[test]
     fn keys_are_visible_ascii_of_bounded_length() {
-        assert!(IdempotencyKey::parse(b"0b6f7a52-8a3f-4c2e-9d41-1c0f8e6b2a77").is_ok());
-        assert!(IdempotencyKey::parse(b"").is_err());
-        assert!(IdempotencyKey::parse(b"has space").is_err());
-        assert!(IdempotencyKey::parse(&[b'k'; 256]).is_err());
+        assert!(IdempotencyKey::parse("alice", b"0b6f7a52-8a3f-4c2e-9d41-1c0f8e6b2a77").is_ok());
+        assert!(IdempotencyKey::parse("alice", b"").is_err());
+        assert!(IdempotencyKey::parse("alice", b"has space").is_err());
+        assert!(IdempotencyKey::parse("alice", &[b'k'; 256]).is_err());
+        assert_ne!(
+            IdempotencyKey::parse("alice", b"k1"),
+            IdempotencyKey::parse("bob", b"k1")
+        );
     }
 
     #[test]

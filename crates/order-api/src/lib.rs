@@ -6,8 +6,10 @@
 
 pub mod api;
 mod app;
+pub mod auth;
 mod config;
 mod idempotency;
+pub mod rate_limit;
 pub mod saga;
 pub mod store;
 mod updates;

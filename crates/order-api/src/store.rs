@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at          TEXT NOT NULL,
     -- The saga must end by then; the deadline reaper cancels it otherwise (a durable timer).
     deadline_at         TEXT NOT NULL,
+    -- Who placed the order; only they may see it.
+    principal           TEXT NOT NULL,
     -- Trace context of the request that placed the order, so that a timeout joins its trace.
     traceparent         TEXT
 );
@@ -108,6 +110,8 @@ pub struct OrderRecord {
 #[derive(Debug)]
 pub(crate) struct NewOrder<'a> {
     pub(crate) order_id: OrderId,
+    /// Who places it.
+    pub(crate) principal: &'a str,
     pub(crate) user_id: &'a str,
     pub(crate) payment_method: &'a str,
     pub(crate) items: &'a [PricedLineItem],
@@ -125,6 +129,7 @@ pub(crate) fn insert_order(
 ) -> rusqlite::Result<HistoryEntry> {
     let NewOrder {
         order_id,
+        principal,
         user_id,
         payment_method,
         items,
@@ -135,9 +140,10 @@ pub(crate) fn insert_order(
     let id = order_id.to_string();
     let traceparent = platform::telemetry::inject(&tracing::Span::current()).remove("traceparent");
     tx.execute(
-        "INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at, deadline_at, traceparent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
-        params![id, user_id, payment_method, OrderStatus::Pending.as_str(), total.amount_minor, total.currency.as_str(), now, deadline, traceparent],
+        "INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at, deadline_at, traceparent, principal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+        params![id, user_id, payment_method, OrderStatus::Pending.as_str(), total.amount_minor, total.currency.as_str(), now, deadline, traceparent,
+            principal],
     )?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -370,4 +376,14 @@ pub(crate) fn overdue(
         .filter_map(Result::ok)
         .filter_map(|(id, traceparent)| id.parse().ok().map(|id| (id, traceparent)))
         .collect())
+}
+
+/// Who placed `order_id`, if it exists.
+pub(crate) fn owner_of(conn: &Connection, order_id: OrderId) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT principal FROM orders WHERE order_id = ?1",
+        params![order_id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()
 }

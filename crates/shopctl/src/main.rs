@@ -26,6 +26,10 @@ enum Command {
         /// Brokers in the embedded cluster.
         #[arg(long, default_value_t = 3)]
         brokers: i32,
+        /// Require an API key (`API_KEYS`) on every request instead of treating requests without
+        /// one as the `dev` principal.
+        #[arg(long)]
+        require_auth: bool,
     },
     /// Closed-loop load against a running shop: accept and end-to-end saga latency, throughput.
     Bench {
@@ -99,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             http_addr,
             data_dir,
             brokers,
+            require_auth,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| {
                 let stamp = chrono_free_stamp();
@@ -108,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
                 http_addr,
                 data_dir,
                 brokers,
+                require_auth,
             })
             .await
         }

@@ -17,6 +17,8 @@ pub struct UpOptions {
     pub data_dir: PathBuf,
     /// Brokers in the embedded cluster.
     pub brokers: i32,
+    /// Refuse requests without an API key (otherwise they act as the `dev` principal).
+    pub require_auth: bool,
 }
 
 /// Runs everything until Ctrl-C / SIGTERM, then stops every service cleanly.
@@ -28,6 +30,8 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
 
     let mut order_config = order_api::Config::from_env()?;
     order_config.http_addr = options.http_addr;
+    // Local development on loopback: requests without a key are the `dev` principal.
+    order_config.allow_anonymous = order_config.allow_anonymous || !options.require_auth;
     order_config.database_path = db("order-api");
     order_config.kafka = order_config.kafka.with_bootstrap(&bootstrap);
 

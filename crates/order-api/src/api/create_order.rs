@@ -2,7 +2,7 @@
 //! transaction, answer `202 Accepted` — the saga continues asynchronously.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use platform::http::JsonBody;
 use platform::outbox;
 
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::idempotency::{self, IdempotencyKey, Prior};
 use crate::saga::SOURCE;
 use crate::store;
@@ -51,15 +52,20 @@ struct Accepted {
 
 pub(crate) async fn handle(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<CreateOrder>,
 ) -> Result<Response, ApiError> {
+    state
+        .rate_limiter
+        .check(&principal.0, std::time::Instant::now())
+        .map_err(ApiError::RateLimited)?;
     if state.db.outbox_backlog() > state.outbox_backlog_limit {
         return Err(ApiError::Overloaded);
     }
     let idempotency = headers
         .get(idempotency::HEADER)
-        .map(|value| IdempotencyKey::parse(value.as_bytes()))
+        .map(|value| IdempotencyKey::parse(&principal.0, value.as_bytes()))
         .transpose()
         .map_err(ApiError::BadIdempotencyKey)?;
     // The request as parsed, in one canonical form, to tell a retry from a different order.
@@ -107,6 +113,7 @@ pub(crate) async fn handle(
                 tx,
                 &store::NewOrder {
                     order_id,
+                    principal: &principal.0,
                     user_id: request.user_id.as_str(),
                     payment_method: request.payment_method.as_str(),
                     items: &items,

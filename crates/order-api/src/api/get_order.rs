@@ -1,12 +1,13 @@
 //! `GET /api/orders/{id}`: the order as it is now, with the history of its transitions.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use serde::Serialize;
 
 use events::OrderId;
 
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::store::{self, HistoryEntry, OrderRecord};
 
 /// One line of the answer; amounts in major units (`24.99`), as people read them.
@@ -108,9 +109,11 @@ pub(crate) struct GetParams {
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<GetParams>,
 ) -> Result<Json<impl Serialize>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
+    super::authorize(&state, &principal, order_id).await?;
     if let Some(seconds) = params.wait.filter(|seconds| *seconds > 0) {
         let limit = std::time::Duration::from_secs(seconds).min(super::wait::MAX_WAIT);
         let updates = state.updates.subscribe();

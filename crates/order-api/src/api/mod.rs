@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
@@ -20,6 +21,7 @@ use platform::Db;
 use platform::catalog::Catalog;
 use platform::http::{Problem, Readiness, health_routes, observe};
 
+use crate::auth::{self, ApiKeys, Principal};
 use crate::updates::StatusUpdates;
 
 /// Largest accepted request body. An order of 100 lines is ~6 KiB.
@@ -44,17 +46,23 @@ pub struct AppState {
     pub outbox_backlog_limit: i64,
     /// How long a saga may take before the deadline reaper cancels it.
     pub saga_timeout: chrono::TimeDelta,
+    /// Orders per second per principal.
+    pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// Base URL of the trace viewer the timeline page links traces to, if any.
     pub jaeger_ui_url: Option<String>,
 }
 
 /// The whole HTTP application; testable without a socket.
-pub fn router(state: AppState, readiness: Readiness) -> Router {
+pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Router {
     let api = Router::new()
         .route("/api/orders", post(create_order::handle))
         .route("/api/orders/{order_id}", get(get_order::handle))
         .route("/api/orders/{order_id}/events", get(order_events::handle))
         .merge(timeline::routes())
+        .layer(middleware::from_fn_with_state(
+            keys,
+            auth::require_principal,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async { Problem::not_found("No such route.") });
@@ -64,7 +72,8 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             // for its answer to start, which is what protects the server.
             .layer(TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(10),
+                // Above the longest `Prefer: wait`, so a waiting request answers itself.
+                Duration::from_secs(15),
             )),
     )
 }
@@ -87,6 +96,9 @@ pub enum ApiError {
     /// The `Idempotency-Key` was used before with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,
+    /// The principal placed orders faster than its rate limit; retry after the duration.
+    #[error("rate limited")]
+    RateLimited(Duration),
     /// Too much accepted work is not yet published; the client should come back shortly.
     #[error("overloaded")]
     Overloaded,
@@ -119,6 +131,16 @@ impl IntoResponse for ApiError {
                 "Idempotency key reused",
                 "This Idempotency-Key was already used with a different request body; use a new key for a new order.",
             ),
+            ApiError::RateLimited(retry_after) => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0).to_string();
+                let problem = Problem::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too many requests",
+                    format!("Too many orders from this client; retry after {seconds} s."),
+                );
+                return ([(axum::http::header::RETRY_AFTER, seconds)], problem).into_response();
+            }
             ApiError::Overloaded => {
                 let problem = Problem::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -134,5 +156,22 @@ impl IntoResponse for ApiError {
             }
         };
         problem.into_response()
+    }
+}
+
+/// Answers `404` unless `principal` placed `order_id`: someone else's order looks exactly like
+/// one that does not exist.
+pub(crate) async fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    order_id: events::OrderId,
+) -> Result<(), ApiError> {
+    let owner = state
+        .db
+        .call(move |conn| crate::store::owner_of(conn, order_id))
+        .await?;
+    match owner {
+        Some(owner) if owner == principal.0 => Ok(()),
+        _ => Err(ApiError::OrderNotFound),
     }
 }

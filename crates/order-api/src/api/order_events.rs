@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
@@ -22,6 +22,7 @@ use events::OrderId;
 
 use super::get_order::{TransitionView, parse_order_id};
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::store::{self, HistoryEntry};
 
 /// The `data` of a `status_update` event.
@@ -38,9 +39,11 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
+    super::authorize(&state, &principal, order_id).await?;
     // A reconnecting client says what it saw last; it gets only what came after.
     let resume_after = headers
         .get("last-event-id")

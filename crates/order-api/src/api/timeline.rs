@@ -7,7 +7,7 @@
 //! the order things happened in the services, not the order their messages reached order-api
 //! (replies from different topics can arrive out of order).
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -17,6 +17,7 @@ use events::{EventKind, OrderId};
 
 use super::get_order::parse_order_id;
 use super::{ApiError, AppState, timeline_page};
+use crate::auth::Principal;
 use crate::store::timeline::{self, StoredTimeline};
 
 /// The timeline's routes: the JSON and the page that draws it.
@@ -60,8 +61,10 @@ struct EventView {
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<TimelineView>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
+    super::authorize(&state, &principal, order_id).await?;
     let stored = state
         .db
         .call(move |conn| timeline::load(conn, order_id))

@@ -9,7 +9,7 @@
 //! script writes data with `textContent`, never as markup; the `Content-Security-Policy` header
 //! allows nothing but the page's own inline code and requests to this origin.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
@@ -17,6 +17,7 @@ use events::OrderId;
 
 use super::get_order::parse_order_id;
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::store::timeline;
 
 /// The page, with `{{order_id}}` and `{{jaeger_ui_url}}` to fill in.
@@ -30,8 +31,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     let order_id = parse_order_id(&order_id)?;
+    super::authorize(&state, &principal, order_id).await?;
     let exists = state
         .db
         .call(move |conn| timeline::order_exists(conn, order_id))
