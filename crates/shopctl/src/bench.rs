@@ -150,6 +150,8 @@ async fn work(http: reqwest::Client, url: String, worker: usize, until: Instant)
                     .unwrap_or("error")
                     .to_owned();
                 *result.errors.entry(kind).or_default() += 1;
+                // Do not hammer a refusing or failing server.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }

@@ -32,6 +32,10 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     order_config.http_addr = options.http_addr;
     // Local development on loopback: requests without a key are the `dev` principal.
     order_config.allow_anonymous = order_config.allow_anonymous || !options.require_auth;
+    // One developer (and `shopctl bench`) is one principal: no rate limit unless configured.
+    if std::env::var_os("RATE_LIMIT_PER_S").is_none() {
+        order_config.rate_limit = (f64::MAX, f64::MAX);
+    }
     order_config.database_path = db("order-api");
     order_config.kafka = order_config.kafka.with_bootstrap(&bootstrap);
 

@@ -171,6 +171,7 @@ impl EventConsumer {
                 "fetch.wait.max.ms",
                 config.fetch_wait.as_millis().to_string(),
             )
+            .set("socket.nagle.disable", "true")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagReporter {

@@ -52,6 +52,9 @@ impl EventProducer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", config.linger.as_millis().to_string())
+            // Nagle's algorithm holds small writes back for tens of milliseconds; each saga hop
+            // is a small write.
+            .set("socket.nagle.disable", "true")
             // A message not acknowledged within this time fails; the outbox row stays and the
             // relay sends it again, so giving up here loses nothing.
             .set("message.timeout.ms", "30000")
