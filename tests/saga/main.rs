@@ -8,6 +8,7 @@ mod dead_letters;
 mod deadline;
 mod declined;
 mod edges;
+mod fuzz;
 mod happy_path;
 mod out_of_stock;
 mod poison;

@@ -1,0 +1,197 @@
+//! Throwing garbage at the API: random bytes, random JSON and mangled orders, with odd
+//! headers. Whatever arrives, the answer is never a 5xx, the process never dies, and nothing
+//! malformed is accepted.
+
+use anyhow::Result;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
+
+use saga_tests::{ServiceKind, Stack};
+
+fn random_string(rng: &mut StdRng) -> String {
+    let pool = [
+        "",
+        "WIDGET-42",
+        "pm_visa_4242",
+        "usr_8a3f",
+        "ord_",
+        "é漢字🙂",
+        "\u{0000}",
+        "' OR 1=1 --",
+        "a",
+    ];
+    let mut text = pool[rng.random_range(0..pool.len())].to_owned();
+    if rng.random_bool(0.2) {
+        text = text.repeat(rng.random_range(1..2000));
+    }
+    text
+}
+
+fn random_json(rng: &mut StdRng, depth: u32) -> Value {
+    match rng.random_range(0..if depth > 3 { 5 } else { 7 }) {
+        0 => Value::Null,
+        1 => json!(rng.random_bool(0.5)),
+        2 => json!(rng.random_range(-1_000_000_000_000_i64..1_000_000_000_000)),
+        3 => json!(rng.random::<f64>() * 1e12),
+        4 => json!(random_string(rng)),
+        5 => Value::Array(
+            (0..rng.random_range(0..5))
+                .map(|_| random_json(rng, depth + 1))
+                .collect(),
+        ),
+        _ => {
+            let mut object = Map::new();
+            for _ in 0..rng.random_range(0..5) {
+                let key = ["user_id", "items", "payment_method", "sku", "quantity", "x"]
+                    [rng.random_range(0..6)];
+                object.insert(key.to_owned(), random_json(rng, depth + 1));
+            }
+            Value::Object(object)
+        }
+    }
+}
+
+/// A valid order with one field replaced, removed or added.
+fn mangled_order(rng: &mut StdRng) -> Value {
+    let mut order = json!({"user_id": "usr_fuzz", "items": [{"sku": "WIDGET-42", "quantity": 1}], "payment_method": "pm_visa_4242"});
+    let paths: [&[&str]; 5] = [
+        &["user_id"],
+        &["payment_method"],
+        &["items"],
+        &["items", "0", "sku"],
+        &["items", "0", "quantity"],
+    ];
+    let path = paths[rng.random_range(0..paths.len())];
+    let mut target = &mut order;
+    for step in &path[..path.len() - 1] {
+        target = match step.parse::<usize>() {
+            Ok(index) => &mut target[index],
+            Err(_) => &mut target[*step],
+        };
+    }
+    let last = path[path.len() - 1];
+    let replacement = random_json(rng, 2);
+    match last.parse::<usize>() {
+        Ok(index) => target[index] = replacement,
+        Err(_) if rng.random_bool(0.2) => {
+            if let Some(object) = target.as_object_mut() {
+                object.remove(last);
+            }
+        }
+        Err(_) => target[last] = replacement,
+    }
+    order
+}
+
+#[tokio::test]
+async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
+    let stack = Stack::start().await?;
+    let mut rng = StdRng::seed_from_u64(
+        std::env::var("FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    );
+    let content_types = [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "",
+    ];
+    let mut accepted = 0;
+    for round in 0..400 {
+        let body: Vec<u8> = match round % 3 {
+            0 => (0..rng.random_range(0..3000))
+                .map(|_| rng.random::<u8>())
+                .collect(),
+            1 => random_json(&mut rng, 0).to_string().into_bytes(),
+            _ if rng.random_bool(0.15) => {
+                // Some valid orders among the garbage, so that "accepted" is checked too.
+                json!({"user_id": "usr_ok", "items": [{"sku": "WIDGET-42", "quantity": rng.random_range(1..=1000)}], "payment_method": "pm_visa_4242"})
+                    .to_string()
+                    .into_bytes()
+            }
+            _ => mangled_order(&mut rng).to_string().into_bytes(),
+        };
+        let mut request = stack.http.post(stack.url("/api/orders")).body(body.clone());
+        let content_type = content_types[rng.random_range(0..content_types.len())];
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
+        if rng.random_bool(0.2) {
+            request = request.header(
+                "idempotency-key",
+                random_string(&mut rng)
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(300)
+                    .collect::<String>(),
+            );
+        }
+        if rng.random_bool(0.2) {
+            request = request.header(
+                "prefer",
+                [
+                    "wait=abc",
+                    "wait=-1",
+                    "wait=0",
+                    "wait",
+                    "wait=99999999999999999999",
+                ][rng.random_range(0..5)],
+            );
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        assert!(
+            !status.is_server_error(),
+            "round {round}: {status} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        if status.is_success() {
+            accepted += 1;
+            // Only a well-formed order gets in.
+            let order: Value = serde_json::from_slice(&body)?;
+            assert_eq!(
+                order["items"][0]["sku"], "WIDGET-42",
+                "round {round}: accepted {order}"
+            );
+        } else {
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "round {round}: {status}"
+            );
+        }
+    }
+    // Odd ids and headers on the read side.
+    for path in [
+        "/api/orders/%00",
+        "/api/orders/ord_",
+        "/api/orders/../../etc/passwd",
+        "/api/orders/ord_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz/events",
+    ] {
+        let response = stack
+            .http
+            .get(stack.url(path))
+            .header("last-event-id", "-99999999999999999999")
+            .send()
+            .await?;
+        assert!(
+            !response.status().is_server_error(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+    eprintln!("fuzz: 400 requests, {accepted} well-formed orders accepted, no 5xx");
+    let health = stack.http.get(stack.url("/healthz")).send().await?;
+    assert!(health.status().is_success(), "order-api died");
+    assert!(
+        accepted > 0,
+        "no valid order was accepted among the garbage"
+    );
+    let orders = stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?;
+    assert_eq!(orders, accepted);
+    Ok(())
+}
