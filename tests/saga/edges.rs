@@ -288,3 +288,48 @@ async fn orders_belong_to_the_principal_that_placed_them_and_posting_is_rate_lim
     assert_eq!(bobs.status(), StatusCode::ACCEPTED);
     Ok(())
 }
+
+#[tokio::test]
+async fn open_streams_are_bounded_in_number_and_idle_time() -> Result<()> {
+    let stack = Stack::start_with_env(&[
+        ("SSE_MAX_STREAMS", "1"),
+        ("SSE_MAX_IDLE_MS", "1000"),
+        ("PSP_SIM_SLOW_MS", "60000"),
+    ])
+    .await?;
+    let id = stack.place_order("WIDGET-42", 1, "pm_slow_3s").await?;
+    stack
+        .wait_order(&id, |o| o["status"] == "payment_processing")
+        .await?;
+    let url = stack.url(&format!("/api/orders/{id}/events"));
+
+    let first = stack.http.get(&url).timeout(DEADLINE).send().await?;
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = stack.http.get(&url).send().await?;
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(second.headers().contains_key("retry-after"));
+    assert_eq!(second.headers()["content-type"], "application/problem+json");
+
+    // The idle stream ends by itself (the saga is stuck for a minute), freeing its slot.
+    let text = first.text().await?;
+    assert_eq!(text.matches("event: status_update").count(), 2, "{text}");
+    let started = std::time::Instant::now();
+    loop {
+        let third = stack
+            .http
+            .get(&url)
+            .header("last-event-id", "2")
+            .send()
+            .await?;
+        if third.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the slot was never freed: {}",
+            third.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

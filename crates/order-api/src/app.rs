@@ -62,6 +62,8 @@ impl Application {
             catalog: Arc::new(catalog),
             updates: StatusUpdates::new(4096),
             sse_keep_alive: config.sse_keep_alive,
+            sse_streams: Arc::new(tokio::sync::Semaphore::new(config.sse_max_streams)),
+            sse_max_idle: config.sse_max_idle,
             shutdown: CancellationToken::new(),
             outbox_backlog_limit: config.outbox_backlog_limit,
             idempotency_ttl: chrono::TimeDelta::from_std(config.idempotency_ttl)

@@ -36,6 +36,10 @@ pub struct Config {
     /// `RATE_LIMIT_PER_S` / `RATE_LIMIT_BURST`: orders a principal may place per second, and in a
     /// burst.
     pub rate_limit: (f64, f64),
+    /// `SSE_MAX_STREAMS`: event streams open at once; more get `503`.
+    pub sse_max_streams: usize,
+    /// `SSE_MAX_IDLE_MS`: a stream with no change for this long ends (the client resumes).
+    pub sse_max_idle: Duration,
     /// Broker settings; the consumer group is `order-api`.
     pub kafka: KafkaConfig,
 }
@@ -64,6 +68,8 @@ impl Config {
                 env_parse("RATE_LIMIT_PER_S", 100.0)?,
                 env_parse("RATE_LIMIT_BURST", 200.0)?,
             ),
+            sse_max_streams: env_parse("SSE_MAX_STREAMS", 10_000)?,
+            sse_max_idle: env_millis("SSE_MAX_IDLE_MS", Duration::from_secs(300))?,
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
     }

@@ -38,6 +38,10 @@ pub struct AppState {
     pub updates: StatusUpdates,
     /// How often an idle SSE stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
+    /// Open SSE streams allowed at once (permits).
+    pub sse_streams: Arc<tokio::sync::Semaphore>,
+    /// How long a stream may wait without any change before it ends (clients resume).
+    pub sse_max_idle: Duration,
     /// Cancelled when the service stops: open SSE streams end so that shutdown is not held up.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// How long an `Idempotency-Key` is remembered.
@@ -99,6 +103,9 @@ pub enum ApiError {
     /// The principal placed orders faster than its rate limit; retry after the duration.
     #[error("rate limited")]
     RateLimited(Duration),
+    /// Every SSE stream slot is taken.
+    #[error("too many open streams")]
+    TooManyStreams,
     /// Too much accepted work is not yet published; the client should come back shortly.
     #[error("overloaded")]
     Overloaded,
@@ -140,6 +147,15 @@ impl IntoResponse for ApiError {
                     format!("Too many orders from this client; retry after {seconds} s."),
                 );
                 return ([(axum::http::header::RETRY_AFTER, seconds)], problem).into_response();
+            }
+            ApiError::TooManyStreams => {
+                let problem = Problem::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "too-many-streams",
+                    "Too many open streams",
+                    "The server follows as many orders as it allows at once; poll the order or retry shortly.",
+                );
+                return ([(axum::http::header::RETRY_AFTER, "2")], problem).into_response();
             }
             ApiError::Overloaded => {
                 let problem = Problem::new(

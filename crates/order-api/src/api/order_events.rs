@@ -9,6 +9,7 @@
 //! between the two is missed or sent twice.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Extension, Path, State};
@@ -66,7 +67,13 @@ pub(crate) async fn handle(
         .into_iter()
         .filter(|entry| entry.seq > resume_after)
         .collect();
+    // Bounded: past the limit a client is told to come back later instead of piling up tasks.
+    let Ok(permit) = Arc::clone(&state.sse_streams).try_acquire_owned() else {
+        return Err(ApiError::TooManyStreams);
+    };
+    let max_idle = state.sse_max_idle;
     let stream = async_stream(move |emit| async move {
+        let _permit = permit;
         if finished {
             return;
         }
@@ -84,9 +91,12 @@ pub(crate) async fn handle(
                 }
             }
             // Wait for the next change of this order; on lag or a gap, reload from the database.
+            let idle_until = tokio::time::Instant::now() + max_idle;
             let reload = loop {
                 let received = tokio::select! {
                     () = emit.closed() => return,
+                    // Nothing happened for a long time: end; the client resumes with Last-Event-ID.
+                    () = tokio::time::sleep_until(idle_until) => return,
                     // The service is stopping: end the stream; clients reconnect elsewhere.
                     () = stopping.cancelled() => return,
                     received = live.recv() => received,
