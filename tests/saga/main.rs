@@ -10,6 +10,7 @@ mod declined;
 mod edges;
 mod fuzz;
 mod happy_path;
+mod openapi;
 mod out_of_stock;
 mod poison;
 mod redelivery;
