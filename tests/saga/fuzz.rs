@@ -101,6 +101,8 @@ async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
         "",
     ];
     let mut accepted = 0;
+    // A fresh connection per request: a refused oversized body closes its connection.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     for round in 0..400 {
         let body: Vec<u8> = match round % 3 {
             0 => (0..rng.random_range(0..3000))
@@ -115,7 +117,7 @@ async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
             }
             _ => mangled_order(&mut rng).to_string().into_bytes(),
         };
-        let mut request = stack.http.post(stack.url("/api/orders")).body(body.clone());
+        let mut request = http.post(stack.url("/api/orders")).body(body.clone());
         let content_type = content_types[rng.random_range(0..content_types.len())];
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
@@ -142,7 +144,13 @@ async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
                 ][rng.random_range(0..5)],
             );
         }
-        let response = request.send().await?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            // Over the size limit the server answers 413 and closes without reading the rest;
+            // the client may see that as a broken pipe instead of the answer.
+            Err(_) if body.len() > 16 * 1024 => continue,
+            Err(error) => return Err(error.into()),
+        };
         let status = response.status();
         assert!(
             !status.is_server_error(),

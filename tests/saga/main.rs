@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod bad_input;
+mod callbacks;
 mod chaos;
 mod dead_letters;
 mod deadline;

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::rate_limit::RateLimiter;
 use crate::saga::{Coordinator, deadline};
 use crate::store;
 use crate::updates::StatusUpdates;
+use crate::webhooks::{self, deliverer::DelivererConfig, signature::Secret};
 use crate::{Config, OrderApiError};
 
 /// order-api, built and ready to run: the listener is bound, the database migrated and the
@@ -38,7 +40,11 @@ impl Application {
         let catalog = Catalog::load(config.catalog_path.as_deref())?;
         let db = Db::open(
             &config.database_path,
-            &[store::MIGRATION, crate::idempotency::MIGRATION],
+            &[
+                store::MIGRATION,
+                crate::idempotency::MIGRATION,
+                crate::webhooks::MIGRATION,
+            ],
         )?;
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
@@ -54,10 +60,35 @@ impl Application {
                 reason,
             }
         })?;
+        let mut secrets = HashMap::new();
+        for pair in config
+            .callback_secrets
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+        {
+            let parsed = pair
+                .split_once(':')
+                .ok_or_else(|| "expected principal:whsec_…".to_owned())
+                .and_then(|(principal, secret)| Ok((principal.to_owned(), Secret::parse(secret)?)));
+            let (principal, secret) = parsed.map_err(|reason| platform::PlatformError::Config {
+                name: "CALLBACK_SECRETS".into(),
+                value: "(hidden)".into(),
+                reason,
+            })?;
+            secrets.insert(principal, secret);
+        }
+        let webhooks = DelivererConfig {
+            secrets: Arc::new(secrets),
+            max_attempts: config.webhook_retry.0.max(1),
+            base_backoff: config.webhook_retry.1,
+            allow_private: config.callback_allow_private,
+        };
         let listener = TcpListener::bind(config.http_addr).await?;
         let (per_second, burst) = config.rate_limit;
         let state = AppState {
             rate_limiter: Arc::new(RateLimiter::new(per_second, burst)),
+            webhooks,
             db: db.clone(),
             catalog: Arc::new(catalog),
             updates: StatusUpdates::new(4096),
@@ -117,6 +148,12 @@ impl Application {
             self.reaper_interval,
             shutdown.clone(),
         ));
+        let deliverer = tokio::spawn(webhooks::deliverer::run(
+            self.db.clone(),
+            self.producer.clone(),
+            self.state.webhooks.clone(),
+            shutdown.clone(),
+        ));
         let parts = ServiceParts {
             handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),
             router: api::router(self.state, self.keys, readiness),
@@ -124,7 +161,7 @@ impl Application {
             db: self.db,
             producer: self.producer,
             consumer: self.consumer,
-            background: vec![reaper],
+            background: vec![reaper, deliverer],
         };
         service::run(parts, shutdown)
             .await

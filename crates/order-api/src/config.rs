@@ -40,6 +40,15 @@ pub struct Config {
     pub sse_max_streams: usize,
     /// `SSE_MAX_IDLE_MS`: a stream with no change for this long ends (the client resumes).
     pub sse_max_idle: Duration,
+    /// `CALLBACK_SECRETS`: `principal:whsec_…` pairs; a principal needs one to use
+    /// `callback_url`.
+    pub callback_secrets: String,
+    /// `CALLBACK_ALLOW_PRIVATE`: allow callbacks to loopback and private addresses (local
+    /// development and tests only: it opens the door to SSRF).
+    pub callback_allow_private: bool,
+    /// `WEBHOOK_MAX_ATTEMPTS` / `WEBHOOK_RETRY_BASE_MS`: attempts before a webhook is
+    /// dead-lettered, and the first retry's delay (doubling after).
+    pub webhook_retry: (u32, Duration),
     /// Broker settings; the consumer group is `order-api`.
     pub kafka: KafkaConfig,
 }
@@ -70,6 +79,12 @@ impl Config {
             ),
             sse_max_streams: env_parse("SSE_MAX_STREAMS", 10_000)?,
             sse_max_idle: env_millis("SSE_MAX_IDLE_MS", Duration::from_secs(300))?,
+            callback_secrets: env_or("CALLBACK_SECRETS", ""),
+            callback_allow_private: env_parse("CALLBACK_ALLOW_PRIVATE", false)?,
+            webhook_retry: (
+                env_parse("WEBHOOK_MAX_ATTEMPTS", 8)?,
+                env_millis("WEBHOOK_RETRY_BASE_MS", Duration::from_millis(500))?,
+            ),
             kafka: KafkaConfig::from_env(Self::SERVICE)?,
         })
     }

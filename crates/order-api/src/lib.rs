@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod saga;
 pub mod store;
 mod updates;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

@@ -32,6 +32,24 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     order_config.http_addr = options.http_addr;
     // Local development on loopback: requests without a key are the `dev` principal.
     order_config.allow_anonymous = order_config.allow_anonymous || !options.require_auth;
+    // Local development: webhooks to the developer's own machine, signed with a fresh secret
+    // for the `dev` principal unless one is configured.
+    let dev_secret = if order_config.callback_secrets.contains("dev:") || options.require_auth {
+        None
+    } else {
+        let secret = order_api::webhooks::signature::Secret::generate();
+        order_config.callback_secrets = [
+            order_config.callback_secrets.as_str(),
+            &format!("dev:{secret}"),
+        ]
+        .iter()
+        .filter(|part| !part.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",");
+        order_config.callback_allow_private = true;
+        Some(secret)
+    };
     // One developer (and `shopctl bench`) is one principal: no rate limit unless configured.
     if std::env::var_os("RATE_LIMIT_PER_S").is_none() {
         order_config.rate_limit = (f64::MAX, f64::MAX);
@@ -66,6 +84,9 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     println!("  inventory-svc  http://{}", inventory.local_addr()?);
     println!("  kafka          {bootstrap}");
     println!("  data           {}", options.data_dir.display());
+    if let Some(secret) = dev_secret {
+        println!("  webhooks       callback_url deliveries are signed with {secret}");
+    }
     println!("Press Ctrl-C to stop.");
 
     let shutdown = platform::shutdown::on_signal();

@@ -30,6 +30,9 @@ pub(crate) struct CreateOrder {
     user_id: UserId,
     items: Vec<RequestedLine>,
     payment_method: PaymentMethod,
+    /// Where to announce the saga's end (signed webhook), if the client wants that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callback_url: Option<String>,
 }
 
 /// A requested line. The quantity is a plain integer here so that 0 or -1 get a clear message
@@ -72,6 +75,11 @@ pub(crate) async fn handle(
     let canonical =
         serde_json::to_string(&request).map_err(|error| ApiError::Unexpected(error.into()))?;
     let (items, total) = price(&state, &request.items)?;
+    let callback = request
+        .callback_url
+        .as_deref()
+        .map(|url| check_callback(&state, &principal, url))
+        .transpose()?;
     let order_id = OrderId::new();
     let created_at = chrono::Utc::now();
     let event = OrderCreated {
@@ -96,6 +104,7 @@ pub(crate) async fn handle(
     let updates = wait.map(|_| state.updates.subscribe());
     let key_expires = (chrono::Utc::now() + state.idempotency_ttl)
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let principal_name = principal.0.clone();
     let outcome = state
         .db
         .transaction(move |tx| {
@@ -123,6 +132,9 @@ pub(crate) async fn handle(
                 },
             )?;
             outbox::enqueue(tx, &envelope)?;
+            if let Some(url) = &callback {
+                crate::webhooks::subscribe(tx, order_id, url, &principal_name)?;
+            }
             let trace_id = platform::telemetry::current_trace_id();
             store::timeline::record(tx, &envelope, trace_id)?;
             Ok(Created::New(entry))
@@ -191,6 +203,18 @@ enum Created {
     New(store::HistoryEntry),
     /// A retry of an earlier request: its order.
     Replayed(OrderId),
+}
+
+/// A callback needs an acceptable URL and a signing secret for the client.
+fn check_callback(state: &AppState, principal: &Principal, url: &str) -> Result<String, ApiError> {
+    let url = crate::webhooks::target::check_url(url, state.webhooks.allow_private)
+        .map_err(ApiError::Invalid)?;
+    if !state.webhooks.secrets.contains_key(&principal.0) {
+        return Err(ApiError::Invalid(
+            "callback_url needs a webhook secret for this client (CALLBACK_SECRETS); none is configured.".into(),
+        ));
+    }
+    Ok(url.to_string())
 }
 
 /// Checks every line against the catalog and prices it.

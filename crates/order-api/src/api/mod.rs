@@ -1,6 +1,7 @@
 //! The HTTP API: one module per route.
 
 mod create_order;
+mod deliveries;
 mod get_order;
 mod order_events;
 mod timeline;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub outbox_backlog_limit: i64,
     /// How long a saga may take before the deadline reaper cancels it.
     pub saga_timeout: chrono::TimeDelta,
+    /// Webhook signing secrets and delivery policy.
+    pub webhooks: crate::webhooks::deliverer::DelivererConfig,
     /// Orders per second per principal.
     pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// Base URL of the trace viewer the timeline page links traces to, if any.
@@ -62,6 +65,7 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
         .route("/api/orders", post(create_order::handle))
         .route("/api/orders/{order_id}", get(get_order::handle))
         .route("/api/orders/{order_id}/events", get(order_events::handle))
+        .route("/api/orders/{order_id}/deliveries", get(deliveries::handle))
         .merge(timeline::routes())
         .layer(middleware::from_fn_with_state(
             keys,

@@ -92,6 +92,7 @@ fn time_out(
         at: now_text(),
     };
     store::record_transition(tx, &entry)?;
+    crate::webhooks::enqueue_if_subscribed(tx, &entry)?;
     let cancelled = OrderCancelled {
         order_id,
         reason: CancellationReason::Timeout,

@@ -141,6 +141,7 @@ fn apply(
             &now,
         );
         store::record_transition(tx, &entry)?;
+        crate::webhooks::enqueue_if_subscribed(tx, &entry)?;
         tracing::info!(from = %current, to = %step.status, "Order status changed.");
         entries.push(entry);
     }

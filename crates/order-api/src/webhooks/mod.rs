@@ -1,0 +1,168 @@
+//! Webhooks to the client: an order placed with a `callback_url` is announced to that URL when
+//! its saga ends, signed with the client's secret (Standard Webhooks), retried with exponential
+//! backoff, logged per attempt (`GET /api/orders/{id}/deliveries`), and dead-lettered after the
+//! last attempt.
+//!
+//! The delivery is recorded in the same transaction as the terminal status, so a crash between
+//! the two cannot lose it; the [`deliverer`] sends it afterwards, at least once.
+
+pub mod deliverer;
+pub mod signature;
+pub mod target;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use events::OrderId;
+use platform::db::now_text;
+
+use crate::store::HistoryEntry;
+
+pub(crate) const MIGRATION: &str = "
+CREATE TABLE IF NOT EXISTS callbacks (
+    order_id  TEXT PRIMARY KEY,
+    url       TEXT NOT NULL,
+    principal TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              TEXT PRIMARY KEY,
+    order_id        TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    principal       TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    finished_at     TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    delivery_id TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at          TEXT NOT NULL,
+    status_code INTEGER,
+    error       TEXT,
+    duration_ms REAL NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+);
+";
+
+/// Remembers where to announce `order_id`'s end.
+pub(crate) fn subscribe(
+    tx: &Transaction<'_>,
+    order_id: OrderId,
+    url: &str,
+    principal: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO callbacks (order_id, url, principal) VALUES (?1, ?2, ?3)",
+        params![order_id.to_string(), url, principal],
+    )?;
+    Ok(())
+}
+
+/// If the order has a callback and `entry` ends its saga, queues the webhook (in `tx`).
+pub(crate) fn enqueue_if_subscribed(
+    tx: &Transaction<'_>,
+    entry: &HistoryEntry,
+) -> rusqlite::Result<()> {
+    if !entry.status.is_terminal() {
+        return Ok(());
+    }
+    let callback: Option<(String, String)> = tx
+        .query_row(
+            "SELECT url, principal FROM callbacks WHERE order_id = ?1",
+            params![entry.order_id.to_string()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((url, principal)) = callback else {
+        return Ok(());
+    };
+    let event_type = format!("order.{}", entry.status.as_str());
+    let payload = serde_json::json!({
+        "type": event_type,
+        "timestamp": entry.at,
+        "data": {
+            "order_id": entry.order_id,
+            "status": entry.status.as_str(),
+            "reason": entry.reason.map(|reason| reason.as_str()),
+        },
+    });
+    let now = now_text();
+    tx.execute(
+        "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+        params![
+            format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            entry.order_id.to_string(),
+            url,
+            principal,
+            event_type,
+            payload.to_string(),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// One delivery with its attempts, for `GET /api/orders/{id}/deliveries`.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    id: String,
+    event_type: String,
+    url: String,
+    status: String,
+    attempts: Vec<AttemptView>,
+}
+
+/// One attempt.
+#[derive(Debug, Serialize)]
+pub struct AttemptView {
+    attempt: i64,
+    at: String,
+    status_code: Option<i64>,
+    error: Option<String>,
+    duration_ms: f64,
+}
+
+/// Every delivery of `order_id`, oldest first.
+pub(crate) fn deliveries(
+    conn: &Connection,
+    order_id: OrderId,
+) -> rusqlite::Result<Vec<DeliveryView>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, event_type, url, status FROM webhook_deliveries WHERE order_id = ?1 ORDER BY created_at",
+    )?;
+    let mut views: Vec<DeliveryView> = stmt
+        .query_map(params![order_id.to_string()], |row| {
+            Ok(DeliveryView {
+                id: row.get(0)?,
+                event_type: row.get(1)?,
+                url: row.get(2)?,
+                status: row.get(3)?,
+                attempts: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut attempts = conn.prepare_cached(
+        "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = ?1 ORDER BY attempt",
+    )?;
+    for view in &mut views {
+        view.attempts = attempts
+            .query_map(params![view.id], |row| {
+                Ok(AttemptView {
+                    attempt: row.get(0)?,
+                    at: row.get(1)?,
+                    status_code: row.get(2)?,
+                    error: row.get(3)?,
+                    duration_ms: row.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(views)
+}

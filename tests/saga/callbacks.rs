@@ -1,0 +1,202 @@
+//! Webhooks to the client: signed, retried until the receiver takes them, logged per attempt,
+//! and dead-lettered when it never does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use saga_tests::{DEADLINE, Stack};
+
+/// What the receiver saw: (path, headers, body, status it answered).
+type Seen = Arc<Mutex<Vec<(String, HashMap<String, String>, String, u16)>>>;
+
+/// A tiny HTTP receiver: `/flaky` fails twice then accepts, `/broken` always fails.
+async fn receiver() -> Result<(String, Seen)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let seen: Seen = Arc::default();
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0usize);
+                        if body.len() >= length {
+                            break (head.to_owned(), body[..length].to_owned());
+                        }
+                    }
+                };
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let headers: HashMap<String, String> = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let status = {
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    let earlier = log.iter().filter(|(p, ..)| *p == path).count();
+                    let status = match path.as_str() {
+                        "/flaky" if earlier >= 2 => 200,
+                        "/flaky" => 500,
+                        _ => 503,
+                    };
+                    log.push((path, headers, body, status));
+                    status
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    Ok((base, seen))
+}
+
+fn signature(secret_key: &[u8], id: &str, timestamp: &str, body: &str) -> Result<String> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret_key)?;
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
+}
+
+#[tokio::test]
+async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lands() -> Result<()> {
+    let key = b"callback-secret-for-tests";
+    let secret = format!("whsec_{}", STANDARD.encode(key));
+    let stack = Stack::start_with_env(&[
+        ("CALLBACK_SECRETS", &format!("dev:{secret}")),
+        ("CALLBACK_ALLOW_PRIVATE", "true"),
+        ("WEBHOOK_MAX_ATTEMPTS", "3"),
+        ("WEBHOOK_RETRY_BASE_MS", "50"),
+    ])
+    .await?;
+    let (base, seen) = receiver().await?;
+    let place = |path: &str| {
+        let body = json!({
+            "user_id": "usr_hooks", "items": [{"sku": "WIDGET-42", "quantity": 1}],
+            "payment_method": "pm_visa_4242", "callback_url": format!("{base}{path}"),
+        });
+        stack.http.post(stack.url("/api/orders")).json(&body).send()
+    };
+    let flaky: Value = place("/flaky").await?.json().await?;
+    let flaky_id = flaky["order_id"].as_str().context("order id")?.to_owned();
+    let broken: Value = place("/broken").await?.json().await?;
+    let broken_id = broken["order_id"].as_str().context("order id")?.to_owned();
+
+    // The flaky receiver gets the end of the saga on the third try.
+    let started = Instant::now();
+    let attempts = loop {
+        let attempts: Vec<_> = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(p, ..)| p == "/flaky")
+            .cloned()
+            .collect();
+        if attempts.iter().any(|(.., status)| *status == 200) {
+            break attempts;
+        }
+        if started.elapsed() > DEADLINE {
+            bail!("the webhook never got through: {attempts:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        attempts.iter().map(|(.., s)| *s).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
+    let (_, headers, body, _) = &attempts[2];
+    let id = &headers["webhook-id"];
+    assert!(
+        attempts.iter().all(|(_, h, ..)| &h["webhook-id"] == id),
+        "one message id across retries"
+    );
+    assert_eq!(
+        headers["webhook-signature"],
+        signature(key, id, &headers["webhook-timestamp"], body)?
+    );
+    let payload: Value = serde_json::from_str(body)?;
+    assert_eq!(payload["type"], "order.confirmed");
+    assert_eq!(payload["data"]["order_id"], flaky_id.as_str());
+
+    // The delivery log shows every attempt.
+    let log: Value = stack
+        .http
+        .get(stack.url(&format!("/api/orders/{flaky_id}/deliveries")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(log[0]["status"], "delivered", "{log}");
+    let codes: Vec<i64> = log[0]["attempts"]
+        .as_array()
+        .context("attempts")?
+        .iter()
+        .filter_map(|a| a["status_code"].as_i64())
+        .collect();
+    assert_eq!(codes, [500, 500, 200]);
+
+    // The broken receiver never takes it: after 3 attempts it is failed and dead-lettered.
+    let dead = stack.kafka()?.find("orders.dlq", |m| {
+        String::from_utf8_lossy(&m.key) == broken_id
+            && m.headers
+                .iter()
+                .any(|(k, v)| k == "dlq.error.class" && v == "webhook")
+    })?;
+    assert!(
+        dead.headers
+            .iter()
+            .any(|(k, v)| k == "dlq.attempts" && v == "3"),
+        "{:?}",
+        dead.headers
+    );
+    let log: Value = stack
+        .http
+        .get(stack.url(&format!("/api/orders/{broken_id}/deliveries")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(log[0]["status"], "failed", "{log}");
+
+    // Only http(s) callbacks are taken.
+    let refused = stack
+        .http
+        .post(stack.url("/api/orders"))
+        .json(&json!({"user_id": "u", "items": [{"sku": "WIDGET-42", "quantity": 1}], "payment_method": "pm_visa_4242", "callback_url": "ftp://example.com/x"}))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}
