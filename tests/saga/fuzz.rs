@@ -102,7 +102,9 @@ async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
     ];
     let mut accepted = 0;
     // A fresh connection per request: a refused oversized body closes its connection.
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
     for round in 0..400 {
         let body: Vec<u8> = match round % 3 {
             0 => (0..rng.random_range(0..3000))

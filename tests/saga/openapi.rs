@@ -136,6 +136,21 @@ async fn the_running_api_matches_its_openapi_description() -> Result<()> {
             &serde_json::from_str(&event.data)?,
         );
     }
+    let deliveries = stack
+        .http
+        .get(stack.url(&format!("/api/orders/{id}/deliveries")))
+        .send()
+        .await?;
+    spec.assert_status(
+        "get",
+        "/api/orders/{order_id}/deliveries",
+        deliveries.status(),
+    );
+    let deliveries: Value = deliveries.json().await?;
+    assert!(deliveries.is_array());
+    for delivery in deliveries.as_array().into_iter().flatten() {
+        assert_valid(&spec.schema("Delivery")?, "delivery", delivery);
+    }
     let page = stack
         .http
         .get(stack.url(&format!("/orders/{id}")))
