@@ -69,17 +69,7 @@ impl KafkaTool {
         matches: &dyn Fn(&FoundMessage) -> bool,
         count: usize,
     ) -> Result<Vec<FoundMessage>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", "saga-tests-reader")
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-        let partitions = metadata
-            .topics()
-            .first()
-            .map(|t| t.partitions().len())
-            .context("topic metadata missing")?;
+        let (consumer, partitions) = self.reader(topic)?;
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions {
             assignment.add_partition_offset(topic, i32::try_from(partition)?, Offset::Beginning)?;
@@ -126,8 +116,8 @@ impl KafkaTool {
         )
     }
 
-    /// Every message on `topic` up to its current end.
-    pub fn read_all(&self, topic: &str) -> Result<Vec<FoundMessage>> {
+    /// A consumer outside any group, and the number of partitions of `topic`.
+    fn reader(&self, topic: &str) -> Result<(BaseConsumer, usize)> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", "saga-tests-reader")
@@ -139,6 +129,12 @@ impl KafkaTool {
             .first()
             .map(|t| t.partitions().len())
             .context("topic metadata missing")?;
+        Ok((consumer, partitions))
+    }
+
+    /// Every message on `topic` up to its current end.
+    pub fn read_all(&self, topic: &str) -> Result<Vec<FoundMessage>> {
+        let (consumer, partitions) = self.reader(topic)?;
         let mut expected = 0;
         let mut assignment = TopicPartitionList::new();
         for partition in 0..i32::try_from(partitions)? {
