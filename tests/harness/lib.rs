@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 pub use kafka::{FoundMessage, KafkaTool, is_event};
@@ -22,7 +24,8 @@ pub use sse::{SseEvent, read_sse};
 /// How long any single outcome may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A running shop: broker + order-api + payment-svc + inventory-svc, each a child process.
+/// A running shop: broker + order-api + payment-svc + inventory-svc + the payment provider,
+/// each a child process.
 #[derive(Debug)]
 pub struct Stack {
     /// The broker process (`shopctl broker`).
@@ -33,6 +36,10 @@ pub struct Stack {
     pub payment: Service,
     /// inventory-svc.
     pub inventory: Service,
+    /// psp-sim, the payment provider.
+    pub psp: Service,
+    /// The `whsec_…` secret psp-sim signs webhooks with (and payment-svc verifies).
+    pub psp_secret: String,
     /// `KAFKA_BOOTSTRAP_SERVERS` of the broker.
     pub bootstrap: String,
     /// Databases and logs; deleted when the stack is dropped.
@@ -87,11 +94,22 @@ impl Stack {
             .chain(extra_env.iter().cloned())
             .collect()
         };
-        let (order_env, payment_env, inventory_env) = (
-            env("ORDER_API_DB"),
-            env("PAYMENT_SVC_DB"),
-            env("INVENTORY_SVC_DB"),
-        );
+        let psp_secret = format!("whsec_{}", STANDARD.encode(rand::random::<[u8; 24]>()));
+        let secret_env = ("PSP_WEBHOOK_SECRET".to_owned(), psp_secret.clone());
+        let psp_env: Vec<(String, String)> = [
+            secret_env.clone(),
+            ("RUST_LOG".into(), "info".into()),
+            // Quick webhook retries, so a refused delivery is retried within a test's patience.
+            ("PSP_SIM_WEBHOOK_BACKOFF_MS".into(), "100".into()),
+        ]
+        .into_iter()
+        .chain(extra_env.iter().cloned())
+        .collect();
+        let psp = Service::start(ServiceKind::Psp, &bins, dir.path(), &psp_env).await?;
+        let mut payment_env = env("PAYMENT_SVC_DB");
+        payment_env.push(("PSP_URL".into(), psp.base_url()));
+        payment_env.push(secret_env);
+        let (order_env, inventory_env) = (env("ORDER_API_DB"), env("INVENTORY_SVC_DB"));
         let (order_api, payment, inventory) = tokio::try_join!(
             Service::start(ServiceKind::OrderApi, &bins, dir.path(), &order_env),
             Service::start(ServiceKind::Payment, &bins, dir.path(), &payment_env),
@@ -102,6 +120,8 @@ impl Stack {
             order_api,
             payment,
             inventory,
+            psp,
+            psp_secret,
             bootstrap,
             dir,
             http: reqwest::Client::builder()
@@ -193,7 +213,7 @@ impl Stack {
             ServiceKind::OrderApi => "order_api_db",
             ServiceKind::Payment => "payment_svc_db",
             ServiceKind::Inventory => "inventory_svc_db",
-            ServiceKind::Broker => bail!("the broker has no database"),
+            ServiceKind::Broker | ServiceKind::Psp => bail!("{kind:?} has no database"),
         };
         let conn = rusqlite::Connection::open(self.dir.path().join(format!("{name}.db")))?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -244,6 +264,7 @@ impl Stack {
             ServiceKind::Payment => &mut self.payment,
             ServiceKind::Inventory => &mut self.inventory,
             ServiceKind::Broker => &mut self.broker,
+            ServiceKind::Psp => &mut self.psp,
         };
         service.restart(&bins, self.dir.path()).await
     }

@@ -19,6 +19,8 @@ pub enum ServiceKind {
     Payment,
     /// `inventory-svc`.
     Inventory,
+    /// `psp-sim`, the payment provider.
+    Psp,
 }
 
 impl ServiceKind {
@@ -28,6 +30,7 @@ impl ServiceKind {
             ServiceKind::OrderApi => "order-api",
             ServiceKind::Payment => "payment-svc",
             ServiceKind::Inventory => "inventory-svc",
+            ServiceKind::Psp => "psp-sim",
         }
     }
 
@@ -37,6 +40,7 @@ impl ServiceKind {
             ServiceKind::OrderApi => Some("ORDER_API_ADDR"),
             ServiceKind::Payment => Some("PAYMENT_SVC_ADDR"),
             ServiceKind::Inventory => Some("INVENTORY_SVC_ADDR"),
+            ServiceKind::Psp => Some("PSP_SIM_ADDR"),
         }
     }
 }
@@ -93,6 +97,8 @@ pub(crate) fn binaries() -> Result<Binaries> {
             "payment-svc",
             "-p",
             "inventory-svc",
+            "-p",
+            "psp-sim",
             "-p",
             "shopctl",
         ])

@@ -166,7 +166,7 @@ async fn place_orders(
 
 /// One round of faults, in a random order, with random pauses between them.
 async fn attack(stack: &mut Stack, rng: &mut StdRng, chaos: &mut Chaos, round: u32) -> Result<()> {
-    let mut actions: Vec<u8> = (0..7).collect();
+    let mut actions: Vec<u8> = (0..8).collect();
     for i in (1..actions.len()).rev() {
         actions.swap(i, rng.random_range(0..=i));
     }
@@ -198,6 +198,8 @@ async fn attack(stack: &mut Stack, rng: &mut StdRng, chaos: &mut Chaos, round: u
                 }
             }
             5 => chaos.duplicates += duplicate_recent_events(stack).await?,
+            // The provider forgets everything (memory only): payment-svc asks again.
+            7 => kill_and_restart(stack, ServiceKind::Psp, chaos, rng).await?,
             _ => {
                 let kafka = stack.kafka()?;
                 let payload = format!("{{\"round\": {round}, not an event");
@@ -225,6 +227,7 @@ async fn kill_and_restart(
         ServiceKind::OrderApi => &mut stack.order_api,
         ServiceKind::Payment => &mut stack.payment,
         ServiceKind::Inventory => &mut stack.inventory,
+        ServiceKind::Psp => &mut stack.psp,
         ServiceKind::Broker => {
             bail!("the broker keeps its data only in memory; it is not restarted")
         }
@@ -241,6 +244,7 @@ fn kind_name(kind: ServiceKind) -> &'static str {
         ServiceKind::OrderApi => "order-api",
         ServiceKind::Payment => "payment-svc",
         ServiceKind::Inventory => "inventory-svc",
+        ServiceKind::Psp => "psp-sim",
         ServiceKind::Broker => "broker",
     }
 }

@@ -11,6 +11,7 @@ use platform::catalog::Catalog;
 use platform::http::Readiness;
 use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
+use platform::webhook::Secret;
 
 use crate::api::{self, AppState};
 use crate::auth::ApiKeys;
@@ -18,7 +19,7 @@ use crate::rate_limit::RateLimiter;
 use crate::saga::{Coordinator, deadline};
 use crate::store;
 use crate::updates::StatusUpdates;
-use crate::webhooks::{self, deliverer::DelivererConfig, signature::Secret};
+use crate::webhooks::{self, deliverer::DelivererConfig};
 use crate::{Config, OrderApiError};
 
 /// order-api, built and ready to run: the listener is bound, the database migrated and the

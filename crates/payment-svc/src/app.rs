@@ -2,7 +2,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use events::Topic;
@@ -12,7 +11,10 @@ use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer
 use platform::service::{self, ServiceParts};
 
 use crate::handlers::Payments;
-use crate::provider::{CircuitBreaker, Notification, SimulatedProvider, SimulatorConfig};
+use platform::webhook::Secret;
+
+use crate::provider::{CircuitBreaker, HttpProvider};
+use crate::webhook::{self, WebhookState};
 use crate::{Config, PaymentSvcError, recovery, store};
 
 /// payment-svc, built and ready to run.
@@ -24,7 +26,7 @@ pub struct Application {
     producer: EventProducer,
     consumer: EventConsumer,
     payments: Payments,
-    notifications: mpsc::Receiver<Notification>,
+    webhooks: Arc<WebhookState>,
 }
 
 impl Application {
@@ -38,21 +40,32 @@ impl Application {
             DeadLetter::new(producer.clone(), Config::SERVICE),
             ConsumerSettings::from_env()?,
         )?;
-        let (sender, notifications) = mpsc::channel(1024);
-        let provider = SimulatedProvider::new(
-            SimulatorConfig {
-                delay: config.provider_delay,
-                slow_delay: config.provider_slow_delay,
-            },
-            sender,
-        );
+        let secret = config.webhook_secret.as_deref().ok_or_else(|| {
+            PaymentSvcError::Config(
+                "PSP_WEBHOOK_SECRET is not set (the whsec_… secret shared with the payment provider)"
+                    .into(),
+            )
+        })?;
+        let secret = Secret::parse(secret)
+            .map_err(|reason| PaymentSvcError::Config(format!("PSP_WEBHOOK_SECRET: {reason}")))?;
+        let listener = TcpListener::bind(config.http_addr).await?;
+        let webhook_url = match &config.webhook_url {
+            Some(url) => url.clone(),
+            None => own_webhook_url(listener.local_addr()?),
+        };
+        let provider = HttpProvider::new(&config.psp_url, webhook_url, config.psp_timeout)
+            .map_err(|error| PaymentSvcError::Config(error.to_string()))?;
         let provider = CircuitBreaker::new(
             Arc::new(provider),
             config.breaker_threshold,
             config.breaker_cooldown,
         );
         let payments = Payments::new(db.clone(), Arc::new(provider));
-        let listener = TcpListener::bind(config.http_addr).await?;
+        let webhooks = Arc::new(WebhookState {
+            secret,
+            tolerance_s: config.webhook_tolerance_s,
+            payments: payments.clone(),
+        });
         Ok(Self {
             config,
             listener,
@@ -60,7 +73,7 @@ impl Application {
             producer,
             consumer,
             payments,
-            notifications,
+            webhooks,
         })
     }
 
@@ -74,19 +87,12 @@ impl Application {
         self,
         shutdown: CancellationToken,
     ) -> Result<(), PaymentSvcError> {
-        let background = vec![
-            tokio::spawn(recovery::run_notifications(
-                self.payments.clone(),
-                self.notifications,
-                shutdown.clone(),
-            )),
-            tokio::spawn(recovery::run_sweep(
-                self.payments.clone(),
-                self.config.sweep_interval,
-                self.config.resubmit_after,
-                shutdown.clone(),
-            )),
-        ];
+        let background = vec![tokio::spawn(recovery::run_sweep(
+            self.payments.clone(),
+            self.config.sweep_interval,
+            self.config.resubmit_after,
+            shutdown.clone(),
+        ))];
         let readiness = Readiness {
             db: self.db.clone(),
             producer: self.producer.clone(),
@@ -94,7 +100,7 @@ impl Application {
         };
         let parts = ServiceParts {
             listener: self.listener,
-            router: observe(health_routes(readiness)),
+            router: observe(health_routes(readiness).merge(webhook::routes(self.webhooks))),
             db: self.db,
             producer: self.producer,
             consumer: self.consumer,
@@ -105,4 +111,15 @@ impl Application {
             .await
             .map_err(PaymentSvcError::from)
     }
+}
+
+/// `http://<listen address>/webhooks/payments`, with a wildcard address replaced by loopback
+/// (a provider elsewhere needs `PAYMENT_WEBHOOK_URL`).
+fn own_webhook_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    format!("http://{host}/webhooks/payments")
 }

@@ -8,14 +8,23 @@ use platform::config::{KafkaConfig, env_millis, env_or, env_parse};
 /// payment-svc's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `PAYMENT_SVC_ADDR`: health, readiness (and later the provider's webhooks).
+    /// `PAYMENT_SVC_ADDR`: the provider's webhooks, health, readiness and metrics.
     pub http_addr: SocketAddr,
     /// `PAYMENT_SVC_DB`: the SQLite file.
     pub database_path: PathBuf,
-    /// `PSP_SIM_DELAY_MS`: how long the simulated provider takes to notify an outcome.
-    pub provider_delay: Duration,
-    /// `PSP_SIM_SLOW_MS`: how long the simulated provider takes for `pm_slow_3s`.
-    pub provider_slow_delay: Duration,
+    /// `PSP_URL`: the payment provider's API.
+    pub psp_url: String,
+    /// `PSP_TIMEOUT_MS`: longest wait for the provider's answer to a request.
+    pub psp_timeout: Duration,
+    /// `PSP_WEBHOOK_SECRET`: the `whsec_…` secret the provider signs webhooks with. Required;
+    /// never built in.
+    pub webhook_secret: Option<String>,
+    /// `PSP_WEBHOOK_TOLERANCE_S`: webhooks whose timestamp is further from now are refused
+    /// (replay protection).
+    pub webhook_tolerance_s: i64,
+    /// `PAYMENT_WEBHOOK_URL`: the URL the provider calls back; by default this service's own
+    /// `/webhooks/payments` on its listen address.
+    pub webhook_url: Option<String>,
     /// `PAYMENT_RESUBMIT_AFTER_MS`: a request without outcome for this long is sent again.
     pub resubmit_after: Duration,
     /// `PAYMENT_SWEEP_INTERVAL_MS`: how often to look for such requests.
@@ -37,8 +46,14 @@ impl Config {
         Ok(Self {
             http_addr: env_parse("PAYMENT_SVC_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
             database_path: env_or("PAYMENT_SVC_DB", "data/payment-svc.db").into(),
-            provider_delay: env_millis("PSP_SIM_DELAY_MS", Duration::from_millis(5))?,
-            provider_slow_delay: env_millis("PSP_SIM_SLOW_MS", Duration::from_secs(3))?,
+            psp_url: env_or("PSP_URL", "http://127.0.0.1:8090"),
+            psp_timeout: env_millis("PSP_TIMEOUT_MS", Duration::from_secs(5))?,
+            webhook_secret: Some(env_or("PSP_WEBHOOK_SECRET", "")).filter(|s| !s.is_empty()),
+            webhook_tolerance_s: env_parse(
+                "PSP_WEBHOOK_TOLERANCE_S",
+                platform::webhook::DEFAULT_TOLERANCE_S,
+            )?,
+            webhook_url: Some(env_or("PAYMENT_WEBHOOK_URL", "")).filter(|s| !s.is_empty()),
             resubmit_after: env_millis("PAYMENT_RESUBMIT_AFTER_MS", Duration::from_secs(3))?,
             sweep_interval: env_millis("PAYMENT_SWEEP_INTERVAL_MS", Duration::from_millis(500))?,
             breaker_threshold: env_parse("PSP_BREAKER_THRESHOLD", 5)?,

@@ -2,7 +2,8 @@
 //!
 //! It charges each new order through a [`provider::PaymentProvider`] and refunds orders whose
 //! stock could not be reserved. Requests to the provider are made after the intent is recorded,
-//! outcomes arrive as notifications, and [`recovery`] re-sends whatever has waited too long —
+//! outcomes arrive as signed webhooks (`POST /webhooks/payments`), and [`recovery`] re-sends
+//! whatever has waited too long —
 //! so every payment reaches an outcome and no order is charged twice.
 
 mod app;
@@ -11,6 +12,7 @@ pub mod handlers;
 pub mod provider;
 mod recovery;
 mod store;
+pub mod webhook;
 
 pub use app::Application;
 pub use config::Config;
@@ -18,6 +20,9 @@ pub use config::Config;
 /// Errors that stop payment-svc from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentSvcError {
+    /// A setting is missing or unusable.
+    #[error("configuration: {0}")]
+    Config(String),
     /// Configuration, database or broker set-up failed.
     #[error(transparent)]
     Platform(#[from] platform::PlatformError),

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -102,34 +101,13 @@ async fn apply_known_outcome(payments: &Payments, order_id: events::OrderId, acc
     }
 }
 
-/// Applies a notification and sends the refund it may call for.
-async fn apply(payments: &Payments, notification: Notification) -> rusqlite::Result<()> {
+/// Applies a notification (a webhook, or an outcome learnt by asking again) and sends the
+/// refund it may call for.
+pub(crate) async fn apply(payments: &Payments, notification: Notification) -> rusqlite::Result<()> {
     if let Some(refund) = apply_notification(&payments.db, notification).await? {
         Box::pin(submit_refund(payments, &refund)).await;
     }
     Ok(())
-}
-
-/// Applies provider notifications as they arrive, until the channel closes or `shutdown`.
-pub(crate) async fn run_notifications(
-    payments: Payments,
-    mut notifications: mpsc::Receiver<Notification>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let notification = tokio::select! {
-            () = shutdown.cancelled() => return,
-            notification = notifications.recv() => match notification {
-                Some(notification) => notification,
-                None => return,
-            },
-        };
-        let order_id = notification.order_id;
-        if let Err(error) = apply(&payments, notification).await {
-            // Not acknowledged: the provider (or the sweep) will deliver the outcome again.
-            tracing::warn!(%error, %order_id, "Could not apply a provider notification.");
-        }
-    }
 }
 
 /// Every `interval`, re-sends requests that have waited longer than `stale_after`.

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod webhook;
 
 pub use db::Db;
 pub use error::PlatformError;

@@ -37,7 +37,7 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let dev_secret = if order_config.callback_secrets.contains("dev:") || options.require_auth {
         None
     } else {
-        let secret = order_api::webhooks::signature::Secret::generate();
+        let secret = platform::webhook::Secret::generate();
         order_config.callback_secrets = [
             order_config.callback_secrets.as_str(),
             &format!("dev:{secret}"),
@@ -57,8 +57,23 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     order_config.database_path = db("order-api");
     order_config.kafka = order_config.kafka.with_bootstrap(&bootstrap);
 
+    // The provider simulator and payment-svc share a webhook secret: the configured one, or a
+    // fresh one for this run.
+    let mut psp_config = psp_sim::Config::from_env()?;
+    psp_config.http_addr = port_from_env("PSP_SIM_ADDR", loopback_any_port)?;
+    let psp_secret = psp_config
+        .webhook_secret
+        .get_or_insert_with(platform::webhook::Secret::generate)
+        .clone();
+    let psp = psp_sim::Application::build(psp_config)
+        .await
+        .context("starting psp-sim")?;
+    let psp_url = format!("http://{}", psp.local_addr()?);
+
     let mut payment_config = payment_svc::Config::from_env()?;
     payment_config.http_addr = port_from_env("PAYMENT_SVC_ADDR", loopback_any_port)?;
+    payment_config.psp_url = psp_url.clone();
+    payment_config.webhook_secret = Some(psp_secret);
     payment_config.database_path = db("payment-svc");
     payment_config.kafka = payment_config.kafka.with_bootstrap(&bootstrap);
 
@@ -82,6 +97,7 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     println!("  order-api      {order_url}");
     println!("  payment-svc    http://{}", payment.local_addr()?);
     println!("  inventory-svc  http://{}", inventory.local_addr()?);
+    println!("  psp-sim        {psp_url}");
     println!("  kafka          {bootstrap}");
     println!("  data           {}", options.data_dir.display());
     if let Some(secret) = dev_secret {
@@ -94,12 +110,14 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
         order_api.run_until_stopped(stopper(&shutdown)),
         payment.run_until_stopped(stopper(&shutdown)),
         inventory.run_until_stopped(stopper(&shutdown)),
+        psp.run_until_stopped(stopper(&shutdown)),
     );
     // The broker stops last, once every service has flushed and committed.
     drop(broker);
     services.0?;
     services.1?;
     services.2?;
+    services.3?;
     println!("shop stopped");
     Ok(())
 }

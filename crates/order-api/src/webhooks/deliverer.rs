@@ -13,8 +13,8 @@ use platform::Db;
 use platform::db::now_text;
 use platform::kafka::EventProducer;
 
-use super::signature::Secret;
 use super::target;
+use platform::webhook::{self, Secret};
 
 /// How deliveries are made.
 #[derive(Clone, Debug)]
@@ -183,9 +183,9 @@ async fn send(
     let response = http
         .post(url)
         .header("content-type", "application/json")
-        .header("webhook-id", &delivery.id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+        .header(webhook::ID, &delivery.id)
+        .header(webhook::TIMESTAMP, timestamp.to_string())
+        .header(webhook::SIGNATURE, signature)
         .body(delivery.payload.clone())
         .send()
         .await

@@ -7,7 +7,6 @@
 //! the two cannot lose it; the [`deliverer`] sends it afterwards, at least once.
 
 pub mod deliverer;
-pub mod signature;
 pub mod target;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};

@@ -17,24 +17,27 @@ use crate::store::{self, PaymentStatus, Refund};
 /// Applies `notification` in one transaction. Returns a refund to send when the charge
 /// succeeded for an order that was cancelled meanwhile.
 ///
-/// The work is traced as a child of the handling that made the request (its context is stored
-/// with the payment), so the provider's asynchronous answer stays in the order's trace.
+/// The work is traced as a child of the current span — the webhook request, which continues
+/// the provider's trace — or, when there is none, of the handling that made the request (its
+/// context is stored with the payment): either way the answer stays in the order's trace.
 pub(crate) async fn apply_notification(
     db: &Db,
     notification: Notification,
 ) -> rusqlite::Result<Option<Refund>> {
     let order_id = notification.order_id;
-    let traceparent = db
-        .call(move |conn| store::traceparent_of(conn, order_id))
-        .await?;
     let span = tracing::info_span!(
         "provider notification",
-        otel.kind = "server",
+        otel.kind = "internal",
         order_id = %order_id,
         correlation_id = %order_id,
         notification_id = %notification.notification_id,
     );
-    platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
+    if tracing::Span::current().is_none() {
+        let traceparent = db
+            .call(move |conn| store::traceparent_of(conn, order_id))
+            .await?;
+        platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
+    }
     apply_in_transaction(db, notification)
         .instrument(span)
         .await

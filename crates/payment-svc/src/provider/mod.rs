@@ -1,5 +1,5 @@
-//! The payment provider (PSP), behind a trait so the simulator and a real client are
-//! interchangeable and tests can substitute either.
+//! The payment provider (PSP), behind a trait so the HTTP client ([`HttpProvider`], speaking
+//! the API `psp-sim` serves) can be swapped for another provider's, and tests can substitute it.
 //!
 //! The interface has the shape of real PSPs: a charge or refund request carries an idempotency
 //! key and is *accepted*; the outcome arrives later as a [`Notification`] (a webhook, for an
@@ -7,7 +7,7 @@
 //! if already known — which is how payment-svc recovers requests whose outcome it never saw.
 
 mod breaker;
-mod simulator;
+mod http;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use events::{Money, OrderId, PaymentFailureReason, PaymentMethod};
 
 pub use breaker::{BREAKER_REJECTIONS, BREAKER_STATE, CircuitBreaker};
-pub use simulator::{SimulatedProvider, SimulatorConfig};
+pub use http::{HttpProvider, WebhookError, notification_of, outcome_of};
 
 /// A request to charge a customer.
 #[derive(Clone, Debug)]
