@@ -6,6 +6,7 @@
 mod kafka;
 mod otlp;
 mod process;
+mod receiver;
 mod sse;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 pub use kafka::{FoundMessage, KafkaTool, is_event};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Service, ServiceKind};
+pub use receiver::{Seen, receiver, secret_key, webhook_signature};
 pub use sse::{SseEvent, read_sse};
 
 /// How long any single outcome may take before a test fails.

@@ -1,13 +1,13 @@
 //! Throwing garbage at the API: random bytes, random JSON and mangled orders, with odd
 //! headers. Whatever arrives, the answer is never a 5xx, the process never dies, and nothing
-//! malformed is accepted.
+//! malformed is accepted — on order-api's POST and on payment-svc's provider webhook.
 
 use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
-use saga_tests::{ServiceKind, Stack};
+use saga_tests::{ServiceKind, Stack, secret_key, webhook_signature};
 
 fn random_string(rng: &mut StdRng) -> String {
     let pool = [
@@ -203,5 +203,126 @@ async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
     );
     let orders = stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?;
     assert_eq!(orders, accepted);
+    Ok(())
+}
+
+/// A provider webhook body with random parts replaced.
+fn mangled_webhook(rng: &mut StdRng) -> Value {
+    let mut event = json!({
+        "id": "evt_fuzz", "type": "charge.succeeded", "created_at": "2026-01-01T00:00:00Z",
+        "data": {"object": "charge", "id": "ch_1", "status": "succeeded", "amount_minor": 100,
+                 "currency": "EUR", "reference": "ord_0190aaaa-0000-7000-8000-000000000000"},
+    });
+    for _ in 0..rng.random_range(1..4) {
+        let field = ["id", "type", "created_at", "data", "extra"][rng.random_range(0..5)];
+        let inner = [
+            "object",
+            "id",
+            "status",
+            "amount_minor",
+            "reference",
+            "failure_code",
+        ][rng.random_range(0..6)];
+        let value = random_json(rng, 2);
+        if rng.random_bool(0.5) {
+            event[field] = value;
+        } else if let Some(data) = event["data"].as_object_mut() {
+            data.insert(inner.to_owned(), value);
+        }
+    }
+    event
+}
+
+#[tokio::test]
+async fn webhook_garbage_never_gets_a_5xx_and_is_never_applied() -> Result<()> {
+    let stack = Stack::start().await?;
+    let key = secret_key(&stack.psp_secret)?;
+    let mut rng = StdRng::seed_from_u64(
+        std::env::var("FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let url = format!("{}/webhooks/payments", stack.payment.base_url());
+    let (mut unauthorized, mut bad) = (0, 0);
+    for round in 0..300 {
+        let body: Vec<u8> = match round % 3 {
+            0 => (0..rng.random_range(0..2000))
+                .map(|_| rng.random::<u8>())
+                .collect(),
+            1 => random_json(&mut rng, 0).to_string().into_bytes(),
+            _ => mangled_webhook(&mut rng).to_string().into_bytes(),
+        };
+        let id = if rng.random_bool(0.8) {
+            format!("evt_{round}")
+        } else {
+            random_string(&mut rng)
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .collect()
+        };
+        let now = chrono::Utc::now().timestamp();
+        let timestamp = match rng.random_range(0..5) {
+            0 => "not-a-number".to_owned(),
+            1 => "99999999999999999999999".to_owned(),
+            2 => (now - rng.random_range(301..100_000)).to_string(),
+            _ => now.to_string(),
+        };
+        // Most are signed correctly, so the body checks behind the signature are fuzzed too.
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let signed = rng.random_bool(0.7);
+        let signature = if signed {
+            webhook_signature(&key, &id, &timestamp, &text)?
+        } else {
+            format!(
+                "v1,{}",
+                random_string(&mut rng)
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+            )
+        };
+        let response = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", &timestamp)
+            .header("webhook-signature", signature)
+            .body(text.clone().into_bytes())
+            .send()
+            .await?;
+        let status = response.status();
+        assert!(
+            status == reqwest::StatusCode::UNAUTHORIZED
+                || status == reqwest::StatusCode::BAD_REQUEST,
+            "round {round}: {status} for {text:?}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            unauthorized += 1;
+        } else {
+            bad += 1;
+        }
+    }
+    eprintln!("webhook fuzz: 300 requests, {unauthorized} refused as unsigned, {bad} as malformed");
+    assert!(unauthorized > 0 && bad > 0, "both checks were exercised");
+    let applied = stack.query_i64(
+        ServiceKind::Payment,
+        "SELECT COUNT(*) FROM provider_notifications",
+        [],
+    )?;
+    assert_eq!(applied, 0, "nothing was applied");
+    let health = stack
+        .http
+        .get(format!("{}/healthz", stack.payment.base_url()))
+        .send()
+        .await?;
+    assert!(health.status().is_success(), "payment-svc died");
     Ok(())
 }

@@ -14,6 +14,7 @@ mod happy_path;
 mod openapi;
 mod out_of_stock;
 mod poison;
+mod provider;
 mod redelivery;
 mod restart;
 mod timeline;

@@ -1,5 +1,6 @@
-//! One order = one trace: spans of all three services, exported by OTLP to a receiver inside
-//! the test, joined through HTTP and Kafka headers, with no orphan and a single root.
+//! One order = one trace: spans of all three services and of the payment provider, exported by
+//! OTLP to a receiver inside the test, joined through HTTP (including the provider's webhook)
+//! and Kafka headers, with no orphan and a single root.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,7 +9,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 use saga_tests::{DEADLINE, OtlpReceiver, ReceivedSpan, Stack};
 
-const SERVICES: [&str; 3] = ["order-api", "payment-svc", "inventory-svc"];
+const SERVICES: [&str; 4] = ["order-api", "payment-svc", "inventory-svc", "psp-sim"];
 
 /// The trace of `order_id`: the one its consumer spans belong to.
 fn trace_of(spans: &[ReceivedSpan], order_id: &str) -> Option<String> {
@@ -192,6 +193,10 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
             ("order-api", "publish orders"),
             ("payment-svc", "process orders"),
             ("payment-svc", "psp charge"),
+            ("psp-sim", "POST /v1/charges"),
+            ("psp-sim", "POST webhook charge.succeeded"),
+            ("payment-svc", "POST /webhooks/payments"),
+            ("payment-svc", "provider notification"),
             ("payment-svc", "publish payments"),
             ("inventory-svc", "process payments"),
             ("inventory-svc", "publish inventory"),
@@ -200,6 +205,17 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     )
     .await?;
     assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
+    // The provider's answer arrives by webhook, a child of the provider's delivery span.
+    let by_name = |service: &str, name: &str| {
+        trace
+            .iter()
+            .find(|s| s.service == service && s.name == name)
+            .cloned()
+    };
+    let webhook = by_name("payment-svc", "POST /webhooks/payments").context("webhook span")?;
+    let delivery = by_name("psp-sim", "POST webhook charge.succeeded").context("delivery span")?;
+    assert_eq!(webhook.parent_span_id, delivery.span_id);
+    assert_eq!(delivery.kind, SpanKind::Client);
 
     // Out of stock: the compensation (refund) is in the same trace.
     let refunded = stack.place_order("GIZMO-9", 1, "pm_visa_4242").await?;
