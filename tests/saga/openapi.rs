@@ -1,5 +1,6 @@
-//! `schemas/openapi.yaml` describes the running API: real answers of the main routes are
-//! validated against the spec's schemas, and every status code seen is one the spec lists.
+//! `schemas/openapi.yaml` describes the running order API and `schemas/psp.openapi.yaml` the
+//! payment provider with its webhooks: real answers of the main routes are validated against
+//! the specs' schemas, and every status code seen is one the spec lists.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use jsonschema::{Registry, Validator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use saga_tests::{DEADLINE, Stack, repo_root};
+use saga_tests::{DEADLINE, Stack, receiver, repo_root, secret_key, webhook_signature};
 
 const SPEC_URI: &str = "urn:shop:openapi";
 
@@ -18,9 +19,11 @@ struct Spec {
 }
 
 impl Spec {
-    fn load() -> Result<Self> {
-        let text = std::fs::read_to_string(repo_root().join("schemas/openapi.yaml"))?;
-        let doc: Value = serde_norway::from_str(&text).context("openapi.yaml is not valid YAML")?;
+    /// Loads `schemas/<file>`.
+    fn load(file: &str) -> Result<Self> {
+        let text = std::fs::read_to_string(repo_root().join("schemas").join(file))?;
+        let doc: Value =
+            serde_norway::from_str(&text).with_context(|| format!("{file} is not valid YAML"))?;
         assert_eq!(doc["openapi"], "3.1.0");
         let registry = Registry::new().add(SPEC_URI, doc.clone())?.prepare()?;
         Ok(Self { doc, registry })
@@ -45,6 +48,15 @@ impl Spec {
             "{method} {path} answered {status}, which the spec does not list"
         );
     }
+
+    /// Fails unless the receiver of webhook `name` may answer `status`.
+    fn assert_webhook_status(&self, name: &str, status: StatusCode) {
+        let responses = &self.doc["webhooks"][name]["post"]["responses"];
+        assert!(
+            responses.get(status.as_str()).is_some(),
+            "the {name} webhook was answered {status}, which the spec does not list"
+        );
+    }
 }
 
 fn assert_valid(validator: &Validator, what: &str, value: &Value) {
@@ -60,7 +72,7 @@ fn assert_valid(validator: &Validator, what: &str, value: &Value) {
 
 #[tokio::test]
 async fn the_running_api_matches_its_openapi_description() -> Result<()> {
-    let spec = Spec::load()?;
+    let spec = Spec::load("openapi.yaml")?;
     let stack = Stack::start().await?;
     let post = |body: Value, prefer: Option<&str>| {
         let mut request = stack.http.post(stack.url("/api/orders")).json(&body);
@@ -165,6 +177,172 @@ async fn the_running_api_matches_its_openapi_description() -> Result<()> {
     for path in ["/healthz", "/metrics"] {
         let response = stack.http.get(stack.url(path)).send().await?;
         spec.assert_status("get", path, response.status());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_provider_and_its_webhooks_match_their_openapi_description() -> Result<()> {
+    let spec = Spec::load("psp.openapi.yaml")?;
+    let stack = Stack::start().await?;
+    let (hooks, seen) = receiver().await?;
+    let psp = stack.psp.base_url();
+    let post = |path: &str, key: Option<&str>, body: Value| {
+        let mut request = stack.http.post(format!("{psp}{path}")).json(&body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send()
+    };
+    let charge = |method: &str| {
+        json!({"amount_minor": 990, "currency": "EUR", "payment_method": method,
+               "reference": "ref-spec", "webhook_url": format!("{hooks}/ok")})
+    };
+    let check = async |path: &str, response: reqwest::Response, schema: &str| -> Result<Value> {
+        spec.assert_status("post", path, response.status());
+        let body: Value = response.json().await?;
+        assert_valid(&spec.schema(schema)?, path, &body);
+        Ok(body)
+    };
+
+    let created = check(
+        "/v1/charges",
+        post("/v1/charges", Some("k1"), charge("pm_visa_4242")).await?,
+        "Charge",
+    )
+    .await?;
+    check(
+        "/v1/charges",
+        post("/v1/charges", Some("k1"), charge("pm_visa_4242")).await?,
+        "Charge",
+    )
+    .await?;
+    let declined = check(
+        "/v1/charges",
+        post("/v1/charges", Some("k2"), charge("pm_card_declined")).await?,
+        "Charge",
+    )
+    .await?;
+    for (key, body) in [
+        (Some("k1"), charge("pm_card_declined")),
+        (None, charge("pm_visa_4242")),
+        (Some("k3"), json!({"amount_minor": 0})),
+        (Some("k4"), charge("pm_flaky")),
+    ] {
+        check(
+            "/v1/charges",
+            post("/v1/charges", key, body).await?,
+            "Problem",
+        )
+        .await?;
+    }
+    let refund = |charge_id: &Value, key: &str| {
+        post(
+            "/v1/refunds",
+            Some(key),
+            json!({"charge_id": charge_id, "amount_minor": 990, "reference": "ref-spec", "webhook_url": format!("{hooks}/ok")}),
+        )
+    };
+    check("/v1/refunds", refund(&created["id"], "r1").await?, "Refund").await?;
+    // Wait for the decline to be decided, then its refund is refused.
+    let started = std::time::Instant::now();
+    while post("/v1/charges", Some("k2"), charge("pm_card_declined"))
+        .await?
+        .json::<Value>()
+        .await?["status"]
+        == "pending"
+    {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the decline was never decided"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    check(
+        "/v1/refunds",
+        refund(&declined["id"], "r2").await?,
+        "Problem",
+    )
+    .await?;
+    let latency = stack
+        .http
+        .put(format!("{psp}/v1/simulator/latency"))
+        .json(&json!({"charge_latency_ms": 0}))
+        .send()
+        .await?;
+    spec.assert_status("put", "/v1/simulator/latency", latency.status());
+    assert_valid(&spec.schema("Latency")?, "latency", &latency.json().await?);
+
+    // The webhooks the provider sent match the spec.
+    let started = std::time::Instant::now();
+    let bodies = loop {
+        let bodies: Vec<String> = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(.., body, _)| body.clone())
+            .collect();
+        if bodies.len() >= 3 {
+            break bodies;
+        }
+        assert!(started.elapsed() < DEADLINE, "webhooks missing: {bodies:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    for body in &bodies {
+        assert_valid(
+            &spec.schema("WebhookEvent")?,
+            "webhook",
+            &serde_json::from_str(body)?,
+        );
+    }
+
+    // payment-svc's answers to webhooks are the ones the spec lets a receiver give.
+    let key = secret_key(&stack.psp_secret)?;
+    let now = chrono::Utc::now().timestamp().to_string();
+    let send = |id: &str, body: &str, signature: String| {
+        stack
+            .http
+            .post(format!("{}/webhooks/payments", stack.payment.base_url()))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", &now)
+            .header("webhook-signature", signature)
+            .body(body.to_owned())
+            .send()
+    };
+    let event =
+        json!({"id": "evt_spec", "type": "charge.succeeded", "created_at": "2026-01-01T00:00:00Z",
+        "data": {"object": "charge", "id": "ch_spec", "status": "succeeded", "amount_minor": 1,
+                 "currency": "EUR", "reference": "ord_0190aaaa000070008000000000000000"}})
+        .to_string();
+    let answers = [
+        send(
+            "evt_spec",
+            &event,
+            webhook_signature(&key, "evt_spec", &now, &event)?,
+        )
+        .await?,
+        send("evt_spec", &event, "v1,Zm9yZ2Vk".into()).await?,
+        send("evt_x", "{}", webhook_signature(&key, "evt_x", &now, "{}")?).await?,
+    ];
+    let statuses: Vec<StatusCode> = answers.iter().map(reqwest::Response::status).collect();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NO_CONTENT,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST
+        ]
+    );
+    for answer in answers {
+        spec.assert_webhook_status("paymentOutcome", answer.status());
+        if answer.status() != StatusCode::NO_CONTENT {
+            assert_valid(
+                &spec.schema("Problem")?,
+                "webhook answer",
+                &answer.json().await?,
+            );
+        }
     }
     Ok(())
 }
