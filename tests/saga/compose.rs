@@ -261,6 +261,15 @@ fn broken_copies_are_rejected() -> Result<()> {
     );
 
     let doc = broken(
+        "kafka-init:\n    condition: service_completed_successfully",
+        "kafka-init:\n    condition: service_started",
+    )?;
+    assert!(
+        dependency_problems(&doc).len() >= 2,
+        "services starting before the topics exist, and an unawaited one-shot job, passed"
+    );
+
+    let doc = broken(
         "http://127.0.0.1:8081/readyz",
         "http://127.0.0.1:8080/readyz",
     )?;

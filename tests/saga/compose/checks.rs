@@ -238,6 +238,20 @@ pub(super) fn dependency_problems(doc: &Value) -> Vec<String> {
             problems.push(format!("{name} has no healthcheck"));
         }
     }
+    // `docker compose up --wait` counts an exited container as a failure unless a service waits
+    // for it to complete: every one-shot job must be such a prerequisite.
+    for (name, service) in all {
+        let adopted = all.values().any(|other| {
+            dependencies(other)
+                .iter()
+                .any(|(t, c)| t == name && c == "service_completed_successfully")
+        });
+        if service["restart"].as_str() == Some("no") && !adopted {
+            problems.push(format!(
+                "one-shot {name} is awaited by no service: `up --wait` fails"
+            ));
+        }
+    }
     problems.extend(cycles(doc));
     problems
 }

@@ -169,3 +169,29 @@ pub(super) fn interpolation_problems(
     }
     problems
 }
+
+/// The interpolation reader itself: if it misread `$$` or a default, every check after it would
+/// look at the wrong values.
+#[test]
+fn interpolation_reads_defaults_and_escapes_like_compose() -> Result<()> {
+    let doc = load_compose(
+        "a: ${X:-one}/${Y-two}\nb: $${NOT_A_VAR} costs $$5\nc: x${UNSET}y$Z\nd: 1@localhost:9093\n",
+    )?;
+    assert_eq!(doc["a"], "one/two");
+    assert_eq!(doc["b"], "${NOT_A_VAR} costs $5");
+    assert_eq!(doc["c"], "xy");
+    assert_eq!(doc["d"], "1@localhost:9093");
+    assert!(load_compose("a: ${REQUIRED:?set it}\n").is_err());
+    assert!(load_compose("a: ${UNCLOSED\n").is_err());
+    let example = parse_env_file("# comment\nX=one\nY = two\nSECRET=whsec_a+b/c=\n");
+    assert_eq!(
+        example.get("SECRET").map(String::as_str),
+        Some("whsec_a+b/c=")
+    );
+    assert!(
+        interpolation_problems("a: ${X:-one}\nb: ${Y:-two}\nc: $${SECRET}\n", &example)
+            .iter()
+            .any(|problem| problem.contains("SECRET"))
+    );
+    Ok(())
+}
