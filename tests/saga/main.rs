@@ -5,6 +5,7 @@ mod backpressure;
 mod bad_input;
 mod callbacks;
 mod chaos;
+mod compose;
 mod dead_letters;
 mod deadline;
 mod declined;

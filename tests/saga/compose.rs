@@ -1,0 +1,326 @@
+//! `docker-compose.yml` checked without Docker: no Docker engine runs where the tests run, and a
+//! compose file that is only ever read by `docker compose up` on a laptop rots silently.
+//!
+//! The file is read the way Compose reads it (YAML merge keys applied, `${VAR:-default}`
+//! interpolated with the defaults, as on a first run without `.env`) and then:
+//! - validated against the Compose Specification's JSON schema, vendored in `schemas/vendor`;
+//! - every image must be pinned to an exact version;
+//! - every environment variable given to our services must be one the code reads — the names
+//!   are taken from `crates/**/*.rs`, so there is no second list to keep in sync;
+//! - start order and health: `depends_on` targets exist, health conditions point at services
+//!   with a healthcheck, one-shot jobs do not restart, no cycles;
+//! - each service listens on all interfaces, and its healthcheck and published ports use the
+//!   port of its `*_ADDR`;
+//! - `.env.example` names every interpolated variable with the same value as the default;
+//! - `kafka-init` creates every topic of the code with the code's partition counts;
+//! - the Dockerfile builds with the workspace's Rust version and installs the healthcheck tool.
+//!
+//! Each check is a function returning the problems it found, so `broken_copies_are_rejected`
+//! can show that the same functions catch a broken copy.
+
+mod checks;
+mod load;
+mod source;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use serde_json::Value;
+
+use saga_tests::repo_root;
+
+use checks::*;
+use load::{interpolation_problems, load_compose, parse_env_file};
+use source::{env_names_read_by_code, partition_counts, workspace_binaries};
+
+/// Variables read by libraries rather than by our code, so no literal in `crates/` names them.
+/// Keep this list to third-party names only: every name of ours must come from the code.
+const THIRD_PARTY_ENV: &[&str] = &[
+    // tracing-subscriber: `EnvFilter::try_from_default_env()` in platform::telemetry.
+    "RUST_LOG",
+    // The standard library and anyhow: backtraces on panic and on errors.
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    // opentelemetry-otlp 0.33 (gRPC trace exporter) and opentelemetry_sdk 0.33 (resource,
+    // sampler, batch span processor, span limits); checked against their sources.
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+];
+
+/// What the checks look at, read from the repository.
+struct Project {
+    /// docker-compose.yml as written.
+    raw: String,
+    /// docker-compose.yml as Compose sees it on a first run.
+    doc: Value,
+    /// `.env.example`'s assignments.
+    env_example: BTreeMap<String, String>,
+    /// Variables our code and its libraries read.
+    known_env: BTreeSet<String>,
+}
+
+impl Project {
+    fn load() -> Result<Self> {
+        let root = repo_root();
+        let raw = std::fs::read_to_string(root.join("docker-compose.yml"))?;
+        let doc = load_compose(&raw)?;
+        let env_example = parse_env_file(&std::fs::read_to_string(root.join(".env.example"))?);
+        let mut known_env = env_names_read_by_code(&root.join("crates"))?;
+        known_env.extend(THIRD_PARTY_ENV.iter().map(|name| (*name).to_owned()));
+        Ok(Self {
+            raw,
+            doc,
+            env_example,
+            known_env,
+        })
+    }
+}
+
+fn assert_none(what: &str, problems: Vec<String>) {
+    assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn compose_file_matches_the_compose_specification() -> Result<()> {
+    let project = Project::load()?;
+    assert_none(
+        "docker-compose.yml against the Compose Specification",
+        schema_errors(&project.doc)?,
+    );
+    Ok(())
+}
+
+#[test]
+fn images_are_pinned_to_exact_versions() -> Result<()> {
+    let project = Project::load()?;
+    assert_none("images not pinned", unpinned_images(&project.doc));
+    Ok(())
+}
+
+#[test]
+fn services_get_only_variables_the_code_reads() -> Result<()> {
+    let project = Project::load()?;
+    // Sanity: the extraction finds names read through each helper, or this test proves nothing.
+    for name in [
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "ORDER_API_ADDR",
+        "API_KEYS",
+        "CATALOG_PATH",
+    ] {
+        assert!(project.known_env.contains(name), "extraction missed {name}");
+    }
+    assert_none(
+        "variables no binary reads (a typo, or a setting that does not exist yet)",
+        unknown_env_names(&project.doc, &project.known_env),
+    );
+    Ok(())
+}
+
+#[test]
+fn services_run_binaries_the_workspace_builds() -> Result<()> {
+    let project = Project::load()?;
+    let binaries = workspace_binaries(&repo_root())?;
+    assert_none(
+        "commands that name no binary of the workspace",
+        unknown_commands(&project.doc, &binaries),
+    );
+    Ok(())
+}
+
+#[test]
+fn services_start_in_order_and_report_health() -> Result<()> {
+    let project = Project::load()?;
+    assert_none("start order", dependency_problems(&project.doc));
+    Ok(())
+}
+
+#[test]
+fn healthchecks_and_published_ports_use_the_listen_addresses() -> Result<()> {
+    let project = Project::load()?;
+    assert_none("ports", port_problems(&project.doc));
+    Ok(())
+}
+
+#[test]
+fn env_example_covers_every_interpolated_variable() -> Result<()> {
+    let project = Project::load()?;
+    assert_none(
+        "interpolation",
+        interpolation_problems(&project.raw, &project.env_example),
+    );
+    Ok(())
+}
+
+#[test]
+fn kafka_init_creates_the_topics_of_the_code() -> Result<()> {
+    let project = Project::load()?;
+    let partitions = partition_counts(&repo_root().join("crates/platform/src/broker.rs"))?;
+    assert_none("topics", topic_problems(&project.doc, partitions));
+    Ok(())
+}
+
+#[test]
+fn dockerfile_matches_the_workspace_and_the_healthchecks() -> Result<()> {
+    let root = repo_root();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))?;
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let project = Project::load()?;
+    assert_none(
+        "Dockerfile",
+        dockerfile_problems(&dockerfile, &manifest, &project.doc),
+    );
+    Ok(())
+}
+
+/// The checks above would pass vacuously if they could not fail: each broken copy must be
+/// rejected by the function that guards against that mistake.
+#[test]
+fn broken_copies_are_rejected() -> Result<()> {
+    let project = Project::load()?;
+    let partitions = partition_counts(&repo_root().join("crates/platform/src/broker.rs"))?;
+    let broken = |from: &str, to: &str| -> Result<Value> {
+        assert!(
+            project.raw.contains(from),
+            "fixture drifted: {from:?} not in the file"
+        );
+        load_compose(&project.raw.replacen(from, to, 1))
+    };
+
+    let doc = broken("image: apache/kafka:3.9.1", "image: apache/kafka")?;
+    assert!(!unpinned_images(&doc).is_empty(), "a missing tag passed");
+    let doc = broken(
+        "image: jaegertracing/jaeger:2.11.0",
+        "image: jaegertracing/jaeger:2",
+    )?;
+    assert!(!unpinned_images(&doc).is_empty(), "a bare major passed");
+    let doc = broken(
+        "ghcr.io/kafbat/kafka-ui:v1.5.0",
+        "ghcr.io/kafbat/kafka-ui:latest",
+    )?;
+    assert!(!unpinned_images(&doc).is_empty(), "latest passed");
+
+    let doc = broken("ORDER_API_DB:", "ORDER_API_DATABASE:")?;
+    assert!(
+        unknown_env_names(&doc, &project.known_env)
+            .iter()
+            .any(|problem| problem.contains("ORDER_API_DATABASE")),
+        "an unknown variable passed"
+    );
+
+    let doc = broken(
+        "condition: service_completed_successfully",
+        "condition: service_completed",
+    )?;
+    assert!(
+        !schema_errors(&doc)?.is_empty(),
+        "an unknown depends_on condition passed the schema"
+    );
+    let doc = broken("    restart: \"no\"", "    restart_policy: \"no\"")?;
+    assert!(
+        !schema_errors(&doc)?.is_empty(),
+        "an unknown service key passed the schema"
+    );
+    let doc = broken("stop_grace_period: 15s", "stop_grace_period: [15]")?;
+    assert!(
+        !schema_errors(&doc)?.is_empty(),
+        "a list where a duration goes passed the schema"
+    );
+
+    let doc = broken(
+        "psp-sim:\n        condition: service_healthy",
+        "psp-sim-typo:\n        condition: service_healthy",
+    )?;
+    assert!(
+        !dependency_problems(&doc).is_empty(),
+        "a missing depends_on target passed"
+    );
+    let doc = broken(
+        "jaeger:\n    condition: service_started",
+        "jaeger:\n    condition: service_healthy",
+    )?;
+    assert!(
+        !dependency_problems(&doc).is_empty(),
+        "health condition on a service without healthcheck passed"
+    );
+
+    let doc = broken(
+        "kafka-init:\n    condition: service_completed_successfully",
+        "kafka-init:\n    condition: service_started",
+    )?;
+    assert!(
+        dependency_problems(&doc).len() >= 2,
+        "services starting before the topics exist, and an unawaited one-shot job, passed"
+    );
+
+    let doc = broken(
+        "http://127.0.0.1:8081/readyz",
+        "http://127.0.0.1:8080/readyz",
+    )?;
+    assert!(
+        !port_problems(&doc).is_empty(),
+        "a healthcheck on the wrong port passed"
+    );
+    let doc = broken(
+        "${ORDER_API_PORT:-8080}:8080",
+        "${ORDER_API_PORT:-8080}:9999",
+    )?;
+    assert!(
+        !port_problems(&doc).is_empty(),
+        "a published port nobody listens on passed"
+    );
+    let doc = broken(
+        "INVENTORY_SVC_ADDR: 0.0.0.0:8082",
+        "INVENTORY_SVC_ADDR: 127.0.0.1:8082",
+    )?;
+    assert!(
+        !port_problems(&doc).is_empty(),
+        "a loopback-only listener passed"
+    );
+
+    let raw = project
+        .raw
+        .replacen("${LOG_FORMAT:-text}", "${LOG_STYLE:-text}", 1);
+    assert!(
+        !interpolation_problems(&raw, &project.env_example).is_empty(),
+        "an undocumented variable passed"
+    );
+    let raw = project
+        .raw
+        .replacen("${RUST_LOG:-info,rdkafka=warn}", "${RUST_LOG:-debug}", 1);
+    assert!(
+        !interpolation_problems(&raw, &project.env_example).is_empty(),
+        "a default differing from .env.example passed"
+    );
+
+    let doc = broken(
+        "--topic payments --partitions 8",
+        "--topic payments --partitions 4",
+    )?;
+    assert!(
+        !topic_problems(&doc, partitions).is_empty(),
+        "a wrong partition count passed"
+    );
+    let doc = broken("--topic inventory.dlq", "--topic inventory-dlq")?;
+    assert!(
+        !topic_problems(&doc, partitions).is_empty(),
+        "a missing topic passed"
+    );
+    Ok(())
+}
