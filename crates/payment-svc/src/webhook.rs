@@ -6,6 +6,7 @@
 //! (the provider retries until it gets a `2xx`, so a repeat is answered `204` like the first).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use platform::http::Problem;
 use platform::webhook::{self, Secret};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::handlers::Payments;
 use crate::provider::notification_of;
@@ -27,6 +29,8 @@ pub const WEBHOOKS_ACCEPTED: &str = "payment_webhooks_accepted_total";
 
 /// Provider notifications are small.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A webhook that cannot be recorded in this time is answered `408`; the provider retries.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the endpoint needs.
 #[derive(Debug)]
@@ -44,6 +48,10 @@ pub(crate) fn routes(state: Arc<WebhookState>) -> Router {
     Router::new()
         .route("/webhooks/payments", post(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }
 

@@ -66,6 +66,7 @@ pub enum FailureCode {
 
 /// A charge, as the provider shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Charge {
     /// The provider's id, `ch_…`.
     pub id: String,
@@ -87,6 +88,7 @@ pub struct Charge {
 
 /// A refund, as the provider shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Refund {
     /// The provider's id, `re_…`.
     pub id: String,
@@ -198,7 +200,13 @@ mod tests {
         assert_eq!(json["data"]["object"], "charge");
         assert_eq!(json["data"]["failure_code"], "card_declined");
         assert_eq!(event.data.event_type(), "charge.failed");
-        assert_eq!(serde_json::from_value::<WebhookEvent>(json)?, event);
+        assert_eq!(serde_json::from_value::<WebhookEvent>(json.clone())?, event);
+        let mut extra = json;
+        extra["data"]["surprise"] = serde_json::json!(1);
+        assert!(
+            serde_json::from_value::<WebhookEvent>(extra).is_err(),
+            "strict"
+        );
         Ok(())
     }
 }
