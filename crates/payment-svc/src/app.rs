@@ -60,7 +60,7 @@ impl Application {
             config.breaker_threshold,
             config.breaker_cooldown,
         );
-        let payments = Payments::new(db.clone(), Arc::new(provider));
+        let payments = Payments::new(db.clone(), Arc::new(provider), config.psp_max_in_flight);
         let webhooks = Arc::new(WebhookState {
             secret,
             tolerance_s: config.webhook_tolerance_s,

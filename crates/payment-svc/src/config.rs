@@ -16,6 +16,8 @@ pub struct Config {
     pub psp_url: String,
     /// `PSP_TIMEOUT_MS`: longest wait for the provider's answer to a request.
     pub psp_timeout: Duration,
+    /// `PSP_MAX_IN_FLIGHT`: provider requests running at once; beyond it, handlers wait.
+    pub psp_max_in_flight: usize,
     /// `PSP_WEBHOOK_SECRET`: the `whsec_…` secret the provider signs webhooks with. Required;
     /// never built in.
     pub webhook_secret: Option<String>,
@@ -48,6 +50,7 @@ impl Config {
             database_path: env_or("PAYMENT_SVC_DB", "data/payment-svc.db").into(),
             psp_url: env_or("PSP_URL", "http://127.0.0.1:8090"),
             psp_timeout: env_millis("PSP_TIMEOUT_MS", Duration::from_secs(5))?,
+            psp_max_in_flight: env_parse("PSP_MAX_IN_FLIGHT", 256)?,
             webhook_secret: Some(env_or("PSP_WEBHOOK_SECRET", "")).filter(|s| !s.is_empty()),
             webhook_tolerance_s: env_parse(
                 "PSP_WEBHOOK_TOLERANCE_S",

@@ -4,7 +4,12 @@
 //! process can die between the two, or the provider's notification can be lost. A periodic
 //! sweep sends requests again for payments and refunds that have waited too long; the
 //! idempotency key makes the provider return the original charge instead of charging twice.
+//!
+//! Requests made on behalf of an event run beside the consumer ([`spawn_charge`]): the intent
+//! is already committed, so the consumer goes on to the next event instead of waiting for the
+//! provider — a slow provider delays payments, not the whole topic.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,6 +22,41 @@ use platform::db::now_text;
 use crate::handlers::{Payments, apply_notification};
 use crate::provider::{Accepted, ChargeRequest, Notification, RefundRequest};
 use crate::store::{self, Payment, Refund};
+
+/// Sends the charge request of `payment` in the background, in the current span, once one of
+/// the bounded provider slots is free.
+pub(crate) async fn spawn_charge(payments: &Payments, payment: Payment) {
+    let owned = payments.clone();
+    spawn_request(
+        payments,
+        async move { submit_charge(&owned, &payment).await },
+    )
+    .await;
+}
+
+/// Sends the refund request of `refund` in the background (see [`spawn_charge`]).
+pub(crate) async fn spawn_refund(payments: &Payments, refund: Refund) {
+    let owned = payments.clone();
+    spawn_request(
+        payments,
+        async move { submit_refund(&owned, &refund).await },
+    )
+    .await;
+}
+
+async fn spawn_request(payments: &Payments, request: impl Future<Output = ()> + Send + 'static) {
+    // Closed only if the semaphore is dropped, which it is not while `payments` lives.
+    let Ok(slot) = Arc::clone(&payments.provider_slots).acquire_owned().await else {
+        return;
+    };
+    tokio::spawn(
+        async move {
+            request.await;
+            drop(slot);
+        }
+        .instrument(tracing::Span::current()),
+    );
+}
 
 /// Sends (or re-sends) the charge request of `payment`. Failures are logged: the sweep retries.
 pub(crate) async fn submit_charge(payments: &Payments, payment: &Payment) {
@@ -46,7 +86,9 @@ pub(crate) async fn submit_charge(payments: &Payments, payment: &Payment) {
             if let Err(error) = marked {
                 tracing::warn!(%error, %order_id, "Could not note a charge submission.");
             }
-            apply_known_outcome(payments, payment.order_id, accepted).await;
+            if let Some(refund) = apply_known_outcome(payments, payment.order_id, accepted).await {
+                spawn_refund(payments, refund).await;
+            }
         }
         Err(error) => {
             tracing::warn!(%error, order_id = %payment.order_id, "Charge request failed; will retry.")
@@ -78,7 +120,8 @@ pub(crate) async fn submit_refund(payments: &Payments, refund: &Refund) {
             if let Err(error) = marked {
                 tracing::warn!(%error, %order_id, "Could not note a refund submission.");
             }
-            apply_known_outcome(payments, refund.order_id, accepted).await;
+            // A refund's outcome never calls for another refund.
+            let _ = apply_known_outcome(payments, refund.order_id, accepted).await;
         }
         Err(error) => {
             tracing::warn!(%error, order_id = %refund.order_id, "Refund request failed; will retry.")
@@ -87,25 +130,32 @@ pub(crate) async fn submit_refund(payments: &Payments, refund: &Refund) {
 }
 
 /// A repeated request may come back with the outcome already decided: apply it as if notified.
-async fn apply_known_outcome(payments: &Payments, order_id: events::OrderId, accepted: Accepted) {
-    let Some(outcome) = accepted.outcome else {
-        return;
-    };
+/// Returns the refund the outcome calls for, if any (only a charge's outcome can).
+async fn apply_known_outcome(
+    payments: &Payments,
+    order_id: events::OrderId,
+    accepted: Accepted,
+) -> Option<Refund> {
+    let outcome = accepted.outcome?;
     let notification = Notification {
         notification_id: format!("sync_{}_{}", accepted.id, Utc::now().timestamp_micros()),
         order_id,
         outcome,
     };
-    if let Err(error) = apply(payments, notification).await {
-        tracing::warn!(%error, %order_id, "Could not apply a known outcome; the sweep will ask again.");
+    match apply_notification(&payments.db, notification).await {
+        Ok(refund) => refund,
+        Err(error) => {
+            tracing::warn!(%error, %order_id, "Could not apply a known outcome; the sweep will ask again.");
+            None
+        }
     }
 }
 
 /// Applies a notification (a webhook, or an outcome learnt by asking again) and sends the
-/// refund it may call for.
+/// refund it may call for (a charge that succeeded for an order cancelled meanwhile).
 pub(crate) async fn apply(payments: &Payments, notification: Notification) -> rusqlite::Result<()> {
     if let Some(refund) = apply_notification(&payments.db, notification).await? {
-        Box::pin(submit_refund(payments, &refund)).await;
+        spawn_refund(payments, refund).await;
     }
     Ok(())
 }

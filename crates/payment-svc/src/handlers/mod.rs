@@ -9,6 +9,8 @@ mod stock_rejected;
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use events::{Envelope, Event};
 use platform::Db;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
@@ -25,6 +27,10 @@ pub const SOURCE: &str = "/shop/payment-svc";
 pub struct Payments {
     pub(crate) db: Db,
     pub(crate) provider: Arc<dyn PaymentProvider>,
+    /// Bounds the provider requests running beside the consumer (see
+    /// [`crate::recovery::spawn_charge`]): when the provider is slow, handlers wait for a
+    /// free slot instead of piling up requests without limit.
+    pub(crate) provider_slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -36,9 +42,14 @@ impl std::fmt::Debug for Payments {
 }
 
 impl Payments {
-    /// Handlers writing to `db` and charging through `provider`.
-    pub fn new(db: Db, provider: Arc<dyn PaymentProvider>) -> Self {
-        Self { db, provider }
+    /// Handlers writing to `db` and charging through `provider`, with at most
+    /// `max_in_flight` provider requests at once.
+    pub fn new(db: Db, provider: Arc<dyn PaymentProvider>, max_in_flight: usize) -> Self {
+        Self {
+            db,
+            provider,
+            provider_slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        }
     }
 }
 

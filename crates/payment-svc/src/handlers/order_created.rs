@@ -8,7 +8,7 @@ use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
 
 use super::{Payments, SOURCE};
-use crate::recovery::submit_charge;
+use crate::recovery::spawn_charge;
 use crate::store::{self, Payment, PaymentStatus};
 
 pub(super) async fn handle(
@@ -51,7 +51,7 @@ pub(super) async fn handle(
     .await?;
     if created == Some(true) {
         // If this fails or the process dies first, recovery sends the request again.
-        submit_charge(payments, &payment).await;
+        spawn_charge(payments, payment).await;
     }
     Ok(())
 }

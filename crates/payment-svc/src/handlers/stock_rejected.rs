@@ -6,7 +6,7 @@ use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 
 use super::{Payments, refund};
-use crate::recovery::submit_refund;
+use crate::recovery::spawn_refund;
 use crate::store::{self, PaymentStatus};
 
 pub(super) async fn handle(
@@ -40,7 +40,7 @@ pub(super) async fn handle(
     .await?
     .flatten();
     if let Some(refund) = refund {
-        submit_refund(payments, &refund).await;
+        spawn_refund(payments, refund).await;
     }
     Ok(())
 }
