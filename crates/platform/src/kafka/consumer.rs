@@ -4,15 +4,22 @@
 //! its effect and outgoing events committed to the database — or safely dead-lettered. The
 //! background auto-commit then commits stored offsets, and shutdown commits them synchronously.
 //! A crash can therefore only cause redelivery, which the inbox absorbs; never a loss.
+//!
+//! Partitions are handled concurrently, each by one of `CONSUMER_CONCURRENCY` lanes: the
+//! messages of one partition always go to the same lane and are handled one after the other,
+//! so per-order (per-key) order holds, while a slow handler in one partition does not hold up
+//! the others.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use opentelemetry::propagation::Extractor;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::{ClientConfig, ClientContext, Statistics};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -33,11 +40,13 @@ pub struct ConsumerSettings {
     pub initial_backoff: Duration,
     /// Longest pause between attempts.
     pub max_backoff: Duration,
+    /// Lanes handling partitions concurrently (one partition is always in one lane).
+    pub concurrency: usize,
 }
 
 impl ConsumerSettings {
-    /// The defaults, with `CONSUMER_MAX_ATTEMPTS`, `CONSUMER_INITIAL_BACKOFF_MS` and
-    /// `CONSUMER_MAX_BACKOFF_MS` applied.
+    /// The defaults, with `CONSUMER_MAX_ATTEMPTS`, `CONSUMER_INITIAL_BACKOFF_MS`,
+    /// `CONSUMER_MAX_BACKOFF_MS` and `CONSUMER_CONCURRENCY` applied.
     pub fn from_env() -> Result<Self, PlatformError> {
         let defaults = Self::default();
         Ok(Self {
@@ -51,6 +60,8 @@ impl ConsumerSettings {
                 "CONSUMER_MAX_BACKOFF_MS",
                 defaults.max_backoff,
             )?,
+            concurrency: crate::config::env_parse("CONSUMER_CONCURRENCY", defaults.concurrency)?
+                .max(1),
         })
     }
 }
@@ -61,8 +72,17 @@ impl Default for ConsumerSettings {
             max_attempts: 6,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
+            concurrency: 8,
         }
     }
+}
+
+/// Messages queued per lane before the dispatch waits.
+const LANE_DEPTH: usize = 64;
+
+/// The lane of a partition: the same partition always maps to the same lane.
+fn lane_of(partition: i32, lanes: usize) -> usize {
+    usize::try_from(partition).unwrap_or(0) % lanes.max(1)
 }
 
 /// What became of a message.
@@ -85,7 +105,7 @@ fn outcome_of(done: bool, dead_lettered: bool) -> Outcome {
 }
 
 /// Reads trace context from Kafka message headers.
-struct HeaderExtractor<'a>(&'a BorrowedHeaders);
+struct HeaderExtractor<'a>(&'a OwnedHeaders);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
@@ -187,25 +207,40 @@ impl EventConsumer {
         })
     }
 
-    /// Consumes until `shutdown`, handling one message at a time, then commits stored offsets.
+    /// Consumes until `shutdown`, then commits stored offsets.
     ///
-    /// One at a time keeps per-order (per-partition) order without further bookkeeping; a
-    /// message being handled when shutdown arrives is finished first.
+    /// Messages are handed to the lane of their partition; a lane handles its messages one at
+    /// a time and stores each offset once the message is handled or dead-lettered. At
+    /// shutdown each lane finishes the message in hand; messages still queued are not handled
+    /// and their offsets not stored, so they are consumed again later.
     pub async fn run<H: EventHandler>(self, handler: H, shutdown: CancellationToken) {
-        tracing::info!(group = %self.group, "Consumer started.");
+        tracing::info!(group = %self.group, concurrency = self.settings.concurrency, "Consumer started.");
+        let consumer = Arc::new(self);
+        let handler = Arc::new(handler);
+        let mut lanes = Vec::with_capacity(consumer.settings.concurrency);
+        let mut workers = Vec::with_capacity(consumer.settings.concurrency);
+        for _ in 0..consumer.settings.concurrency {
+            let (sender, receiver) = mpsc::channel(LANE_DEPTH);
+            lanes.push(sender);
+            workers.push(tokio::spawn(Arc::clone(&consumer).lane(
+                Arc::clone(&handler),
+                receiver,
+                shutdown.clone(),
+            )));
+        }
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => break,
-                message = self.consumer.recv() => message,
+                message = consumer.consumer.recv() => message,
             };
             match message {
                 Ok(message) => {
-                    if self.process(&handler, &message, &shutdown).await
-                        && let Err(error) = self.consumer.store_offset_from_message(&message)
-                    {
-                        // The partition was revoked meanwhile; its next owner sees the
-                        // message again and the inbox makes that harmless.
-                        tracing::warn!(%error, "Could not store an offset.");
+                    let lane = &lanes[lane_of(message.partition(), lanes.len())];
+                    let message = message.detach();
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        // A full lane holds up the dispatch: back-pressure on the broker.
+                        sent = lane.send(message) => if sent.is_err() { break },
                     }
                 }
                 Err(error) => {
@@ -217,10 +252,45 @@ impl EventConsumer {
                 }
             }
         }
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        drop(lanes);
+        for worker in workers {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "A consumer lane failed.");
+            }
+        }
+        if let Err(error) = consumer.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::warn!(%error, "Could not commit offsets on shutdown.");
         }
-        tracing::info!(group = %self.group, "Consumer stopped.");
+        tracing::info!(group = %consumer.group, "Consumer stopped.");
+    }
+
+    /// One lane: its partitions' messages, in order, one at a time.
+    async fn lane<H: EventHandler>(
+        self: Arc<Self>,
+        handler: Arc<H>,
+        mut messages: mpsc::Receiver<OwnedMessage>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = messages.recv() => match message {
+                    Some(message) => message,
+                    None => return,
+                },
+            };
+            if self.process(handler.as_ref(), &message, &shutdown).await
+                && let Err(error) = self.consumer.store_offset(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                )
+            {
+                // The partition was revoked meanwhile; its next owner sees the message again
+                // and the inbox makes that harmless.
+                tracing::warn!(%error, "Could not store an offset.");
+            }
+        }
     }
 
     /// Handles or dead-letters one message; `true` when its offset may be stored.
@@ -230,7 +300,7 @@ impl EventConsumer {
     async fn process<H: EventHandler>(
         &self,
         handler: &H,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         shutdown: &CancellationToken,
     ) -> bool {
         let info = MessageInfo {
@@ -327,7 +397,7 @@ impl EventConsumer {
         &self,
         handler: &H,
         envelope: Envelope,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         info: &MessageInfo,
         shutdown: &CancellationToken,
     ) -> Outcome {
@@ -369,7 +439,7 @@ impl EventConsumer {
 
     async fn dead_letter_now(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         info: &MessageInfo,
         class: &'static str,
         reason: String,
