@@ -168,7 +168,11 @@ async fn forged_stale_and_tampered_webhooks_change_nothing_and_repeats_apply_onc
         [order_id.as_str()],
     )?;
     assert_eq!(recorded, 0, "nothing refused was recorded");
-    let (_, order) = stack.get_order(&order_id).await?;
+    // order-api learns of the submitted charge through Kafka, a moment after payment-svc: wait
+    // for the order to leave `pending`, then check that none of the refused messages moved it on.
+    let order = stack
+        .wait_order(&order_id, |order| order["status"] != "pending")
+        .await?;
     assert_eq!(order["status"], "payment_processing", "{order}");
 
     // The genuine outcome, delivered three times (the provider's retries, re-signed each time).
