@@ -332,7 +332,9 @@ async fn orders_wait_out_a_slow_or_absent_provider_and_then_complete() -> Result
     let slow = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
     let flaky = stack.place_order("WIDGET-42", 1, "pm_flaky").await?;
     wait_for_timeouts(&stack, 2).await?;
-    let (_, order) = stack.get_order(&slow).await?;
+    let order = stack
+        .wait_order(&slow, |order| order["status"] != "pending")
+        .await?;
     assert_eq!(order["status"], "payment_processing", "{order}");
     assert_eq!(latency(0).await?.status(), StatusCode::OK);
     for order_id in [&slow, &flaky] {
