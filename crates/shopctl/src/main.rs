@@ -31,21 +31,8 @@ enum Command {
         #[arg(long)]
         require_auth: bool,
     },
-    /// Closed-loop load against a running shop: accept and end-to-end saga latency, throughput.
-    Bench {
-        /// order-api base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// How long to place orders (e.g. 15s, 500ms, 2m).
-        #[arg(long, default_value = "15s", value_parser = shopctl::bench::parse_duration)]
-        duration: std::time::Duration,
-        /// Orders in flight at once.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Also write the JSON report here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    /// Load against the shop (its own `shopctl up`, or `--url`): saga latency, throughput, memory.
+    Bench(Box<shopctl::bench::BenchArgs>),
     /// Inspect and replay dead letters (`<topic>.dlq`).
     Dlq {
         /// The broker.
@@ -122,25 +109,7 @@ async fn main() -> anyhow::Result<()> {
             control_addr,
         } => shopctl::broker::run(brokers, control_addr).await,
         Command::Dlq { bootstrap, action } => dlq(&bootstrap, action).await,
-        Command::Bench {
-            url,
-            duration,
-            concurrency,
-            out,
-        } => {
-            let report = shopctl::bench::run(shopctl::bench::BenchOptions {
-                url,
-                duration,
-                concurrency,
-            })
-            .await?;
-            let json = serde_json::to_string_pretty(&report)?;
-            println!("{json}");
-            if let Some(out) = out {
-                std::fs::write(out, format!("{json}\n"))?;
-            }
-            Ok(())
-        }
+        Command::Bench(args) => shopctl::bench::main(*args).await,
     }
 }
 
