@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod bad_input;
+mod bench;
 mod callbacks;
 mod chaos;
 mod compose;
