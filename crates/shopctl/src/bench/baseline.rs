@@ -179,7 +179,7 @@ async fn create_topic(bootstrap: &str, topic: &str) {
         Ok(Ok(results)) if results.iter().all(Result::is_ok) => {
             tracing::info!(topic, partitions = PARTITIONS, "Baseline topic created.");
         }
-        _ => tracing::info!(
+        _ => tracing::debug!(
             topic,
             "No Admin API (the embedded broker): the topic is auto-created."
         ),
