@@ -43,13 +43,10 @@ pub(crate) fn seed(conn: &Connection, catalog: &Catalog) -> rusqlite::Result<()>
 
 /// Whether the order already has a reservation decision.
 pub(crate) fn has_reservation(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<bool> {
-    tx.query_row(
-        "SELECT 1 FROM reservations WHERE order_id = ?1",
-        params![order_id.to_string()],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|found| found.is_some())
+    tx.prepare_cached("SELECT 1 FROM reservations WHERE order_id = ?1")?
+        .query_row(params![order_id.to_string()], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
 }
 
 /// The lines that cannot be reserved now; `unknown` lists SKUs not stocked at all.
@@ -87,10 +84,10 @@ pub(crate) fn reserve(
     now: &str,
 ) -> rusqlite::Result<()> {
     let id = order_id.to_string();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO reservations (order_id, status, created_at) VALUES (?1, 'reserved', ?2)",
-        params![id, now],
-    )?;
+    )?
+    .execute(params![id, now])?;
     let mut take = tx.prepare_cached(
         "UPDATE stock SET available = available - ?2, reserved = reserved + ?2 WHERE sku = ?1",
     )?;
@@ -111,8 +108,7 @@ pub(crate) fn reject(
     reason: &str,
     now: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)",
+    tx.prepare_cached("INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)")?.execute(
         params![order_id.to_string(), reason, now],
     )?;
     Ok(())
@@ -123,12 +119,9 @@ pub(crate) fn reservation_status(
     tx: &Transaction<'_>,
     order_id: OrderId,
 ) -> rusqlite::Result<Option<String>> {
-    tx.query_row(
-        "SELECT status FROM reservations WHERE order_id = ?1",
-        params![order_id.to_string()],
-        |row| row.get(0),
-    )
-    .optional()
+    tx.prepare_cached("SELECT status FROM reservations WHERE order_id = ?1")?
+        .query_row(params![order_id.to_string()], |row| row.get(0))
+        .optional()
 }
 
 /// Gives a `reserved` reservation back to stock and marks it `released`; returns its lines.
@@ -138,8 +131,7 @@ pub(crate) fn release(
     reason: &str,
 ) -> rusqlite::Result<Vec<LineItem>> {
     let id = order_id.to_string();
-    let changed = tx.execute(
-        "UPDATE reservations SET status = 'released', reason = ?2 WHERE order_id = ?1 AND status = 'reserved'",
+    let changed = tx.prepare_cached("UPDATE reservations SET status = 'released', reason = ?2 WHERE order_id = ?1 AND status = 'reserved'")?.execute(
         params![id, reason],
     )?;
     if changed == 0 {
@@ -172,9 +164,8 @@ pub(crate) fn mark_cancelled(
     reason: &str,
     now: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'cancelled', ?2, ?3)
-         ON CONFLICT (order_id) DO NOTHING",
+    tx.prepare_cached("INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'cancelled', ?2, ?3)
+         ON CONFLICT (order_id) DO NOTHING")?.execute(
         params![order_id.to_string(), reason, now],
     )?;
     Ok(())

@@ -92,7 +92,7 @@ impl Application {
             webhooks,
             db: db.clone(),
             catalog: Arc::new(catalog),
-            updates: StatusUpdates::new(4096),
+            updates: StatusUpdates::new(),
             sse_keep_alive: config.sse_keep_alive,
             sse_streams: Arc::new(tokio::sync::Semaphore::new(config.sse_max_streams)),
             sse_max_idle: config.sse_max_idle,

@@ -61,10 +61,8 @@ pub(crate) fn check(
     request: &str,
     now: &str,
 ) -> rusqlite::Result<Prior> {
-    tx.execute(
-        "DELETE FROM idempotency_keys WHERE key = ?1 AND expires_at <= ?2",
-        params![key.0, now],
-    )?;
+    tx.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND expires_at <= ?2")?
+        .execute(params![key.0, now])?;
     let stored: Option<(String, String)> = tx
         .query_row(
             "SELECT request, order_id FROM idempotency_keys WHERE key = ?1",
@@ -90,8 +88,7 @@ pub(crate) fn remember(
     now: &str,
     expires_at: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO idempotency_keys (key, request, order_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    tx.prepare_cached("INSERT INTO idempotency_keys (key, request, order_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
         params![key.0, request, order_id.to_string(), now, expires_at],
     )?;
     Ok(())

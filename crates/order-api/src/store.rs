@@ -139,9 +139,8 @@ pub(crate) fn insert_order(
     } = *order;
     let id = order_id.to_string();
     let traceparent = platform::telemetry::inject(&tracing::Span::current()).remove("traceparent");
-    tx.execute(
-        "INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at, deadline_at, traceparent, principal)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+    tx.prepare_cached("INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at, deadline_at, traceparent, principal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)")?.execute(
         params![id, user_id, payment_method, OrderStatus::Pending.as_str(), total.amount_minor, total.currency.as_str(), now, deadline, traceparent,
             principal],
     )?;
@@ -175,12 +174,13 @@ pub(crate) fn status_of(
     tx: &Transaction<'_>,
     order_id: OrderId,
 ) -> rusqlite::Result<Option<(OrderStatus, i64)>> {
-    tx.query_row(
+    tx.prepare_cached(
         "SELECT o.status, (SELECT MAX(seq) FROM order_history h WHERE h.order_id = o.order_id)
          FROM orders o WHERE o.order_id = ?1",
-        params![order_id.to_string()],
-        |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
-    )
+    )?
+    .query_row(params![order_id.to_string()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })
     .optional()
     .map(|found| {
         found.and_then(|(status, seq)| OrderStatus::parse(&status).map(|status| (status, seq)))
@@ -192,9 +192,8 @@ pub(crate) fn record_transition(
     tx: &Transaction<'_>,
     entry: &HistoryEntry,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE orders SET status = ?2, cancellation_reason = COALESCE(?3, cancellation_reason), updated_at = ?4
-         WHERE order_id = ?1",
+    tx.prepare_cached("UPDATE orders SET status = ?2, cancellation_reason = COALESCE(?3, cancellation_reason), updated_at = ?4
+         WHERE order_id = ?1")?.execute(
         params![
             entry.order_id.to_string(),
             entry.status.as_str(),
@@ -223,12 +222,11 @@ fn insert_history(tx: &Transaction<'_>, entry: &HistoryEntry) -> rusqlite::Resul
 
 /// The order's total, for `order.confirmed`.
 pub(crate) fn total_of(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<Money> {
-    tx.query_row(
-        "SELECT total_minor, currency FROM orders WHERE order_id = ?1",
-        params![order_id.to_string()],
-        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
-    )
-    .map(|(minor, currency)| Money::new(minor, currency.parse().unwrap_or(Currency::USD)))
+    tx.prepare_cached("SELECT total_minor, currency FROM orders WHERE order_id = ?1")?
+        .query_row(params![order_id.to_string()], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .map(|(minor, currency)| Money::new(minor, currency.parse().unwrap_or(Currency::USD)))
 }
 
 /// The history entries of `order_id` with `seq > after`, in order.
@@ -334,7 +332,8 @@ pub(crate) fn load_order(
 
 /// Number of orders, for tests and metrics.
 pub fn count_orders(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0))
+    conn.prepare_cached("SELECT COUNT(*) FROM orders")?
+        .query_row([], |row| row.get(0))
 }
 
 /// Makes a history entry for a transition caused by `event_id` of `cause` type.
@@ -380,10 +379,7 @@ pub(crate) fn overdue(
 
 /// Who placed `order_id`, if it exists.
 pub(crate) fn owner_of(conn: &Connection, order_id: OrderId) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        "SELECT principal FROM orders WHERE order_id = ?1",
-        params![order_id.to_string()],
-        |row| row.get(0),
-    )
-    .optional()
+    conn.prepare_cached("SELECT principal FROM orders WHERE order_id = ?1")?
+        .query_row(params![order_id.to_string()], |row| row.get(0))
+        .optional()
 }

@@ -1,38 +1,143 @@
-//! In-process fan-out of status changes to SSE subscribers.
+//! In-process fan-out of status changes to the SSE streams and waiting requests of each order.
 //!
 //! A change is published here after its transaction committed. Subscribers treat this channel
 //! as a hint: the database is the truth, so a subscriber that lags or sees a gap in sequence
 //! numbers reloads from it and never misses or repeats a transition.
+//!
+//! Each order has its own channel, created by its first subscriber and dropped with its last,
+//! so a change wakes only the streams of that order: with one shared channel, every change of
+//! every order would wake every open stream, and the cost would grow with streams × changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use events::OrderId;
 
 use crate::store::HistoryEntry;
 
-/// Fan-out of committed history entries.
-#[derive(Clone, Debug)]
+/// Changes of one order a slow subscriber may fall behind by before it reloads.
+const PER_ORDER_CAPACITY: usize = 16;
+
+type Channels = Arc<Mutex<HashMap<OrderId, broadcast::Sender<HistoryEntry>>>>;
+
+/// Fan-out of committed history entries, per order.
+#[derive(Clone, Debug, Default)]
 pub struct StatusUpdates {
-    sender: broadcast::Sender<HistoryEntry>,
+    /// The channels of the orders someone is listening to.
+    channels: Channels,
 }
 
 impl StatusUpdates {
-    /// A hub buffering up to `capacity` entries for slow subscribers.
-    pub fn new(capacity: usize) -> Self {
-        let (sender, _) = broadcast::channel(capacity);
-        Self { sender }
+    /// A hub with no subscribers.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Announces committed entries; returns how many subscribers were listening.
     pub fn publish(&self, entries: impl IntoIterator<Item = HistoryEntry>) -> usize {
+        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         let mut listeners = 0;
         for entry in entries {
-            // An error only means there is no subscriber right now.
-            listeners = self.sender.send(entry).unwrap_or(0);
+            if let Some(sender) = channels.get(&entry.order_id) {
+                // An error only means the last subscriber is leaving right now.
+                listeners = sender.send(entry).unwrap_or(0);
+            }
         }
         listeners
     }
 
-    /// Subscribes to every entry published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<HistoryEntry> {
-        self.sender.subscribe()
+    /// Subscribes to the entries of `order_id` published from now on.
+    pub fn subscribe(&self, order_id: OrderId) -> Subscription {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        let receiver = channels
+            .entry(order_id)
+            .or_insert_with(|| broadcast::channel(PER_ORDER_CAPACITY).0)
+            .subscribe();
+        Subscription {
+            receiver,
+            order_id,
+            channels: Arc::clone(&self.channels),
+        }
+    }
+
+    /// Orders with at least one subscriber (for tests and metrics).
+    pub fn orders_watched(&self) -> usize {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// A subscription to one order's changes; leaving drops the order's channel if it was the last.
+#[derive(Debug)]
+pub struct Subscription {
+    receiver: broadcast::Receiver<HistoryEntry>,
+    order_id: OrderId,
+    channels: Channels,
+}
+
+impl Subscription {
+    /// The next change of the order (see [`broadcast::Receiver::recv`] for lag and closing).
+    pub async fn recv(&mut self) -> Result<HistoryEntry, RecvError> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        // Counted under the lock, where subscribers are added: this receiver is the last one
+        // exactly when the count is 1 (it is still alive here).
+        if channels
+            .get(&self.order_id)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            channels.remove(&self.order_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::saga::OrderStatus;
+
+    fn entry(order_id: OrderId, seq: i64) -> HistoryEntry {
+        HistoryEntry {
+            order_id,
+            seq,
+            status: OrderStatus::PaymentProcessing,
+            reason: None,
+            cause: "test".to_owned(),
+            event_id: None,
+            at: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribers_hear_only_their_order_and_channels_go_with_the_last() {
+        let hub = StatusUpdates::new();
+        let (mine, other) = (OrderId::new(), OrderId::new());
+        let mut first = hub.subscribe(mine);
+        let second = hub.subscribe(mine);
+        assert_eq!(
+            hub.publish([entry(other, 2)]),
+            0,
+            "nobody listens to the other order"
+        );
+        assert_eq!(hub.publish([entry(mine, 2)]), 2);
+        assert_eq!(first.recv().await.map(|e| e.seq), Ok(2));
+        drop(second);
+        assert_eq!(hub.orders_watched(), 1);
+        drop(first);
+        assert_eq!(
+            hub.orders_watched(),
+            0,
+            "the last subscriber took the channel along"
+        );
     }
 }

@@ -58,12 +58,11 @@ pub(crate) fn traceparent_of(
     conn: &Connection,
     order_id: OrderId,
 ) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT COALESCE(r.traceparent, p.traceparent) FROM payments p
          LEFT JOIN refunds r ON r.order_id = p.order_id WHERE p.order_id = ?1",
-        params![order_id.to_string()],
-        |row| row.get(0),
-    )
+    )?
+    .query_row(params![order_id.to_string()], |row| row.get(0))
     .optional()
     .map(Option::flatten)
 }
@@ -129,10 +128,9 @@ pub(crate) fn insert_payment(
     now: &str,
 ) -> rusqlite::Result<bool> {
     let items = serde_json::to_string(&payment.items).unwrap_or_else(|_| "[]".into());
-    let inserted = tx.execute(
-        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at)
+    let inserted = tx.prepare_cached("INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?7, ?7)
-         ON CONFLICT (order_id) DO NOTHING",
+         ON CONFLICT (order_id) DO NOTHING")?.execute(
         params![
             payment.order_id.to_string(),
             payment.amount.amount_minor,
@@ -195,19 +193,20 @@ pub(crate) fn transition(
     failure_reason: Option<&str>,
     now: &str,
 ) -> rusqlite::Result<bool> {
-    let changed = tx.execute(
-        "UPDATE payments SET status = ?3, charge_id = COALESCE(?4, charge_id),
+    let changed = tx
+        .prepare_cached(
+            "UPDATE payments SET status = ?3, charge_id = COALESCE(?4, charge_id),
                 failure_reason = COALESCE(?5, failure_reason), updated_at = ?6
          WHERE order_id = ?1 AND status = ?2",
-        params![
+        )?
+        .execute(params![
             order_id.to_string(),
             from.as_str(),
             to.as_str(),
             charge_id,
             failure_reason,
             now
-        ],
-    )?;
+        ])?;
     Ok(changed == 1)
 }
 
@@ -218,12 +217,12 @@ pub(crate) fn mark_charge_submitted(
     charge_id: &str,
     now: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE payments SET submissions = submissions + 1, last_submitted_at = ?3,
                 charge_id = COALESCE(charge_id, ?2)
          WHERE order_id = ?1",
-        params![order_id.to_string(), charge_id, now],
-    )?;
+    )?
+    .execute(params![order_id.to_string(), charge_id, now])?;
     Ok(())
 }
 
@@ -233,10 +232,9 @@ pub(crate) fn insert_refund(
     refund: &Refund,
     now: &str,
 ) -> rusqlite::Result<bool> {
-    let inserted = tx.execute(
-        "INSERT INTO refunds (order_id, amount_minor, currency, reason, status, traceparent, created_at, updated_at)
+    let inserted = tx.prepare_cached("INSERT INTO refunds (order_id, amount_minor, currency, reason, status, traceparent, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'refunding', ?5, ?6, ?6)
-         ON CONFLICT (order_id) DO NOTHING",
+         ON CONFLICT (order_id) DO NOTHING")?.execute(
         params![
             refund.order_id.to_string(),
             refund.amount.amount_minor,
@@ -273,8 +271,7 @@ pub(crate) fn mark_refund_submitted(
     order_id: OrderId,
     now: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE refunds SET submissions = submissions + 1, last_submitted_at = ?2 WHERE order_id = ?1",
+    conn.prepare_cached("UPDATE refunds SET submissions = submissions + 1, last_submitted_at = ?2 WHERE order_id = ?1")?.execute(
         params![order_id.to_string(), now],
     )?;
     Ok(())
@@ -287,9 +284,8 @@ pub(crate) fn record_notification(
     order_id: OrderId,
     now: &str,
 ) -> rusqlite::Result<bool> {
-    let inserted = tx.execute(
-        "INSERT INTO provider_notifications (notification_id, order_id, received_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (notification_id) DO NOTHING",
+    let inserted = tx.prepare_cached("INSERT INTO provider_notifications (notification_id, order_id, received_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (notification_id) DO NOTHING")?.execute(
         params![notification_id, order_id.to_string(), now],
     )?;
     Ok(inserted == 1)
@@ -354,8 +350,7 @@ pub(crate) fn request_cancellation(
     reason: CancellationReason,
     now: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE payments SET cancel_reason = ?2, updated_at = ?3 WHERE order_id = ?1 AND status = 'charging'",
+    tx.prepare_cached("UPDATE payments SET cancel_reason = ?2, updated_at = ?3 WHERE order_id = ?1 AND status = 'charging'")?.execute(
         params![order_id.to_string(), reason.as_str(), now],
     )?;
     Ok(())
@@ -366,16 +361,15 @@ pub(crate) fn cancellation_requested(
     tx: &Transaction<'_>,
     order_id: OrderId,
 ) -> rusqlite::Result<Option<CancellationReason>> {
-    tx.query_row(
-        "SELECT cancel_reason FROM payments WHERE order_id = ?1",
-        params![order_id.to_string()],
-        |row| row.get::<_, Option<String>>(0),
-    )
-    .optional()
-    .map(|reason| {
-        reason
-            .flatten()
-            .as_deref()
-            .and_then(CancellationReason::parse)
-    })
+    tx.prepare_cached("SELECT cancel_reason FROM payments WHERE order_id = ?1")?
+        .query_row(params![order_id.to_string()], |row| {
+            row.get::<_, Option<String>>(0)
+        })
+        .optional()
+        .map(|reason| {
+            reason
+                .flatten()
+                .as_deref()
+                .and_then(CancellationReason::parse)
+        })
 }

@@ -42,10 +42,9 @@ pub fn record(
     envelope: &Envelope,
     info: &MessageInfo,
 ) -> rusqlite::Result<Delivery> {
-    let inserted = tx.execute(
-        "INSERT INTO inbox (event_id, event_type, order_id, topic, partition, kafka_offset, processed_at)
+    let inserted = tx.prepare_cached("INSERT INTO inbox (event_id, event_type, order_id, topic, partition, kafka_offset, processed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (event_id) DO NOTHING",
+         ON CONFLICT (event_id) DO NOTHING")?.execute(
         params![
             envelope.meta.id.to_string(),
             envelope.kind().type_name(),
@@ -61,10 +60,8 @@ pub fn record(
     }
     metrics::counter!(crate::metrics::EVENTS_DUPLICATE, "type" => envelope.kind().short_name())
         .increment(1);
-    tx.execute(
-        "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE event_id = ?1",
-        params![envelope.meta.id.to_string()],
-    )?;
+    tx.prepare_cached("UPDATE inbox SET redeliveries = redeliveries + 1 WHERE event_id = ?1")?
+        .execute(params![envelope.meta.id.to_string()])?;
     Ok(Delivery::Duplicate)
 }
 

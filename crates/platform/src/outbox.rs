@@ -71,7 +71,8 @@ pub fn enqueue(tx: &Transaction<'_>, envelope: &Envelope) -> rusqlite::Result<()
 
 /// How many rows wait to be published (the backlog).
 pub fn backlog(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
+    conn.prepare_cached("SELECT COUNT(*) FROM outbox")?
+        .query_row([], |row| row.get(0))
 }
 
 /// Tuning of the relay.

@@ -100,8 +100,6 @@ pub(crate) async fn handle(
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let wait =
         super::wait::preferred_wait(headers.get("prefer").and_then(|value| value.to_str().ok()));
-    // Subscribed before the order exists, so its end cannot slip past.
-    let updates = wait.map(|_| state.updates.subscribe());
     let key_expires = (chrono::Utc::now() + state.idempotency_ttl)
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let principal_name = principal.0.clone();
@@ -160,11 +158,13 @@ pub(crate) async fn handle(
         status_url: status_url.clone(),
     };
     // Sync when it is fast enough: the final order with `201`, else the usual `202`.
-    let finished = match (wait, updates) {
-        (Some(limit), Some(updates)) => {
+    let finished = match wait {
+        Some(limit) => {
+            // `until_terminal` looks at the database after subscribing: no end slips past.
+            let updates = state.updates.subscribe(order_id);
             super::wait::until_terminal(updates, &state.db, order_id, limit).await
         }
-        _ => false,
+        None => false,
     };
     let mut response = if finished {
         let order = super::get_order::load_view(&state, order_id).await?;

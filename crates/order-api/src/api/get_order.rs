@@ -116,7 +116,7 @@ pub(crate) async fn handle(
     super::authorize(&state, &principal, order_id).await?;
     if let Some(seconds) = params.wait.filter(|seconds| *seconds > 0) {
         let limit = std::time::Duration::from_secs(seconds).min(super::wait::MAX_WAIT);
-        let updates = state.updates.subscribe();
+        let updates = state.updates.subscribe(order_id);
         super::wait::until_terminal(updates, &state.db, order_id, limit).await;
     }
     load_view(&state, order_id).await.map(Json)

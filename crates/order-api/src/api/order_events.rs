@@ -52,7 +52,7 @@ pub(crate) async fn handle(
         .and_then(|value| value.trim().parse::<i64>().ok())
         .unwrap_or(0)
         .max(0);
-    let mut live = state.updates.subscribe();
+    let mut live = state.updates.subscribe(order_id);
     let db = state.db.clone();
     let stopping = state.shutdown.clone();
     let history = db

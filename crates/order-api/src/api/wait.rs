@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
 use events::OrderId;
 use platform::Db;
 
-use crate::store::{self, HistoryEntry};
+use crate::store;
+use crate::updates::Subscription;
 
 /// The longest any request may wait.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(10);
@@ -33,7 +33,7 @@ pub(crate) fn preferred_wait(prefer: Option<&str>) -> Option<Duration> {
 /// `updates` must be subscribed before the caller last looked at the order, so that no change
 /// falls between the look and the wait.
 pub(crate) async fn until_terminal(
-    mut updates: Receiver<HistoryEntry>,
+    mut updates: Subscription,
     db: &Db,
     order_id: OrderId,
     limit: Duration,

@@ -90,11 +90,8 @@ pub(crate) fn record(
 
 /// Whether the order exists.
 pub(crate) fn order_exists(conn: &Connection, order_id: OrderId) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = ?1)",
-        params![order_id.to_string()],
-        |row| row.get(0),
-    )
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = ?1)")?
+        .query_row(params![order_id.to_string()], |row| row.get(0))
 }
 
 /// The order's timeline, if the order exists.

@@ -130,15 +130,13 @@ async fn deliver(
     let recorded = db
         .transaction(move |tx| {
             let now = now_text();
-            tx.execute(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            tx.prepare_cached("INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
                 params![id, attempt, now, status_code, error_text, elapsed_ms],
             )?;
             let status = if delivered { "delivered" } else if give_up { "failed" } else { "pending" };
-            tx.execute(
-                "UPDATE webhook_deliveries SET attempts = ?2, status = ?3, next_attempt_at = ?4,
+            tx.prepare_cached("UPDATE webhook_deliveries SET attempts = ?2, status = ?3, next_attempt_at = ?4,
                         finished_at = CASE WHEN ?3 = 'pending' THEN NULL ELSE ?5 END
-                 WHERE id = ?1",
+                 WHERE id = ?1")?.execute(
                 params![id, attempt, status, next, now],
             )?;
             Ok::<_, rusqlite::Error>(())

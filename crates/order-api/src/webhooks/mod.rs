@@ -56,10 +56,8 @@ pub(crate) fn subscribe(
     url: &str,
     principal: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO callbacks (order_id, url, principal) VALUES (?1, ?2, ?3)",
-        params![order_id.to_string(), url, principal],
-    )?;
+    tx.prepare_cached("INSERT INTO callbacks (order_id, url, principal) VALUES (?1, ?2, ?3)")?
+        .execute(params![order_id.to_string(), url, principal])?;
     Ok(())
 }
 
@@ -92,9 +90,8 @@ pub(crate) fn enqueue_if_subscribed(
         },
     });
     let now = now_text();
-    tx.execute(
-        "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+    tx.prepare_cached("INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)")?.execute(
         params![
             format!("msg_{}", uuid::Uuid::now_v7().simple()),
             entry.order_id.to_string(),

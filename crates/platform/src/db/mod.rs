@@ -1,24 +1,30 @@
 //! A service's own SQLite database: one file, WAL mode, migrated at start-up.
 //!
-//! SQLite calls block, so every call runs on tokio's blocking pool. One connection serialises
-//! writers, which is what SQLite does anyway; WAL lets other processes (tests, `sqlite3`) read
-//! while the service writes.
+//! SQLite calls block, so they run on a thread of their own that owns the one connection (see
+//! [`writer`]): one connection serialises writers, which is what SQLite does anyway, and write
+//! transactions that wait together are committed together. WAL lets other processes (tests,
+//! `sqlite3`) read while the service writes.
+
+mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
-use tokio::sync::Notify;
+use rusqlite::{Connection, Transaction};
+use tokio::sync::{Notify, oneshot};
+
+use writer::{Job, Write};
 
 use crate::{PlatformError, inbox, outbox};
 
 /// Handle to a service's database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
-    /// The connection. A std mutex, because it is only locked inside blocking tasks.
-    conn: Arc<Mutex<Connection>>,
+    /// The queue of the thread that owns the connection.
+    jobs: Sender<Job>,
     /// Woken after every committed write, so the outbox relay publishes without polling delay.
     committed: Arc<Notify>,
     /// Where the file is, for logs and readiness.
@@ -52,9 +58,17 @@ impl Db {
         for migration in migrations {
             conn.execute_batch(migration)?;
         }
+        // Every handler's statements stay prepared.
+        conn.set_prepared_statement_cache_capacity(128);
+        let (jobs, queue) = mpsc::channel();
+        let committed = Arc::new(Notify::new());
+        let notify = Arc::clone(&committed);
+        std::thread::Builder::new()
+            .name("sqlite".to_owned())
+            .spawn(move || writer::run(conn, queue, notify))?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            committed: Arc::new(Notify::new()),
+            jobs,
+            committed,
             path: path.to_owned(),
             outbox_backlog: Arc::new(AtomicI64::new(0)),
         })
@@ -65,52 +79,68 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` with the connection on the blocking pool (reads, or writes that need no
-    /// transaction).
+    /// Runs `f` with the connection, outside any transaction (reads, or writes that need no
+    /// transaction or manage their own).
     pub async fn call<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<rusqlite::Error> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        // Blocking tasks do not inherit the caller's span; carry it so that log lines written
-        // inside a transaction keep the handler's `order_id` and `correlation_id`.
+        let (reply, answer) = oneshot::channel();
+        // The database thread does not inherit the caller's span; carry it so that log lines
+        // written there keep the handler's `order_id` and `correlation_id`.
         let span = tracing::Span::current();
-        let result = tokio::task::spawn_blocking(move || {
+        let job = Job::Call(Box::new(move |conn: &mut Connection| {
             let _entered = span.enter();
-            // A panic while holding the lock leaves SQLite consistent (its transaction rolls
-            // back), so a poisoned lock is safe to take over.
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn)
-        })
-        .await;
-        match result {
-            Ok(result) => result,
-            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
-        }
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+            let _ = reply.send(result);
+        }));
+        self.submit(job, answer).await
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`): committed if `f` returns `Ok`,
-    /// rolled back otherwise. Wakes the outbox relay after a commit.
+    /// rolled back otherwise. `Ok` comes back only once the changes are committed — possibly
+    /// together with other transactions that were waiting at the same time, which `f` cannot
+    /// observe (see [`writer`]). Wakes the outbox relay after a commit.
     pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<rusqlite::Error> + Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
-        let result = self
-            .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let value = f(&tx)?;
-                tx.commit()?;
-                Ok(value)
-            })
-            .await;
-        if result.is_ok() {
-            self.committed.notify_one();
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Write(Box::new(Write {
+            f,
+            reply,
+            span: tracing::Span::current(),
+        }));
+        self.submit(job, answer).await
+    }
+
+    async fn submit<T, E>(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<std::thread::Result<Result<T, E>>>,
+    ) -> Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let gone = || {
+            E::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
+                Some("the database thread has stopped".to_owned()),
+            ))
+        };
+        if self.jobs.send(job).is_err() {
+            return Err(gone());
         }
-        result
+        match answer.await {
+            Ok(Ok(result)) => result,
+            // A panic inside `f` is the caller's panic (the database rolled its work back).
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(gone()),
+        }
     }
 
     /// Resolves after the next committed write transaction (or immediately if one committed
@@ -135,9 +165,12 @@ impl Db {
 
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
-        self.call(|conn| conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)))
-            .await
-            .is_ok()
+        self.call(|conn| {
+            conn.prepare_cached("SELECT 1")?
+                .query_row([], |row| row.get::<_, i64>(0))
+        })
+        .await
+        .is_ok()
     }
 }
 
