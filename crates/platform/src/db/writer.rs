@@ -42,7 +42,7 @@ pub(super) struct Ran {
     /// The closure succeeded: keep its changes.
     pub(super) keep: bool,
     /// Answers the caller with the batch's outcome (`Ok` = committed).
-    pub(super) answer: Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>,
+    pub(super) answer: Answer,
 }
 
 /// A write transaction whose closure `f` returns `Result<T, E>`; the answer goes to `reply`.
@@ -140,7 +140,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed:
             }
         };
         let alone = jobs.len() == 0;
-        let mut answers = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
         let mut lost = false;
         for job in std::iter::once(first).chain(jobs.by_ref()) {
             // A lone transaction needs no savepoint: failing, it rolls back the whole batch.
@@ -206,7 +206,8 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed:
     }
 }
 
-type Answer = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
+/// Tells a caller how its batch ended (`Ok` = committed).
+pub(super) type Answer = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
 
 /// Runs one of the few fixed statements of the batch protocol (cached: they run per job).
 fn statement(tx: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {

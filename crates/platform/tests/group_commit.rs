@@ -1,0 +1,160 @@
+//! The database thread's group commit: transactions that wait together commit together, yet
+//! each one still commits or fails on its own, and a caller hears `Ok` only after its commit.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use platform::Db;
+
+const TABLE: &str = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);";
+
+fn open() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = Db::open(&dir.path().join("test.db"), &[TABLE]).expect("the database opens");
+    (dir, db)
+}
+
+async fn count(db: &Db) -> i64 {
+    db.call(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0)))
+        .await
+        .expect("count")
+}
+
+/// Holds the database thread for a moment so that the transactions submitted meanwhile queue
+/// up and are committed as one batch.
+async fn hold(db: &Db) {
+    db.call(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        Ok::<_, rusqlite::Error>(())
+    })
+    .await
+    .expect("hold");
+}
+
+#[tokio::test]
+async fn a_failing_transaction_in_a_batch_leaves_the_others_committed() {
+    let (_dir, db) = open();
+    let held = tokio::spawn({
+        let db = db.clone();
+        async move { hold(&db).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let writes = (0..200_i64).map(|k| {
+        let db = db.clone();
+        async move {
+            db.transaction(move |tx| {
+                tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
+                if k % 10 == 3 {
+                    // Written, then refused: this one's row must not survive.
+                    return Err(rusqlite::Error::InvalidQuery);
+                }
+                if k % 10 == 7 {
+                    // A constraint violation inside the batch: the same key twice.
+                    tx.execute("INSERT INTO t (k, v) VALUES (?1, 'again')", [k])?;
+                }
+                Ok(k)
+            })
+            .await
+        }
+    });
+    let results = join_all(writes).await;
+    held.await.expect("hold task");
+    let committed: Vec<i64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .copied()
+        .collect();
+    assert_eq!(
+        committed.len(),
+        160,
+        "every transaction but the refused ones"
+    );
+    assert!(committed.iter().all(|k| k % 10 != 3 && k % 10 != 7));
+    assert_eq!(count(&db).await, 160);
+    let refused_rows: i64 = db
+        .call(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM t WHERE k % 10 IN (3, 7) OR v = 'again'",
+                [],
+                |row| row.get(0),
+            )
+        })
+        .await
+        .expect("query");
+    assert_eq!(refused_rows, 0, "nothing of a failed transaction is kept");
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_transaction_reaches_its_caller_and_spares_the_batch() {
+    let (_dir, db) = open();
+    let held = tokio::spawn({
+        let db = db.clone();
+        async move { hold(&db).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let panicking = tokio::spawn({
+        let db = db.clone();
+        async move {
+            db.transaction(|tx| {
+                tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?;
+                panic!("a bug in a handler");
+                #[allow(unreachable_code)]
+                Ok::<_, rusqlite::Error>(())
+            })
+            .await
+        }
+    });
+    let others = (2..50_i64).map(|k| {
+        let db = db.clone();
+        async move {
+            db.transaction(move |tx| tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k]))
+                .await
+        }
+    });
+    let others = join_all(others).await;
+    held.await.expect("hold task");
+    let panic = panicking
+        .await
+        .expect_err("the panic comes back to the caller");
+    assert!(panic.is_panic());
+    assert!(others.iter().all(Result::is_ok));
+    assert_eq!(
+        count(&db).await,
+        48,
+        "the batch without the panicking transaction"
+    );
+    // The database thread survived the panic.
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'after')", []))
+        .await
+        .expect("still usable");
+    assert_eq!(count(&db).await, 49);
+}
+
+#[tokio::test]
+async fn a_lone_failing_transaction_is_rolled_back() {
+    let (_dir, db) = open();
+    let result = db
+        .transaction(|tx| {
+            tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?;
+            Err::<(), _>(rusqlite::Error::InvalidQuery)
+        })
+        .await;
+    assert!(result.is_err());
+    assert_eq!(count(&db).await, 0);
+}
+
+#[tokio::test]
+async fn a_commit_wakes_whoever_waits_for_one() {
+    let (_dir, db) = open();
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move { db.committed().await }
+    });
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []))
+        .await
+        .expect("insert");
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("woken by the commit")
+        .expect("waiter task");
+}
