@@ -38,7 +38,10 @@ pub fn install() -> Option<PrometheusHandle> {
             ];
             let builder = PrometheusBuilder::new().set_buckets(&buckets);
             match builder.and_then(PrometheusBuilder::install_recorder) {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    spawn_upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(error) => {
                     tracing::warn!(%error, "Metrics disabled: could not install the recorder.");
                     None
@@ -46,6 +49,28 @@ pub fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+///
+/// The recorder keeps every sample until the next upkeep, and without one only a scrape of
+/// `/metrics` runs it: a service nobody scrapes would grow by every request and message it
+/// handles. A plain thread, because the recorder may be installed outside a runtime.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "Metrics upkeep not started: histograms are folded only when scraped.");
+    }
 }
 
 /// The Prometheus text exposition of every metric.
