@@ -64,6 +64,9 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// `KAFKA_AUTO_COMMIT_INTERVAL_MS`: how often stored offsets are committed.
     pub commit_interval: Duration,
+    /// Further client properties from `KAFKA_CLIENT_*` (see [`client_properties_from_env`]):
+    /// what a real cluster needs and the saga does not care about, e.g. TLS and SASL.
+    pub client_properties: Vec<(String, String)>,
 }
 
 impl KafkaConfig {
@@ -79,12 +82,74 @@ impl KafkaConfig {
                 "KAFKA_AUTO_COMMIT_INTERVAL_MS",
                 Duration::from_millis(500),
             )?,
+            client_properties: client_properties_from_env(),
         })
+    }
+
+    /// A client configuration with the bootstrap servers, the client id and the `KAFKA_CLIENT_*`
+    /// properties; producers and consumers add their own settings on top, so the ones the
+    /// guarantees rest on (idempotence, `acks`, manual offset storage) cannot be overridden.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut config = client_config_from(&self.client_properties);
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id);
+        config
     }
 
     /// The same settings pointed at another bootstrap list (used by `shopctl up`).
     pub fn with_bootstrap(mut self, bootstrap_servers: &str) -> Self {
         bootstrap_servers.clone_into(&mut self.bootstrap_servers);
         self
+    }
+}
+
+/// Prefix of the variables passed to the Kafka client as properties.
+pub const CLIENT_PROPERTY_PREFIX: &str = "KAFKA_CLIENT_";
+
+/// librdkafka properties from the environment: `KAFKA_CLIENT_SECURITY_PROTOCOL=SASL_SSL` becomes
+/// `security.protocol=SASL_SSL` (prefix removed, lower case, `_` → `.`). Sorted by name, so
+/// the result does not depend on the environment's order.
+pub fn client_properties_from_env() -> Vec<(String, String)> {
+    let mut properties: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(name, value)| {
+            let property = property_name(&name)?;
+            Some((property, value))
+        })
+        .collect();
+    properties.sort();
+    properties
+}
+
+/// A client configuration holding just `properties`.
+pub fn client_config_from(properties: &[(String, String)]) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    for (name, value) in properties {
+        config.set(name, value);
+    }
+    config
+}
+
+fn property_name(variable: &str) -> Option<String> {
+    let rest = variable.strip_prefix(CLIENT_PROPERTY_PREFIX)?;
+    (!rest.is_empty()).then(|| rest.to_ascii_lowercase().replace('_', "."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_variables_name_librdkafka_properties() {
+        assert_eq!(
+            property_name("KAFKA_CLIENT_SECURITY_PROTOCOL").as_deref(),
+            Some("security.protocol")
+        );
+        assert_eq!(
+            property_name("KAFKA_CLIENT_SSL_CA_LOCATION").as_deref(),
+            Some("ssl.ca.location")
+        );
+        assert_eq!(property_name("KAFKA_CLIENT_"), None);
+        assert_eq!(property_name("KAFKA_LINGER_MS"), None);
     }
 }

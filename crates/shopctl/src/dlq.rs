@@ -41,7 +41,7 @@ impl DeadLetter {
 
 /// Reads every dead letter of the saga topics (or of `only`), up to the current end.
 pub fn read(bootstrap: &str, only: Option<&str>) -> Result<Vec<DeadLetter>> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer = client_config()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "shopctl-dlq")
         .set("enable.auto.commit", "false")
@@ -155,7 +155,7 @@ pub fn show(letter: &DeadLetter) {
 
 /// Sends `letters` back to their original topics; returns how many were acknowledged.
 pub async fn replay(bootstrap: &str, letters: &[DeadLetter]) -> Result<usize> {
-    let producer: FutureProducer = ClientConfig::new()
+    let producer: FutureProducer = client_config()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "0")
@@ -200,4 +200,9 @@ pub async fn replay(bootstrap: &str, letters: &[DeadLetter]) -> Result<usize> {
         replayed += 1;
     }
     Ok(replayed)
+}
+
+/// A client with the `KAFKA_CLIENT_*` properties (TLS, SASL…), like the services'.
+fn client_config() -> ClientConfig {
+    platform::config::client_config_from(&platform::config::client_properties_from_env())
 }

@@ -18,7 +18,7 @@ use opentelemetry::propagation::Extractor;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::{ClientConfig, ClientContext, Statistics};
+use rdkafka::{ClientContext, Statistics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -172,9 +172,8 @@ impl EventConsumer {
         settings: ConsumerSettings,
     ) -> Result<Self, PlatformError> {
         let session_ms = config.session_timeout.as_millis().max(1);
-        let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap_servers)
-            .set("client.id", &config.client_id)
+        let consumer: StreamConsumer<LagReporter> = config
+            .client_config()
             .set("group.id", &config.client_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
