@@ -27,6 +27,8 @@ pub struct Config {
     /// `PSP_SIM_LATENCY_MS`: extra time before answering a charge request (changeable at run
     /// time through `PUT /v1/simulator/latency`).
     pub charge_latency: Duration,
+    /// `PSP_SIM_RETENTION_S`: how long a decided request is remembered (idempotency, refunds).
+    pub retention: Duration,
 }
 
 impl Config {
@@ -46,6 +48,7 @@ impl Config {
             webhook_attempts: env_parse("PSP_SIM_WEBHOOK_ATTEMPTS", 8)?,
             webhook_backoff: env_millis("PSP_SIM_WEBHOOK_BACKOFF_MS", Duration::from_millis(200))?,
             charge_latency: env_millis("PSP_SIM_LATENCY_MS", Duration::ZERO)?,
+            retention: Duration::from_secs(env_parse("PSP_SIM_RETENTION_S", 3600)?),
         })
     }
 }

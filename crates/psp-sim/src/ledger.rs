@@ -14,7 +14,9 @@
 //!
 //! The ledger lives in memory: after a restart the simulator has forgotten earlier requests (a
 //! real provider would not). payment-svc keeps its own records, so a repeated request after a
-//! restart is simply a new one with the same outcome.
+//! restart is simply a new one with the same outcome. For the same reason requests are kept
+//! only for a retention period (`PSP_SIM_RETENTION_S`, an hour by default): a long load test
+//! would otherwise grow the simulator by every charge it ever saw.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,7 +35,13 @@ pub struct Behaviour {
     pub slow_delay: Duration,
     /// Requests of `pm_flaky` that answer `503` before one is accepted.
     pub flaky_failures: u32,
+    /// How long a decided request is remembered (idempotency, refunds of its charge).
+    pub retention: Duration,
 }
+
+/// Insertions between two sweeps of expired entries: the sweep walks the whole ledger, so it
+/// runs once per this many requests.
+const SWEEP_EVERY: usize = 4096;
 
 /// What one idempotency key stands for.
 #[derive(Debug)]
@@ -89,12 +97,40 @@ pub enum Answer {
     NotRefundable,
 }
 
+/// The requests the provider remembers, by idempotency key, and their charges by id.
+#[derive(Debug, Default)]
+struct Entries {
+    by_key: HashMap<String, Entry>,
+    /// Charge id → its final status, for refunds (which name the charge, not its key).
+    charges: HashMap<String, Status>,
+    /// Insertions since the last sweep.
+    since_sweep: usize,
+}
+
+impl Entries {
+    /// Forgets requests decided longer than `retention` ago.
+    fn sweep(&mut self, now: Instant, retention: Duration) {
+        let Some(horizon) = now.checked_sub(retention) else {
+            return;
+        };
+        let charges = &mut self.charges;
+        self.by_key.retain(|_, entry| {
+            let keep = entry.decided_at >= horizon;
+            if !keep && let Object::Charge(charge) = &entry.decided {
+                charges.remove(&charge.id);
+            }
+            keep
+        });
+        self.since_sweep = 0;
+    }
+}
+
 /// The provider's memory.
 #[derive(Debug)]
 pub struct Ledger {
     behaviour: Behaviour,
-    entries: Mutex<HashMap<String, Entry>>,
-    /// Failed attempts of `pm_flaky` by idempotency key.
+    entries: Mutex<Entries>,
+    /// Failed attempts of `pm_flaky` by idempotency key, until the request is accepted.
     flaky_attempts: Mutex<HashMap<String, u32>>,
 }
 
@@ -165,7 +201,7 @@ impl Ledger {
 
     fn repeat(&self, key: &str, fingerprint: &str) -> Option<Answer> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.get(key)?;
+        let entry = entries.by_key.get(key)?;
         Some(if entry.request == fingerprint {
             Answer::Repeated(entry.view(Instant::now()))
         } else {
@@ -177,7 +213,7 @@ impl Ledger {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         // Two identical requests racing: the first one in wins, the other is a repeat.
-        if let Some(entry) = entries.get(key) {
+        if let Some(entry) = entries.by_key.get(key) {
             return if entry.request == request {
                 Answer::Repeated(entry.view(now))
             } else {
@@ -190,7 +226,19 @@ impl Ledger {
             decided_at: now + delay,
         };
         let view = entry.view(now);
-        entries.insert(key.to_owned(), entry);
+        if let Object::Charge(charge) = &decided {
+            entries.charges.insert(charge.id.clone(), charge.status);
+        }
+        entries.by_key.insert(key.to_owned(), entry);
+        entries.since_sweep += 1;
+        if entries.since_sweep >= SWEEP_EVERY {
+            entries.sweep(now, self.behaviour.retention);
+        }
+        drop(entries);
+        self.flaky_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         Answer::Created {
             view,
             decided,
@@ -201,10 +249,7 @@ impl Ledger {
     /// The final status of charge `id`, if known.
     fn charge_status(&self, id: &str) -> Option<Status> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.values().find_map(|entry| match &entry.decided {
-            Object::Charge(charge) if charge.id == id => Some(charge.status),
-            _ => None,
-        })
+        entries.charges.get(id).copied()
     }
 }
 
@@ -240,6 +285,7 @@ mod tests {
             delay: Duration::ZERO,
             slow_delay: Duration::from_secs(3600),
             flaky_failures: 2,
+            retention: Duration::from_secs(3600),
         })
     }
 
@@ -363,5 +409,36 @@ mod tests {
             ledger.refund("r2", &refund("ch_unknown")),
             Answer::Created { .. }
         ));
+    }
+
+    #[test]
+    fn decided_requests_are_forgotten_after_the_retention() {
+        let ledger = ledger();
+        let Answer::Created {
+            decided: Object::Charge(declined),
+            ..
+        } = ledger.charge("old", &charge("pm_card_declined"))
+        else {
+            panic!("not created");
+        };
+        assert_eq!(ledger.charge_status(&declined.id), Some(Status::Failed));
+        let later = Instant::now() + Duration::from_secs(7200);
+        ledger
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sweep(later, Duration::from_secs(3600));
+        assert_eq!(
+            ledger.charge_status(&declined.id),
+            None,
+            "the charge is forgotten"
+        );
+        assert!(
+            matches!(
+                ledger.charge("old", &charge("pm_card_declined")),
+                Answer::Created { .. }
+            ),
+            "the key is free again"
+        );
     }
 }

@@ -73,6 +73,7 @@ impl Application {
                 delay: config.delay,
                 slow_delay: config.slow_delay,
                 flaky_failures: config.flaky_failures,
+                retention: config.retention,
             }),
             notifier,
             default_webhook_url: config.default_webhook_url,
