@@ -8,7 +8,10 @@ use platform::kafka::EventProducer;
 fn client_properties_are_given_to_the_producer() {
     let mut config = KafkaConfig::from_env("client-properties-test").expect("kafka settings");
     config.client_properties = vec![("client.rack".to_owned(), "rack-1".to_owned())];
-    assert!(EventProducer::new(&config).is_ok(), "a known property is accepted");
+    assert!(
+        EventProducer::new(&config).is_ok(),
+        "a known property is accepted"
+    );
 
     config.client_properties = vec![("no.such.property".to_owned(), "1".to_owned())];
     let error = EventProducer::new(&config).expect_err("an unknown property is refused");
