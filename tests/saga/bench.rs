@@ -119,5 +119,29 @@ async fn the_bench_follows_orders_to_their_end_in_closed_and_open_loop() -> Resu
     assert_eq!(open["observe"], "poll");
     assert_eq!(open["orders_accepted"], 40);
     assert_eq!(open["completed_sagas"], 40);
+
+    // A bench that completes nothing (a wrong key here) measured nothing: it fails, and says why.
+    let refused = stack.shopctl(&[
+        "bench",
+        "--url",
+        &url,
+        "--api-key",
+        "sk_not_a_key",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--concurrency",
+        "1",
+        "--quiet",
+    ]);
+    let error = refused
+        .expect_err("a bench without a completed saga fails")
+        .to_string();
+    assert!(error.contains("no saga completed"), "{error}");
+    assert!(
+        error.contains("http_401"),
+        "the report names the errors: {error}"
+    );
     Ok(())
 }

@@ -123,6 +123,9 @@ pub async fn main(args: BenchArgs) -> Result<()> {
     if !args.quiet {
         eprint!("{}", report.summary());
     }
+    if report.completed_nothing() {
+        bail!("no saga completed: the report above shows the errors");
+    }
     Ok(())
 }
 

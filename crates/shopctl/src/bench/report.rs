@@ -45,6 +45,17 @@ impl Machine {
     }
 }
 
+impl BenchReport {
+    /// Whether some run completed no saga at all: then the figures measure nothing, and the
+    /// bench says so by failing (a wrong `--api-key`, a shop that refuses every order).
+    pub(crate) fn completed_nothing(&self) -> bool {
+        match &self.body {
+            Body::Single(run) => run.completed_sagas == 0,
+            Body::Coupling { runs, .. } => runs.iter().any(|run| run.completed_sagas == 0),
+        }
+    }
+}
+
 /// One run, or the coupling experiment's two.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
