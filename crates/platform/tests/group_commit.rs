@@ -158,3 +158,15 @@ async fn a_commit_wakes_whoever_waits_for_one() {
         .expect("woken by the commit")
         .expect("waiter task");
 }
+
+#[tokio::test]
+async fn a_call_that_leaves_a_transaction_open_does_not_block_later_writes() {
+    let (_dir, db) = open();
+    db.call(|conn| conn.execute_batch("BEGIN; INSERT INTO t (k, v) VALUES (1, 'forgotten');"))
+        .await
+        .expect("the call runs");
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (2, 'x')", []))
+        .await
+        .expect("later writes still work");
+    assert_eq!(count(&db).await, 1, "the open transaction was rolled back");
+}

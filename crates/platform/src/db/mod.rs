@@ -49,9 +49,12 @@ impl Db {
             Duration::from_secs(5),
         )?)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL is durable against process crashes in WAL mode (the case we test); a power loss
-        // can lose the last transactions, which the outbox and inbox then redo or re-receive.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // `DB_SYNCHRONOUS`: FULL (the default) syncs the WAL at every commit, so what a caller was
+        // told is committed survives a power loss too — consumers store their Kafka offset and
+        // the relay deletes its outbox row on that word. Group commit shares one sync among the
+        // transactions of a batch. NORMAL syncs only at checkpoints: durable against process
+        // crashes, but a power loss can lose acknowledged work, which nothing would redo.
+        conn.pragma_update(None, "synchronous", synchronous()?)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(outbox::MIGRATION)?;
         conn.execute_batch(inbox::MIGRATION)?;
@@ -171,6 +174,20 @@ impl Db {
         })
         .await
         .is_ok()
+    }
+}
+
+/// The `DB_SYNCHRONOUS` setting: `full` (default) or `normal`.
+fn synchronous() -> Result<&'static str, PlatformError> {
+    let value = crate::config::env_or("DB_SYNCHRONOUS", "full");
+    match value.to_ascii_lowercase().as_str() {
+        "full" => Ok("FULL"),
+        "normal" => Ok("NORMAL"),
+        _ => Err(PlatformError::Config {
+            name: "DB_SYNCHRONOUS".to_owned(),
+            value,
+            reason: "expected full or normal".to_owned(),
+        }),
     }
 }
 

@@ -76,8 +76,16 @@ where
             },
             Ok(Err(error)) => Ran {
                 keep: false,
-                answer: Box::new(move |_| {
-                    let _ = reply.send(Ok(Err(error)));
+                // The closure may have failed because of what an earlier transaction of the
+                // batch wrote (a key it found taken, say). If that earlier work is then lost,
+                // the failure is not to be trusted either: the caller gets the batch's error,
+                // which is transient, and tries again.
+                answer: Box::new(move |batch| {
+                    let answer = match batch {
+                        Ok(()) => Err(error),
+                        Err(lost) => Err(E::from(copy(lost))),
+                    };
+                    let _ = reply.send(Ok(answer));
                 }),
             },
             Err(panic) => Ran {
@@ -106,7 +114,16 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, committed: Arc<Noti
             },
         };
         match job {
-            Job::Call(f) => f(&mut conn),
+            Job::Call(f) => {
+                f(&mut conn);
+                if !conn.is_autocommit() {
+                    // A call left a transaction open: every later batch would fail to begin.
+                    tracing::error!("A database call left a transaction open; rolling it back.");
+                    if let Err(error) = conn.execute_batch("ROLLBACK") {
+                        tracing::error!(%error, "Could not roll the open transaction back.");
+                    }
+                }
+            }
             Job::Write(first) => {
                 let mut batch = vec![first];
                 // Take what is already waiting, no more: the batch never waits for company.
@@ -126,7 +143,8 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, committed: Arc<Noti
     }
 }
 
-/// Runs `batch` in one transaction, each job in its own savepoint, and answers every job.
+/// Runs `batch` in one transaction, each job in its own savepoint, and answers every job once
+/// the transaction's fate is known.
 fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed: &Notify) {
     let mut jobs = batch.into_iter();
     loop {
@@ -139,26 +157,25 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed:
                 return;
             }
         };
-        let alone = jobs.len() == 0;
+        // A lone transaction needs no savepoint: failing, it rolls back the whole batch.
+        let savepoint = jobs.len() > 0;
         let mut answers: Vec<Answer> = Vec::new();
-        let mut lost = false;
+        let mut kept = 0_usize;
+        let mut lost = None;
         for job in std::iter::once(first).chain(jobs.by_ref()) {
-            // A lone transaction needs no savepoint: failing, it rolls back the whole batch.
-            let savepoint = !alone;
             if savepoint && let Err(error) = statement(&tx, "SAVEPOINT job") {
+                // The transaction cannot be trusted any more (SQLite may have rolled it back):
+                // give up on this batch, go on with a new one.
                 job.fail(&error);
-                continue;
+                lost = Some(error);
+                break;
             }
             let ran = job.run(&tx);
+            answers.push(ran.answer);
             if tx.is_autocommit() {
                 // SQLite rolled the whole transaction back (I/O error, disk full, …): everything
-                // this batch did so far is gone. Answer those jobs, go on with a new batch.
-                let error = lost_batch();
-                (ran.answer)(Err(&error));
-                answers
-                    .drain(..)
-                    .for_each(|answer: Answer| answer(Err(&error)));
-                lost = true;
+                // this batch did so far is gone.
+                lost = Some(lost_batch());
                 break;
             }
             if savepoint {
@@ -169,38 +186,32 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed:
                 };
                 if let Err(error) = undone.and_then(|()| statement(&tx, "RELEASE job")) {
                     // The savepoint cannot be closed: the transaction cannot be trusted.
-                    (ran.answer)(Err(&error));
-                    answers
-                        .drain(..)
-                        .for_each(|answer: Answer| answer(Err(&error)));
-                    lost = true;
+                    lost = Some(error);
                     break;
                 }
             }
-            if ran.keep {
-                answers.push(ran.answer);
-            } else {
-                (ran.answer)(Ok(()));
-            }
+            kept += usize::from(ran.keep);
         }
-        if lost {
+        if let Some(error) = lost {
             // Dropping the transaction rolls back whatever is left of it.
             drop(tx);
+            answers.into_iter().for_each(|answer| answer(Err(&error)));
             continue;
         }
-        let any = !answers.is_empty();
-        let outcome = if alone && answers.is_empty() {
-            // The lone job failed: undo it.
-            tx.rollback()
-        } else {
-            tx.commit()
-        };
-        match outcome {
-            Ok(()) => answers.into_iter().for_each(|answer| answer(Ok(()))),
-            Err(error) => answers.into_iter().for_each(|answer| answer(Err(&error))),
+        if kept == 0 {
+            // Nothing to keep: undo, and every job hears its own failure.
+            if let Err(error) = tx.rollback() {
+                tracing::warn!(%error, "Could not roll back a failed transaction.");
+            }
+            answers.into_iter().for_each(|answer| answer(Ok(())));
+            return;
         }
-        if any {
-            committed.notify_one();
+        match tx.commit() {
+            Ok(()) => {
+                answers.into_iter().for_each(|answer| answer(Ok(())));
+                committed.notify_one();
+            }
+            Err(error) => answers.into_iter().for_each(|answer| answer(Err(&error))),
         }
         return;
     }
