@@ -5,8 +5,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use events::{LineItem, OrderId, StockShortage};
 use platform::catalog::Catalog;
+use platform::db::Migration;
 
-pub(crate) const MIGRATION: &str = "
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "inventory-svc/stock/1",
+    "
 CREATE TABLE IF NOT EXISTS stock (
     sku       TEXT PRIMARY KEY,
     available INTEGER NOT NULL CHECK (available >= 0),
@@ -28,7 +31,8 @@ CREATE TABLE IF NOT EXISTS reservation_items (
     quantity INTEGER NOT NULL CHECK (quantity > 0),
     PRIMARY KEY (order_id, sku)
 );
-";
+",
+);
 
 /// Gives every catalog SKU its initial stock, once: a restart keeps the current levels.
 pub(crate) fn seed(conn: &Connection, catalog: &Catalog) -> rusqlite::Result<()> {

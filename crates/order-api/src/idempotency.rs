@@ -10,8 +10,11 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use events::OrderId;
+use platform::db::Migration;
 
-pub(crate) const MIGRATION: &str = "
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "order-api/idempotency/1",
+    "
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key         TEXT PRIMARY KEY,
     request     TEXT NOT NULL,
@@ -19,7 +22,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at  TEXT NOT NULL,
     expires_at  TEXT NOT NULL
 );
-";
+",
+);
 
 /// The request header.
 pub(crate) const HEADER: &str = "idempotency-key";
@@ -113,7 +117,7 @@ mod tests {
     #[test]
     fn same_request_replays_other_request_conflicts_expired_is_new() -> rusqlite::Result<()> {
         let mut conn = rusqlite::Connection::open_in_memory()?;
-        conn.execute_batch(MIGRATION)?;
+        conn.execute_batch(MIGRATION.sql)?;
         let tx = conn.transaction()?;
         let key = IdempotencyKey("k1".into());
         let order = OrderId::new();

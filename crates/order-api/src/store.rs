@@ -6,10 +6,13 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use events::{CancellationReason, Currency, EventId, Money, OrderId, PricedLineItem};
 
 use crate::saga::OrderStatus;
+use platform::db::Migration;
 
 pub(crate) mod timeline;
 
-pub(crate) const MIGRATION: &str = "
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "order-api/orders/1",
+    "
 CREATE TABLE IF NOT EXISTS orders (
     order_id            TEXT PRIMARY KEY,
     user_id             TEXT NOT NULL,
@@ -60,7 +63,8 @@ CREATE TABLE IF NOT EXISTS saga_events (
     trace_id    TEXT
 );
 CREATE INDEX IF NOT EXISTS saga_events_by_order ON saga_events (order_id, occurred_at);
-";
+",
+);
 
 /// One row of an order's history: a status and when it was reached.
 #[derive(Clone, Debug)]

@@ -4,8 +4,11 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use events::{CancellationReason, Currency, LineItem, Money, OrderId, PaymentMethod};
+use platform::db::Migration;
 
-pub(crate) const MIGRATION: &str = "
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "payment-svc/payments/1",
+    "
 CREATE TABLE IF NOT EXISTS payments (
     order_id          TEXT PRIMARY KEY,
     amount_minor      INTEGER NOT NULL CHECK (amount_minor >= 0),
@@ -45,7 +48,8 @@ CREATE TABLE IF NOT EXISTS provider_notifications (
     order_id        TEXT NOT NULL,
     received_at     TEXT NOT NULL
 );
-";
+",
+);
 
 /// The W3C `traceparent` of the current span, to store with a row.
 fn current_traceparent() -> Option<String> {

@@ -21,10 +21,14 @@ use events::{
 use platform::Db;
 use platform::broker::EmbeddedBroker;
 use platform::config::KafkaConfig;
+use platform::db::Migration;
 use platform::kafka::EventProducer;
 use platform::outbox::{self, RelayConfig};
 
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS effects (id INTEGER PRIMARY KEY, v TEXT NOT NULL);";
+const TABLE: Migration = Migration::new(
+    "bench/effects/1",
+    "CREATE TABLE effects (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+);
 const TRANSACTIONS: usize = 256;
 const BATCH: usize = 500;
 

@@ -10,10 +10,13 @@ use rusqlite::{Transaction, params};
 use events::Envelope;
 
 use crate::Db;
+use crate::db::Migration;
 use crate::db::now_text;
 use crate::kafka::{HandlerError, MessageInfo};
 
-pub(crate) const MIGRATION: &str = "
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "platform/inbox/1",
+    "
 CREATE TABLE IF NOT EXISTS inbox (
     event_id     TEXT PRIMARY KEY,
     event_type   TEXT NOT NULL,
@@ -25,7 +28,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     -- How many more times the same event arrived after it was handled; visible proof of dedup.
     redeliveries INTEGER NOT NULL DEFAULT 0
 );
-";
+",
+);
 
 /// Whether an event is new to this service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use events::Envelope;
 
+use crate::db::Migration;
 use crate::db::now_text;
 use crate::kafka::{EventProducer, OutgoingMessage};
 use crate::metrics as m;
 use crate::{Db, telemetry};
 
-pub(crate) const MIGRATION: &str = "
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "platform/outbox/1",
+    "
 CREATE TABLE IF NOT EXISTS outbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id    TEXT NOT NULL UNIQUE,
@@ -34,7 +37,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     tracestate  TEXT,
     created_at  TEXT NOT NULL
 );
-";
+",
+);
 
 /// Queues `envelope` for publication on its kind's topic, inside the caller's transaction.
 ///

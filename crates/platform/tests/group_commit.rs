@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use platform::Db;
+use platform::db::Migration;
 
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);";
+const TABLE: Migration = Migration::new(
+    "test/t/1",
+    "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+);
 
 fn open() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -16,8 +16,11 @@ use events::OrderId;
 use platform::db::now_text;
 
 use crate::store::HistoryEntry;
+use platform::db::Migration;
 
-pub(crate) const MIGRATION: &str = "
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "order-api/webhooks/1",
+    "
 CREATE TABLE IF NOT EXISTS callbacks (
     order_id  TEXT PRIMARY KEY,
     url       TEXT NOT NULL,
@@ -47,7 +50,8 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
     duration_ms REAL NOT NULL,
     PRIMARY KEY (delivery_id, attempt)
 );
-";
+",
+);
 
 /// Remembers where to announce `order_id`'s end.
 pub(crate) fn subscribe(

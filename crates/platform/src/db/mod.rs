@@ -5,7 +5,10 @@
 //! transactions that wait together are committed together. WAL lets other processes (tests,
 //! `sqlite3`) read while the service writes.
 
+mod migrations;
 mod writer;
+
+pub use migrations::Migration;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,13 +38,13 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `path` and applies the shared outbox and inbox
-    /// tables plus `migrations`, each an idempotent SQL batch (`CREATE TABLE IF NOT EXISTS` …).
-    pub fn open(path: &Path, migrations: &[&str]) -> Result<Self, PlatformError> {
+    /// Opens (creating if needed) the database at `path` and applies the migrations it has not
+    /// seen yet: the shared outbox and inbox tables, then `migrations` (see [`Migration`]).
+    pub fn open(path: &Path, migrations: &[Migration]) -> Result<Self, PlatformError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         // `DB_BUSY_TIMEOUT_MS`: how long a write waits for a lock before failing (the failure is
         // transient: handlers retry, then dead-letter).
         conn.busy_timeout(crate::config::env_millis(
@@ -56,11 +59,9 @@ impl Db {
         // crashes, but a power loss can lose acknowledged work, which nothing would redo.
         conn.pragma_update(None, "synchronous", synchronous()?)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(outbox::MIGRATION)?;
-        conn.execute_batch(inbox::MIGRATION)?;
-        for migration in migrations {
-            conn.execute_batch(migration)?;
-        }
+        let mut all = vec![outbox::MIGRATION, inbox::MIGRATION];
+        all.extend_from_slice(migrations);
+        migrations::apply(&mut conn, &all)?;
         // Every handler's statements stay prepared.
         conn.set_prepared_statement_cache_capacity(128);
         let (jobs, queue) = mpsc::channel();
