@@ -79,8 +79,8 @@ pub(crate) async fn submit_charge(payments: &Payments, payment: &Payment) {
             let charge_id = accepted.id.clone();
             let marked = payments
                 .db
-                .call(move |conn| {
-                    store::mark_charge_submitted(conn, order_id, &charge_id, &now_text())
+                .transaction(move |tx| {
+                    store::mark_charge_submitted(tx, order_id, &charge_id, &now_text())
                 })
                 .await;
             if let Err(error) = marked {
@@ -115,7 +115,7 @@ pub(crate) async fn submit_refund(payments: &Payments, refund: &Refund) {
             let order_id = refund.order_id;
             let marked = payments
                 .db
-                .call(move |conn| store::mark_refund_submitted(conn, order_id, &now_text()))
+                .transaction(move |tx| store::mark_refund_submitted(tx, order_id, &now_text()))
                 .await;
             if let Err(error) = marked {
                 tracing::warn!(%error, %order_id, "Could not note a refund submission.");
@@ -183,7 +183,7 @@ async fn sweep_once(payments: &Payments, stale_after: Duration) -> rusqlite::Res
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let (charges, refunds) = payments
         .db
-        .call(move |conn| {
+        .read(move |conn| {
             Ok::<_, rusqlite::Error>((
                 store::stale_charges(conn, &before, 500)?,
                 store::stale_refunds(conn, &before, 500)?,
@@ -215,7 +215,7 @@ async fn sweep_once(payments: &Payments, stale_after: Duration) -> rusqlite::Res
 async fn resubmission_span(payments: &Payments, order_id: events::OrderId) -> tracing::Span {
     let traceparent = payments
         .db
-        .call(move |conn| store::traceparent_of(conn, order_id))
+        .read(move |conn| store::traceparent_of(conn, order_id))
         .await
         .ok()
         .flatten();

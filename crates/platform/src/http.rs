@@ -181,7 +181,7 @@ async fn metrics_text(State(readiness): State<Readiness>) -> Response {
     ));
     let values = readiness
         .db
-        .call(move |conn| {
+        .read(move |conn| {
             gauges
                 .into_iter()
                 .map(|(name, sql)| {

@@ -183,7 +183,7 @@ async fn relay_once(
 ) -> rusqlite::Result<RoundOutcome> {
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let rows: Vec<Row> = db
-        .call(move |conn| {
+        .read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, topic, msg_key, payload, traceparent, tracestate, event_type, created_at
                  FROM outbox ORDER BY id LIMIT ?1",
@@ -262,17 +262,14 @@ async fn relay_once(
         }
     }
     let published = delivered.len();
+    // A write transaction like the handlers', so the delete joins their batches.
     let remaining = db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-                for id in delivered {
-                    stmt.execute(params![id])?;
-                }
+        .transaction(move |tx| {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in delivered {
+                stmt.execute(params![id])?;
             }
-            tx.commit()?;
-            backlog(conn)
+            backlog(tx)
         })
         .await?;
     db.set_outbox_backlog(remaining);

@@ -174,3 +174,21 @@ async fn a_call_that_leaves_a_transaction_open_does_not_block_later_writes() {
         .expect("later writes still work");
     assert_eq!(count(&db).await, 1, "the open transaction was rolled back");
 }
+
+#[tokio::test]
+async fn reads_see_what_was_committed_and_cannot_write() {
+    let (_dir, db) = open();
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []))
+        .await
+        .expect("insert");
+    let seen: i64 = db
+        .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0)))
+        .await
+        .expect("read");
+    assert_eq!(seen, 1, "a read after a commit sees it");
+    let written = db
+        .read(|conn| conn.execute("INSERT INTO t (k, v) VALUES (2, 'x')", []))
+        .await;
+    assert!(written.is_err(), "the read connection is read-only");
+    assert_eq!(count(&db).await, 1);
+}

@@ -17,7 +17,7 @@ pub(crate) async fn handle(
     super::authorize(&state, &principal, order_id).await?;
     let deliveries = state
         .db
-        .call(move |conn| webhooks::deliveries(conn, order_id))
+        .read(move |conn| webhooks::deliveries(conn, order_id))
         .await?;
     Ok(Json(deliveries))
 }

@@ -129,7 +129,7 @@ pub(crate) async fn load_view(
 ) -> Result<impl Serialize + use<>, ApiError> {
     let order = state
         .db
-        .call(move |conn| store::load_order(conn, order_id))
+        .read(move |conn| store::load_order(conn, order_id))
         .await?
         .ok_or(ApiError::OrderNotFound)?;
     Ok(OrderView::from(order))

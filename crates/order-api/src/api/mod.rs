@@ -188,7 +188,7 @@ pub(crate) async fn authorize(
 ) -> Result<(), ApiError> {
     let owner = state
         .db
-        .call(move |conn| crate::store::owner_of(conn, order_id))
+        .read(move |conn| crate::store::owner_of(conn, order_id))
         .await?;
     match owner {
         Some(owner) if owner == principal.0 => Ok(()),

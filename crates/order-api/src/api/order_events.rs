@@ -56,7 +56,7 @@ pub(crate) async fn handle(
     let db = state.db.clone();
     let stopping = state.shutdown.clone();
     let history = db
-        .call(move |conn| store::history_after(conn, order_id, 0))
+        .read(move |conn| store::history_after(conn, order_id, 0))
         .await?;
     let Some(latest) = history.last() else {
         return Err(ApiError::OrderNotFound);
@@ -114,7 +114,7 @@ pub(crate) async fn handle(
             if reload {
                 let after = last_seq;
                 match db
-                    .call(move |conn| store::history_after(conn, order_id, after))
+                    .read(move |conn| store::history_after(conn, order_id, after))
                     .await
                 {
                     Ok(entries) => pending = entries,

@@ -67,7 +67,7 @@ pub(crate) async fn handle(
     super::authorize(&state, &principal, order_id).await?;
     let stored = state
         .db
-        .call(move |conn| timeline::load(conn, order_id))
+        .read(move |conn| timeline::load(conn, order_id))
         .await?
         .ok_or(ApiError::OrderNotFound)?;
     Ok(Json(build(order_id, stored, Utc::now())))

@@ -37,7 +37,7 @@ pub(crate) async fn handle(
     super::authorize(&state, &principal, order_id).await?;
     let exists = state
         .db
-        .call(move |conn| timeline::order_exists(conn, order_id))
+        .read(move |conn| timeline::order_exists(conn, order_id))
         .await?;
     if !exists {
         return Err(ApiError::OrderNotFound);

@@ -62,7 +62,7 @@ pub(crate) async fn until_terminal(
 }
 
 async fn is_terminal(db: &Db, order_id: OrderId) -> bool {
-    db.call(move |conn| store::history_after(conn, order_id, 0))
+    db.read(move |conn| store::history_after(conn, order_id, 0))
         .await
         .ok()
         .and_then(|history| history.last().map(|entry| entry.status.is_terminal()))

@@ -50,7 +50,7 @@ pub async fn run_reaper(
 pub async fn reap_once(db: &Db, updates: &StatusUpdates) -> rusqlite::Result<usize> {
     let now = now_text();
     let overdue = db
-        .call(move |conn| store::overdue(conn, &now, BATCH))
+        .read(move |conn| store::overdue(conn, &now, BATCH))
         .await?;
     let mut cancelled = 0;
     for (order_id, traceparent) in overdue {

@@ -72,7 +72,7 @@ impl Coordinator {
         let order_id = end.order_id;
         let started = self
             .db
-            .call(move |conn| store::history_after(conn, order_id, 0))
+            .read(move |conn| store::history_after(conn, order_id, 0))
             .await
             .ok()
             .and_then(|history| history.first().map(|first| first.at.clone()));

@@ -57,7 +57,7 @@ pub async fn run(
         }
     };
     loop {
-        let due = db.call(due).await;
+        let due = db.read(due).await;
         let worked = match due {
             Ok(due) => {
                 let any = !due.is_empty();
@@ -82,7 +82,7 @@ pub async fn run(
     }
 }
 
-fn due(conn: &mut rusqlite::Connection) -> rusqlite::Result<Vec<Due>> {
+fn due(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, order_id, url, principal, payload, attempts FROM webhook_deliveries
          WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT 20",

@@ -34,7 +34,7 @@ pub(crate) async fn apply_notification(
     );
     if tracing::Span::current().is_none() {
         let traceparent = db
-            .call(move |conn| store::traceparent_of(conn, order_id))
+            .read(move |conn| store::traceparent_of(conn, order_id))
             .await?;
         platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, OpenFlags, Transaction};
 use tokio::sync::{Notify, oneshot};
 
 use writer::{Job, Write};
@@ -28,6 +28,10 @@ use crate::{PlatformError, inbox, outbox};
 pub struct Db {
     /// The queue of the thread that owns the connection.
     jobs: Sender<Job>,
+    /// The queue of the thread that owns a second, read-only connection: WAL lets it read the
+    /// last committed state while the writer writes, so reads neither wait for nor split the
+    /// writer's batches.
+    reads: Sender<Job>,
     /// Woken after every committed write, so the outbox relay publishes without polling delay.
     committed: Arc<Notify>,
     /// Where the file is, for logs and readiness.
@@ -47,10 +51,8 @@ impl Db {
         let mut conn = Connection::open(path)?;
         // `DB_BUSY_TIMEOUT_MS`: how long a write waits for a lock before failing (the failure is
         // transient: handlers retry, then dead-letter).
-        conn.busy_timeout(crate::config::env_millis(
-            "DB_BUSY_TIMEOUT_MS",
-            Duration::from_secs(5),
-        )?)?;
+        let busy_timeout = crate::config::env_millis("DB_BUSY_TIMEOUT_MS", Duration::from_secs(5))?;
+        conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // `DB_SYNCHRONOUS`: FULL (the default) syncs the WAL at every commit, so what a caller was
         // told is committed survives a power loss too — consumers store their Kafka offset and
@@ -64,6 +66,16 @@ impl Db {
         migrations::apply(&mut conn, &all)?;
         // Every handler's statements stay prepared.
         conn.set_prepared_statement_cache_capacity(128);
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(busy_timeout)?;
+        reader.set_prepared_statement_cache_capacity(64);
+        let (reads, read_queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-read".to_owned())
+            .spawn(move || writer::run_reads(reader, read_queue))?;
         let (jobs, queue) = mpsc::channel();
         let committed = Arc::new(Notify::new());
         let notify = Arc::clone(&committed);
@@ -72,6 +84,7 @@ impl Db {
             .spawn(move || writer::run(conn, queue, notify))?;
         Ok(Self {
             jobs,
+            reads,
             committed,
             path: path.to_owned(),
             outbox_backlog: Arc::new(AtomicI64::new(0)),
@@ -100,7 +113,26 @@ impl Db {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
             let _ = reply.send(result);
         }));
-        self.submit(job, answer).await
+        Self::submit(&self.jobs, job, answer).await
+    }
+
+    /// Runs `f` with the read-only connection: it sees everything committed before it starts
+    /// (writes fail). For reads on the hot path — orders, histories, sweeps — so that they run
+    /// beside the writer instead of queueing behind it.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let span = tracing::Span::current();
+        let job = Job::Call(Box::new(move |conn: &mut Connection| {
+            let _entered = span.enter();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+            let _ = reply.send(result);
+        }));
+        Self::submit(&self.reads, job, answer).await
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`): committed if `f` returns `Ok`,
@@ -119,11 +151,11 @@ impl Db {
             reply,
             span: tracing::Span::current(),
         }));
-        self.submit(job, answer).await
+        Self::submit(&self.jobs, job, answer).await
     }
 
     async fn submit<T, E>(
-        &self,
+        queue: &Sender<Job>,
         job: Job,
         answer: oneshot::Receiver<std::thread::Result<Result<T, E>>>,
     ) -> Result<T, E>
@@ -136,7 +168,7 @@ impl Db {
                 Some("the database thread has stopped".to_owned()),
             ))
         };
-        if self.jobs.send(job).is_err() {
+        if queue.send(job).is_err() {
             return Err(gone());
         }
         match answer.await {

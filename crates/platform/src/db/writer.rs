@@ -143,6 +143,21 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, committed: Arc<Noti
     }
 }
 
+/// The reader's loop: runs read jobs one after the other until every handle is gone.
+pub(super) fn run_reads(mut conn: Connection, jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Call(f) => f(&mut conn),
+            // Never sent here; refusing keeps a mistake loud instead of writing through a
+            // read-only connection.
+            Job::Write(write) => write.fail(&rusqlite::Error::SqliteFailure(
+                ffi::Error::new(ffi::SQLITE_READONLY),
+                Some("write sent to the read-only connection".to_owned()),
+            )),
+        }
+    }
+}
+
 /// Runs `batch` in one transaction, each job in its own savepoint, and answers every job once
 /// the transaction's fate is known.
 fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed: &Notify) {
