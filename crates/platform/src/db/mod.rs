@@ -104,16 +104,7 @@ impl Db {
         E: From<rusqlite::Error> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        // The database thread does not inherit the caller's span; carry it so that log lines
-        // written there keep the handler's `order_id` and `correlation_id`.
-        let span = tracing::Span::current();
-        let job = Job::Call(Box::new(move |conn: &mut Connection| {
-            let _entered = span.enter();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
-            let _ = reply.send(result);
-        }));
-        Self::submit(&self.jobs, job, answer).await
+        Self::call_on(&self.jobs, f).await
     }
 
     /// Runs `f` with the read-only connection: it sees everything committed before it starts
@@ -125,14 +116,26 @@ impl Db {
         E: From<rusqlite::Error> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
+        Self::call_on(&self.reads, move |conn: &mut Connection| f(conn)).await
+    }
+
+    /// Runs `f` on the thread behind `queue`, outside any batch.
+    async fn call_on<T, E, F>(queue: &Sender<Job>, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
+        // The database threads do not inherit the caller's span; carry it so that log lines
+        // written there keep the handler's `order_id` and `correlation_id`.
         let span = tracing::Span::current();
         let job = Job::Call(Box::new(move |conn: &mut Connection| {
             let _entered = span.enter();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
             let _ = reply.send(result);
         }));
-        Self::submit(&self.reads, job, answer).await
+        Self::submit(queue, job, answer).await
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`): committed if `f` returns `Ok`,
