@@ -1,8 +1,12 @@
 //! The database thread's group commit: transactions that wait together commit together, yet
 //! each one still commits or fails on its own, and a caller hears `Ok` only after its commit.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::join_all;
 use platform::Db;
 use platform::db::Migration;
@@ -24,29 +28,38 @@ async fn count(db: &Db) -> i64 {
         .expect("count")
 }
 
-/// Holds the database thread for a moment so that the transactions submitted meanwhile queue
-/// up and are committed as one batch.
-async fn hold(db: &Db) {
-    db.call(|_| {
-        std::thread::sleep(Duration::from_millis(100));
+/// Polls `future` once. A database call sends its job before it first waits, so afterwards the
+/// job is in the queue, in the order of these calls.
+async fn queued<F: Future>(future: F) -> Pin<Box<F>> {
+    let mut future = Box::pin(future);
+    assert!(
+        futures::poll!(future.as_mut()).is_pending(),
+        "answered before the hold was released"
+    );
+    future
+}
+
+/// Holds the database thread until the returned sender is used (or dropped), so that the
+/// transactions queued meanwhile are committed as one batch; the future ends with the hold.
+async fn hold(db: &Db) -> (impl Future<Output = ()>, mpsc::Sender<()>) {
+    let (release, released) = mpsc::channel::<()>();
+    let held = queued(db.call(move |_| {
+        // Either a release or the sender's drop ends the hold.
+        let _ = released.recv();
         Ok::<_, rusqlite::Error>(())
-    })
-    .await
-    .expect("hold");
+    }))
+    .await;
+    (held.map(|result| result.expect("hold")), release)
 }
 
 #[tokio::test]
 async fn a_failing_transaction_in_a_batch_leaves_the_others_committed() {
     let (_dir, db) = open();
-    let held = tokio::spawn({
-        let db = db.clone();
-        async move { hold(&db).await }
-    });
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let writes = (0..200_i64).map(|k| {
-        let db = db.clone();
-        async move {
-            db.transaction(move |tx| {
+    let (held, release) = hold(&db).await;
+    let mut writes = Vec::new();
+    for k in 0..200_i64 {
+        writes.push(
+            queued(db.transaction(move |tx| {
                 tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
                 if k % 10 == 3 {
                     // Written, then refused: this one's row must not survive.
@@ -57,12 +70,13 @@ async fn a_failing_transaction_in_a_batch_leaves_the_others_committed() {
                     tx.execute("INSERT INTO t (k, v) VALUES (?1, 'again')", [k])?;
                 }
                 Ok(k)
-            })
-            .await
-        }
-    });
+            }))
+            .await,
+        );
+    }
+    release.send(()).expect("the hold is waiting");
+    held.await;
     let results = join_all(writes).await;
-    held.await.expect("hold task");
     let committed: Vec<i64> = results
         .iter()
         .filter_map(|r| r.as_ref().ok())
@@ -91,36 +105,31 @@ async fn a_failing_transaction_in_a_batch_leaves_the_others_committed() {
 #[tokio::test]
 async fn a_panic_inside_a_transaction_reaches_its_caller_and_spares_the_batch() {
     let (_dir, db) = open();
-    let held = tokio::spawn({
-        let db = db.clone();
-        async move { hold(&db).await }
-    });
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let panicking = tokio::spawn({
-        let db = db.clone();
-        async move {
-            db.transaction(|tx| {
-                tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?;
-                panic!("a bug in a handler");
-                #[allow(unreachable_code)]
-                Ok::<_, rusqlite::Error>(())
-            })
-            .await
-        }
-    });
-    let others = (2..50_i64).map(|k| {
-        let db = db.clone();
-        async move {
-            db.transaction(move |tx| tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k]))
-                .await
-        }
-    });
+    let (held, release) = hold(&db).await;
+    let panicking = queued(std::panic::AssertUnwindSafe(db.transaction(|tx| {
+        tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?;
+        panic!("a bug in a handler");
+        #[allow(unreachable_code)]
+        Ok::<_, rusqlite::Error>(())
+    })))
+    .await;
+    let mut others = Vec::new();
+    for k in 2..50_i64 {
+        others.push(
+            queued(
+                db.transaction(move |tx| tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])),
+            )
+            .await,
+        );
+    }
+    release.send(()).expect("the hold is waiting");
+    held.await;
     let others = join_all(others).await;
-    held.await.expect("hold task");
     let panic = panicking
+        .catch_unwind()
         .await
         .expect_err("the panic comes back to the caller");
-    assert!(panic.is_panic());
+    assert!(panic.downcast_ref::<&str>() == Some(&"a bug in a handler"));
     assert!(others.iter().all(Result::is_ok));
     assert_eq!(
         count(&db).await,
