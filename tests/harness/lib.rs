@@ -2,7 +2,21 @@
 //! and each service as its own OS process on free ports with fresh databases, and offers typed
 //! helpers to place orders, wait for outcomes (polling with a deadline, never sleeping a fixed
 //! time), read each service's database, and put messages on topics.
+//!
+//! The services keep their data in SQLite files in the stack's temporary directory by default.
+//! To run the suite on Postgres instead, give an admin URL of a server (Postgres 15 or later):
+//!
+//! ```text
+//! TEST_POSTGRES_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres cargo test -p saga-tests
+//! ```
+//!
+//! Every stack then creates three databases of its own on that server
+//! (`saga_<random hex>_order_api`, `…_payment_svc`, `…_inventory_svc`), hands their URLs to the
+//! services in `ORDER_API_DB`, `PAYMENT_SVC_DB` and `INVENTORY_SVC_DB`, and drops them when it
+//! is dropped. `KEEP_TEST_DIR=1` keeps them (and the directory with the logs) for a look after
+//! the run. The tests' own queries ([`Stack::with_db`]) are portable SQL and run on both.
 
+mod db;
 mod kafka;
 mod otlp;
 mod process;
@@ -15,8 +29,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use platform::sql::{Conn, Params};
 use serde_json::{Value, json};
 
+pub use db::DbLock;
 pub use kafka::{FoundMessage, KafkaTool, is_event};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Service, ServiceKind};
@@ -40,11 +56,17 @@ pub struct Stack {
     pub inventory: Service,
     /// psp-sim, the payment provider.
     pub psp: Service,
+    /// Extra replicas of the services ([`Stack::start_replicas`]), sharing the first replica's
+    /// database, broker and provider; killed with the stack.
+    pub replicas: Vec<Service>,
     /// The `whsec_…` secret psp-sim signs webhooks with (and payment-svc verifies).
     pub psp_secret: String,
     /// `KAFKA_BOOTSTRAP_SERVERS` of the broker.
     pub bootstrap: String,
-    /// Databases and logs; deleted when the stack is dropped.
+    /// The services' databases. Declared after the services: fields drop in order, so the
+    /// services have stopped before their Postgres databases are dropped.
+    databases: db::Databases,
+    /// Logs (and the SQLite databases); deleted when the stack is dropped.
     dir: tempfile::TempDir,
     /// HTTP client for order-api.
     pub http: reqwest::Client,
@@ -60,11 +82,14 @@ impl Stack {
     pub async fn start_with_env(extra: &[(&str, &str)]) -> Result<Self> {
         let bins = process::binaries()?;
         let mut dir = tempfile::Builder::new().prefix("saga-test-").tempdir()?;
-        if std::env::var_os("KEEP_TEST_DIR").is_some() {
+        let keep = std::env::var_os("KEEP_TEST_DIR").is_some();
+        if keep {
             // Keep databases and service logs for a look after the run.
             dir.disable_cleanup(true);
             eprintln!("test directory (kept): {}", dir.path().display());
         }
+        // Before any service starts; dropped (with its Postgres databases) if one fails to.
+        let databases = db::Databases::create(dir.path(), keep)?;
         let extra_env: Vec<(String, String)> = extra
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -74,27 +99,24 @@ impl Stack {
             .bootstrap
             .clone()
             .context("broker printed no bootstrap servers")?;
-        let env = |db: &str| -> Vec<(String, String)> {
-            vec![
+        let env = |kind: ServiceKind| -> Result<Vec<(String, String)>> {
+            Ok(vec![
                 ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
                 ("KAFKA_LINGER_MS".into(), "0".into()),
                 // A killed consumer's partitions move to its replacement after this long.
                 ("KAFKA_SESSION_TIMEOUT_MS".into(), "3000".into()),
                 ("KAFKA_AUTO_COMMIT_INTERVAL_MS".into(), "200".into()),
-                (
-                    db.into(),
-                    dir.path()
-                        .join(format!("{}.db", db.to_lowercase()))
-                        .display()
-                        .to_string(),
-                ),
+                // On Postgres a killed service's restart is a new lease holder: it takes the
+                // relay, reaper and sweeps over after this long (SQLite needs no lease).
+                ("LEASE_TTL_MS".into(), "1000".into()),
+                databases.env(kind)?,
                 ("RUST_LOG".into(), "info,rdkafka=warn".into()),
                 // Tests speak to order-api without keys unless they set API keys themselves.
                 ("ALLOW_ANONYMOUS".into(), "true".into()),
             ]
             .into_iter()
             .chain(extra_env.iter().cloned())
-            .collect()
+            .collect())
         };
         let psp_secret = format!("whsec_{}", STANDARD.encode(rand::random::<[u8; 24]>()));
         let secret_env = ("PSP_WEBHOOK_SECRET".to_owned(), psp_secret.clone());
@@ -108,10 +130,11 @@ impl Stack {
         .chain(extra_env.iter().cloned())
         .collect();
         let psp = Service::start(ServiceKind::Psp, &bins, dir.path(), &psp_env).await?;
-        let mut payment_env = env("PAYMENT_SVC_DB");
+        let mut payment_env = env(ServiceKind::Payment)?;
         payment_env.push(("PSP_URL".into(), psp.base_url()));
         payment_env.push(secret_env);
-        let (order_env, inventory_env) = (env("ORDER_API_DB"), env("INVENTORY_SVC_DB"));
+        let (order_env, inventory_env) =
+            (env(ServiceKind::OrderApi)?, env(ServiceKind::Inventory)?);
         let (order_api, payment, inventory) = tokio::try_join!(
             Service::start(ServiceKind::OrderApi, &bins, dir.path(), &order_env),
             Service::start(ServiceKind::Payment, &bins, dir.path(), &payment_env),
@@ -123,8 +146,10 @@ impl Stack {
             payment,
             inventory,
             psp,
+            replicas: Vec::new(),
             psp_secret,
             bootstrap,
+            databases,
             dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -209,27 +234,30 @@ impl Stack {
         )
     }
 
-    /// A connection to a service's database (for checking invariants from its own records).
-    pub fn db(&self, kind: ServiceKind) -> Result<rusqlite::Connection> {
-        let name = match kind {
-            ServiceKind::OrderApi => "order_api_db",
-            ServiceKind::Payment => "payment_svc_db",
-            ServiceKind::Inventory => "inventory_svc_db",
-            ServiceKind::Broker | ServiceKind::Psp => bail!("{kind:?} has no database"),
-        };
-        let conn = rusqlite::Connection::open(self.dir.path().join(format!("{name}.db")))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(conn)
+    /// Runs `f` with a connection to a service's database (for checking invariants from its own
+    /// records), on a thread of its own: the Postgres client must not run on the test's runtime
+    /// thread. The connection is the stack's, kept open between calls; `f` must not leave a
+    /// transaction open on it, and must not call `with_db` for the same service.
+    pub fn with_db<T, F>(&self, kind: ServiceKind, f: F) -> Result<T>
+    where
+        T: Send,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send,
+    {
+        self.databases.with_db(kind, f)
     }
 
-    /// One integer from a query on a service's database.
-    pub fn query_i64(
+    /// One integer from a query on a service's database: `params` are `&[x]`, `&[]` or
+    /// `platform::params![a, b]`.
+    pub fn query_i64<P: Params + ?Sized>(
         &self,
         kind: ServiceKind,
         sql: &str,
-        params: impl rusqlite::Params,
+        params: &P,
     ) -> Result<i64> {
-        Ok(self.db(kind)?.query_row(sql, params, |row| row.get(0))?)
+        let params = db::Bound(params.values()?);
+        self.with_db(kind, |conn| {
+            Ok(conn.query_row(sql, &params, |row| row.get(0))?)
+        })
     }
 
     /// Polls a query on a service's database until it returns `expected`.
@@ -243,7 +271,7 @@ impl Stack {
         let started = Instant::now();
         let mut last = None;
         while started.elapsed() < DEADLINE {
-            let value = self.query_i64(kind, sql, [param]).ok();
+            let value = self.query_i64(kind, sql, &[param]).ok();
             if value == Some(expected) {
                 return Ok(());
             }
@@ -251,6 +279,12 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("`{sql}` with {param:?} gave {last:?}, expected {expected}")
+    }
+
+    /// Holds a service's database so that its writes fail as transient errors until the
+    /// returned lock is released or dropped (see [`DbLock`]).
+    pub fn lock_db(&self, kind: ServiceKind) -> Result<DbLock> {
+        self.databases.lock(kind)
     }
 
     /// A Kafka client on the stack's broker.
@@ -269,6 +303,82 @@ impl Stack {
             ServiceKind::Psp => &mut self.psp,
         };
         service.restart(&bins, self.dir.path()).await
+    }
+
+    /// Starts one more replica of each of `kinds` (at once; `OrderApi`, `Payment`, `Inventory`,
+    /// repeated for more than one) with exactly the environment the stack's own replica got —
+    /// the same database, broker, provider and settings — but a listen port of its own, and waits
+    /// until each is ready. Replicas of a service form one consumer group and share singleton
+    /// jobs through leases, which takes a shared (Postgres) database: on SQLite files, every
+    /// replica would be a lone process on the same file. Returns the new replicas' numbers
+    /// (2, 3, …, as in [`Stack::instance`]).
+    pub async fn start_replicas(&mut self, kinds: &[ServiceKind]) -> Result<Vec<usize>> {
+        let bins = process::binaries()?;
+        let mut numbers = Vec::with_capacity(kinds.len());
+        let mut starts = Vec::with_capacity(kinds.len());
+        for (i, &kind) in kinds.iter().enumerate() {
+            if !matches!(
+                kind,
+                ServiceKind::OrderApi | ServiceKind::Payment | ServiceKind::Inventory
+            ) {
+                bail!("{kind:?} is not a service with replicas");
+            }
+            let before = kinds[..i].iter().filter(|&&k| k == kind).count();
+            let number = self.instances(kind).len() + before + 1;
+            numbers.push(number);
+            starts.push(
+                self.instance(kind, 1)?
+                    .start_replica(number, &bins, self.dir.path()),
+            );
+        }
+        let started = futures::future::try_join_all(starts).await?;
+        self.replicas.extend(started);
+        Ok(numbers)
+    }
+
+    /// Every replica of `kind`, running or killed: the stack's own first, then the extra ones
+    /// in the order they were started.
+    pub fn instances(&self, kind: ServiceKind) -> Vec<&Service> {
+        let first = match kind {
+            ServiceKind::OrderApi => &self.order_api,
+            ServiceKind::Payment => &self.payment,
+            ServiceKind::Inventory => &self.inventory,
+            ServiceKind::Broker => &self.broker,
+            ServiceKind::Psp => &self.psp,
+        };
+        std::iter::once(first)
+            .chain(
+                self.replicas
+                    .iter()
+                    .filter(|service| service.kind() == kind),
+            )
+            .collect()
+    }
+
+    /// Replica `number` of `kind`: 1 is the stack's own (`order_api`, …), 2… the extra ones.
+    pub fn instance(&self, kind: ServiceKind, number: usize) -> Result<&Service> {
+        self.instances(kind)
+            .into_iter()
+            .find(|service| service.replica() == number)
+            .with_context(|| format!("{kind:?} has no replica {number}"))
+    }
+
+    /// Like [`Stack::instance`], to kill it.
+    pub fn instance_mut(&mut self, kind: ServiceKind, number: usize) -> Result<&mut Service> {
+        let first = match kind {
+            ServiceKind::OrderApi => &mut self.order_api,
+            ServiceKind::Payment => &mut self.payment,
+            ServiceKind::Inventory => &mut self.inventory,
+            ServiceKind::Broker => &mut self.broker,
+            ServiceKind::Psp => &mut self.psp,
+        };
+        if number == 1 {
+            return Ok(first);
+        }
+        self.replicas
+            .iter_mut()
+            .find(|service| service.kind() == kind && service.replica() == number)
+            .with_context(|| format!("{kind:?} has no replica {number}"))
     }
 
     /// Runs `shopctl <args>` against the stack's broker; returns its stdout, failing if it fails.
@@ -303,7 +413,7 @@ impl Stack {
         Ok(())
     }
 
-    /// Where logs and databases live.
+    /// Where logs (and SQLite databases) live.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

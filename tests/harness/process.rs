@@ -24,7 +24,8 @@ pub enum ServiceKind {
 }
 
 impl ServiceKind {
-    fn binary(self) -> &'static str {
+    /// The binary's name (`order-api`; `shopctl` for the broker), which also names its logs.
+    pub fn binary(self) -> &'static str {
         match self {
             ServiceKind::Broker => "shopctl",
             ServiceKind::OrderApi => "order-api",
@@ -34,6 +35,7 @@ impl ServiceKind {
         }
     }
 
+    /// The variable with the service's listen address; the harness sets it to a free port.
     fn addr_var(self) -> Option<&'static str> {
         match self {
             ServiceKind::Broker => None,
@@ -123,6 +125,9 @@ pub struct Service {
     pub bootstrap: Option<String>,
     /// For the broker: its fault-injection endpoint, if started with one.
     pub control: Option<String>,
+    /// Which replica of its service this is: 1 for the stack's own, 2… for those started by
+    /// [`crate::Stack::start_replicas`]; names its log files.
+    replica: usize,
     /// Number of starts, to name log files.
     starts: u32,
 }
@@ -135,6 +140,33 @@ impl Service {
         dir: &Path,
         env: &[(String, String)],
     ) -> Result<Self> {
+        Self::start_numbered(kind, 1, bins, dir, env).await
+    }
+
+    /// Replica `replica` (2, 3, …) of this service: the same binary with exactly the same
+    /// environment (database, broker, provider, settings), but a listen port of its own, chosen
+    /// on its first start like the first replica's. So payment-svc's replicas each tell the
+    /// provider their own webhook URL (the harness sets no `PAYMENT_WEBHOOK_URL`; one given in
+    /// the stack's extra environment is shared by all). Logs: `<binary>-<replica>.<start>.log`.
+    pub(crate) async fn start_replica(
+        &self,
+        replica: usize,
+        bins: &Binaries,
+        dir: &Path,
+    ) -> Result<Self> {
+        if replica < 2 {
+            bail!("replica numbers of extra replicas start at 2");
+        }
+        Self::start_numbered(self.kind, replica, bins, dir, &self.env).await
+    }
+
+    async fn start_numbered(
+        kind: ServiceKind,
+        replica: usize,
+        bins: &Binaries,
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let mut service = Self {
             kind,
             child: None,
@@ -142,16 +174,44 @@ impl Service {
             addr: None,
             bootstrap: None,
             control: None,
+            replica,
             starts: 0,
         };
         service.spawn(bins, dir).await?;
         Ok(service)
     }
 
+    /// Which process this is.
+    pub fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+
+    /// Which replica of its service: 1 for the stack's own, 2… for extra replicas.
+    pub fn replica(&self) -> usize {
+        self.replica
+    }
+
+    /// The OS process id while it runs (`None` once killed); the services' lease holders
+    /// (`<host>/<pid>/<random>`) carry it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The log file of the current (latest) start.
+    pub fn log_path(&self, dir: &Path) -> PathBuf {
+        dir.join(self.log_name(self.starts.max(1)))
+    }
+
+    fn log_name(&self, start: u32) -> String {
+        match self.replica {
+            1 => format!("{}.{start}.log", self.kind.binary()),
+            n => format!("{}-{n}.{start}.log", self.kind.binary()),
+        }
+    }
+
     async fn spawn(&mut self, bins: &Binaries, dir: &Path) -> Result<()> {
         self.starts += 1;
-        let log =
-            std::fs::File::create(dir.join(format!("{}.{}.log", self.kind.binary(), self.starts)))?;
+        let log = std::fs::File::create(dir.join(self.log_name(self.starts)))?;
         let mut command = Command::new(bins.0.join(self.kind.binary()));
         if self.kind == ServiceKind::Broker {
             command.arg("broker");

@@ -33,7 +33,7 @@ async fn orders_are_refused_with_retry_after_when_the_outbox_backs_up() -> Resul
     let waiting = stack.query_i64(
         saga_tests::ServiceKind::OrderApi,
         "SELECT COUNT(*) FROM outbox",
-        [],
+        &[],
     )?;
     assert_eq!(waiting, 4);
     Ok(())

@@ -82,11 +82,11 @@ async fn bad_orders_are_refused_with_a_problem_and_nothing_is_written() -> Resul
     }
 
     assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?,
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", &[])?,
         0
     );
     assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM outbox", [])?,
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM outbox", &[])?,
         0
     );
     assert!(

@@ -5,7 +5,7 @@
 //!
 //! `CHAOS_ORDERS` (default 150) and `CHAOS_SEED` make it bigger or replay a run.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -13,7 +13,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use saga_tests::{ServiceKind, Stack, is_event};
+use saga_tests::{ServiceKind, Stack};
+
+use crate::invariants::check_invariants;
 
 /// (sku, quantity, payment method): the order mix, picked at random.
 const MIX: [(&str, u32, &str); 8] = [
@@ -270,181 +272,4 @@ async fn duplicate_recent_events(stack: &Stack) -> Result<u32> {
         }
     }
     Ok(copies)
-}
-
-/// The books, from each service's own database. Fails (to be retried until the run settles)
-/// while any invariant does not hold yet; returns a printable report once all do.
-fn check_invariants(stack: &Stack, accepted: &[String]) -> Result<String> {
-    let orders = stack.db(ServiceKind::OrderApi)?;
-    let payments = stack.db(ServiceKind::Payment)?;
-    let inventory = stack.db(ServiceKind::Inventory)?;
-
-    // Every accepted order is confirmed or cancelled; none is stuck.
-    let mut status: HashMap<String, (String, Option<String>, i64)> = HashMap::new();
-    let mut stmt =
-        orders.prepare("SELECT order_id, status, cancellation_reason, total_minor FROM orders")?;
-    for row in stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })? {
-        let (id, s, reason, total) = row?;
-        status.insert(id, (s, reason, total));
-    }
-    for id in accepted {
-        let (s, _, _) = status
-            .get(id)
-            .with_context(|| format!("accepted order {id} is missing"))?;
-        if s != "confirmed" && s != "cancelled" {
-            bail!("order {id} is still {s}");
-        }
-    }
-    if let Some((id, (s, _, _))) = status
-        .iter()
-        .find(|(_, (s, _, _))| s != "confirmed" && s != "cancelled")
-    {
-        bail!("order {id} is still {s}");
-    }
-    for (db, name) in [
-        (&orders, "order-api"),
-        (&payments, "payment-svc"),
-        (&inventory, "inventory-svc"),
-    ] {
-        let backlog: i64 = db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
-        if backlog > 0 {
-            bail!("{name} still has {backlog} unpublished events");
-        }
-    }
-
-    // Charges and refunds: at most one of each per order, refunds exactly for charged
-    // cancellations, and the money adds up.
-    let mut charged: HashMap<String, i64> = HashMap::new();
-    let mut stmt = payments.prepare(
-        "SELECT order_id, amount_minor, status FROM payments WHERE status IN ('charging', 'charged', 'refunding', 'refunded')",
-    )?;
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })? {
-        let (id, amount, s) = row?;
-        match s.as_str() {
-            "charging" | "refunding" => bail!("payment of {id} is still {s}"),
-            _ => {
-                charged.insert(id, amount);
-            }
-        }
-    }
-    let mut refunded: HashMap<String, i64> = HashMap::new();
-    let mut stmt = payments.prepare("SELECT order_id, amount_minor, status FROM refunds")?;
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })? {
-        let (id, amount, s) = row?;
-        if s != "refunded" {
-            bail!("refund of {id} is still {s}");
-        }
-        refunded.insert(id, amount);
-    }
-    let mut confirmed_total = 0;
-    let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
-    for (id, (s, reason, total)) in &status {
-        *by_outcome
-            .entry(reason.clone().unwrap_or_else(|| s.clone()))
-            .or_default() += 1;
-        match (
-            s.as_str(),
-            charged.contains_key(id),
-            refunded.contains_key(id),
-        ) {
-            ("confirmed", true, false) => confirmed_total += total,
-            ("confirmed", charged, refunded) => {
-                bail!("confirmed order {id}: charged {charged}, refunded {refunded}")
-            }
-            ("cancelled", true, false) => {
-                bail!("cancelled order {id} was charged and not refunded")
-            }
-            ("cancelled", false, true) => bail!("order {id} refunded without a charge"),
-            _ => {}
-        }
-    }
-    let charges: i64 = charged.values().sum();
-    let refunds: i64 = refunded.values().sum();
-    if charges - refunds != confirmed_total {
-        bail!("charges {charges} - refunds {refunds} != confirmed totals {confirmed_total}");
-    }
-
-    // Stock: never negative, nothing lost, and held exactly by confirmed orders.
-    let mut stmt = inventory.prepare("SELECT sku, available, reserved, initial FROM stock")?;
-    let mut stock_lines = Vec::new();
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })? {
-        let (sku, available, reserved, initial) = row?;
-        if available < 0 || available + reserved != initial {
-            bail!("{sku}: available {available} + reserved {reserved} != initial {initial}");
-        }
-        let held: i64 = inventory.query_row(
-            "SELECT COALESCE(SUM(i.quantity), 0) FROM reservation_items i JOIN reservations r ON r.order_id = i.order_id
-             WHERE r.status = 'reserved' AND i.sku = ?1",
-            [&sku],
-            |r| r.get(0),
-        )?;
-        if held != reserved {
-            bail!("{sku}: reserved {reserved} but reservations hold {held}");
-        }
-        stock_lines.push(format!("{sku} {available}+{reserved}={initial}"));
-    }
-    let holding: HashSet<String> = inventory
-        .prepare("SELECT order_id FROM reservations WHERE status = 'reserved'")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let confirmed: HashSet<String> = status
-        .iter()
-        .filter(|(_, (s, _, _))| s == "confirmed")
-        .map(|(id, _)| id.clone())
-        .collect();
-    if holding != confirmed {
-        let extra: Vec<_> = holding.difference(&confirmed).take(3).collect();
-        let missing: Vec<_> = confirmed.difference(&holding).take(3).collect();
-        bail!(
-            "reservations do not match confirmed orders: held but not confirmed {extra:?}, confirmed but not held {missing:?}"
-        );
-    }
-
-    // At most one charge announced per order, whatever was redelivered (the test's own
-    // duplicates are copies of one event: same event id).
-    let announced = stack.kafka()?.read_all("payments")?;
-    for id in accepted {
-        let events: HashSet<String> = announced
-            .iter()
-            .filter(|m| is_event(m, "shop.payment.completed.v1", id))
-            .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
-            .filter_map(|doc| doc["id"].as_str().map(str::to_owned))
-            .collect();
-        if events.len() > 1 {
-            bail!("{id}: {} distinct payment.completed events", events.len());
-        }
-    }
-    if by_outcome.get("confirmed").copied().unwrap_or(0) == 0 || by_outcome.len() < 3 {
-        bail!(
-            "the mix did not produce confirmed and several kinds of cancelled orders: {by_outcome:?}"
-        );
-    }
-
-    Ok(format!(
-        "chaos invariants:\n  orders: {} accepted, outcomes {by_outcome:?}\n  money: charged {charges}, refunded {refunds}, confirmed totals {confirmed_total} (minor units)\n  charges per order <= 1, refunds per order <= 1, every charged cancellation refunded\n  stock (available+reserved=initial): {}\n  reservations held exactly by the {} confirmed orders",
-        accepted.len(),
-        stock_lines.join(", "),
-        confirmed.len(),
-    ))
 }

@@ -215,6 +215,11 @@ fn broken_copies_are_rejected() -> Result<()> {
         "ghcr.io/kafbat/kafka-ui:latest",
     )?;
     assert!(!unpinned_images(&doc).is_empty(), "latest passed");
+    let doc = broken("image: postgres:17.6", "image: postgres:17")?;
+    assert!(
+        !unpinned_images(&doc).is_empty(),
+        "a bare Postgres major passed"
+    );
 
     let doc = broken("ORDER_API_DB:", "ORDER_API_DATABASE:")?;
     assert!(

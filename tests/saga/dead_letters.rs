@@ -15,11 +15,11 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
     ])
     .await?;
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
+    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
 
-    // Hold inventory-svc's database: every write it tries fails as "database is locked".
-    let lock = stack.db(ServiceKind::Inventory)?;
-    lock.execute_batch("BEGIN EXCLUSIVE")?;
+    // Hold inventory-svc's database: every write it tries waits out its 20 ms and fails
+    // (SQLite: "database is locked"; Postgres: "canceling statement due to lock timeout").
+    let lock = stack.lock_db(ServiceKind::Inventory)?;
     let order_id = stack.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
     let kafka = stack.kafka()?;
     let dead = kafka.find("payments.dlq", |m| {
@@ -37,15 +37,14 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
     assert_eq!(header("dlq.error.class"), Some("transient"));
     assert_eq!(header("dlq.attempts"), Some("2"));
     assert!(
-        header("dlq.error.message").is_some_and(|m| m.contains("locked")),
+        header("dlq.error.message").is_some_and(|m| m.contains("lock")),
         "{:?}",
         dead.headers
     );
     stack
         .wait_order(&order_id, |o| o["status"] == "payment_confirmed")
         .await?;
-    lock.execute_batch("ROLLBACK")?;
-    drop(lock);
+    lock.release()?;
 
     // The operator looks, then replays.
     let id = format!("payments.dlq/{}/{}", dead.partition, dead.offset);
@@ -64,7 +63,7 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
     let order = stack.wait_terminal(&order_id).await?;
     assert_eq!(order["status"], "confirmed", "{order}");
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
         initial - 2
     );
 
@@ -83,7 +82,7 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
         )
         .await?;
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
         initial - 2
     );
     let (_, again) = stack.get_order(&order_id).await?;

@@ -20,11 +20,13 @@ fn statuses(order: &Value) -> Vec<String> {
 
 /// Waits until the wall clock is past the order's stored deadline.
 async fn wait_past_deadline(stack: &Stack, order_id: &str) -> Result<()> {
-    let deadline: String = stack.db(ServiceKind::OrderApi)?.query_row(
-        "SELECT deadline_at FROM orders WHERE order_id = ?1",
-        [order_id],
-        |row| row.get(0),
-    )?;
+    let deadline: String = stack.with_db(ServiceKind::OrderApi, |conn| {
+        Ok(conn.query_row(
+            "SELECT deadline_at FROM orders WHERE order_id = ?1",
+            &[order_id],
+            |row| row.get(0),
+        )?)
+    })?;
     let deadline = chrono::DateTime::parse_from_rfc3339(&deadline)?;
     while chrono::Utc::now() <= deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -43,7 +45,7 @@ async fn a_timed_out_order_is_cancelled_and_its_late_charge_refunded_even_across
     ])
     .await?;
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
+    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
 
     // The provider takes 5 s; the saga may take 1.5 s. order-api is down when the deadline
     // passes: the timer is in its database, so it fires when order-api is back.
@@ -72,7 +74,7 @@ async fn a_timed_out_order_is_cancelled_and_its_late_charge_refunded_even_across
         stack.query_i64(
             ServiceKind::Payment,
             "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'refunded'",
-            [&order_id]
+            &[&order_id]
         )?,
         1
     );
@@ -91,7 +93,7 @@ async fn a_timed_out_order_is_cancelled_and_its_late_charge_refunded_even_across
     );
     // Nothing was reserved, and nothing will be.
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
         initial
     );
     // Late replies do not reopen the order.
@@ -108,7 +110,7 @@ async fn stock_reserved_for_a_timed_out_order_is_released_once() -> Result<()> {
     ])
     .await?;
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["GADGET-7"])?;
+    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["GADGET-7"])?;
 
     // inventory-svc is down: the payment completes, the saga times out, the charge is refunded.
     stack.inventory.kill()?;
@@ -128,21 +130,21 @@ async fn stock_reserved_for_a_timed_out_order_is_released_once() -> Result<()> {
         .wait_query(ServiceKind::Inventory, settled, &order_id, 1)
         .await?;
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["GADGET-7"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["GADGET-7"])?,
         initial
     );
     assert_eq!(
         stack.query_i64(
             ServiceKind::Inventory,
             "SELECT reserved FROM stock WHERE sku = ?1",
-            ["GADGET-7"]
+            &["GADGET-7"]
         )?,
         0
     );
     let released = stack.query_i64(
         ServiceKind::Inventory,
         "SELECT COUNT(*) FROM reservations WHERE order_id = ?1 AND status = 'released'",
-        [&order_id],
+        &[&order_id],
     )?;
     if released == 1 {
         let inventory = stack.kafka()?.read_all("inventory")?;

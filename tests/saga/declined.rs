@@ -6,7 +6,7 @@ use saga_tests::{ServiceKind, Stack};
 async fn a_declined_card_cancels_the_order_without_touching_stock() -> Result<()> {
     let stack = Stack::start().await?;
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
+    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
 
     let order_id = stack
         .place_order("WIDGET-42", 2, "pm_card_declined")
@@ -24,7 +24,7 @@ async fn a_declined_card_cancels_the_order_without_touching_stock() -> Result<()
         stack.query_i64(
             ServiceKind::Payment,
             "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'failed'",
-            [&order_id]
+            &[&order_id]
         )?,
         1
     );
@@ -32,7 +32,7 @@ async fn a_declined_card_cancels_the_order_without_touching_stock() -> Result<()
         stack.query_i64(
             ServiceKind::Payment,
             "SELECT COUNT(*) FROM refunds WHERE order_id = ?1",
-            [&order_id]
+            &[&order_id]
         )?,
         0
     );
@@ -40,12 +40,12 @@ async fn a_declined_card_cancels_the_order_without_touching_stock() -> Result<()
         stack.query_i64(
             ServiceKind::Inventory,
             "SELECT COUNT(*) FROM reservations WHERE order_id = ?1 AND status IN ('reserved', 'released')",
-            [&order_id]
+            &[&order_id]
         )?,
         0
     );
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
         initial
     );
     // The saga's end is announced for other consumers.

@@ -41,7 +41,7 @@ async fn the_same_idempotency_key_twenty_times_at_once_creates_one_order() -> Re
     assert_eq!(ids.len(), 1, "one order id for every retry: {ids:?}");
     assert_eq!(replayed, 19);
     assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?,
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", &[])?,
         1
     );
     assert_eq!(stack.wait_terminal(&ids[0]).await?["status"], "confirmed");
@@ -215,7 +215,7 @@ async fn orders_belong_to_the_principal_that_placed_them_and_posting_is_rate_lim
         .await?;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?,
+        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", &[])?,
         0
     );
 

@@ -201,7 +201,7 @@ async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
         accepted > 0,
         "no valid order was accepted among the garbage"
     );
-    let orders = stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", [])?;
+    let orders = stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", &[])?;
     assert_eq!(orders, accepted);
     Ok(())
 }
@@ -315,7 +315,7 @@ async fn webhook_garbage_never_gets_a_5xx_and_is_never_applied() -> Result<()> {
     let applied = stack.query_i64(
         ServiceKind::Payment,
         "SELECT COUNT(*) FROM provider_notifications",
-        [],
+        &[],
     )?;
     assert_eq!(applied, 0, "nothing was applied");
     let health = stack

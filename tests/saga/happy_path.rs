@@ -8,7 +8,7 @@ use saga_tests::{DEADLINE, ServiceKind, Stack, read_sse};
 async fn a_paid_order_in_stock_is_confirmed_and_streamed() -> Result<()> {
     let stack = Stack::start().await?;
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
+    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
 
     let response = stack
         .post_order(&json!({
@@ -74,14 +74,14 @@ async fn a_paid_order_in_stock_is_confirmed_and_streamed() -> Result<()> {
 
     // Each participant did its part exactly once.
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
         initial - 2
     );
     assert_eq!(
         stack.query_i64(
             ServiceKind::Inventory,
             "SELECT reserved FROM stock WHERE sku = ?1",
-            ["WIDGET-42"]
+            &["WIDGET-42"]
         )?,
         2
     );
@@ -89,7 +89,7 @@ async fn a_paid_order_in_stock_is_confirmed_and_streamed() -> Result<()> {
         stack.query_i64(
             ServiceKind::Payment,
             "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'charged' AND charge_id IS NOT NULL",
-            [&order_id],
+            &[&order_id],
         )?,
         1
     );

@@ -32,7 +32,7 @@ async fn out_of_stock_after_payment_is_refunded_exactly_once() -> Result<()> {
             "cancelled"
         ]
     );
-    let one = |sql: &str| stack.query_i64(ServiceKind::Payment, sql, [&order_id]);
+    let one = |sql: &str| stack.query_i64(ServiceKind::Payment, sql, &[&order_id]);
     assert_eq!(
         one("SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND charge_id IS NOT NULL")?,
         1
@@ -49,7 +49,7 @@ async fn out_of_stock_after_payment_is_refunded_exactly_once() -> Result<()> {
         stack.query_i64(
             ServiceKind::Inventory,
             "SELECT COUNT(*) FROM reservations WHERE order_id = ?1 AND status = 'rejected'",
-            [&order_id]
+            &[&order_id]
         )?,
         1
     );
@@ -69,7 +69,7 @@ async fn out_of_stock_after_payment_is_refunded_exactly_once() -> Result<()> {
 async fn reservation_is_all_or_nothing() -> Result<()> {
     let stack = Stack::start().await?;
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let widgets = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
+    let widgets = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
 
     // One line in stock, one not: nothing may be reserved.
     let response = stack
@@ -86,7 +86,7 @@ async fn reservation_is_all_or_nothing() -> Result<()> {
     let order = stack.wait_terminal(&order_id).await?;
     assert_eq!(order["cancellation_reason"], "out_of_stock");
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
         widgets
     );
 
@@ -99,7 +99,7 @@ async fn reservation_is_all_or_nothing() -> Result<()> {
         "out_of_stock"
     );
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["LIMITED-1"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["LIMITED-1"])?,
         2
     );
     Ok(())

@@ -81,12 +81,13 @@ async fn charge_id(stack: &Stack, order_id: &str) -> Result<String> {
     let started = Instant::now();
     while started.elapsed() < DEADLINE {
         let id: Option<String> = stack
-            .db(ServiceKind::Payment)?
-            .query_row(
-                "SELECT charge_id FROM payments WHERE order_id = ?1",
-                [order_id],
-                |row| row.get(0),
-            )
+            .with_db(ServiceKind::Payment, |conn| {
+                Ok(conn.query_row(
+                    "SELECT charge_id FROM payments WHERE order_id = ?1",
+                    &[order_id],
+                    |row| row.get(0),
+                )?)
+            })
             .ok()
             .flatten();
         if let Some(id) = id {
@@ -165,7 +166,7 @@ async fn forged_stale_and_tampered_webhooks_change_nothing_and_repeats_apply_onc
     let recorded = stack.query_i64(
         ServiceKind::Payment,
         "SELECT COUNT(*) FROM provider_notifications WHERE order_id = ?1",
-        [order_id.as_str()],
+        &[order_id.as_str()],
     )?;
     assert_eq!(recorded, 0, "nothing refused was recorded");
     // order-api learns of the submitted charge through Kafka, a moment after payment-svc: wait
@@ -207,7 +208,7 @@ async fn forged_stale_and_tampered_webhooks_change_nothing_and_repeats_apply_onc
     let recorded = stack.query_i64(
         ServiceKind::Payment,
         "SELECT COUNT(*) FROM provider_notifications WHERE notification_id = 'evt_success'",
-        [],
+        &[],
     )?;
     assert_eq!(recorded, 1);
     let (_, order) = stack.get_order(&order_id).await?;
@@ -361,7 +362,7 @@ async fn orders_wait_out_a_slow_or_absent_provider_and_then_complete() -> Result
         let charged = stack.query_i64(
             ServiceKind::Payment,
             "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'charged'",
-            [order_id.as_str()],
+            &[order_id.as_str()],
         )?;
         assert_eq!(charged, 1, "{order_id} charged once");
     }

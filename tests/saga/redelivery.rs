@@ -9,7 +9,7 @@ use saga_tests::{ServiceKind, Stack, is_event};
 async fn redelivered_events_change_nothing() -> Result<()> {
     let stack = Stack::start().await?;
     let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?;
+    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
     let order_id = stack.place_order("WIDGET-42", 3, "pm_visa_4242").await?;
     let before = stack.wait_terminal(&order_id).await?;
     assert_eq!(before["status"], "confirmed");
@@ -69,19 +69,19 @@ async fn redelivered_events_change_nothing() -> Result<()> {
     let (_, after) = stack.get_order(&order_id).await?;
     assert_eq!(after["history"], before["history"]);
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, ["WIDGET-42"])?,
+        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
         initial - 3
     );
     assert_eq!(
-        stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments", [])?,
+        stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments", &[])?,
         1
     );
     assert_eq!(
-        stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM outbox", [])?,
+        stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM outbox", &[])?,
         0
     );
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, "SELECT COUNT(*) FROM outbox", [])?,
+        stack.query_i64(ServiceKind::Inventory, "SELECT COUNT(*) FROM outbox", &[])?,
         0
     );
     let payments = kafka.read_all("payments")?;

@@ -76,7 +76,7 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
             "refunds of {order_id}"
         );
     }
-    let rows = stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments", [])?;
+    let rows = stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments", &[])?;
     assert_eq!(rows, i64::try_from(expected.len())?);
     Ok(())
 }

@@ -26,8 +26,9 @@ impl Application {
     /// Sets everything up (seeding stock on first start); fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, InventorySvcError> {
         let catalog = Catalog::load(config.catalog_path.as_deref())?;
-        let db = Db::open(&config.database_path, &[store::MIGRATION])?;
-        db.call(move |conn| store::seed(conn, &catalog)).await?;
+        let db = Db::open(&config.database, &[store::MIGRATION])?;
+        // One transaction: the stock is seeded whole or not at all.
+        db.transaction(move |tx| store::seed(tx, &catalog)).await?;
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
             &config.kafka,

@@ -2,15 +2,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use platform::PlatformError;
-use platform::config::{KafkaConfig, env_or, env_parse};
+use platform::config::{KafkaConfig, env_parse};
+use platform::sql::DbTarget;
 
 /// inventory-svc's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `INVENTORY_SVC_ADDR`: health and readiness.
     pub http_addr: SocketAddr,
-    /// `INVENTORY_SVC_DB`: the SQLite file.
-    pub database_path: PathBuf,
+    /// `INVENTORY_SVC_DB` (else `DATABASE_URL`): a SQLite file path, or a `postgres://` URL —
+    /// which several replicas may share.
+    pub database: DbTarget,
     /// `CATALOG_PATH`: initial stock levels; the built-in catalog when unset.
     pub catalog_path: Option<PathBuf>,
     /// Broker settings; the consumer group is `inventory-svc`.
@@ -28,7 +30,7 @@ impl Config {
                 "INVENTORY_SVC_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8082)),
             )?,
-            database_path: env_or("INVENTORY_SVC_DB", "data/inventory-svc.db").into(),
+            database: platform::config::env_database("INVENTORY_SVC_DB", "data/inventory-svc.db"),
             catalog_path: std::env::var_os("CATALOG_PATH")
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),

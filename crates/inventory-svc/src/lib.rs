@@ -17,7 +17,7 @@ pub enum InventorySvcError {
     Platform(#[from] platform::PlatformError),
     /// The database could not be seeded.
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] platform::sql::SqlError),
     /// The HTTP listener failed.
     #[error("http server: {0}")]
     Http(#[from] std::io::Error),

@@ -1,11 +1,19 @@
 //! inventory-svc's tables. `available` can never go negative: a CHECK constraint backs the
 //! all-or-nothing logic of the reservation handler.
+//!
+//! On Postgres several replicas reserve from the same stock at once. A reservation locks the
+//! stock rows it reads (in SKU order, so that two reservations never wait for each other in a
+//! circle), decides on what it locked, and takes the stock with updates that are conditional on
+//! enough being left; the CHECK constraint stays the last word. Every reservation decision is
+//! claimed by inserting its row, which only one transaction can do.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::BTreeMap;
 
 use events::{LineItem, OrderId, StockShortage};
 use platform::catalog::Catalog;
 use platform::db::Migration;
+use platform::params;
+use platform::sql::{Conn, Dialect, ErrorKind, OptionalExtension, Result, SqlError};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "inventory-svc/stock/1",
@@ -34,37 +42,55 @@ CREATE TABLE IF NOT EXISTS reservation_items (
 ",
 );
 
-/// Gives every catalog SKU its initial stock, once: a restart keeps the current levels.
-pub(crate) fn seed(conn: &Connection, catalog: &Catalog) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(
-        "INSERT INTO stock (sku, available, initial) VALUES (?1, ?2, ?2) ON CONFLICT (sku) DO NOTHING",
-    )?;
+/// Gives every catalog SKU its initial stock, once: a restart keeps the current levels, and of
+/// replicas starting together the first one's rows stand (the others' inserts do nothing).
+pub(crate) fn seed(tx: &Conn<'_>, catalog: &Catalog) -> Result<()> {
     for product in catalog.products() {
-        stmt.execute(params![product.sku.as_str(), product.initial_stock])?;
+        tx.execute(
+            "INSERT INTO stock (sku, available, initial) VALUES (?1, ?2, ?2)
+             ON CONFLICT (sku) DO NOTHING",
+            params![product.sku.as_str(), product.initial_stock],
+        )?;
     }
     Ok(())
 }
 
-/// Whether the order already has a reservation decision.
-pub(crate) fn has_reservation(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<bool> {
-    tx.prepare_cached("SELECT 1 FROM reservations WHERE order_id = ?1")?
-        .query_row(params![order_id.to_string()], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
+/// Whether the order already has a reservation decision. A fast path only: the decision is
+/// claimed by [`reserve`], [`reject`] or [`mark_cancelled`] inserting the row.
+pub(crate) fn has_reservation(tx: &Conn<'_>, order_id: OrderId) -> Result<bool> {
+    tx.query_row(
+        "SELECT 1 FROM reservations WHERE order_id = ?1",
+        &[order_id.to_string()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
 }
 
-/// The lines that cannot be reserved now; `unknown` lists SKUs not stocked at all.
-pub(crate) fn shortages(
-    tx: &Transaction<'_>,
-    items: &[LineItem],
-) -> rusqlite::Result<(Vec<StockShortage>, bool)> {
-    let mut stmt = tx.prepare_cached("SELECT available FROM stock WHERE sku = ?1")?;
+/// The lines that cannot be reserved now; `unknown` says some SKU is not stocked at all.
+///
+/// The stock rows of `items` are locked until the end of `tx` (on Postgres; SQLite has one
+/// writer), so what is found available stays available until [`reserve`] takes it. They are
+/// locked in SKU order: two reservations sharing SKUs lock them in the same order, so neither
+/// holds one that the other waits for while waiting for one the other holds.
+pub(crate) fn shortages(tx: &Conn<'_>, items: &[LineItem]) -> Result<(Vec<StockShortage>, bool)> {
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => "SELECT available FROM stock WHERE sku = ?1",
+        Dialect::Postgres => "SELECT available FROM stock WHERE sku = ?1 FOR UPDATE",
+    };
+    let mut levels = BTreeMap::new();
+    for item in items {
+        levels.insert(item.sku.as_str(), None);
+    }
+    for (sku, level) in &mut levels {
+        *level = tx
+            .query_row(sql, &[*sku], |row| row.get::<i64>(0))
+            .optional()?;
+    }
     let mut shortages = Vec::new();
     let mut unknown = false;
     for item in items {
-        let available: Option<i64> = stmt
-            .query_row(params![item.sku.as_str()], |row| row.get(0))
-            .optional()?;
+        let available = levels.get(item.sku.as_str()).copied().flatten();
         let available = available.unwrap_or_else(|| {
             unknown = true;
             0
@@ -80,97 +106,121 @@ pub(crate) fn shortages(
     Ok((shortages, unknown))
 }
 
-/// Moves every line from available to reserved and records the reservation.
+/// Records the reservation and moves every line from available to reserved; `false` (and
+/// nothing changed) if the order already has a reservation decision.
+///
+/// Call it after [`shortages`] found none, in the same transaction: the stock rows are locked
+/// then. Each take is still conditional on enough being left, and a take that finds too little
+/// (or no row) fails the whole transaction as transient, so that it is decided again; stock
+/// never goes below zero either way.
 pub(crate) fn reserve(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
     items: &[LineItem],
     now: &str,
-) -> rusqlite::Result<()> {
+) -> Result<bool> {
     let id = order_id.to_string();
-    tx.prepare_cached(
-        "INSERT INTO reservations (order_id, status, created_at) VALUES (?1, 'reserved', ?2)",
-    )?
-    .execute(params![id, now])?;
-    let mut take = tx.prepare_cached(
-        "UPDATE stock SET available = available - ?2, reserved = reserved + ?2 WHERE sku = ?1",
+    let claimed = tx.execute(
+        "INSERT INTO reservations (order_id, status, created_at) VALUES (?1, 'reserved', ?2)
+         ON CONFLICT (order_id) DO NOTHING",
+        params![id, now],
     )?;
-    let mut line = tx.prepare_cached(
-        "INSERT INTO reservation_items (order_id, sku, quantity) VALUES (?1, ?2, ?3)",
-    )?;
-    for item in items {
-        take.execute(params![item.sku.as_str(), item.quantity])?;
-        line.execute(params![id, item.sku.as_str(), item.quantity])?;
+    if claimed == 0 {
+        return Ok(false);
     }
-    Ok(())
+    let mut sorted: Vec<&LineItem> = items.iter().collect();
+    sorted.sort_by(|a, b| a.sku.as_str().cmp(b.sku.as_str()));
+    for item in sorted {
+        let taken = tx.execute(
+            "UPDATE stock SET available = available - ?2, reserved = reserved + ?2
+             WHERE sku = ?1 AND available >= ?2",
+            params![item.sku.as_str(), item.quantity],
+        )?;
+        if taken == 0 {
+            return Err(SqlError::new(
+                ErrorKind::Transient,
+                format!("stock of {} ran short while reserving it", item.sku),
+            ));
+        }
+        tx.execute(
+            "INSERT INTO reservation_items (order_id, sku, quantity) VALUES (?1, ?2, ?3)",
+            params![id, item.sku.as_str(), item.quantity],
+        )?;
+    }
+    Ok(true)
 }
 
-/// Records that nothing was reserved for the order, and why.
-pub(crate) fn reject(
-    tx: &Transaction<'_>,
-    order_id: OrderId,
-    reason: &str,
-    now: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)")?.execute(
+/// Records that nothing was reserved for the order, and why; `false` if the order already has
+/// a reservation decision.
+pub(crate) fn reject(tx: &Conn<'_>, order_id: OrderId, reason: &str, now: &str) -> Result<bool> {
+    let claimed = tx.execute(
+        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)
+         ON CONFLICT (order_id) DO NOTHING",
         params![order_id.to_string(), reason, now],
     )?;
-    Ok(())
+    Ok(claimed == 1)
 }
 
 /// The reservation's status, if the order has one.
-pub(crate) fn reservation_status(
-    tx: &Transaction<'_>,
-    order_id: OrderId,
-) -> rusqlite::Result<Option<String>> {
-    tx.prepare_cached("SELECT status FROM reservations WHERE order_id = ?1")?
-        .query_row(params![order_id.to_string()], |row| row.get(0))
-        .optional()
+pub(crate) fn reservation_status(tx: &Conn<'_>, order_id: OrderId) -> Result<Option<String>> {
+    tx.query_row(
+        "SELECT status FROM reservations WHERE order_id = ?1",
+        &[order_id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
-/// Gives a `reserved` reservation back to stock and marks it `released`; returns its lines.
+/// Gives a `reserved` reservation back to stock and marks it `released`; returns its lines, or
+/// `None` if it was not `reserved` (already released, by this replica or another).
+///
+/// The conditional status change is the claim: a second release of the same reservation waits
+/// for the first one's commit, then finds it `released` and gives nothing back.
 pub(crate) fn release(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
     reason: &str,
-) -> rusqlite::Result<Vec<LineItem>> {
+) -> Result<Option<Vec<LineItem>>> {
     let id = order_id.to_string();
-    let changed = tx.prepare_cached("UPDATE reservations SET status = 'released', reason = ?2 WHERE order_id = ?1 AND status = 'reserved'")?.execute(
+    let changed = tx.execute(
+        "UPDATE reservations SET status = 'released', reason = ?2
+         WHERE order_id = ?1 AND status = 'reserved'",
         params![id, reason],
     )?;
     if changed == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let mut lines =
-        tx.prepare_cached("SELECT sku, quantity FROM reservation_items WHERE order_id = ?1")?;
-    let items = lines
-        .query_map(params![id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut give_back = tx.prepare_cached(
-        "UPDATE stock SET available = available + ?2, reserved = reserved - ?2 WHERE sku = ?1",
+    // In SKU order, like every other transaction that locks stock rows.
+    let items = tx.query_map(
+        "SELECT sku, quantity FROM reservation_items WHERE order_id = ?1 ORDER BY sku",
+        &[&id],
+        |row| Ok((row.get::<String>(0)?, row.get::<u32>(1)?)),
     )?;
     let mut released = Vec::with_capacity(items.len());
     for (sku, quantity) in items {
-        give_back.execute(params![sku, quantity])?;
+        tx.execute(
+            "UPDATE stock SET available = available + ?2, reserved = reserved - ?2 WHERE sku = ?1",
+            params![sku, quantity],
+        )?;
         if let Ok(sku) = events::Sku::parse(sku) {
             released.push(LineItem { sku, quantity });
         }
     }
-    Ok(released)
+    Ok(Some(released))
 }
 
-/// Records that the order was cancelled before any reservation decision.
+/// Records that the order was cancelled before any reservation decision; `false` if it had
+/// one after all (decided meanwhile, perhaps by another replica: the insert waited for it).
 pub(crate) fn mark_cancelled(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
     reason: &str,
     now: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'cancelled', ?2, ?3)
-         ON CONFLICT (order_id) DO NOTHING")?.execute(
+) -> Result<bool> {
+    let claimed = tx.execute(
+        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'cancelled', ?2, ?3)
+         ON CONFLICT (order_id) DO NOTHING",
         params![order_id.to_string(), reason, now],
     )?;
-    Ok(())
+    Ok(claimed == 1)
 }

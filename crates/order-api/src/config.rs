@@ -4,14 +4,16 @@ use std::time::Duration;
 
 use platform::PlatformError;
 use platform::config::{KafkaConfig, env_millis, env_or, env_parse};
+use platform::sql::DbTarget;
 
 /// order-api's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `ORDER_API_ADDR`: where the HTTP API listens (loopback by default).
     pub http_addr: SocketAddr,
-    /// `ORDER_API_DB`: the SQLite file.
-    pub database_path: PathBuf,
+    /// `ORDER_API_DB` (else `DATABASE_URL`): a SQLite file path, or a `postgres://` URL that
+    /// several replicas may share.
+    pub database: DbTarget,
     /// `CATALOG_PATH`: the catalog file; the built-in catalog when unset.
     pub catalog_path: Option<PathBuf>,
     /// `SSE_KEEP_ALIVE_MS`: keep-alive comment interval of idle SSE streams.
@@ -61,7 +63,7 @@ impl Config {
     pub fn from_env() -> Result<Self, PlatformError> {
         Ok(Self {
             http_addr: env_parse("ORDER_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            database_path: env_or("ORDER_API_DB", "data/order-api.db").into(),
+            database: platform::config::env_database("ORDER_API_DB", "data/order-api.db"),
             catalog_path: std::env::var_os("CATALOG_PATH")
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),

@@ -4,13 +4,16 @@
 //!
 //! The key, the request it came with and the order it created are stored in the same
 //! transaction as the order, so two concurrent requests with one key cannot both create an
-//! order. A key is remembered for a configurable window; the same key with a different body is
-//! refused, because answering it with the first order would hide a client bug.
-
-use rusqlite::{OptionalExtension, Transaction, params};
+//! order — not even on two replicas sharing a Postgres database: the key is claimed with an
+//! insert that does nothing if the key is taken, and Postgres makes that insert wait for a
+//! concurrent transaction holding the same key to end, then reads what it stored. A key is
+//! remembered for a configurable window; the same key with a different body is refused,
+//! because answering it with the first order would hide a client bug.
 
 use events::OrderId;
 use platform::db::Migration;
+use platform::params;
+use platform::sql::{Conn, ErrorKind, OptionalExtension, Result, SqlError};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "order-api/idempotency/1",
@@ -50,7 +53,7 @@ impl IdempotencyKey {
 /// What a key says about a request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Prior {
-    /// Not seen (or expired): handle the request.
+    /// Not seen (or expired): the key is now this request's; handle it.
     New,
     /// Seen with the same request: answer with this order.
     Replay(OrderId),
@@ -58,15 +61,49 @@ pub(crate) enum Prior {
     Conflict,
 }
 
-/// Looks `key` up for `request` (its canonical JSON), forgetting it first if it expired.
-pub(crate) fn check(
-    tx: &Transaction<'_>,
+/// The key's expiry and the new order's id, for [`claim`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Claim<'a> {
+    /// The order the request creates if the key is new.
+    pub(crate) order_id: OrderId,
+    /// Now (RFC 3339): keys that expired by then are forgotten first.
+    pub(crate) now: &'a str,
+    /// Until when a new key is remembered (RFC 3339).
+    pub(crate) expires_at: &'a str,
+}
+
+/// Claims `key` for `request` (its canonical JSON) and the order it is about to create, or says
+/// what the key was used for before. A key that expired is forgotten first.
+///
+/// The key is inserted without a prior look, and a key already there makes the insert do
+/// nothing rather than fail, so the transaction stays usable (Postgres refuses every statement
+/// after a failed one). If another transaction holds the key uncommitted, the insert waits for
+/// it; the following read then sees its row.
+pub(crate) fn claim(
+    tx: &Conn<'_>,
     key: &IdempotencyKey,
     request: &str,
-    now: &str,
-) -> rusqlite::Result<Prior> {
-    tx.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND expires_at <= ?2")?
-        .execute(params![key.0, now])?;
+    claim: Claim<'_>,
+) -> Result<Prior> {
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE key = ?1 AND expires_at <= ?2",
+        params![key.0, claim.now],
+    )?;
+    let inserted = tx.execute(
+        "INSERT INTO idempotency_keys (key, request, order_id, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (key) DO NOTHING",
+        params![
+            key.0,
+            request,
+            claim.order_id.to_string(),
+            claim.now,
+            claim.expires_at
+        ],
+    )?;
+    if inserted == 1 {
+        return Ok(Prior::New);
+    }
     let stored: Option<(String, String)> = tx
         .query_row(
             "SELECT request, order_id FROM idempotency_keys WHERE key = ?1",
@@ -74,28 +111,18 @@ pub(crate) fn check(
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    Ok(match stored {
-        None => Prior::New,
+    match stored {
         Some((stored, order_id)) if stored == request => {
-            order_id.parse().map_or(Prior::Conflict, Prior::Replay)
+            Ok(order_id.parse().map_or(Prior::Conflict, Prior::Replay))
         }
-        Some(_) => Prior::Conflict,
-    })
-}
-
-/// Remembers that `key` with `request` created `order_id`, until `expires_at`.
-pub(crate) fn remember(
-    tx: &Transaction<'_>,
-    key: &IdempotencyKey,
-    request: &str,
-    order_id: OrderId,
-    now: &str,
-    expires_at: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO idempotency_keys (key, request, order_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
-        params![key.0, request, order_id.to_string(), now, expires_at],
-    )?;
-    Ok(())
+        Some(_) => Ok(Prior::Conflict),
+        // Taken a moment ago and gone already (forgotten by a concurrent request that found it
+        // expired): the client's retry will find the key in a settled state.
+        None => Err(SqlError::new(
+            ErrorKind::Transient,
+            "the idempotency key changed hands during the request",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -115,30 +142,82 @@ mod tests {
     }
 
     #[test]
-    fn same_request_replays_other_request_conflicts_expired_is_new() -> rusqlite::Result<()> {
-        let mut conn = rusqlite::Connection::open_in_memory()?;
-        conn.execute_batch(MIGRATION.sql)?;
-        let tx = conn.transaction()?;
+    fn same_request_replays_other_request_conflicts_expired_is_new() -> Result<()> {
+        let db = crate::testing::scratch();
+        let conn = db.conn();
         let key = IdempotencyKey("k1".into());
-        let order = OrderId::new();
-        assert_eq!(check(&tx, &key, "{a}", "2026-01-01T00:00:00Z")?, Prior::New);
-        remember(
-            &tx,
-            &key,
-            "{a}",
-            order,
-            "2026-01-01T00:00:00Z",
-            "2026-01-02T00:00:00Z",
-        )?;
+        let (first, second) = (OrderId::new(), OrderId::new());
+        // Keys claimed on the first day are remembered for that day.
+        let at = |order_id, now| Claim {
+            order_id,
+            now,
+            expires_at: if now < "2026-01-02" {
+                "2026-01-02T00:00:00Z"
+            } else {
+                "2026-01-04T00:00:00Z"
+            },
+        };
         assert_eq!(
-            check(&tx, &key, "{a}", "2026-01-01T01:00:00Z")?,
-            Prior::Replay(order)
+            claim(&conn, &key, "{a}", at(first, "2026-01-01T00:00:00Z"))?,
+            Prior::New
         );
         assert_eq!(
-            check(&tx, &key, "{b}", "2026-01-01T01:00:00Z")?,
+            claim(&conn, &key, "{a}", at(second, "2026-01-01T01:00:00Z"))?,
+            Prior::Replay(first)
+        );
+        assert_eq!(
+            claim(&conn, &key, "{b}", at(second, "2026-01-01T01:00:00Z"))?,
             Prior::Conflict
         );
-        assert_eq!(check(&tx, &key, "{b}", "2026-01-03T00:00:00Z")?, Prior::New);
+        assert_eq!(
+            claim(&conn, &key, "{b}", at(second, "2026-01-03T00:00:00Z"))?,
+            Prior::New
+        );
+        assert_eq!(
+            claim(&conn, &key, "{b}", at(first, "2026-01-03T00:00:01Z"))?,
+            Prior::Replay(second),
+            "the expired key was taken over by the new request"
+        );
         Ok(())
+    }
+
+    /// Retries of one request reaching two replicas at once make one order: every other
+    /// attempt is answered with it, and none fails on the taken key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_retries_on_two_replicas_claim_the_key_once() {
+        let (_dir, target, first) = crate::testing::fresh_db();
+        let second =
+            platform::Db::open(&target, &crate::testing::migrations()).expect("a second replica");
+        let tasks: Vec<_> = (0..12)
+            .map(|n| {
+                let db = if n % 2 == 0 { &first } else { &second }.clone();
+                let order_id = OrderId::new();
+                tokio::spawn(async move {
+                    let prior = db
+                        .transaction(move |tx| {
+                            let key = IdempotencyKey("alice:k1".into());
+                            let claim = Claim {
+                                order_id,
+                                now: "2026-01-01T00:00:00Z",
+                                expires_at: "2026-01-02T00:00:00Z",
+                            };
+                            super::claim(tx, &key, "{a}", claim)
+                        })
+                        .await;
+                    (order_id, prior)
+                })
+            })
+            .collect();
+        let mut created = Vec::new();
+        let mut replayed = Vec::new();
+        for task in tasks {
+            match task.await.expect("the task ends") {
+                (order_id, Ok(Prior::New)) => created.push(order_id),
+                (_, Ok(Prior::Replay(original))) => replayed.push(original),
+                (_, other) => panic!("unexpected answer {other:?}"),
+            }
+        }
+        assert_eq!(created.len(), 1, "one request made the order");
+        assert!(replayed.iter().all(|original| *original == created[0]));
     }
 }

@@ -12,6 +12,8 @@ mod idempotency;
 pub mod rate_limit;
 pub mod saga;
 pub mod store;
+#[cfg(test)]
+mod testing;
 mod updates;
 pub mod webhooks;
 

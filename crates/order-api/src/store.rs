@@ -1,12 +1,20 @@
 //! order-api's tables and the queries on them. Every write happens inside a transaction given
 //! by the caller, so state, history and outgoing events commit together.
-
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+//!
+//! On Postgres several replicas share these tables, and two of them may move one order at the
+//! same moment: its replies arrive on two topics whose partitions different replicas consume,
+//! a rebalance hands a partition over while the old owner is still busy, and the deadline
+//! reaper runs beside the consumers. So a transition reads the order's status with
+//! [`status_for_update`] (which locks the row until the transaction ends), changes the order only
+//! from the status it read ([`record_transition`]), and the history's primary key
+//! `(order_id, seq)` refuses a second entry with the same number as a last resort.
 
 use events::{CancellationReason, Currency, EventId, Money, OrderId, PricedLineItem};
+use platform::db::Migration;
+use platform::params;
+use platform::sql::{Conn, Dialect, OptionalExtension, Result};
 
 use crate::saga::OrderStatus;
-use platform::db::Migration;
 
 pub(crate) mod timeline;
 
@@ -127,10 +135,7 @@ pub(crate) struct NewOrder<'a> {
 }
 
 /// Inserts a new order in `pending`, with its lines and first history entry.
-pub(crate) fn insert_order(
-    tx: &Transaction<'_>,
-    order: &NewOrder<'_>,
-) -> rusqlite::Result<HistoryEntry> {
+pub(crate) fn insert_order(tx: &Conn<'_>, order: &NewOrder<'_>) -> Result<HistoryEntry> {
     let NewOrder {
         order_id,
         principal,
@@ -143,22 +148,33 @@ pub(crate) fn insert_order(
     } = *order;
     let id = order_id.to_string();
     let traceparent = platform::telemetry::inject(&tracing::Span::current()).remove("traceparent");
-    tx.prepare_cached("INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at, deadline_at, traceparent, principal)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)")?.execute(
-        params![id, user_id, payment_method, OrderStatus::Pending.as_str(), total.amount_minor, total.currency.as_str(), now, deadline, traceparent,
-            principal],
-    )?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)",
+    tx.execute(
+        "INSERT INTO orders (order_id, user_id, payment_method, status, total_minor, currency, created_at, updated_at, deadline_at, traceparent, principal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+        params![
+            id,
+            user_id,
+            payment_method,
+            OrderStatus::Pending.as_str(),
+            total.amount_minor,
+            total.currency.as_str(),
+            now,
+            deadline,
+            traceparent,
+            principal
+        ],
     )?;
     for (line_no, item) in items.iter().enumerate() {
-        stmt.execute(params![
-            id,
-            line_no,
-            item.sku.as_str(),
-            item.quantity,
-            item.unit_price.amount_minor
-        ])?;
+        tx.execute(
+            "INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id,
+                line_no,
+                item.sku.as_str(),
+                item.quantity,
+                item.unit_price.amount_minor
+            ],
+        )?;
     }
     let entry = HistoryEntry {
         order_id,
@@ -173,97 +189,122 @@ pub(crate) fn insert_order(
     Ok(entry)
 }
 
-/// The order's status and latest history sequence number, if the order exists.
-pub(crate) fn status_of(
-    tx: &Transaction<'_>,
+/// The order's status and latest history sequence number, if the order exists, for a
+/// transaction that is about to move it.
+///
+/// On Postgres the order's row stays locked until the transaction ends: another replica's
+/// transition of the same order waits, then reads the status this one leaves. The sequence
+/// number is read by a second statement on purpose: at `READ COMMITTED` a statement that waited
+/// for a row lock sees the new version of the locked row, but the rest of that statement still
+/// reads from its older snapshot, which may lack the history the other transaction added.
+pub(crate) fn status_for_update(
+    tx: &Conn<'_>,
     order_id: OrderId,
-) -> rusqlite::Result<Option<(OrderStatus, i64)>> {
-    tx.prepare_cached(
-        "SELECT o.status, (SELECT MAX(seq) FROM order_history h WHERE h.order_id = o.order_id)
-         FROM orders o WHERE o.order_id = ?1",
-    )?
-    .query_row(params![order_id.to_string()], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-    })
-    .optional()
-    .map(|found| {
-        found.and_then(|(status, seq)| OrderStatus::parse(&status).map(|status| (status, seq)))
-    })
+) -> Result<Option<(OrderStatus, i64)>> {
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => "SELECT status FROM orders WHERE order_id = ?1",
+        Dialect::Postgres => "SELECT status FROM orders WHERE order_id = ?1 FOR UPDATE",
+    };
+    let id = order_id.to_string();
+    let Some(status) = tx
+        .query_row(sql, params![id], |row| row.get::<String>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let last_seq = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM order_history WHERE order_id = ?1",
+        params![id],
+        |row| row.get::<i64>(0),
+    )?;
+    Ok(OrderStatus::parse(&status).map(|status| (status, last_seq)))
 }
 
-/// Moves the order to `entry.status` and appends `entry` to its history.
+/// Moves the order from `from` to `entry.status` and appends `entry` to its history; `false`
+/// (and nothing written) if the order is no longer in `from`, because another transaction moved
+/// it since `from` was read.
 pub(crate) fn record_transition(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
+    from: OrderStatus,
     entry: &HistoryEntry,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE orders SET status = ?2, cancellation_reason = COALESCE(?3, cancellation_reason), updated_at = ?4
-         WHERE order_id = ?1")?.execute(
+) -> Result<bool> {
+    let changed = tx.execute(
+        "UPDATE orders SET status = ?2, cancellation_reason = COALESCE(?3, cancellation_reason), updated_at = ?4
+         WHERE order_id = ?1 AND status = ?5",
         params![
             entry.order_id.to_string(),
             entry.status.as_str(),
             entry.reason.map(CancellationReason::as_str),
-            entry.at
+            entry.at,
+            from.as_str()
         ],
     )?;
-    insert_history(tx, entry)
+    if changed == 0 {
+        return Ok(false);
+    }
+    insert_history(tx, entry)?;
+    Ok(true)
 }
 
-fn insert_history(tx: &Transaction<'_>, entry: &HistoryEntry) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+fn insert_history(tx: &Conn<'_>, entry: &HistoryEntry) -> Result<()> {
+    tx.execute(
         "INSERT INTO order_history (order_id, seq, status, reason, cause, event_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        entry.order_id.to_string(),
-        entry.seq,
-        entry.status.as_str(),
-        entry.reason.map(CancellationReason::as_str),
-        entry.cause,
-        entry.event_id,
-        entry.at,
-    ])?;
+        params![
+            entry.order_id.to_string(),
+            entry.seq,
+            entry.status.as_str(),
+            entry.reason.map(CancellationReason::as_str),
+            entry.cause,
+            entry.event_id,
+            entry.at,
+        ],
+    )?;
     Ok(())
 }
 
 /// The order's total, for `order.confirmed`.
-pub(crate) fn total_of(tx: &Transaction<'_>, order_id: OrderId) -> rusqlite::Result<Money> {
-    tx.prepare_cached("SELECT total_minor, currency FROM orders WHERE order_id = ?1")?
-        .query_row(params![order_id.to_string()], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })
-        .map(|(minor, currency)| Money::new(minor, currency.parse().unwrap_or(Currency::USD)))
+pub(crate) fn total_of(tx: &Conn<'_>, order_id: OrderId) -> Result<Money> {
+    tx.query_row(
+        "SELECT total_minor, currency FROM orders WHERE order_id = ?1",
+        params![order_id.to_string()],
+        |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)),
+    )
+    .map(|(minor, currency)| Money::new(minor, currency.parse().unwrap_or(Currency::USD)))
 }
 
 /// The history entries of `order_id` with `seq > after`, in order.
 pub(crate) fn history_after(
-    conn: &Connection,
+    conn: &Conn<'_>,
     order_id: OrderId,
     after: i64,
-) -> rusqlite::Result<Vec<HistoryEntry>> {
-    let mut stmt = conn.prepare_cached(
+) -> Result<Vec<HistoryEntry>> {
+    conn.query_map(
         "SELECT seq, status, reason, cause, event_id, at FROM order_history WHERE order_id = ?1 AND seq > ?2 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map(params![order_id.to_string(), after], |row| {
-        Ok(HistoryEntry {
-            order_id,
-            seq: row.get(0)?,
-            status: OrderStatus::parse(&row.get::<_, String>(1)?).unwrap_or(OrderStatus::Pending),
-            reason: row
-                .get::<_, Option<String>>(2)?
-                .as_deref()
-                .and_then(CancellationReason::parse),
-            cause: row.get(3)?,
-            event_id: row.get(4)?,
-            at: row.get(5)?,
-        })
-    })?;
-    rows.collect()
+        params![order_id.to_string(), after],
+        |row| {
+            Ok(HistoryEntry {
+                order_id,
+                seq: row.get(0)?,
+                status: OrderStatus::parse(&row.get::<String>(1)?)
+                    .unwrap_or(OrderStatus::Pending),
+                reason: row
+                    .get::<Option<String>>(2)?
+                    .as_deref()
+                    .and_then(CancellationReason::parse),
+                cause: row.get(3)?,
+                event_id: row.get(4)?,
+                at: row.get(5)?,
+            })
+        },
+    )
 }
 
 /// The whole order, if it exists.
-pub(crate) fn load_order(
-    conn: &Connection,
-    order_id: OrderId,
-) -> rusqlite::Result<Option<OrderRecord>> {
+///
+/// The order, its lines and its history are read by separate statements, each seeing what was
+/// committed when it started: the history may hold a transition committed just after the order's
+/// row was read, never miss one the row already shows.
+pub(crate) fn load_order(conn: &Conn<'_>, order_id: OrderId) -> Result<Option<OrderRecord>> {
     let id = order_id.to_string();
     let head = conn
         .query_row(
@@ -272,14 +313,14 @@ pub(crate) fn load_order(
             params![id],
             |row| {
                 Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, String>(6)?,
-                    row.get::<_, String>(7)?,
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<Option<String>>(3)?,
+                    row.get::<i64>(4)?,
+                    row.get::<String>(5)?,
+                    row.get::<String>(6)?,
+                    row.get::<String>(7)?,
                 ))
             },
         )
@@ -298,28 +339,21 @@ pub(crate) fn load_order(
         return Ok(None);
     };
     let currency: Currency = currency.parse().unwrap_or(Currency::USD);
-    let mut stmt = conn.prepare_cached(
-        "SELECT sku, quantity, unit_price_minor FROM order_items WHERE order_id = ?1 ORDER BY line_no",
-    )?;
-    let items = stmt
-        .query_map(params![id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, u32>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })?
-        .filter_map(|row| match row {
-            Ok((sku, quantity, price)) => events::Sku::parse(sku).ok().map(|sku| {
-                Ok(PricedLineItem {
-                    sku,
-                    quantity,
-                    unit_price: Money::new(price, currency),
-                })
-            }),
-            Err(error) => Some(Err(error)),
+    let items = conn
+        .query_map(
+            "SELECT sku, quantity, unit_price_minor FROM order_items WHERE order_id = ?1 ORDER BY line_no",
+            params![id],
+            |row| Ok((row.get::<String>(0)?, row.get::<u32>(1)?, row.get::<i64>(2)?)),
+        )?
+        .into_iter()
+        .filter_map(|(sku, quantity, price)| {
+            events::Sku::parse(sku).ok().map(|sku| PricedLineItem {
+                sku,
+                quantity,
+                unit_price: Money::new(price, currency),
+            })
         })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect();
     Ok(Some(OrderRecord {
         order_id,
         user_id,
@@ -335,9 +369,17 @@ pub(crate) fn load_order(
 }
 
 /// Number of orders, for tests and metrics.
-pub fn count_orders(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT COUNT(*) FROM orders")?
-        .query_row([], |row| row.get(0))
+pub fn count_orders(conn: &Conn<'_>) -> Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM orders", &[], |row| row.get(0))
+}
+
+/// Open orders accepted before `before` (RFC 3339), for the `sagas_open_longer_than_10s` gauge.
+pub(crate) fn count_open_accepted_before(conn: &Conn<'_>, before: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM orders WHERE status NOT IN ('confirmed', 'cancelled') AND created_at < ?1",
+        params![before],
+        |row| row.get(0),
+    )
 }
 
 /// Makes a history entry for a transition caused by `event_id` of `cause` type.
@@ -363,27 +405,32 @@ pub(crate) fn entry_for(
 
 /// Open orders whose deadline is before `now`, with their stored trace context, oldest first.
 pub(crate) fn overdue(
-    conn: &Connection,
+    conn: &Conn<'_>,
     now: &str,
     limit: i64,
-) -> rusqlite::Result<Vec<(OrderId, Option<String>)>> {
-    let mut stmt = conn.prepare_cached(
+) -> Result<Vec<(OrderId, Option<String>)>> {
+    let rows = conn.query_map(
         "SELECT order_id, traceparent FROM orders
          WHERE status NOT IN ('confirmed', 'cancelled') AND deadline_at < ?1
          ORDER BY deadline_at LIMIT ?2",
+        params![now, limit],
+        |row| Ok((row.get::<String>(0)?, row.get::<Option<String>>(1)?)),
     )?;
-    let rows = stmt.query_map(params![now, limit], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
-    })?;
     Ok(rows
-        .filter_map(Result::ok)
+        .into_iter()
         .filter_map(|(id, traceparent)| id.parse().ok().map(|id| (id, traceparent)))
         .collect())
 }
 
 /// Who placed `order_id`, if it exists.
-pub(crate) fn owner_of(conn: &Connection, order_id: OrderId) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT principal FROM orders WHERE order_id = ?1")?
-        .query_row(params![order_id.to_string()], |row| row.get(0))
-        .optional()
+pub(crate) fn owner_of(conn: &Conn<'_>, order_id: OrderId) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT principal FROM orders WHERE order_id = ?1",
+        params![order_id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()
 }
+
+#[cfg(test)]
+mod tests;

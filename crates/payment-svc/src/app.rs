@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use events::Topic;
 use platform::Db;
+use platform::db::lease::Lease;
 use platform::http::{Readiness, health_routes, observe};
 use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
@@ -27,12 +28,15 @@ pub struct Application {
     consumer: EventConsumer,
     payments: Payments,
     webhooks: Arc<WebhookState>,
+    /// Which replica runs the recovery sweep.
+    sweep_lease: Lease,
 }
 
 impl Application {
     /// Sets everything up; fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, PaymentSvcError> {
-        let db = Db::open(&config.database_path, &[store::MIGRATION])?;
+        let db = Db::open(&config.database, &[store::MIGRATION])?;
+        let sweep_lease = Lease::new(&db, recovery::LEASE)?;
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
             &config.kafka,
@@ -74,6 +78,7 @@ impl Application {
             consumer,
             payments,
             webhooks,
+            sweep_lease,
         })
     }
 
@@ -89,6 +94,7 @@ impl Application {
     ) -> Result<(), PaymentSvcError> {
         let background = vec![tokio::spawn(recovery::run_sweep(
             self.payments.clone(),
+            self.sweep_lease,
             self.config.sweep_interval,
             self.config.resubmit_after,
             shutdown.clone(),

@@ -1,17 +1,18 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use platform::PlatformError;
 use platform::config::{KafkaConfig, env_millis, env_or, env_parse};
+use platform::sql::DbTarget;
 
 /// payment-svc's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `PAYMENT_SVC_ADDR`: the provider's webhooks, health, readiness and metrics.
     pub http_addr: SocketAddr,
-    /// `PAYMENT_SVC_DB`: the SQLite file.
-    pub database_path: PathBuf,
+    /// `PAYMENT_SVC_DB` (else `DATABASE_URL`): a SQLite file path, or a `postgres://` URL —
+    /// which several replicas may share.
+    pub database: DbTarget,
     /// `PSP_URL`: the payment provider's API.
     pub psp_url: String,
     /// `PSP_TIMEOUT_MS`: longest wait for the provider's answer to a request.
@@ -47,7 +48,7 @@ impl Config {
     pub fn from_env() -> Result<Self, PlatformError> {
         Ok(Self {
             http_addr: env_parse("PAYMENT_SVC_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
-            database_path: env_or("PAYMENT_SVC_DB", "data/payment-svc.db").into(),
+            database: platform::config::env_database("PAYMENT_SVC_DB", "data/payment-svc.db"),
             psp_url: env_or("PSP_URL", "http://127.0.0.1:8090"),
             psp_timeout: env_millis("PSP_TIMEOUT_MS", Duration::from_secs(5))?,
             psp_max_in_flight: env_parse("PSP_MAX_IN_FLIGHT", 256)?,

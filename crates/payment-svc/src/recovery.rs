@@ -8,6 +8,9 @@
 //! Requests made on behalf of an event run beside the consumer ([`spawn_charge`]): the intent
 //! is already committed, so the consumer goes on to the next event instead of waiting for the
 //! provider — a slow provider delays payments, not the whole topic.
+//!
+//! With several replicas on one Postgres database, the sweep runs on whichever holds the
+//! `payment-svc/recovery-sweep` lease ([`run_sweep`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +20,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use platform::db::lease::Lease;
 use platform::db::now_text;
 
 use crate::handlers::{Payments, apply_notification};
 use crate::provider::{Accepted, ChargeRequest, Notification, RefundRequest};
 use crate::store::{self, Payment, Refund};
+
+/// The lease of the recovery sweep: one replica sweeps at a time.
+pub(crate) const LEASE: &str = "payment-svc/recovery-sweep";
 
 /// Sends the charge request of `payment` in the background, in the current span, once one of
 /// the bounded provider slots is free.
@@ -153,44 +160,75 @@ async fn apply_known_outcome(
 
 /// Applies a notification (a webhook, or an outcome learnt by asking again) and sends the
 /// refund it may call for (a charge that succeeded for an order cancelled meanwhile).
-pub(crate) async fn apply(payments: &Payments, notification: Notification) -> rusqlite::Result<()> {
+pub(crate) async fn apply(
+    payments: &Payments,
+    notification: Notification,
+) -> platform::sql::Result<()> {
     if let Some(refund) = apply_notification(&payments.db, notification).await? {
         spawn_refund(payments, refund).await;
     }
     Ok(())
 }
 
-/// Every `interval`, re-sends requests that have waited longer than `stale_after`.
+/// Every `interval`, re-sends requests that have waited longer than `stale_after` — while this
+/// replica holds `lease`.
+///
+/// Replicas share the payments, so one sweep is enough, and two would send every stale request
+/// twice (harmless with the idempotency keys, but doubling the load on a provider that is
+/// probably struggling already). The lease is given up at shutdown, so that another replica
+/// takes the sweep over at once.
 pub(crate) async fn run_sweep(
     payments: Payments,
+    lease: Lease,
     interval: Duration,
     stale_after: Duration,
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Err(error) = sweep_once(&payments, stale_after).await {
-            tracing::warn!(%error, "Payment recovery sweep failed.");
+        match lease.held().await {
+            Ok(true) => {
+                if let Err(error) = sweep_once(&payments, &lease, stale_after).await {
+                    tracing::warn!(%error, "Payment recovery sweep failed.");
+                }
+            }
+            // Another replica sweeps.
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "Could not check the recovery sweep's lease."),
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             () = tokio::time::sleep(interval) => {}
         }
     }
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, "Could not give the recovery sweep's lease up.");
+    }
 }
 
-async fn sweep_once(payments: &Payments, stale_after: Duration) -> rusqlite::Result<()> {
+/// One sweep. The lease is checked again before each request (which renews it when due): a
+/// sweep can outlast the lease when the provider is slow, and it stops as soon as this replica
+/// may no longer count on it. Should two sweeps still overlap, a request is sent twice with the
+/// same idempotency key, and its outcome is applied once (every transition is conditional).
+async fn sweep_once(
+    payments: &Payments,
+    lease: &Lease,
+    stale_after: Duration,
+) -> platform::sql::Result<()> {
     let before = (Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default())
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let (charges, refunds) = payments
         .db
         .read(move |conn| {
-            Ok::<_, rusqlite::Error>((
+            Ok::<_, platform::sql::SqlError>((
                 store::stale_charges(conn, &before, 500)?,
                 store::stale_refunds(conn, &before, 500)?,
             ))
         })
         .await?;
     for payment in &charges {
+        if !lease.held().await? {
+            return Ok(());
+        }
         let span = resubmission_span(payments, payment.order_id).await;
         async {
             tracing::info!("Re-sending a charge request that has no outcome yet.");
@@ -200,6 +238,9 @@ async fn sweep_once(payments: &Payments, stale_after: Duration) -> rusqlite::Res
         .await;
     }
     for refund in &refunds {
+        if !lease.held().await? {
+            return Ok(());
+        }
         let span = resubmission_span(payments, refund.order_id).await;
         async {
             tracing::info!("Re-sending a refund request that has no outcome yet.");

@@ -1,10 +1,14 @@
 //! payment-svc's tables. A payment row per order is the record of truth: the unique key makes
 //! "at most one charge per order" a database constraint, not a hope.
-
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+//!
+//! On Postgres several replicas share these tables, so every decision taken on a payment is
+//! taken on a locked row ([`lock_payment`]) and every state change is conditional on the state
+//! it leaves ([`transition`]): whichever replica gets there second sees the first one's result.
 
 use events::{CancellationReason, Currency, LineItem, Money, OrderId, PaymentMethod};
 use platform::db::Migration;
+use platform::params;
+use platform::sql::{Conn, Dialect, OptionalExtension, Result, Row};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "payment-svc/payments/1",
@@ -58,15 +62,13 @@ fn current_traceparent() -> Option<String> {
 
 /// The stored trace context of the order's latest provider request: the refund's if there is
 /// one, else the charge's.
-pub(crate) fn traceparent_of(
-    conn: &Connection,
-    order_id: OrderId,
-) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
+pub(crate) fn traceparent_of(conn: &Conn<'_>, order_id: OrderId) -> Result<Option<String>> {
+    conn.query_row(
         "SELECT COALESCE(r.traceparent, p.traceparent) FROM payments p
          LEFT JOIN refunds r ON r.order_id = p.order_id WHERE p.order_id = ?1",
-    )?
-    .query_row(params![order_id.to_string()], |row| row.get(0))
+        &[order_id.to_string()],
+        |row| row.get::<Option<String>>(0),
+    )
     .optional()
     .map(Option::flatten)
 }
@@ -126,15 +128,16 @@ pub(crate) struct Refund {
 }
 
 /// Inserts a payment in `charging`; `false` if the order already has one.
-pub(crate) fn insert_payment(
-    tx: &Transaction<'_>,
-    payment: &Payment,
-    now: &str,
-) -> rusqlite::Result<bool> {
+///
+/// This is the claim on the charge: of two replicas handling the same `order.created`, the
+/// second one's insert waits for the first one's commit and then inserts nothing, so only one
+/// of them goes on to call the provider.
+pub(crate) fn insert_payment(tx: &Conn<'_>, payment: &Payment, now: &str) -> Result<bool> {
     let items = serde_json::to_string(&payment.items).unwrap_or_else(|_| "[]".into());
-    let inserted = tx.prepare_cached("INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at)
+    let inserted = tx.execute(
+        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?7, ?7)
-         ON CONFLICT (order_id) DO NOTHING")?.execute(
+         ON CONFLICT (order_id) DO NOTHING",
         params![
             payment.order_id.to_string(),
             payment.amount.amount_minor,
@@ -148,10 +151,14 @@ pub(crate) fn insert_payment(
     Ok(inserted == 1)
 }
 
-const PAYMENT_COLUMNS: &str =
-    "order_id, amount_minor, currency, payment_method, items, status, charge_id";
+/// The columns [`payment_from_row`] reads, in its order.
+macro_rules! payment_columns {
+    () => {
+        "order_id, amount_minor, currency, payment_method, items, status, charge_id"
+    };
+}
 
-fn payment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Payment>> {
+fn payment_from_row(row: &Row<'_>) -> Result<Option<Payment>> {
     let order_id: String = row.get(0)?;
     let currency: String = row.get(2)?;
     let method: String = row.get(3)?;
@@ -176,69 +183,84 @@ fn payment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Payment>
     }))
 }
 
-/// The payment of `order_id`, if any.
-pub(crate) fn payment(conn: &Connection, order_id: OrderId) -> rusqlite::Result<Option<Payment>> {
-    conn.query_row(
-        &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?1"),
-        params![order_id.to_string()],
-        payment_from_row,
-    )
-    .optional()
-    .map(Option::flatten)
+/// The payment of `order_id`, if any, locked until the end of `tx` on Postgres.
+///
+/// Everything a handler decides from a payment's state (refund it, flag it for cancellation,
+/// complete it) is decided on this locked row: another replica deciding on the same payment at
+/// the same time waits here and then reads the state this one left. Without the lock, a
+/// charge's success could read "not cancelled" on one replica while `order.cancelled` flags the
+/// payment on another, and then complete it — and the cancelled order would keep its money.
+pub(crate) fn lock_payment(tx: &Conn<'_>, order_id: OrderId) -> Result<Option<Payment>> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE order_id = ?1"
+    );
+    const SQL_FOR_UPDATE: &str = concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE order_id = ?1 FOR UPDATE"
+    );
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => SQL,
+        Dialect::Postgres => SQL_FOR_UPDATE,
+    };
+    tx.query_row(sql, &[order_id.to_string()], payment_from_row)
+        .optional()
+        .map(Option::flatten)
 }
 
-/// Moves a payment from `from` to `to`; `false` if it was not in `from` (a repeat).
+/// Moves a payment from `from` to `to`; `false` if it was not in `from` (a repeat, or another
+/// replica got there first).
 pub(crate) fn transition(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
     from: PaymentStatus,
     to: PaymentStatus,
     charge_id: Option<&str>,
     failure_reason: Option<&str>,
     now: &str,
-) -> rusqlite::Result<bool> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE payments SET status = ?3, charge_id = COALESCE(?4, charge_id),
+) -> Result<bool> {
+    let changed = tx.execute(
+        "UPDATE payments SET status = ?3, charge_id = COALESCE(?4, charge_id),
                 failure_reason = COALESCE(?5, failure_reason), updated_at = ?6
          WHERE order_id = ?1 AND status = ?2",
-        )?
-        .execute(params![
+        params![
             order_id.to_string(),
             from.as_str(),
             to.as_str(),
             charge_id,
             failure_reason,
             now
-        ])?;
+        ],
+    )?;
     Ok(changed == 1)
 }
 
-/// Notes that a charge request was sent (for recovery's staleness check).
+/// Notes that a charge request was sent (for recovery's staleness check). Only a payment still
+/// `charging` is touched: a late note about a payment whose outcome is known changes nothing.
 pub(crate) fn mark_charge_submitted(
-    conn: &Connection,
+    conn: &Conn<'_>,
     order_id: OrderId,
     charge_id: &str,
     now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> Result<()> {
+    conn.execute(
         "UPDATE payments SET submissions = submissions + 1, last_submitted_at = ?3,
                 charge_id = COALESCE(charge_id, ?2)
-         WHERE order_id = ?1",
-    )?
-    .execute(params![order_id.to_string(), charge_id, now])?;
+         WHERE order_id = ?1 AND status = 'charging'",
+        params![order_id.to_string(), charge_id, now],
+    )?;
     Ok(())
 }
 
-/// Starts a refund for a charged payment; `false` if the order already has one.
-pub(crate) fn insert_refund(
-    tx: &Transaction<'_>,
-    refund: &Refund,
-    now: &str,
-) -> rusqlite::Result<bool> {
-    let inserted = tx.prepare_cached("INSERT INTO refunds (order_id, amount_minor, currency, reason, status, traceparent, created_at, updated_at)
+/// Records the refund of a payment that was just moved to `refunding`; `false` if the order
+/// already has one.
+pub(crate) fn insert_refund(tx: &Conn<'_>, refund: &Refund, now: &str) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO refunds (order_id, amount_minor, currency, reason, status, traceparent, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'refunding', ?5, ?6, ?6)
-         ON CONFLICT (order_id) DO NOTHING")?.execute(
+         ON CONFLICT (order_id) DO NOTHING",
         params![
             refund.order_id.to_string(),
             refund.amount.amount_minor,
@@ -253,11 +275,11 @@ pub(crate) fn insert_refund(
 
 /// Completes a refund in `refunding`; returns its reason, or `None` if it was not refunding.
 pub(crate) fn complete_refund(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
     refund_id: &str,
     now: &str,
-) -> rusqlite::Result<Option<CancellationReason>> {
+) -> Result<Option<CancellationReason>> {
     let reason: Option<String> = tx
         .query_row(
             "UPDATE refunds SET status = 'refunded', refund_id = ?2, updated_at = ?3
@@ -269,111 +291,113 @@ pub(crate) fn complete_refund(
     Ok(reason.as_deref().and_then(CancellationReason::parse))
 }
 
-/// Notes that a refund request was sent.
-pub(crate) fn mark_refund_submitted(
-    conn: &Connection,
-    order_id: OrderId,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE refunds SET submissions = submissions + 1, last_submitted_at = ?2 WHERE order_id = ?1")?.execute(
+/// Notes that a refund request was sent, if the refund is still waiting for its outcome.
+pub(crate) fn mark_refund_submitted(conn: &Conn<'_>, order_id: OrderId, now: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE refunds SET submissions = submissions + 1, last_submitted_at = ?2
+         WHERE order_id = ?1 AND status = 'refunding'",
         params![order_id.to_string(), now],
     )?;
     Ok(())
 }
 
-/// Records a provider notification id; `false` if it was seen before.
+/// Records a provider notification id; `false` if it was seen before (by this replica or
+/// another: the second insert waits for the first one's commit).
 pub(crate) fn record_notification(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     notification_id: &str,
     order_id: OrderId,
     now: &str,
-) -> rusqlite::Result<bool> {
-    let inserted = tx.prepare_cached("INSERT INTO provider_notifications (notification_id, order_id, received_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (notification_id) DO NOTHING")?.execute(
+) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO provider_notifications (notification_id, order_id, received_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (notification_id) DO NOTHING",
         params![notification_id, order_id.to_string(), now],
     )?;
     Ok(inserted == 1)
 }
 
 /// Payments still `charging` whose last request is older than `before` (or never sent).
-pub(crate) fn stale_charges(
-    conn: &Connection,
-    before: &str,
-    limit: i64,
-) -> rusqlite::Result<Vec<Payment>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments
-         WHERE status = 'charging' AND COALESCE(last_submitted_at, created_at) < ?1
-         ORDER BY created_at LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(params![before, limit], payment_from_row)?;
-    rows.filter_map(Result::transpose).collect()
+pub(crate) fn stale_charges(conn: &Conn<'_>, before: &str, limit: i64) -> Result<Vec<Payment>> {
+    let rows = conn.query_map(
+        concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments
+             WHERE status = 'charging' AND COALESCE(last_submitted_at, created_at) < ?1
+             ORDER BY created_at LIMIT ?2"
+        ),
+        params![before, limit],
+        payment_from_row,
+    )?;
+    Ok(rows.into_iter().flatten().collect())
 }
 
 /// Refunds still `refunding` whose last request is older than `before` (or never sent).
-pub(crate) fn stale_refunds(
-    conn: &Connection,
-    before: &str,
-    limit: i64,
-) -> rusqlite::Result<Vec<Refund>> {
-    let mut stmt = conn.prepare_cached(
+pub(crate) fn stale_refunds(conn: &Conn<'_>, before: &str, limit: i64) -> Result<Vec<Refund>> {
+    let rows = conn.query_map(
         "SELECT r.order_id, r.amount_minor, r.currency, p.charge_id, r.reason
          FROM refunds r JOIN payments p ON p.order_id = r.order_id
          WHERE r.status = 'refunding' AND COALESCE(r.last_submitted_at, r.created_at) < ?1
          ORDER BY r.created_at LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![before, limit], |row| {
-        let order_id: String = row.get(0)?;
-        let currency: String = row.get(2)?;
-        let charge_id: Option<String> = row.get(3)?;
-        let reason: String = row.get(4)?;
-        Ok(
-            match (
-                order_id.parse(),
-                currency.parse(),
-                charge_id,
-                CancellationReason::parse(&reason),
-            ) {
-                (Ok(order_id), Ok(currency), Some(charge_id), Some(reason)) => Some(Refund {
-                    order_id,
-                    amount: Money::new(row.get(1)?, currency),
+        params![before, limit],
+        |row| {
+            let order_id: String = row.get(0)?;
+            let currency: String = row.get(2)?;
+            let charge_id: Option<String> = row.get(3)?;
+            let reason: String = row.get(4)?;
+            Ok(
+                match (
+                    order_id.parse(),
+                    currency.parse(),
                     charge_id,
-                    reason,
-                }),
-                _ => None,
-            },
-        )
-    })?;
-    rows.filter_map(Result::transpose).collect()
+                    CancellationReason::parse(&reason),
+                ) {
+                    (Ok(order_id), Ok(currency), Some(charge_id), Some(reason)) => Some(Refund {
+                        order_id,
+                        amount: Money::new(row.get(1)?, currency),
+                        charge_id,
+                        reason,
+                    }),
+                    _ => None,
+                },
+            )
+        },
+    )?;
+    Ok(rows.into_iter().flatten().collect())
 }
 
-/// Flags a `charging` payment so that, if the charge succeeds, it is refunded for `reason`.
+/// Flags a `charging` payment so that, if the charge succeeds, it is refunded for `reason`;
+/// `false` if the payment was no longer `charging`.
 pub(crate) fn request_cancellation(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
     reason: CancellationReason,
     now: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE payments SET cancel_reason = ?2, updated_at = ?3 WHERE order_id = ?1 AND status = 'charging'")?.execute(
+) -> Result<bool> {
+    let changed = tx.execute(
+        "UPDATE payments SET cancel_reason = ?2, updated_at = ?3
+         WHERE order_id = ?1 AND status = 'charging'",
         params![order_id.to_string(), reason.as_str(), now],
     )?;
-    Ok(())
+    Ok(changed == 1)
 }
 
 /// The reason the order was cancelled while its charge was in flight, if it was.
 pub(crate) fn cancellation_requested(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
-) -> rusqlite::Result<Option<CancellationReason>> {
-    tx.prepare_cached("SELECT cancel_reason FROM payments WHERE order_id = ?1")?
-        .query_row(params![order_id.to_string()], |row| {
-            row.get::<_, Option<String>>(0)
-        })
-        .optional()
-        .map(|reason| {
-            reason
-                .flatten()
-                .as_deref()
-                .and_then(CancellationReason::parse)
-        })
+) -> Result<Option<CancellationReason>> {
+    tx.query_row(
+        "SELECT cancel_reason FROM payments WHERE order_id = ?1",
+        &[order_id.to_string()],
+        |row| row.get::<Option<String>>(0),
+    )
+    .optional()
+    .map(|reason| {
+        reason
+            .flatten()
+            .as_deref()
+            .and_then(CancellationReason::parse)
+    })
 }

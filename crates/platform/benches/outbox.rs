@@ -62,8 +62,7 @@ fn order_created() -> Envelope {
 
 async fn insert(db: &Db) {
     db.transaction(|tx| {
-        tx.prepare_cached("INSERT INTO effects (v) VALUES ('x')")?
-            .execute([])
+        tx.execute("INSERT INTO effects (v) VALUES ('x')", &[])
             .map(|_| ())
     })
     .await
@@ -73,7 +72,7 @@ async fn insert(db: &Db) {
 fn group_commit(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let db = Db::open(&dir.path().join("bench.db"), &[TABLE]).expect("the database opens");
+    let db = Db::open(&dir.path().join("bench.db").into(), &[TABLE]).expect("the database opens");
     let mut group = c.benchmark_group("group_commit");
     group.throughput(Throughput::Elements(TRANSACTIONS as u64));
     group.bench_function("256 transactions at once", |b| {
@@ -94,7 +93,7 @@ fn outbox_relay(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let broker = EmbeddedBroker::start(1).expect("the embedded broker starts");
-    let db = Db::open(&dir.path().join("bench.db"), &[]).expect("the database opens");
+    let db = Db::open(&dir.path().join("bench.db").into(), &[]).expect("the database opens");
     let mut kafka = KafkaConfig::from_env("bench").expect("kafka settings");
     kafka = kafka.with_bootstrap(broker.bootstrap_servers());
     kafka.linger = Duration::from_millis(1);
@@ -124,16 +123,11 @@ fn outbox_relay(c: &mut Criterion) {
                         for envelope in &events {
                             outbox::enqueue(tx, envelope)?;
                         }
-                        Ok::<_, rusqlite::Error>(())
+                        Ok::<_, platform::sql::SqlError>(())
                     })
                     .await
                     .expect("enqueue");
-                    while db
-                        .call(|conn| outbox::backlog(conn))
-                        .await
-                        .expect("backlog")
-                        > 0
-                    {
+                    while db.call(outbox::backlog).await.expect("backlog") > 0 {
                         tokio::time::sleep(Duration::from_micros(200)).await;
                     }
                     spent += started.elapsed();

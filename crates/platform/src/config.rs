@@ -17,6 +17,17 @@ pub fn env_or(name: &str, default: &str) -> String {
     }
 }
 
+/// Where a service keeps its data: the service's own variable `name` (a SQLite path or a
+/// `postgres://` URL), else `DATABASE_URL` (one database per service, as in a container), else
+/// the SQLite file `default_path`.
+pub fn env_database(name: &str, default_path: &str) -> crate::sql::DbTarget {
+    let value = std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| env_or("DATABASE_URL", default_path));
+    crate::sql::DbTarget::parse(&value)
+}
+
 /// Reads and parses `name`, or `default` when it is unset or empty.
 pub fn env_parse<T>(name: &str, default: T) -> Result<T, PlatformError>
 where

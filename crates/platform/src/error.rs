@@ -15,7 +15,7 @@ pub enum PlatformError {
     },
     /// The database could not be opened, migrated or used.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] crate::sql::SqlError),
     /// A Kafka client could not be created or used.
     #[error("kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),

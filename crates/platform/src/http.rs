@@ -185,10 +185,10 @@ async fn metrics_text(State(readiness): State<Readiness>) -> Response {
             gauges
                 .into_iter()
                 .map(|(name, sql)| {
-                    conn.query_row(sql, [], |row| row.get::<_, i64>(0))
+                    conn.query_row(sql, &[], |row| row.get::<i64>(0))
                         .map(|value| (name, value))
                 })
-                .collect::<rusqlite::Result<Vec<_>>>()
+                .collect::<crate::sql::Result<Vec<_>>>()
         })
         .await;
     match values {

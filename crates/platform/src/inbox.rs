@@ -5,14 +5,14 @@
 //! same transaction as the effect, and if it is already there the effect is skipped. Both commit
 //! or neither does, so each event changes state exactly once.
 
-use rusqlite::{Transaction, params};
-
 use events::Envelope;
 
 use crate::Db;
 use crate::db::Migration;
 use crate::db::now_text;
 use crate::kafka::{HandlerError, MessageInfo};
+use crate::params;
+use crate::sql::{Conn, Result};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "platform/inbox/1",
@@ -41,14 +41,11 @@ pub enum Delivery {
 }
 
 /// Records `envelope` as handled in `tx`, or counts a redelivery if it already was.
-pub fn record(
-    tx: &Transaction<'_>,
-    envelope: &Envelope,
-    info: &MessageInfo,
-) -> rusqlite::Result<Delivery> {
-    let inserted = tx.prepare_cached("INSERT INTO inbox (event_id, event_type, order_id, topic, partition, kafka_offset, processed_at)
+pub fn record(tx: &Conn<'_>, envelope: &Envelope, info: &MessageInfo) -> Result<Delivery> {
+    let inserted = tx.execute(
+        "INSERT INTO inbox (event_id, event_type, order_id, topic, partition, kafka_offset, processed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (event_id) DO NOTHING")?.execute(
+         ON CONFLICT (event_id) DO NOTHING",
         params![
             envelope.meta.id.to_string(),
             envelope.kind().type_name(),
@@ -64,8 +61,10 @@ pub fn record(
     }
     metrics::counter!(crate::metrics::EVENTS_DUPLICATE, "type" => envelope.kind().short_name())
         .increment(1);
-    tx.prepare_cached("UPDATE inbox SET redeliveries = redeliveries + 1 WHERE event_id = ?1")?
-        .execute(params![envelope.meta.id.to_string()])?;
+    tx.execute(
+        "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE event_id = ?1",
+        params![envelope.meta.id.to_string()],
+    )?;
     Ok(Delivery::Duplicate)
 }
 
@@ -76,10 +75,10 @@ pub async fn apply_once<T, F>(
     envelope: Envelope,
     info: &MessageInfo,
     effect: F,
-) -> Result<Option<T>, HandlerError>
+) -> std::result::Result<Option<T>, HandlerError>
 where
     T: Send + 'static,
-    F: FnOnce(&Transaction<'_>, &Envelope) -> Result<T, HandlerError> + Send + 'static,
+    F: FnOnce(&Conn<'_>, &Envelope) -> std::result::Result<T, HandlerError> + Send + 'static,
 {
     let info = info.clone();
     db.transaction(move |tx| {

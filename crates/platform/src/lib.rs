@@ -1,4 +1,4 @@
-//! The runtime every service shares: the data path (SQLite with outbox and inbox, Kafka producer,
+//! The runtime every service shares: the data path (SQLite or Postgres with outbox and inbox, Kafka producer,
 //! consumer and dead-letter plumbing), the embedded broker, HTTP helpers, telemetry and shutdown.
 //!
 //! Services contain only their domain: they open a [`Db`] with their migrations, write state and
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod service;
 pub mod shutdown;
+pub mod sql;
 pub mod telemetry;
 pub mod webhook;
 

@@ -11,15 +11,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use rusqlite::{Transaction, params};
 use tokio_util::sync::CancellationToken;
 
 use events::Envelope;
 
 use crate::db::Migration;
+use crate::db::lease::Lease;
 use crate::db::now_text;
 use crate::kafka::{EventProducer, OutgoingMessage};
 use crate::metrics as m;
+use crate::params;
+use crate::sql::{Conn, Dialect, Result};
 use crate::{Db, telemetry};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 ///
 /// The current span's trace context is stored with the row and written into the envelope's
 /// `traceparent`, so the trace survives until the relay publishes — even across a restart.
-pub fn enqueue(tx: &Transaction<'_>, envelope: &Envelope) -> rusqlite::Result<()> {
+pub fn enqueue(tx: &Conn<'_>, envelope: &Envelope) -> Result<()> {
     let mut trace = telemetry::inject(&tracing::Span::current());
     let traceparent = trace.remove("traceparent");
     let tracestate = trace.remove("tracestate");
@@ -56,11 +58,10 @@ pub fn enqueue(tx: &Transaction<'_>, envelope: &Envelope) -> rusqlite::Result<()
     } else {
         envelope.encode()
     };
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO outbox (event_id, topic, msg_key, event_type, payload, traceparent, tracestate, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
+        params![
         envelope.meta.id.to_string(),
         envelope.kind().topic().name(),
         envelope.key(),
@@ -69,14 +70,14 @@ pub fn enqueue(tx: &Transaction<'_>, envelope: &Envelope) -> rusqlite::Result<()
         traceparent,
         tracestate,
         now_text(),
-    ])?;
+        ],
+    )?;
     Ok(())
 }
 
 /// How many rows wait to be published (the backlog).
-pub fn backlog(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT COUNT(*) FROM outbox")?
-        .query_row([], |row| row.get(0))
+pub fn backlog(conn: &Conn<'_>) -> Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM outbox", &[], |row| row.get(0))
 }
 
 /// Tuning of the relay.
@@ -110,15 +111,54 @@ struct Row {
 
 /// Publishes outbox rows in insertion order until `shutdown`, then publishes what is left
 /// (bounded by the producer's timeout) and returns.
+///
+/// Replicas sharing a Postgres database run one relay at a time: the holder of the
+/// `outbox-relay` [`Lease`] publishes every replica's rows, in commit order, and the others
+/// stand by to take over when it stops renewing. With the others' rows to pick up without a
+/// commit to wake it, the holder looks at the table at least every 100 ms on Postgres.
 pub async fn run_relay(
     db: Db,
     producer: EventProducer,
     config: RelayConfig,
     shutdown: CancellationToken,
 ) {
+    let lease = match Lease::new(&db, "outbox-relay") {
+        Ok(lease) => lease,
+        Err(error) => {
+            tracing::error!(%error, "The outbox relay cannot start.");
+            return;
+        }
+    };
+    let idle_poll = match db.dialect() {
+        Dialect::Sqlite => config.idle_poll,
+        Dialect::Postgres => config.idle_poll.min(Duration::from_millis(100)),
+    };
     let mut backoff = Duration::from_millis(50);
     loop {
         let stopping = shutdown.is_cancelled();
+        match lease.held().await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another replica publishes; keep the backlog estimate that sheds load honest.
+                if let Ok(rows) = db.read(backlog).await {
+                    db.set_outbox_backlog(rows);
+                }
+                if stopping {
+                    return;
+                }
+                pause(&shutdown, lease.ttl() / 4).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Could not renew the outbox relay's lease.");
+                if stopping {
+                    return;
+                }
+                pause(&shutdown, backoff).await;
+                backoff = (backoff * 2).min(config.max_backoff);
+                continue;
+            }
+        }
         match relay_once(&db, &producer, config.batch_size).await {
             Ok(RoundOutcome {
                 published,
@@ -129,11 +169,14 @@ pub async fn run_relay(
                     continue;
                 }
                 if stopping {
+                    if let Err(error) = lease.release().await {
+                        tracing::warn!(%error, "Could not give the outbox relay's lease up.");
+                    }
                     return;
                 }
                 tokio::select! {
                     () = db.committed() => {}
-                    () = tokio::time::sleep(config.idle_poll) => {}
+                    () = tokio::time::sleep(idle_poll) => {}
                     () = shutdown.cancelled() => {}
                 }
             }
@@ -176,24 +219,20 @@ struct RoundOutcome {
 /// One round: read a batch, send it all, await every delivery report, delete what was
 /// acknowledged. Sending the batch at once lets the producer pipeline it; the idempotent
 /// producer keeps per-partition order across its own retries.
-async fn relay_once(
-    db: &Db,
-    producer: &EventProducer,
-    batch_size: usize,
-) -> rusqlite::Result<RoundOutcome> {
+async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Result<RoundOutcome> {
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let rows: Vec<Row> = db
         .read(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            conn.query_map(
                 "SELECT id, topic, msg_key, payload, traceparent, tracestate, event_type, created_at
                  FROM outbox ORDER BY id LIMIT ?1",
-            )?;
-            let rows = stmt.query_map(params![limit], |row| {
+                params![limit],
+                |row| {
                 let mut trace = HashMap::new();
-                if let Some(traceparent) = row.get::<_, Option<String>>(4)? {
+                if let Some(traceparent) = row.get::<Option<String>>(4)? {
                     trace.insert("traceparent".to_owned(), traceparent);
                 }
-                if let Some(tracestate) = row.get::<_, Option<String>>(5)? {
+                if let Some(tracestate) = row.get::<Option<String>>(5)? {
                     trace.insert("tracestate".to_owned(), tracestate);
                 }
                 Ok(Row {
@@ -207,8 +246,8 @@ async fn relay_once(
                         trace,
                     },
                 })
-            })?;
-            rows.collect()
+                },
+            )
         })
         .await?;
     if rows.is_empty() {
@@ -265,9 +304,8 @@ async fn relay_once(
     // A write transaction like the handlers', so the delete joins their batches.
     let remaining = db
         .transaction(move |tx| {
-            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
             for id in delivered {
-                stmt.execute(params![id])?;
+                tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
             }
             backlog(tx)
         })

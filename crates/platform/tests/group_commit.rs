@@ -10,20 +10,27 @@ use futures::FutureExt;
 use futures::future::join_all;
 use platform::Db;
 use platform::db::Migration;
+use platform::sql::{ErrorKind, SqlError};
+
+mod common;
 
 const TABLE: Migration = Migration::new(
     "test/t/1",
     "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);",
 );
 
-fn open() -> (tempfile::TempDir, Db) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let db = Db::open(&dir.path().join("test.db"), &[TABLE]).expect("the database opens");
-    (dir, db)
+fn open() -> (common::Scratch, Db) {
+    let scratch = common::Scratch::new("group_commit");
+    let db = Db::open(&scratch.target, &[TABLE]).expect("the database opens");
+    (scratch, db)
+}
+
+fn refused() -> SqlError {
+    SqlError::new(ErrorKind::Other, "refused by the test")
 }
 
 async fn count(db: &Db) -> i64 {
-    db.call(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0)))
+    db.call(|conn| conn.query_row("SELECT COUNT(*) FROM t", &[], |row| row.get(0)))
         .await
         .expect("count")
 }
@@ -46,7 +53,7 @@ async fn hold(db: &Db) -> (impl Future<Output = ()>, mpsc::Sender<()>) {
     let held = queued(db.call(move |_| {
         // Either a release or the sender's drop ends the hold.
         let _ = released.recv();
-        Ok::<_, rusqlite::Error>(())
+        Ok::<_, SqlError>(())
     }))
     .await;
     (held.map(|result| result.expect("hold")), release)
@@ -60,14 +67,14 @@ async fn a_failing_transaction_in_a_batch_leaves_the_others_committed() {
     for k in 0..200_i64 {
         writes.push(
             queued(db.transaction(move |tx| {
-                tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
+                tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k])?;
                 if k % 10 == 3 {
                     // Written, then refused: this one's row must not survive.
-                    return Err(rusqlite::Error::InvalidQuery);
+                    return Err(refused());
                 }
                 if k % 10 == 7 {
                     // A constraint violation inside the batch: the same key twice.
-                    tx.execute("INSERT INTO t (k, v) VALUES (?1, 'again')", [k])?;
+                    tx.execute("INSERT INTO t (k, v) VALUES (?1, 'again')", &[k])?;
                 }
                 Ok(k)
             }))
@@ -93,7 +100,7 @@ async fn a_failing_transaction_in_a_batch_leaves_the_others_committed() {
         .call(|conn| {
             conn.query_row(
                 "SELECT COUNT(*) FROM t WHERE k % 10 IN (3, 7) OR v = 'again'",
-                [],
+                &[],
                 |row| row.get(0),
             )
         })
@@ -107,17 +114,17 @@ async fn a_panic_inside_a_transaction_reaches_its_caller_and_spares_the_batch() 
     let (_dir, db) = open();
     let (held, release) = hold(&db).await;
     let panicking = queued(std::panic::AssertUnwindSafe(db.transaction(|tx| {
-        tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?;
+        tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", &[])?;
         panic!("a bug in a handler");
         #[allow(unreachable_code)]
-        Ok::<_, rusqlite::Error>(())
+        Ok::<_, SqlError>(())
     })))
     .await;
     let mut others = Vec::new();
     for k in 2..50_i64 {
         others.push(
             queued(
-                db.transaction(move |tx| tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])),
+                db.transaction(move |tx| tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k])),
             )
             .await,
         );
@@ -137,7 +144,7 @@ async fn a_panic_inside_a_transaction_reaches_its_caller_and_spares_the_batch() 
         "the batch without the panicking transaction"
     );
     // The database thread survived the panic.
-    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'after')", []))
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'after')", &[]))
         .await
         .expect("still usable");
     assert_eq!(count(&db).await, 49);
@@ -148,8 +155,8 @@ async fn a_lone_failing_transaction_is_rolled_back() {
     let (_dir, db) = open();
     let result = db
         .transaction(|tx| {
-            tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?;
-            Err::<(), _>(rusqlite::Error::InvalidQuery)
+            tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", &[])?;
+            Err::<(), _>(refused())
         })
         .await;
     assert!(result.is_err());
@@ -163,7 +170,7 @@ async fn a_commit_wakes_whoever_waits_for_one() {
         let db = db.clone();
         async move { db.committed().await }
     });
-    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []))
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", &[]))
         .await
         .expect("insert");
     tokio::time::timeout(Duration::from_secs(5), waiter)
@@ -178,7 +185,7 @@ async fn a_call_that_leaves_a_transaction_open_does_not_block_later_writes() {
     db.call(|conn| conn.execute_batch("BEGIN; INSERT INTO t (k, v) VALUES (1, 'forgotten');"))
         .await
         .expect("the call runs");
-    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (2, 'x')", []))
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (2, 'x')", &[]))
         .await
         .expect("later writes still work");
     assert_eq!(count(&db).await, 1, "the open transaction was rolled back");
@@ -187,17 +194,60 @@ async fn a_call_that_leaves_a_transaction_open_does_not_block_later_writes() {
 #[tokio::test]
 async fn reads_see_what_was_committed_and_cannot_write() {
     let (_dir, db) = open();
-    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []))
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", &[]))
         .await
         .expect("insert");
     let seen: i64 = db
-        .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0)))
+        .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", &[], |row| row.get(0)))
         .await
         .expect("read");
     assert_eq!(seen, 1, "a read after a commit sees it");
     let written = db
-        .read(|conn| conn.execute("INSERT INTO t (k, v) VALUES (2, 'x')", []))
+        .read(|conn| conn.execute("INSERT INTO t (k, v) VALUES (2, 'x')", &[]))
         .await;
     assert!(written.is_err(), "the read connection is read-only");
     assert_eq!(count(&db).await, 1);
+}
+
+/// Postgres refuses every statement after a failed one until a rollback, and would turn the
+/// `COMMIT` into a silent rollback; SQLite carries on. Either way a transaction that ignores a
+/// failed statement keeps all of its other work or none of it, and never takes its batch down.
+#[tokio::test]
+async fn a_transaction_that_ignores_a_failed_statement_is_kept_whole_or_not_at_all() {
+    let (_dir, db) = open();
+    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (1, 'first')", &[]))
+        .await
+        .expect("insert");
+    let (held, release) = hold(&db).await;
+    let before =
+        queued(db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (2, 'x')", &[]))).await;
+    let ignoring = queued(db.transaction(|tx| {
+        tx.execute("INSERT INTO t (k, v) VALUES (3, 'x')", &[])?;
+        let duplicate = tx.execute("INSERT INTO t (k, v) VALUES (1, 'again')", &[]);
+        assert!(duplicate.is_err_and(|error| error.is_constraint()));
+        // Whatever the database thinks of it, this closure carries on.
+        let _ = tx.execute("INSERT INTO t (k, v) VALUES (4, 'x')", &[]);
+        Ok::<_, SqlError>(())
+    }))
+    .await;
+    let after =
+        queued(db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (5, 'x')", &[]))).await;
+    release.send(()).expect("the hold is waiting");
+    held.await;
+    before.await.expect("the transaction before it commits");
+    let ignoring = ignoring.await;
+    after.await.expect("the transaction after it commits");
+    let kept: i64 = db
+        .read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM t WHERE k IN (3, 4)", &[], |row| {
+                row.get(0)
+            })
+        })
+        .await
+        .expect("count");
+    match ignoring {
+        Ok(()) => assert_eq!(kept, 2, "kept whole"),
+        Err(_) => assert_eq!(kept, 0, "not at all"),
+    }
+    assert_eq!(count(&db).await, 3 + kept);
 }

@@ -25,7 +25,7 @@ pub struct UpOptions {
 pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let broker = EmbeddedBroker::start(options.brokers).context("starting the embedded broker")?;
     let bootstrap = broker.bootstrap_servers().to_owned();
-    let db = |name: &str| options.data_dir.join(format!("{name}.db"));
+    let db = |name: &str| options.data_dir.join(format!("{name}.db")).into();
     let loopback_any_port = SocketAddr::from(([127, 0, 0, 1], 0));
 
     let mut order_config = order_api::Config::from_env()?;
@@ -54,7 +54,7 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     if std::env::var_os("RATE_LIMIT_PER_S").is_none() {
         order_config.rate_limit = (f64::MAX, f64::MAX);
     }
-    order_config.database_path = db("order-api");
+    order_config.database = db("order-api");
     order_config.kafka = order_config.kafka.with_bootstrap(&bootstrap);
 
     // The provider simulator and payment-svc share a webhook secret: the configured one, or a
@@ -74,12 +74,12 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     payment_config.http_addr = port_from_env("PAYMENT_SVC_ADDR", loopback_any_port)?;
     payment_config.psp_url = psp_url.clone();
     payment_config.webhook_secret = Some(psp_secret);
-    payment_config.database_path = db("payment-svc");
+    payment_config.database = db("payment-svc");
     payment_config.kafka = payment_config.kafka.with_bootstrap(&bootstrap);
 
     let mut inventory_config = inventory_svc::Config::from_env()?;
     inventory_config.http_addr = port_from_env("INVENTORY_SVC_ADDR", loopback_any_port)?;
-    inventory_config.database_path = db("inventory-svc");
+    inventory_config.database = db("inventory-svc");
     inventory_config.kafka = inventory_config.kafka.with_bootstrap(&bootstrap);
 
     let order_api = order_api::Application::build(order_config)

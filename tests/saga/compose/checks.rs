@@ -87,6 +87,9 @@ fn words(value: &Value) -> String {
 /// asked of it.
 pub(super) fn unpinned_images(doc: &Value) -> Vec<String> {
     let exact = Regex::new(r"^v?\d+\.\d+\.\d+([-+._][0-9A-Za-z.-]+)?$").expect("valid regex");
+    // Postgres numbers its releases major.minor (17.6 is one exact release, 17 is not).
+    let two_part = Regex::new(r"^\d+\.\d+([-+._][0-9A-Za-z.-]+)?$").expect("valid regex");
+    let numbered_major_minor = |image: &str| image.split(':').next() == Some("postgres");
     let mut problems = Vec::new();
     for (name, service) in services(doc) {
         let Some(image) = service["image"].as_str() else {
@@ -101,7 +104,9 @@ pub(super) fn unpinned_images(doc: &Value) -> Vec<String> {
         let pinned = match tag {
             None | Some("latest") => false,
             Some(_) if service.get("build").is_some() => true,
-            Some(tag) => exact.is_match(tag),
+            Some(tag) => {
+                exact.is_match(tag) || (numbered_major_minor(last) && two_part.is_match(tag))
+            }
         };
         if !pinned {
             problems.push(format!("{name}: {image} is not pinned to an exact version"));

@@ -2,6 +2,8 @@
 
 mod order_cancelled;
 mod payment_completed;
+#[cfg(test)]
+mod tests;
 
 use events::{Envelope, Event};
 use platform::Db;

@@ -3,6 +3,10 @@
 //!
 //! This covers every cancellation — declined, out of stock, timeout — the same way: the first
 //! two have nothing reserved, so only a timed-out order that got its stock gets it released.
+//!
+//! Another replica may be reserving for the same order at the same moment. "Nothing decided
+//! yet" is therefore claimed by inserting the `cancelled` row; if a reservation got in first,
+//! the insert waited for it and does nothing, and the reservation is released instead.
 
 use events::{Envelope, OrderCancelled, StockReleased};
 use platform::db::now_text;
@@ -22,26 +26,32 @@ pub(super) async fn handle(
     inbox::apply_once(&inventory.db, envelope, info, move |tx, envelope| {
         let order_id = cancelled.order_id;
         let reason = cancelled.reason.as_str();
-        match store::reservation_status(tx, order_id)?.as_deref() {
-            Some("reserved") => {
-                let items = store::release(tx, order_id, reason)?;
-                tracing::info!(lines = items.len(), reason, "Stock released.");
-                let released = StockReleased {
-                    order_id,
-                    items,
-                    reason: cancelled.reason,
-                };
-                outbox::enqueue(tx, &Envelope::new(SOURCE, released, Some(envelope.meta.id)))?;
-            }
-            Some(_) => {}
-            None => {
+        let status = match store::reservation_status(tx, order_id)? {
+            None if store::mark_cancelled(tx, order_id, reason, &now_text())? => {
                 tracing::info!(
                     reason,
                     "Order cancelled before any reservation; a late payment will reserve nothing."
                 );
-                store::mark_cancelled(tx, order_id, reason, &now_text())?;
+                return Ok(());
             }
+            // Decided meanwhile: read what was committed (the insert above waited for it).
+            None => store::reservation_status(tx, order_id)?,
+            decided => decided,
+        };
+        if status.as_deref() != Some("reserved") {
+            return Ok(());
         }
+        // `None`: released meanwhile, by another replica; it announced the release.
+        let Some(items) = store::release(tx, order_id, reason)? else {
+            return Ok(());
+        };
+        tracing::info!(lines = items.len(), reason, "Stock released.");
+        let released = StockReleased {
+            order_id,
+            items,
+            reason: cancelled.reason,
+        };
+        outbox::enqueue(tx, &Envelope::new(SOURCE, released, Some(envelope.meta.id)))?;
         Ok(())
     })
     .await

@@ -1,5 +1,10 @@
 //! `payment.completed` → reserve stock for every line of the order, all or nothing, and
 //! announce `stock.reserved` or `stock.rejected` (which makes payment-svc refund).
+//!
+//! The decision is taken on locked stock rows and claimed by inserting the reservation row (see
+//! [`store`]): replicas reserving from the same stock at once never oversell it, and an order
+//! cancelled meanwhile (perhaps on another replica) is decided once — whichever claim comes
+//! first stands, and the other changes nothing and announces nothing.
 
 use events::{
     Envelope, Event, PaymentCompleted, StockRejected, StockRejectionReason, StockReserved,
@@ -27,7 +32,10 @@ pub(super) async fn handle(
         let now = now_text();
         let (shortages, unknown) = store::shortages(tx, &payment.items)?;
         let event: Event = if shortages.is_empty() {
-            store::reserve(tx, order_id, &payment.items, &now)?;
+            if !store::reserve(tx, order_id, &payment.items, &now)? {
+                tracing::info!("Order got a reservation decision meanwhile.");
+                return Ok(());
+            }
             tracing::info!(lines = payment.items.len(), "Stock reserved.");
             StockReserved {
                 order_id,
@@ -50,7 +58,10 @@ pub(super) async fn handle(
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            store::reject(tx, order_id, &detail, &now)?;
+            if !store::reject(tx, order_id, &detail, &now)? {
+                tracing::info!("Order got a reservation decision meanwhile.");
+                return Ok(());
+            }
             tracing::info!(%detail, "Stock rejected.");
             StockRejected {
                 order_id,

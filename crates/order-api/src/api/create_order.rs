@@ -14,7 +14,7 @@ use platform::outbox;
 
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::idempotency::{self, IdempotencyKey, Prior};
+use crate::idempotency::{self, Claim, IdempotencyKey, Prior};
 use crate::saga::SOURCE;
 use crate::store;
 
@@ -108,12 +108,15 @@ pub(crate) async fn handle(
         .transaction(move |tx| {
             let now = now_text();
             if let Some(key) = &idempotency {
-                match idempotency::check(tx, key, &canonical, &now)? {
+                let claim = Claim {
+                    order_id,
+                    now: &now,
+                    expires_at: &key_expires,
+                };
+                match idempotency::claim(tx, key, &canonical, claim)? {
                     Prior::Replay(original) => return Ok(Created::Replayed(original)),
                     Prior::Conflict => return Err(ApiError::IdempotencyConflict),
-                    Prior::New => {
-                        idempotency::remember(tx, key, &canonical, order_id, &now, &key_expires)?
-                    }
+                    Prior::New => {}
                 }
             }
             let entry = store::insert_order(

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
@@ -21,6 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use platform::Db;
 use platform::catalog::Catalog;
 use platform::http::{Problem, Readiness, health_routes, observe};
+use platform::sql::SqlError;
 
 use crate::auth::{self, ApiKeys, Principal};
 use crate::updates::StatusUpdates;
@@ -74,8 +75,10 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async { Problem::not_found("No such route.") });
+    let db = readiness.db.clone();
+    let health = health_routes(readiness).layer(middleware::from_fn_with_state(db, time_gauges));
     observe(
-        api.merge(health_routes(readiness))
+        api.merge(health)
             // SSE streams are long-lived by design; the timeout bounds how long a request waits
             // for its answer to start, which is what protects the server.
             .layer(TimeoutLayer::with_status_code(
@@ -84,6 +87,30 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
                 Duration::from_secs(15),
             )),
     )
+}
+
+/// How long a saga may stay open before `sagas_open_longer_than_10s` counts it.
+const LONG_OPEN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// Sets the gauges that compare with the current time just before `/metrics` renders.
+///
+/// The platform's scrape gauges are fixed SQL without parameters, and the time would have to be
+/// the database's own (`strftime`, `now()`), which SQLite and Postgres spell and format
+/// differently; here the cut-off is computed in Rust, in the stored text format, and bound.
+async fn time_gauges(State(db): State<Db>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/metrics" {
+        let before =
+            (chrono::Utc::now() - LONG_OPEN).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        match db
+            .read(move |conn| crate::store::count_open_accepted_before(conn, &before))
+            .await
+        {
+            #[allow(clippy::cast_precision_loss)]
+            Ok(count) => metrics::gauge!("sagas_open_longer_than_10s").set(count as f64),
+            Err(error) => tracing::warn!(%error, "Could not count long-open sagas for /metrics."),
+        }
+    }
+    next.run(request).await
 }
 
 /// What can go wrong in a handler, mapped to problems in one place.
@@ -118,8 +145,8 @@ pub enum ApiError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(error: rusqlite::Error) -> Self {
+impl From<SqlError> for ApiError {
+    fn from(error: SqlError) -> Self {
         ApiError::Unexpected(error.into())
     }
 }

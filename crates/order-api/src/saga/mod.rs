@@ -14,6 +14,7 @@ use platform::db::now_text;
 use platform::inbox;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::outbox;
+use platform::sql::Conn;
 
 pub use state::{Decision, OrderStatus, Step, can_transition, decide};
 
@@ -97,12 +98,14 @@ impl Coordinator {
 pub const SAGA_DURATION: &str = "saga_duration_seconds";
 
 /// Applies one reply (first delivery) inside `tx`; returns the history entries it added.
-fn apply(
-    tx: &rusqlite::Transaction<'_>,
-    envelope: &Envelope,
-) -> Result<Vec<HistoryEntry>, HandlerError> {
+///
+/// The order's row is locked first ([`store::status_for_update`]): on Postgres a reply to the
+/// same order handled at the same moment by another replica (the other topic's partition, or a
+/// partition being handed over) or the deadline reaper waits for this transaction, then decides
+/// on the status it leaves.
+fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Vec<HistoryEntry>, HandlerError> {
     let order_id = envelope.event.order_id();
-    let Some((current, last_seq)) = store::status_of(tx, order_id)? else {
+    let Some((current, last_seq)) = store::status_for_update(tx, order_id)? else {
         // A reply for an order this service never accepted contradicts the contract.
         return Err(HandlerError::Permanent(anyhow::anyhow!(
             "unknown order {order_id}"
@@ -130,6 +133,7 @@ fn apply(
     let now = now_text();
     let cause = envelope.kind().short_name();
     let mut entries = Vec::with_capacity(steps.len());
+    let mut from = current;
     for (seq, step) in (last_seq + 1..).zip(&steps) {
         let entry = store::entry_for(
             order_id,
@@ -140,9 +144,15 @@ fn apply(
             envelope.meta.id,
             &now,
         );
-        store::record_transition(tx, &entry)?;
+        if !store::record_transition(tx, from, &entry)? {
+            // Cannot happen while the row is locked; if it does, decide again on what is there.
+            return Err(HandlerError::Transient(anyhow::anyhow!(
+                "order {order_id} left {from} while this reply was being applied"
+            )));
+        }
         crate::webhooks::enqueue_if_subscribed(tx, &entry)?;
-        tracing::info!(from = %current, to = %step.status, "Order status changed.");
+        tracing::info!(from = %from, to = %step.status, "Order status changed.");
+        from = step.status;
         entries.push(entry);
     }
     if let Some(last) = steps.last() {

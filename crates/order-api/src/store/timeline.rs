@@ -7,10 +7,10 @@
 //! explains and holds each event once.
 
 use chrono::SecondsFormat;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
-
 use events::{Envelope, OrderId};
 use platform::db::now_text;
+use platform::params;
+use platform::sql::{Conn, OptionalExtension, Result};
 
 use crate::saga::OrderStatus;
 
@@ -65,43 +65,43 @@ pub(crate) struct StoredTimeline {
 ///
 /// An event already recorded is left as it is: the first record is the truth, and a repeat must
 /// not fail the transaction that carries the saga forward.
-pub(crate) fn record(
-    tx: &Transaction<'_>,
-    envelope: &Envelope,
-    trace_id: Option<String>,
-) -> rusqlite::Result<()> {
+pub(crate) fn record(tx: &Conn<'_>, envelope: &Envelope, trace_id: Option<String>) -> Result<()> {
     let event = SagaEvent::from_envelope(envelope, trace_id);
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO saga_events (order_id, event_id, event_type, service, occurred_at, recorded_at, trace_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (event_id) DO NOTHING",
-    )?
-    .execute(params![
-        envelope.event.order_id().to_string(),
-        event.event_id,
-        event.event_type,
-        event.service,
-        event.occurred_at,
-        event.recorded_at,
-        event.trace_id,
-    ])?;
+        params![
+            envelope.event.order_id().to_string(),
+            event.event_id,
+            event.event_type,
+            event.service,
+            event.occurred_at,
+            event.recorded_at,
+            event.trace_id,
+        ],
+    )?;
     Ok(())
 }
 
 /// Whether the order exists.
-pub(crate) fn order_exists(conn: &Connection, order_id: OrderId) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = ?1)")?
-        .query_row(params![order_id.to_string()], |row| row.get(0))
+pub(crate) fn order_exists(conn: &Conn<'_>, order_id: OrderId) -> Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = ?1)",
+        params![order_id.to_string()],
+        |row| row.get(0),
+    )
 }
 
 /// The order's timeline, if the order exists.
 ///
-/// Both reads run on the service's single connection, so no write of this process falls between
-/// them.
-pub(crate) fn load(
-    conn: &Connection,
-    order_id: OrderId,
-) -> rusqlite::Result<Option<StoredTimeline>> {
+/// The order is read before its events, each by its own statement: the events may include one
+/// committed just after the order's row was read, but never lack one whose effect the row
+/// already shows (a terminal status always comes with its terminal event).
+///
+/// Events that happened at the same instant keep the order of their ids, which are time-ordered
+/// (UUID v7) and so follow the order in which they were made.
+pub(crate) fn load(conn: &Conn<'_>, order_id: OrderId) -> Result<Option<StoredTimeline>> {
     let id = order_id.to_string();
     let head = conn
         .query_row(
@@ -109,9 +109,9 @@ pub(crate) fn load(
             params![id],
             |row| {
                 Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
                 ))
             },
         )
@@ -119,12 +119,11 @@ pub(crate) fn load(
     let Some((status, created_at, updated_at)) = head else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(
+    let events = conn.query_map(
         "SELECT event_id, event_type, service, occurred_at, recorded_at, trace_id FROM saga_events
-         WHERE order_id = ?1 ORDER BY occurred_at, recorded_at, rowid",
-    )?;
-    let events = stmt
-        .query_map(params![id], |row| {
+         WHERE order_id = ?1 ORDER BY occurred_at, recorded_at, event_id",
+        params![id],
+        |row| {
             Ok(SagaEvent {
                 event_id: row.get(0)?,
                 event_type: row.get(1)?,
@@ -133,8 +132,8 @@ pub(crate) fn load(
                 recorded_at: row.get(4)?,
                 trace_id: row.get(5)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     Ok(Some(StoredTimeline {
         status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending),
         created_at,

@@ -1,20 +1,39 @@
 //! Sends queued webhooks: signed, retried with exponential backoff and jitter, each attempt
 //! logged; after the last attempt the delivery is marked failed and copied to `orders.dlq`.
+//!
+//! Replicas sharing a Postgres database deliver through one of them, the holder of the lease
+//! `order-api/webhook-deliverer`. A send can outlast the lease (a slow endpoint holds it for up
+//! to the client's timeout), so each attempt is also claimed in the database before it is made:
+//! the claim moves the delivery's next attempt [`CLAIM`] ahead, on condition that it is still
+//! pending, due and at the attempt count that was read, and the outcome is recorded on the same
+//! condition. So one replica makes each attempt. Delivery stays at least once — a crash between
+//! a send and its record sends again once the claim runs out — and receivers deduplicate by
+//! `webhook-id`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dead_letter::dead_letter_message;
-use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
 use platform::Db;
+use platform::db::lease::Lease;
 use platform::db::now_text;
 use platform::kafka::EventProducer;
+use platform::params;
+use platform::sql::{Conn, Result};
 
 use super::target;
 use platform::webhook::{self, Secret};
+
+/// How long a claimed attempt belongs to the replica that claimed it: well beyond the longest
+/// send (the HTTP client gives up after 5 s). If that replica dies meanwhile, the attempt is
+/// made again after this.
+const CLAIM: Duration = Duration::from_secs(60);
+
+/// Pause between looks for due webhooks when there were none.
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// How deliveries are made.
 #[derive(Clone, Debug)]
@@ -29,18 +48,22 @@ pub struct DelivererConfig {
     pub allow_private: bool,
 }
 
+#[derive(Clone, Debug)]
 struct Due {
     id: String,
     order_id: String,
     url: String,
     principal: String,
     payload: String,
+    /// Attempts made so far.
     attempts: u32,
 }
 
-/// Delivers due webhooks until `shutdown`.
+/// Delivers due webhooks while this process holds `lease`, until `shutdown`; then gives the
+/// lease up, so that another replica takes over without waiting for it to expire.
 pub async fn run(
     db: Db,
+    lease: Lease,
     producer: EventProducer,
     config: DelivererConfig,
     shutdown: CancellationToken,
@@ -57,47 +80,141 @@ pub async fn run(
         }
     };
     loop {
-        let due = db.read(due).await;
-        let worked = match due {
-            Ok(due) => {
-                let any = !due.is_empty();
-                for delivery in due {
-                    deliver(&db, &producer, &http, &config, delivery).await;
-                }
-                any
-            }
+        let (worked, pause) = match lease.held().await {
+            Ok(true) => (
+                deliver_due(&db, &lease, &producer, &http, &config).await,
+                IDLE_POLL,
+            ),
+            // Another replica delivers; look again well within the time it would take to
+            // notice that it died.
+            Ok(false) => (false, (lease.ttl() / 4).max(IDLE_POLL)),
             Err(error) => {
-                tracing::warn!(%error, "Could not read due webhooks.");
-                false
+                tracing::warn!(%error, lease = lease.name(), "Could not renew the lease.");
+                (false, IDLE_POLL)
             }
         };
         if !worked {
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
             }
         } else if shutdown.is_cancelled() {
-            return;
+            break;
         }
+    }
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, lease = lease.name(), "Could not release the lease.");
     }
 }
 
-fn due(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Due>> {
-    let mut stmt = conn.prepare_cached(
+/// One round: every due delivery found, while the lease lasts; `true` if there were any.
+async fn deliver_due(
+    db: &Db,
+    lease: &Lease,
+    producer: &EventProducer,
+    http: &reqwest::Client,
+    config: &DelivererConfig,
+) -> bool {
+    let due = match db.read(|conn| due(conn, &now_text())).await {
+        Ok(due) => due,
+        Err(error) => {
+            tracing::warn!(%error, "Could not read due webhooks.");
+            return false;
+        }
+    };
+    let any = !due.is_empty();
+    for delivery in due {
+        // Cheap while the lease is fresh; once it is lost, the rest is the new holder's.
+        if !lease.held().await.unwrap_or(false) {
+            break;
+        }
+        deliver(db, producer, http, config, delivery).await;
+    }
+    any
+}
+
+/// Pending deliveries due at `now`, oldest due first.
+fn due(conn: &Conn<'_>, now: &str) -> Result<Vec<Due>> {
+    conn.query_map(
         "SELECT id, order_id, url, principal, payload, attempts FROM webhook_deliveries
          WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT 20",
+        params![now],
+        |row| {
+            Ok(Due {
+                id: row.get(0)?,
+                order_id: row.get(1)?,
+                url: row.get(2)?,
+                principal: row.get(3)?,
+                payload: row.get(4)?,
+                attempts: row.get(5)?,
+            })
+        },
+    )
+}
+
+/// Takes the next attempt of `delivery` for this process until `until`: `false` if someone
+/// else took or made it since it was read (it is no longer due, or no longer at the attempt
+/// count read).
+fn claim(tx: &Conn<'_>, delivery: &Due, now: &str, until: &str) -> Result<bool> {
+    let changed = tx.execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = ?3
+         WHERE id = ?1 AND status = 'pending' AND attempts = ?2 AND next_attempt_at <= ?4",
+        params![delivery.id, delivery.attempts, until, now],
     )?;
-    let rows = stmt.query_map(params![now_text()], |row| {
-        Ok(Due {
-            id: row.get(0)?,
-            order_id: row.get(1)?,
-            url: row.get(2)?,
-            principal: row.get(3)?,
-            payload: row.get(4)?,
-            attempts: row.get(5)?,
-        })
-    })?;
-    rows.collect()
+    Ok(changed == 1)
+}
+
+/// The outcome of one attempt, as recorded.
+#[derive(Clone, Debug)]
+struct Outcome {
+    /// 1 for the first attempt.
+    attempt: u32,
+    /// `delivered`, `failed` (for good) or `pending` (retried at `next_attempt_at`).
+    status: &'static str,
+    next_attempt_at: String,
+    status_code: Option<i64>,
+    error: Option<String>,
+    duration_ms: f64,
+}
+
+/// Records `outcome` for the delivery `id`, if its previous attempt count is still the one the
+/// attempt was claimed at; `false` (nothing written) if another replica recorded it already.
+fn record(tx: &Conn<'_>, id: &str, outcome: &Outcome) -> Result<bool> {
+    let now = now_text();
+    let finished_at = (outcome.status != "pending").then_some(now.as_str());
+    let changed = tx.execute(
+        "UPDATE webhook_deliveries SET attempts = ?2, status = ?3, next_attempt_at = ?4, finished_at = ?5
+         WHERE id = ?1 AND status = 'pending' AND attempts = ?6",
+        params![
+            id,
+            outcome.attempt,
+            outcome.status,
+            outcome.next_attempt_at,
+            finished_at,
+            outcome.attempt.saturating_sub(1)
+        ],
+    )?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            id,
+            outcome.attempt,
+            now,
+            outcome.status_code,
+            outcome.error,
+            outcome.duration_ms
+        ],
+    )?;
+    Ok(true)
+}
+
+/// RFC 3339 text of `after` from now, as the tables store times.
+fn from_now(after: Duration) -> String {
+    (chrono::Utc::now() + chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 async fn deliver(
@@ -107,6 +224,22 @@ async fn deliver(
     config: &DelivererConfig,
     delivery: Due,
 ) {
+    let claimed = {
+        let delivery = delivery.clone();
+        db.transaction(move |tx| claim(tx, &delivery, &now_text(), &from_now(CLAIM)))
+            .await
+    };
+    match claimed {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(delivery = %delivery.id, "Webhook attempt taken by another replica.");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, delivery = %delivery.id, "Could not claim a webhook attempt.");
+            return;
+        }
+    }
     let started = Instant::now();
     let attempt = delivery.attempts + 1;
     let result = send(http, config, &delivery).await;
@@ -123,28 +256,33 @@ async fn deliver(
             .min(64.0)
             * rand::random_range(0.75..1.25),
     );
-    let next = (chrono::Utc::now() + chrono::TimeDelta::from_std(backoff).unwrap_or_default())
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let outcome = Outcome {
+        attempt,
+        status: if delivered {
+            "delivered"
+        } else if give_up {
+            "failed"
+        } else {
+            "pending"
+        },
+        next_attempt_at: from_now(backoff),
+        status_code,
+        error: error.clone(),
+        duration_ms: elapsed_ms,
+    };
     let id = delivery.id.clone();
-    let error_text = error.clone();
-    let recorded = db
-        .transaction(move |tx| {
-            let now = now_text();
-            tx.prepare_cached("INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
-                params![id, attempt, now, status_code, error_text, elapsed_ms],
-            )?;
-            let status = if delivered { "delivered" } else if give_up { "failed" } else { "pending" };
-            tx.prepare_cached("UPDATE webhook_deliveries SET attempts = ?2, status = ?3, next_attempt_at = ?4,
-                        finished_at = CASE WHEN ?3 = 'pending' THEN NULL ELSE ?5 END
-                 WHERE id = ?1")?.execute(
-                params![id, attempt, status, next, now],
-            )?;
-            Ok::<_, rusqlite::Error>(())
-        })
-        .await;
-    if let Err(error) = recorded {
-        tracing::warn!(%error, delivery = %delivery.id, "Could not record a webhook attempt.");
-        return;
+    let recorded = db.transaction(move |tx| record(tx, &id, &outcome)).await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            // The claim ran out before the send ended and another replica made this attempt.
+            tracing::warn!(delivery = %delivery.id, attempt, "Webhook attempt recorded elsewhere first.");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, delivery = %delivery.id, "Could not record a webhook attempt.");
+            return;
+        }
     }
     if delivered {
         tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, "Webhook delivered.");
@@ -231,5 +369,77 @@ mod dead_letter {
             trace: HashMap::new(),
         };
         (message, headers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    const T0: &str = "2026-01-01T00:00:00.000000Z";
+
+    fn at(seconds: u32) -> String {
+        format!(
+            "2026-01-01T00:{:02}:{:02}.000000Z",
+            seconds / 60,
+            seconds % 60
+        )
+    }
+
+    fn outcome(attempt: u32, status: &'static str, next: u32) -> Outcome {
+        Outcome {
+            attempt,
+            status,
+            next_attempt_at: at(next),
+            status_code: Some(500),
+            error: None,
+            duration_ms: 1.5,
+        }
+    }
+
+    #[test]
+    fn each_attempt_is_claimed_by_one_replica_and_recorded_once() -> Result<()> {
+        let db = testing::scratch();
+        let conn = db.conn();
+        conn.execute(
+            "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
+             VALUES ('msg_1', 'ord_1', 'http://hook', 'alice', 'order.confirmed', '{}', 'pending', ?1, ?1)",
+            params![T0],
+        )?;
+        let read = due(&conn, &at(1))?;
+        assert_eq!(read.len(), 1);
+        let delivery = &read[0];
+        assert!(claim(&conn, delivery, &at(1), &at(61))?);
+        // A second replica that read the same row finds it taken, and not due any more.
+        assert!(!claim(&conn, delivery, &at(1), &at(61))?);
+        assert!(due(&conn, &at(2))?.is_empty());
+        // The claim ran out (its replica died): another may make the attempt.
+        assert!(claim(&conn, delivery, &at(62), &at(122))?);
+        assert!(record(&conn, &delivery.id, &outcome(1, "pending", 180))?);
+        assert!(
+            !record(&conn, &delivery.id, &outcome(1, "pending", 180))?,
+            "the attempt is recorded once"
+        );
+        // What was read before the first attempt is stale now, even once the retry is due.
+        assert!(!claim(&conn, delivery, &at(200), &at(260))?);
+        let retry = due(&conn, &at(200))?;
+        assert_eq!(retry[0].attempts, 1);
+        assert!(claim(&conn, &retry[0], &at(200), &at(260))?);
+        assert!(record(&conn, &retry[0].id, &outcome(2, "delivered", 201))?);
+        assert!(due(&conn, "2099-01-01T00:00:00.000000Z")?.is_empty());
+        let logged = conn.query_map(
+            "SELECT attempt FROM webhook_attempts WHERE delivery_id = 'msg_1' ORDER BY attempt",
+            &[],
+            |row| row.get::<i64>(0),
+        )?;
+        assert_eq!(logged, [1, 2]);
+        let finished = conn.query_row(
+            "SELECT status, finished_at IS NOT NULL FROM webhook_deliveries WHERE id = 'msg_1'",
+            &[],
+            |row| Ok((row.get::<String>(0)?, row.get::<bool>(1)?)),
+        )?;
+        assert_eq!(finished, ("delivered".to_owned(), true));
+        Ok(())
     }
 }

@@ -9,14 +9,15 @@
 pub mod deliverer;
 pub mod target;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use events::OrderId;
+use platform::db::Migration;
 use platform::db::now_text;
+use platform::params;
+use platform::sql::{Conn, OptionalExtension, Result};
 
 use crate::store::HistoryEntry;
-use platform::db::Migration;
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "order-api/webhooks/1",
@@ -55,21 +56,23 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
 
 /// Remembers where to announce `order_id`'s end.
 pub(crate) fn subscribe(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     order_id: OrderId,
     url: &str,
     principal: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO callbacks (order_id, url, principal) VALUES (?1, ?2, ?3)")?
-        .execute(params![order_id.to_string(), url, principal])?;
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO callbacks (order_id, url, principal) VALUES (?1, ?2, ?3)",
+        params![order_id.to_string(), url, principal],
+    )?;
     Ok(())
 }
 
 /// If the order has a callback and `entry` ends its saga, queues the webhook (in `tx`).
-pub(crate) fn enqueue_if_subscribed(
-    tx: &Transaction<'_>,
-    entry: &HistoryEntry,
-) -> rusqlite::Result<()> {
+///
+/// Called only by the transaction that made the terminal transition, which happens once per
+/// order (see [`crate::store::record_transition`]), so each order's end is queued once.
+pub(crate) fn enqueue_if_subscribed(tx: &Conn<'_>, entry: &HistoryEntry) -> Result<()> {
     if !entry.status.is_terminal() {
         return Ok(());
     }
@@ -94,8 +97,9 @@ pub(crate) fn enqueue_if_subscribed(
         },
     });
     let now = now_text();
-    tx.prepare_cached("INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)")?.execute(
+    tx.execute(
+        "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
         params![
             format!("msg_{}", uuid::Uuid::now_v7().simple()),
             entry.order_id.to_string(),
@@ -130,15 +134,11 @@ pub struct AttemptView {
 }
 
 /// Every delivery of `order_id`, oldest first.
-pub(crate) fn deliveries(
-    conn: &Connection,
-    order_id: OrderId,
-) -> rusqlite::Result<Vec<DeliveryView>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, event_type, url, status FROM webhook_deliveries WHERE order_id = ?1 ORDER BY created_at",
-    )?;
-    let mut views: Vec<DeliveryView> = stmt
-        .query_map(params![order_id.to_string()], |row| {
+pub(crate) fn deliveries(conn: &Conn<'_>, order_id: OrderId) -> Result<Vec<DeliveryView>> {
+    let mut views = conn.query_map(
+        "SELECT id, event_type, url, status FROM webhook_deliveries WHERE order_id = ?1 ORDER BY created_at, id",
+        params![order_id.to_string()],
+        |row| {
             Ok(DeliveryView {
                 id: row.get(0)?,
                 event_type: row.get(1)?,
@@ -146,14 +146,13 @@ pub(crate) fn deliveries(
                 status: row.get(3)?,
                 attempts: Vec::new(),
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut attempts = conn.prepare_cached(
-        "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = ?1 ORDER BY attempt",
+        },
     )?;
     for view in &mut views {
-        view.attempts = attempts
-            .query_map(params![view.id], |row| {
+        view.attempts = conn.query_map(
+            "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = ?1 ORDER BY attempt",
+            params![view.id],
+            |row| {
                 Ok(AttemptView {
                     attempt: row.get(0)?,
                     at: row.get(1)?,
@@ -161,8 +160,8 @@ pub(crate) fn deliveries(
                     error: row.get(3)?,
                     duration_ms: row.get(4)?,
                 })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+            },
+        )?;
     }
     Ok(views)
 }

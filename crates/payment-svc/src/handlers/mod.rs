@@ -6,6 +6,8 @@ mod order_created;
 mod provider_outcome;
 mod refund;
 mod stock_rejected;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -3,6 +3,10 @@
 //!
 //! Declined and out-of-stock cancellations find nothing to do (no charge, or already refunded);
 //! this matters for timeouts, where the saga may end while the payment is still moving.
+//!
+//! The payment row is locked while deciding (see [`store::lock_payment`]): the provider's
+//! outcome may be applied by another replica at the same moment, and the flag must not land on
+//! a payment that has just stopped `charging`.
 
 use events::{Envelope, OrderCancelled};
 use platform::db::now_text;
@@ -20,21 +24,41 @@ pub(super) async fn handle(
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
     let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, _| {
-            let Some(payment) = store::payment(tx, cancelled.order_id)? else {
-                return Ok(None);
-            };
-            match payment.status {
-                PaymentStatus::Charged => Ok(refund::begin(tx, &payment, PaymentStatus::Charged, None, cancelled.reason)?),
-                PaymentStatus::Charging => {
-                    tracing::info!("Order cancelled while its charge is in flight; it will be refunded if it succeeds.");
-                    store::request_cancellation(tx, cancelled.order_id, cancelled.reason, &now_text())?;
-                    Ok(None)
+        let Some(payment) = store::lock_payment(tx, cancelled.order_id)? else {
+            return Ok(None);
+        };
+        match payment.status {
+            PaymentStatus::Charged => Ok(refund::begin(
+                tx,
+                &payment,
+                PaymentStatus::Charged,
+                None,
+                cancelled.reason,
+            )?),
+            PaymentStatus::Charging => {
+                if !store::request_cancellation(
+                    tx,
+                    cancelled.order_id,
+                    cancelled.reason,
+                    &now_text(),
+                )? {
+                    // Not while the row is locked; should it happen anyway, undo everything
+                    // and decide again (the retry reads the payment's new state).
+                    return Err(HandlerError::Transient(anyhow::anyhow!(
+                        "payment of order {} left charging while being cancelled",
+                        cancelled.order_id
+                    )));
                 }
-                PaymentStatus::Failed | PaymentStatus::Refunding | PaymentStatus::Refunded => Ok(None),
+                tracing::info!(
+                    "Order cancelled while its charge is in flight; it will be refunded if it succeeds."
+                );
+                Ok(None)
             }
-        })
-        .await?
-        .flatten();
+            PaymentStatus::Failed | PaymentStatus::Refunding | PaymentStatus::Refunded => Ok(None),
+        }
+    })
+    .await?
+    .flatten();
     if let Some(refund) = refund {
         spawn_refund(payments, refund).await;
     }

@@ -1,13 +1,17 @@
 //! A provider notification → the payment's final state and the event announcing it:
 //! `payment.completed`, `payment.failed` or `payment.refunded`.
 //!
-//! Notifications can repeat (webhook retries, recovery asking again); each is applied at most
-//! once: by its id, and because every state change is conditional on the state it leaves.
+//! Notifications can repeat (webhook retries, recovery asking again) and arrive at any replica;
+//! each is applied at most once: by its id, and because every state change is conditional on
+//! the state it leaves. The outcome is decided on the locked payment row (see
+//! [`store::lock_payment`]), so that a cancellation flag set by another replica is either seen
+//! here or set after this outcome, never lost in between.
 
 use events::{Envelope, Event, OrderId, PaymentCompleted, PaymentFailed, PaymentRefunded};
 use platform::Db;
 use platform::db::now_text;
 use platform::outbox;
+use platform::sql::{Conn, Result};
 use tracing::Instrument;
 
 use super::{SOURCE, refund};
@@ -23,7 +27,7 @@ use crate::store::{self, PaymentStatus, Refund};
 pub(crate) async fn apply_notification(
     db: &Db,
     notification: Notification,
-) -> rusqlite::Result<Option<Refund>> {
+) -> Result<Option<Refund>> {
     let order_id = notification.order_id;
     let span = tracing::info_span!(
         "provider notification",
@@ -43,10 +47,7 @@ pub(crate) async fn apply_notification(
         .await
 }
 
-async fn apply_in_transaction(
-    db: &Db,
-    notification: Notification,
-) -> rusqlite::Result<Option<Refund>> {
+async fn apply_in_transaction(db: &Db, notification: Notification) -> Result<Option<Refund>> {
     db.transaction(move |tx| {
         let now = now_text();
         if !store::record_notification(
@@ -84,13 +85,8 @@ enum Effect {
 }
 
 /// Applies an outcome to the payment's state.
-fn apply_outcome(
-    tx: &rusqlite::Transaction<'_>,
-    order_id: OrderId,
-    outcome: &Outcome,
-    now: &str,
-) -> rusqlite::Result<Effect> {
-    let Some(payment) = store::payment(tx, order_id)? else {
+fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome, now: &str) -> Result<Effect> {
+    let Some(payment) = store::lock_payment(tx, order_id)? else {
         tracing::warn!(%order_id, "Provider outcome for an unknown payment.");
         return Ok(Effect::Nothing);
     };

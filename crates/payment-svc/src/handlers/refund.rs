@@ -3,19 +3,25 @@
 
 use events::CancellationReason;
 use platform::db::now_text;
+use platform::sql::{Conn, Result};
 
 use crate::store::{self, Payment, PaymentStatus, Refund};
 
 /// Moves a payment from `from` to `refunding` and records its refund, inside `tx`. Returns the
-/// refund to send to the provider after commit, or `None` if the payment has no charge or
-/// already has a refund (so a refund is started at most once per order).
+/// refund to send to the provider after commit, or `None` if the payment has no charge, was no
+/// longer in `from` or already has a refund (so a refund is started at most once per order).
+///
+/// The conditional move out of `from` comes first: it is the claim. Of two replicas starting a
+/// refund for the same payment at once (an `order.cancelled` and a `stock.rejected`, say), the
+/// second one's update waits for the first one's commit, then finds the payment `refunding`
+/// and changes nothing — it records no refund and sends none.
 pub(crate) fn begin(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Conn<'_>,
     payment: &Payment,
     from: PaymentStatus,
     charge_id: Option<&str>,
     reason: CancellationReason,
-) -> rusqlite::Result<Option<Refund>> {
+) -> Result<Option<Refund>> {
     let Some(charge_id) = charge_id.or(payment.charge_id.as_deref()) else {
         return Ok(None);
     };
@@ -26,9 +32,6 @@ pub(crate) fn begin(
         reason,
     };
     let now = now_text();
-    if !store::insert_refund(tx, &refund, &now)? {
-        return Ok(None);
-    }
     if !store::transition(
         tx,
         refund.order_id,
@@ -38,6 +41,12 @@ pub(crate) fn begin(
         None,
         &now,
     )? {
+        return Ok(None);
+    }
+    if !store::insert_refund(tx, &refund, &now)? {
+        // Every refund is recorded here, after the claim above, so this does not happen; if it
+        // did, the existing refund is the one to keep (the recovery sweep sends it).
+        tracing::warn!("The payment already had a refund; not starting another.");
         return Ok(None);
     }
     tracing::info!(amount = %refund.amount, reason = reason.as_str(), "Refunding.");

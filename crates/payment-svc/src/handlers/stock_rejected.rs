@@ -1,5 +1,9 @@
 //! `stock.rejected` → the order cannot be fulfilled after it was paid: refund it (compensation).
 //! `payment.refunded` follows when the provider confirms.
+//!
+//! The payment row is locked while deciding, and the move to `refunding` is conditional on
+//! `charged` (see [`refund::begin`]): a cancellation handled by another replica at the same
+//! time starts the one refund, or this does, never both.
 
 use events::{CancellationReason, Envelope, StockRejected};
 use platform::inbox;
@@ -16,7 +20,7 @@ pub(super) async fn handle(
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
     let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, _| {
-        let Some(payment) = store::payment(tx, rejection.order_id)? else {
+        let Some(payment) = store::lock_payment(tx, rejection.order_id)? else {
             return Err(HandlerError::Permanent(anyhow::anyhow!(
                 "stock.rejected for order {} which has no payment",
                 rejection.order_id

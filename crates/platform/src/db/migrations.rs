@@ -5,16 +5,16 @@
 //! (`ALTER TABLE …`) appended after it, so a database of any earlier version is brought up to
 //! date step by step, and one that is already up to date is left alone.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-
 use crate::db::now_text;
+use crate::params;
+use crate::sql::{Connection, Dialect, OptionalExtension, Result, translate_ddl};
 
 /// One step of a schema.
 #[derive(Clone, Copy, Debug)]
 pub struct Migration {
     /// Unique and stable: `<owner>/<table or topic>/<step>`, e.g. `order-api/orders/1`.
     pub name: &'static str,
-    /// The SQL batch.
+    /// The SQL batch, in SQLite's words; Postgres runs it through [`translate_ddl`].
     pub sql: &'static str,
 }
 
@@ -22,6 +22,14 @@ impl Migration {
     /// A migration named `name` running `sql`.
     pub const fn new(name: &'static str, sql: &'static str) -> Self {
         Self { name, sql }
+    }
+
+    /// The batch for `dialect`.
+    pub fn sql_for(&self, dialect: Dialect) -> std::borrow::Cow<'static, str> {
+        match dialect {
+            Dialect::Sqlite => self.sql.into(),
+            Dialect::Postgres => translate_ddl(self.sql).into(),
+        }
     }
 }
 
@@ -32,40 +40,81 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 );
 ";
 
+/// An arbitrary constant naming the Postgres advisory lock that replicas starting together take
+/// while they migrate.
+const MIGRATION_LOCK: i64 = 0x5a6a_0001;
+
 /// Applies the migrations `conn` has not seen yet; returns how many ran.
 ///
 /// Each runs in its own write transaction and checks again inside it, so two processes opening
-/// the same file at once apply each migration once.
-pub(super) fn apply(conn: &mut Connection, migrations: &[Migration]) -> rusqlite::Result<usize> {
-    conn.execute_batch(TABLE)?;
+/// the same database at once apply each migration once (Postgres replicas also take an advisory
+/// lock for the whole run: concurrent `CREATE TABLE IF NOT EXISTS` can fail there).
+pub(super) fn apply(conn: &Connection, migrations: &[Migration]) -> Result<usize> {
+    let dialect = conn.dialect();
+    let sql = conn.conn();
+    if dialect == Dialect::Postgres {
+        sql.query_row(
+            "SELECT pg_advisory_lock(?1)::text",
+            params![MIGRATION_LOCK],
+            |_| Ok(()),
+        )?;
+    }
+    let applied = apply_locked(conn, migrations);
+    if dialect == Dialect::Postgres {
+        sql.query_row(
+            "SELECT pg_advisory_unlock(?1)::text",
+            params![MIGRATION_LOCK],
+            |_| Ok(()),
+        )?;
+    }
+    applied
+}
+
+fn apply_locked(conn: &Connection, migrations: &[Migration]) -> Result<usize> {
+    let sql = conn.conn();
+    sql.execute_batch(TABLE)?;
     let mut applied = 0;
     for migration in migrations {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done = tx
-            .query_row(
-                "SELECT 1 FROM schema_migrations WHERE name = ?1",
-                params![migration.name],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if done {
-            continue;
+        conn.begin()?;
+        let result = (|| {
+            let done = sql
+                .query_row(
+                    "SELECT 1 FROM schema_migrations WHERE name = ?1",
+                    params![migration.name],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if done {
+                return Ok(false);
+            }
+            sql.execute_batch(&migration.sql_for(conn.dialect()))?;
+            sql.execute(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?1, ?2)",
+                params![migration.name, now_text()],
+            )?;
+            Ok(true)
+        })();
+        match result {
+            Ok(true) => {
+                conn.commit()?;
+                tracing::info!(migration = migration.name, "Schema migration applied.");
+                applied += 1;
+            }
+            Ok(false) => conn.rollback()?,
+            Err(error) => {
+                conn.rollback()?;
+                return Err(error);
+            }
         }
-        tx.execute_batch(migration.sql)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (name, applied_at) VALUES (?1, ?2)",
-            params![migration.name, now_text()],
-        )?;
-        tx.commit()?;
-        tracing::info!(migration = migration.name, "Schema migration applied.");
-        applied += 1;
     }
     let known: Vec<&str> = migrations.iter().map(|migration| migration.name).collect();
-    let mut stmt = conn.prepare("SELECT name FROM schema_migrations ORDER BY name")?;
-    let recorded = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    let recorded = sql.query_map(
+        "SELECT name FROM schema_migrations ORDER BY name",
+        &[],
+        |row| row.get::<String>(0),
+    )?;
     for name in recorded {
-        let name = name?;
         if !known.contains(&name.as_str()) {
             tracing::warn!(
                 migration = %name,
@@ -79,6 +128,7 @@ pub(super) fn apply(conn: &mut Connection, migrations: &[Migration]) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::{Access, DbTarget};
 
     const FIRST: Migration = Migration::new(
         "test/things/1",
@@ -90,29 +140,34 @@ mod tests {
     );
 
     #[test]
-    fn each_migration_runs_once_and_later_ones_extend_earlier_ones() -> rusqlite::Result<()> {
-        let mut conn = Connection::open_in_memory()?;
-        assert_eq!(apply(&mut conn, &[FIRST])?, 1);
+    fn each_migration_runs_once_and_later_ones_extend_earlier_ones() -> Result<()> {
+        let conn = memory()?;
+        assert_eq!(apply(&conn, &[FIRST])?, 1);
         // Not idempotent SQL on purpose: running it twice would fail.
-        assert_eq!(apply(&mut conn, &[FIRST])?, 0);
-        assert_eq!(apply(&mut conn, &[FIRST, SECOND])?, 1);
-        conn.execute("INSERT INTO things (label) VALUES ('x')", [])?;
-        assert_eq!(apply(&mut conn, &[FIRST, SECOND])?, 0);
+        assert_eq!(apply(&conn, &[FIRST])?, 0);
+        assert_eq!(apply(&conn, &[FIRST, SECOND])?, 1);
+        conn.conn()
+            .execute("INSERT INTO things (id, label) VALUES (1, 'x')", &[])?;
+        assert_eq!(apply(&conn, &[FIRST, SECOND])?, 0);
         Ok(())
     }
 
+    fn memory() -> Result<Connection> {
+        Connection::open(&DbTarget::parse(":memory:"), Access::ReadWrite)
+    }
+
     #[test]
-    fn a_failing_migration_leaves_no_trace() -> rusqlite::Result<()> {
-        let mut conn = Connection::open_in_memory()?;
+    fn a_failing_migration_leaves_no_trace() -> Result<()> {
+        let conn = memory()?;
         let broken = Migration::new("test/broken/1", "CREATE TABLE ok (id INTEGER); NOT SQL;");
-        assert!(apply(&mut conn, &[broken]).is_err());
-        let tables: i64 = conn.query_row(
+        assert!(apply(&conn, &[broken]).is_err());
+        let tables: i64 = conn.conn().query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ok'",
-            [],
+            &[],
             |row| row.get(0),
         )?;
         assert_eq!(tables, 0, "rolled back with its record");
-        assert_eq!(apply(&mut conn, &[FIRST])?, 1, "the next one still applies");
+        assert_eq!(apply(&conn, &[FIRST])?, 1, "the next one still applies");
         Ok(())
     }
 }

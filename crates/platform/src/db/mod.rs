@@ -1,108 +1,131 @@
-//! A service's own SQLite database: one file, WAL mode, migrated at start-up.
+//! A service's own database: a SQLite file (WAL mode) or a Postgres database, migrated at
+//! start-up.
 //!
-//! SQLite calls block, so they run on a thread of their own that owns the one connection (see
-//! [`writer`]): one connection serialises writers, which is what SQLite does anyway, and write
-//! transactions that wait together are committed together. WAL lets other processes (tests,
-//! `sqlite3`) read while the service writes.
+//! Database calls block, so they run on threads of their own, each owning one connection (see
+//! [`writer`]): one writer connection serialises a replica's writers, which is what SQLite does
+//! anyway, and write transactions that wait together are committed together; a second,
+//! read-only connection serves reads beside it. With SQLite, WAL lets other processes (tests,
+//! `sqlite3`) read while the service writes. With Postgres, several replicas of a service share
+//! one database; what only one of them may do at a time is guarded by a [`lease`].
 
+pub mod lease;
 mod migrations;
 mod writer;
 
 pub use migrations::Migration;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction};
 use tokio::sync::{Notify, oneshot};
 
 use writer::{Job, Write};
 
+use crate::sql::{Access, Conn, Connection, DbTarget, Dialect, ErrorKind, SqlError};
 use crate::{PlatformError, inbox, outbox};
 
 /// Handle to a service's database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
-    /// The queue of the thread that owns the connection.
+    /// The queue of the writer thread(s), each owning a connection.
     jobs: Sender<Job>,
-    /// The queue of the thread that owns a second, read-only connection: WAL lets it read the
-    /// last committed state while the writer writes, so reads neither wait for nor split the
+    /// The queue of the thread that owns a second, read-only connection: it reads the last
+    /// committed state while the writer writes, so reads neither wait for nor split the
     /// writer's batches.
     reads: Sender<Job>,
     /// Woken after every committed write, so the outbox relay publishes without polling delay.
     committed: Arc<Notify>,
-    /// Where the file is, for logs and readiness.
-    path: PathBuf,
+    /// Where the data is, for logs and readiness.
+    target: DbTarget,
     /// Rows waiting in the outbox, as last counted by the relay; read on the hot path to shed
     /// load before the backlog grows without bound.
     outbox_backlog: Arc<AtomicI64>,
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `path` and applies the migrations it has not
-    /// seen yet: the shared outbox and inbox tables, then `migrations` (see [`Migration`]).
-    pub fn open(path: &Path, migrations: &[Migration]) -> Result<Self, PlatformError> {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut conn = Connection::open(path)?;
+    /// Opens (creating if needed) the database at `target` and applies the migrations it has
+    /// not seen yet: the shared outbox, inbox and lease tables, then `migrations` (see
+    /// [`Migration`]).
+    pub fn open(target: &DbTarget, migrations: &[Migration]) -> Result<Self, PlatformError> {
         // `DB_BUSY_TIMEOUT_MS`: how long a write waits for a lock before failing (the failure is
         // transient: handlers retry, then dead-letter).
         let busy_timeout = crate::config::env_millis("DB_BUSY_TIMEOUT_MS", Duration::from_secs(5))?;
-        conn.busy_timeout(busy_timeout)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // `DB_SYNCHRONOUS`: FULL (the default) syncs the WAL at every commit, so what a caller was
-        // told is committed survives a power loss too — consumers store their Kafka offset and
-        // the relay deletes its outbox row on that word. Group commit shares one sync among the
-        // transactions of a batch. NORMAL syncs only at checkpoints: durable against process
-        // crashes, but a power loss can lose acknowledged work, which nothing would redo.
-        conn.pragma_update(None, "synchronous", synchronous()?)?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut all = vec![outbox::MIGRATION, inbox::MIGRATION];
+        let mut all = vec![outbox::MIGRATION, inbox::MIGRATION, lease::MIGRATION];
         all.extend_from_slice(migrations);
-        migrations::apply(&mut conn, &all)?;
-        // Every handler's statements stay prepared.
-        conn.set_prepared_statement_cache_capacity(128);
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        reader.busy_timeout(busy_timeout)?;
-        reader.set_prepared_statement_cache_capacity(64);
-        let (reads, read_queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("sqlite-read".to_owned())
-            .spawn(move || writer::run_reads(reader, read_queue))?;
-        let (jobs, queue) = mpsc::channel();
         let committed = Arc::new(Notify::new());
-        let notify = Arc::clone(&committed);
-        std::thread::Builder::new()
-            .name("sqlite".to_owned())
-            .spawn(move || writer::run(conn, queue, notify))?;
+        // SQLite: one writer (it has one write lock anyway) that commits in batches, and one
+        // reader. Postgres: `DB_POOL_SIZE` connections of each kind, each committing on its own
+        // (see `writer::run`).
+        let (writers, readers, batching) = match target.dialect() {
+            Dialect::Sqlite => (1, 1, true),
+            Dialect::Postgres => {
+                let size = crate::config::env_parse("DB_POOL_SIZE", 4_usize)?.max(1);
+                (size, size.div_ceil(2), false)
+            }
+        };
+        let (jobs, queue) = mpsc::channel();
+        let queue: writer::Queue = Arc::new(Mutex::new(queue));
+        let mut pending = Some(all);
+        for n in 0..writers {
+            let notify = Arc::clone(&committed);
+            // The first connection migrates; the others open once the schema exists.
+            let migrations = pending.take();
+            spawn(
+                &format!("db-write-{n}"),
+                target,
+                Access::ReadWrite,
+                &queue,
+                move |conn| {
+                    configure(conn, busy_timeout)?;
+                    if let Some(migrations) = migrations {
+                        migrations::apply(conn, &migrations)?;
+                    }
+                    Ok(move |conn, queue| writer::run(conn, queue, notify, batching))
+                },
+            )?;
+        }
+        let (reads, read_queue) = mpsc::channel();
+        let read_queue: writer::Queue = Arc::new(Mutex::new(read_queue));
+        for n in 0..readers {
+            spawn(
+                &format!("db-read-{n}"),
+                target,
+                Access::ReadOnly,
+                &read_queue,
+                move |conn| {
+                    configure(conn, busy_timeout)?;
+                    Ok(writer::run_reads)
+                },
+            )?;
+        }
         Ok(Self {
             jobs,
             reads,
             committed,
-            path: path.to_owned(),
+            target: target.clone(),
             outbox_backlog: Arc::new(AtomicI64::new(0)),
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the data is.
+    pub fn target(&self) -> &DbTarget {
+        &self.target
     }
 
-    /// Runs `f` with the connection, outside any transaction (reads, or writes that need no
-    /// transaction or manage their own).
+    /// The dialect of the database, for the few statements that differ.
+    pub fn dialect(&self) -> Dialect {
+        self.target.dialect()
+    }
+
+    /// Runs `f` with the writer's connection, outside any transaction (work that needs no
+    /// transaction or manages its own).
     pub async fn call<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<rusqlite::Error> + Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        E: From<SqlError> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         Self::call_on(&self.jobs, f).await
     }
@@ -113,40 +136,46 @@ impl Db {
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<rusqlite::Error> + Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        E: From<SqlError> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
-        Self::call_on(&self.reads, move |conn: &mut Connection| f(conn)).await
+        Self::call_on(&self.reads, f).await
     }
 
     /// Runs `f` on the thread behind `queue`, outside any batch.
     async fn call_on<T, E, F>(queue: &Sender<Job>, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<rusqlite::Error> + Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        E: From<SqlError> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         // The database threads do not inherit the caller's span; carry it so that log lines
         // written there keep the handler's `order_id` and `correlation_id`.
         let span = tracing::Span::current();
-        let job = Job::Call(Box::new(move |conn: &mut Connection| {
+        let job = Job::Call(Box::new(move |conn: Conn<'_>| {
             let _entered = span.enter();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&conn)));
             let _ = reply.send(result);
         }));
         Self::submit(queue, job, answer).await
     }
 
-    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`): committed if `f` returns `Ok`,
-    /// rolled back otherwise. `Ok` comes back only once the changes are committed — possibly
-    /// together with other transactions that were waiting at the same time, which `f` cannot
-    /// observe (see [`writer`]). Wakes the outbox relay after a commit.
+    /// Runs `f` in a write transaction: committed if `f` returns `Ok`, rolled back otherwise.
+    /// `Ok` comes back only once the changes are committed — possibly together with other
+    /// transactions that were waiting at the same time, which `f` cannot observe (see
+    /// [`writer`]). Wakes the outbox relay after a commit.
+    ///
+    /// On SQLite the transaction holds the write lock from its start (`BEGIN IMMEDIATE`), so it
+    /// sees no concurrent writer. On Postgres it runs at `READ COMMITTED` beside the other
+    /// replicas' transactions: a read that decides a write locks its rows
+    /// ([`Dialect::for_update`]) or the write re-checks its condition (`UPDATE … WHERE status =
+    /// …`), and constraints stay the last word.
     pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<rusqlite::Error> + Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+        E: From<SqlError> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Job::Write(Box::new(Write {
@@ -163,12 +192,12 @@ impl Db {
         answer: oneshot::Receiver<std::thread::Result<Result<T, E>>>,
     ) -> Result<T, E>
     where
-        E: From<rusqlite::Error>,
+        E: From<SqlError>,
     {
         let gone = || {
-            E::from(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
-                Some("the database thread has stopped".to_owned()),
+            E::from(SqlError::new(
+                ErrorKind::Other,
+                "the database thread has stopped",
             ))
         };
         if queue.send(job).is_err() {
@@ -204,13 +233,87 @@ impl Db {
 
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
-        self.call(|conn| {
-            conn.prepare_cached("SELECT 1")?
-                .query_row([], |row| row.get::<_, i64>(0))
-        })
-        .await
-        .is_ok()
+        self.call(|conn| conn.query_row("SELECT 1", &[], |row| row.get::<i64>(0)))
+            .await
+            .is_ok()
     }
+}
+
+/// Starts the thread `name` that owns a connection to `target`: it connects and runs `init`
+/// (whose error comes back here), then serves `queue` with the loop `init` gave.
+///
+/// The connection is made on its own thread because the Postgres client blocks on a runtime of
+/// its own, which must not run inside the caller's async runtime.
+fn spawn<I, L>(
+    name: &str,
+    target: &DbTarget,
+    access: Access,
+    queue: &writer::Queue,
+    init: I,
+) -> Result<(), PlatformError>
+where
+    I: FnOnce(&Connection) -> Result<L, PlatformError> + Send + 'static,
+    L: FnOnce(Connection, writer::Queue) + Send + 'static,
+{
+    let (ready, started) = mpsc::channel();
+    let target = target.clone();
+    let queue = Arc::clone(queue);
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let opened = Connection::open(&target, access)
+                .map_err(PlatformError::from)
+                .and_then(|conn| init(&conn).map(|serve| (conn, serve)));
+            match opened {
+                Ok((conn, serve)) => {
+                    let _ = ready.send(Ok(()));
+                    serve(conn, queue);
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                }
+            }
+        })?;
+    started.recv().unwrap_or_else(|_| {
+        Err(PlatformError::Database(SqlError::new(
+            ErrorKind::Other,
+            "the database thread ended while starting",
+        )))
+    })?;
+    Ok(())
+}
+
+/// Per-connection settings.
+fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), PlatformError> {
+    let Some(sqlite) = conn.sqlite() else {
+        // Postgres: lock waits are bounded the same way as SQLite's busy timeout.
+        let millis = busy_timeout.as_millis();
+        conn.conn()
+            .execute_batch(&format!("SET lock_timeout = {millis}"))?;
+        return Ok(());
+    };
+    sqlite.busy_timeout(busy_timeout).map_err(SqlError::from)?;
+    if sqlite
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(SqlError::from)?
+    {
+        return Ok(());
+    }
+    sqlite
+        .pragma_update(None, "journal_mode", "WAL")
+        .map_err(SqlError::from)?;
+    // `DB_SYNCHRONOUS`: FULL (the default) syncs the WAL at every commit, so what a caller was
+    // told is committed survives a power loss too — consumers store their Kafka offset and the
+    // relay deletes its outbox row on that word. Group commit shares one sync among the
+    // transactions of a batch. NORMAL syncs only at checkpoints: durable against process
+    // crashes, but a power loss can lose acknowledged work, which nothing would redo.
+    sqlite
+        .pragma_update(None, "synchronous", synchronous()?)
+        .map_err(SqlError::from)?;
+    sqlite
+        .pragma_update(None, "foreign_keys", "ON")
+        .map_err(SqlError::from)?;
+    Ok(())
 }
 
 /// The `DB_SYNCHRONOUS` setting: `full` (default) or `normal`.

@@ -1,9 +1,9 @@
-//! The thread that owns a service's SQLite connection, and its group commit.
+//! The thread that owns a service's database connection, and its group commit.
 //!
-//! Every database call of a service runs here, one after the other (SQLite has one writer at a
-//! time anyway). Write transactions that queue up while one runs are committed **together**:
+//! Every write of a service runs here, one after the other (SQLite has one writer at a time
+//! anyway; on Postgres, one connection per replica keeps the same model). Write transactions that queue up while one runs are committed **together**:
 //! the writer takes every transaction waiting at that moment, runs each in its own savepoint
-//! inside one `BEGIN IMMEDIATE … COMMIT`, and answers all of them once the commit is known.
+//! inside one `BEGIN … COMMIT`, and answers all of them once the commit is known.
 //! Under load this turns dozens of commits (each a WAL append, a lock round trip and a thread
 //! hand-off) into one, without adding latency when idle: a lone transaction is committed at
 //! once. A transaction that fails is rolled back to its savepoint and does not affect the others
@@ -11,10 +11,12 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, ffi};
 use tokio::sync::Notify;
+
+use crate::sql::{Conn, Connection, ErrorKind, Poisoned, SqlError};
 
 /// Most transactions committed together; bounds how long one batch holds the write lock.
 const MAX_BATCH: usize = 256;
@@ -23,7 +25,7 @@ const MAX_BATCH: usize = 256;
 pub(super) enum Job {
     /// Runs with the bare connection, outside any batch (reads, or work that manages its own
     /// transaction).
-    Call(Box<dyn FnOnce(&mut Connection) + Send>),
+    Call(Box<dyn FnOnce(Conn<'_>) + Send>),
     /// Runs inside a batch's write transaction.
     Write(Box<dyn WriteJob>),
 }
@@ -32,9 +34,9 @@ pub(super) enum Job {
 pub(super) trait WriteJob: Send {
     /// Runs the caller's closure; says whether its changes are kept (`Ok`) or must be undone,
     /// and how to answer the caller once the batch's fate is known.
-    fn run(self: Box<Self>, tx: &Transaction<'_>) -> Ran;
+    fn run(self: Box<Self>, tx: Conn<'_>) -> Ran;
     /// Answers the caller without running: the batch could not even start.
-    fn fail(self: Box<Self>, error: &rusqlite::Error);
+    fn fail(self: Box<Self>, error: &SqlError);
 }
 
 /// The result of running one [`WriteJob`].
@@ -56,20 +58,22 @@ pub(super) struct Write<T, E, F> {
 impl<T, E, F> WriteJob for Write<T, E, F>
 where
     T: Send + 'static,
-    E: From<rusqlite::Error> + Send + 'static,
-    F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    E: From<SqlError> + Send + 'static,
+    F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
 {
-    fn run(self: Box<Self>, tx: &Transaction<'_>) -> Ran {
+    fn run(self: Box<Self>, tx: Conn<'_>) -> Ran {
         let Self { f, reply, span } = *self;
         let result = {
             let _entered = span.enter();
-            catch_unwind(AssertUnwindSafe(|| f(tx)))
+            catch_unwind(AssertUnwindSafe(|| f(&tx)))
         };
         match result {
             Ok(Ok(value)) => Ran {
                 keep: true,
                 answer: Box::new(move |batch| {
-                    let answer = batch.map(|()| value).map_err(|error| E::from(copy(error)));
+                    let answer = batch
+                        .map(|()| value)
+                        .map_err(|error| E::from(error.clone()));
                     // The caller may have gone away (its request was cancelled): nothing to do.
                     let _ = reply.send(Ok(answer));
                 }),
@@ -83,7 +87,7 @@ where
                 answer: Box::new(move |batch| {
                     let answer = match batch {
                         Ok(()) => Err(error),
-                        Err(lost) => Err(E::from(copy(lost))),
+                        Err(lost) => Err(E::from(lost.clone())),
                     };
                     let _ = reply.send(Ok(answer));
                 }),
@@ -97,62 +101,89 @@ where
         }
     }
 
-    fn fail(self: Box<Self>, error: &rusqlite::Error) {
-        let _ = self.reply.send(Ok(Err(E::from(copy(error)))));
+    fn fail(self: Box<Self>, error: &SqlError) {
+        let _ = self.reply.send(Ok(Err(E::from(error.clone()))));
     }
 }
 
+/// A job queue that one or more database threads take from.
+pub(super) type Queue = Arc<Mutex<Receiver<Job>>>;
+
 /// The writer's loop: runs until every [`super::Db`] handle is gone.
-pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, committed: Arc<Notify>) {
+///
+/// With `batching` (SQLite: the one writer) it commits the write transactions waiting together
+/// as one. Without (Postgres: several writer threads, each with its own connection, taking jobs
+/// from one queue) every transaction commits on its own: a batch holds the row locks of all its
+/// transactions until its commit, so two replicas' batches can each wait for a row the other
+/// holds — a deadlock Postgres only breaks after `deadlock_timeout` (1 s). Postgres shares WAL
+/// flushes among concurrent commits itself.
+pub(super) fn run(conn: Connection, jobs: Queue, committed: Arc<Notify>, batching: bool) {
     let mut next = None;
     loop {
-        let job = match next.take() {
-            Some(job) => job,
-            None => match jobs.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
+        let (job, waiting) = match next.take() {
+            Some(job) => (job, Vec::new()),
+            None => {
+                let Ok(queue) = jobs.lock() else { return };
+                let Ok(job) = queue.recv() else { return };
+                let mut waiting = Vec::new();
+                if batching && matches!(job, Job::Write(_)) {
+                    // Take what is already waiting, no more: the batch never waits for company.
+                    while waiting.len() + 1 < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(Job::Write(write)) => waiting.push(write),
+                            Ok(call) => {
+                                next = Some(call);
+                                break;
+                            }
+                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                        }
+                    }
+                }
+                (job, waiting)
+            }
         };
         match job {
             Job::Call(f) => {
-                f(&mut conn);
-                if !conn.is_autocommit() {
+                f(conn.conn());
+                if conn.left_open() {
                     // A call left a transaction open: every later batch would fail to begin.
                     tracing::error!("A database call left a transaction open; rolling it back.");
-                    if let Err(error) = conn.execute_batch("ROLLBACK") {
+                    if let Err(error) = conn.rollback() {
                         tracing::error!(%error, "Could not roll the open transaction back.");
                     }
                 }
             }
             Job::Write(first) => {
                 let mut batch = vec![first];
-                // Take what is already waiting, no more: the batch never waits for company.
-                while batch.len() < MAX_BATCH {
-                    match jobs.try_recv() {
-                        Ok(Job::Write(write)) => batch.push(write),
-                        Ok(call) => {
-                            next = Some(call);
-                            break;
-                        }
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                    }
-                }
-                commit_batch(&mut conn, batch, &committed);
+                batch.extend(waiting);
+                commit_batch(&conn, batch, &committed);
             }
         }
     }
 }
 
 /// The reader's loop: runs read jobs one after the other until every handle is gone.
-pub(super) fn run_reads(mut conn: Connection, jobs: Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+pub(super) fn run_reads(conn: Connection, jobs: Queue) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(queue) => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
         match job {
-            Job::Call(f) => f(&mut conn),
+            Job::Call(f) => {
+                f(conn.conn());
+                if conn.in_transaction() && conn.rollback().is_err() {
+                    tracing::error!("Could not end a transaction left open by a read.");
+                }
+            }
             // Never sent here; refusing keeps a mistake loud instead of writing through a
             // read-only connection.
-            Job::Write(write) => write.fail(&rusqlite::Error::SqliteFailure(
-                ffi::Error::new(ffi::SQLITE_READONLY),
-                Some("write sent to the read-only connection".to_owned()),
+            Job::Write(write) => write.fail(&SqlError::new(
+                ErrorKind::ReadOnly,
+                "write sent to the read-only connection",
             )),
         }
     }
@@ -160,46 +191,58 @@ pub(super) fn run_reads(mut conn: Connection, jobs: Receiver<Job>) {
 
 /// Runs `batch` in one transaction, each job in its own savepoint, and answers every job once
 /// the transaction's fate is known.
-fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed: &Notify) {
+fn commit_batch(conn: &Connection, batch: Vec<Box<dyn WriteJob>>, committed: &Notify) {
     let mut jobs = batch.into_iter();
     loop {
         let Some(first) = jobs.next() else { return };
-        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(error) => {
-                first.fail(&error);
-                jobs.for_each(|job| job.fail(&error));
-                return;
-            }
-        };
+        if let Err(error) = conn.begin() {
+            first.fail(&error);
+            jobs.for_each(|job| job.fail(&error));
+            return;
+        }
         // A lone transaction needs no savepoint: failing, it rolls back the whole batch.
         let savepoint = jobs.len() > 0;
         let mut answers: Vec<Answer> = Vec::new();
         let mut kept = 0_usize;
         let mut lost = None;
         for job in std::iter::once(first).chain(jobs.by_ref()) {
-            if savepoint && let Err(error) = statement(&tx, "SAVEPOINT job") {
+            if savepoint && let Err(error) = conn.control("SAVEPOINT job") {
                 // The transaction cannot be trusted any more (SQLite may have rolled it back):
                 // give up on this batch, go on with a new one.
                 job.fail(&error);
                 lost = Some(error);
                 break;
             }
-            let ran = job.run(&tx);
-            answers.push(ran.answer);
-            if tx.is_autocommit() {
+            let mut ran = job.run(conn.conn());
+            match conn.poisoned() {
+                Poisoned::No => {}
                 // SQLite rolled the whole transaction back (I/O error, disk full, …): everything
                 // this batch did so far is gone.
-                lost = Some(lost_batch());
+                Poisoned::Lost => {
+                    answers.push(ran.answer);
+                    lost = Some(lost_batch());
+                    break;
+                }
+                // Postgres refused a statement of this job and everything after it: whatever
+                // the job made of that, its work is incomplete and must not be kept.
+                Poisoned::SinceSavepoint if ran.keep => {
+                    ran.keep = false;
+                    let answer = ran.answer;
+                    ran.answer = Box::new(move |_| answer(Err(&aborted_job())));
+                }
+                Poisoned::SinceSavepoint => {}
+            }
+            answers.push(ran.answer);
+            if !savepoint && !ran.keep {
                 break;
             }
             if savepoint {
                 let undone = if ran.keep {
                     Ok(())
                 } else {
-                    statement(&tx, "ROLLBACK TO job")
+                    conn.control("ROLLBACK TO job")
                 };
-                if let Err(error) = undone.and_then(|()| statement(&tx, "RELEASE job")) {
+                if let Err(error) = undone.and_then(|()| conn.control("RELEASE job")) {
                     // The savepoint cannot be closed: the transaction cannot be trusted.
                     lost = Some(error);
                     break;
@@ -208,54 +251,51 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn WriteJob>>, committed:
             kept += usize::from(ran.keep);
         }
         if let Some(error) = lost {
-            // Dropping the transaction rolls back whatever is left of it.
-            drop(tx);
+            if conn.in_transaction()
+                && let Err(rollback) = conn.rollback()
+            {
+                tracing::warn!(error = %rollback, "Could not roll back a lost batch.");
+            }
             answers.into_iter().for_each(|answer| answer(Err(&error)));
             continue;
         }
         if kept == 0 {
             // Nothing to keep: undo, and every job hears its own failure.
-            if let Err(error) = tx.rollback() {
+            if let Err(error) = conn.rollback() {
                 tracing::warn!(%error, "Could not roll back a failed transaction.");
             }
             answers.into_iter().for_each(|answer| answer(Ok(())));
             return;
         }
-        match tx.commit() {
+        match conn.commit() {
             Ok(()) => {
                 answers.into_iter().for_each(|answer| answer(Ok(())));
                 committed.notify_one();
             }
-            Err(error) => answers.into_iter().for_each(|answer| answer(Err(&error))),
+            Err(error) => {
+                if conn.in_transaction() {
+                    let _ = conn.rollback();
+                }
+                answers.into_iter().for_each(|answer| answer(Err(&error)));
+            }
         }
         return;
     }
 }
 
 /// Tells a caller how its batch ended (`Ok` = committed).
-pub(super) type Answer = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
+pub(super) type Answer = Box<dyn FnOnce(Result<(), &SqlError>) + Send>;
 
-/// Runs one of the few fixed statements of the batch protocol (cached: they run per job).
-fn statement(tx: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-fn lost_batch() -> rusqlite::Error {
-    rusqlite::Error::SqliteFailure(
-        ffi::Error::new(ffi::SQLITE_ABORT),
-        Some("the transaction was rolled back by the database".to_owned()),
+fn lost_batch() -> SqlError {
+    SqlError::new(
+        ErrorKind::Transient,
+        "the transaction was rolled back by the database",
     )
 }
 
-/// A copy of `error` for each caller of a batch (`rusqlite::Error` is not `Clone`).
-fn copy(error: &rusqlite::Error) -> rusqlite::Error {
-    match error {
-        rusqlite::Error::SqliteFailure(code, message) => {
-            rusqlite::Error::SqliteFailure(*code, message.clone())
-        }
-        other => rusqlite::Error::SqliteFailure(
-            ffi::Error::new(ffi::SQLITE_ERROR),
-            Some(other.to_string()),
-        ),
-    }
+fn aborted_job() -> SqlError {
+    SqlError::new(
+        ErrorKind::Transient,
+        "a statement failed and the database refused the rest of the transaction",
+    )
 }

@@ -46,10 +46,12 @@ impl HandlerError {
     }
 }
 
-impl From<rusqlite::Error> for HandlerError {
-    /// Database errors are treated as transient: busy or locked databases recover; a real bug
-    /// ends up in the dead-letter topic after the retries, with the message.
-    fn from(error: rusqlite::Error) -> Self {
+impl From<crate::sql::SqlError> for HandlerError {
+    /// Database errors are treated as transient: busy or locked databases, serialization
+    /// conflicts and lost connections recover, and a constraint that refused a write may have
+    /// raced another replica (the retry sees the winner's row); a real bug ends up in the
+    /// dead-letter topic after the retries, with the message.
+    fn from(error: crate::sql::SqlError) -> Self {
         HandlerError::Transient(error.into())
     }
 }

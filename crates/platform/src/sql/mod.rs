@@ -1,0 +1,524 @@
+//! One small SQL interface over the two databases a service can use: an embedded SQLite file
+//! (the default: nothing to install) and Postgres (for production, and for several replicas of
+//! a service sharing one database).
+//!
+//! Stores are written once, against [`Conn`]: `execute`, `query_row` and `query_map` with `?1`
+//! placeholders (rewritten to `$1` for Postgres) and [`params!`](crate::params). Statements are
+//! prepared once per connection and cached. The SQL the stores use is the common dialect —
+//! `ON CONFLICT`, `RETURNING`, text timestamps — and the few differences are named by
+//! [`Dialect`]. Schemas are written once too; [`translate_ddl`] maps SQLite's type names onto
+//! Postgres'.
+
+mod postgres;
+mod sqlite;
+mod value;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use value::{FromValue, Params, ToValue, ValueRef};
+
+/// What a database call fails with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SqlError {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// The kinds of [`SqlError`] callers act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `query_row` found no row (see [`OptionalExtension::optional`]).
+    NoRows,
+    /// A uniqueness, check or foreign-key constraint refused the write.
+    Constraint,
+    /// Locks, serialization conflicts, deadlocks, lost connections: trying again may work.
+    Transient,
+    /// A value could not be bound or read as the type asked for.
+    Conversion,
+    /// A write reached a read-only connection.
+    ReadOnly,
+    /// Anything else (bad SQL, a misused connection).
+    Other,
+}
+
+impl SqlError {
+    /// An error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether a constraint refused the write.
+    pub fn is_constraint(&self) -> bool {
+        self.kind == ErrorKind::Constraint
+    }
+}
+
+/// The result of a database call.
+pub type Result<T, E = SqlError> = std::result::Result<T, E>;
+
+/// Turns "no row" into `None`.
+pub trait OptionalExtension<T> {
+    /// `Ok(None)` where the query found no row; other errors stay errors.
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if error.kind == ErrorKind::NoRows => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Which database a connection speaks to, for the few statements that differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A Postgres server.
+    Postgres,
+}
+
+impl Dialect {
+    /// The row-lock clause for a `SELECT` that is about to update what it read. SQLite has one
+    /// writer at a time, so it needs (and knows) none; Postgres replicas need it so that two of
+    /// them do not decide on the same row at once.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// Where a service keeps its data: a SQLite file path, or a `postgres://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbTarget {
+    /// A SQLite database file (created if missing).
+    Sqlite(PathBuf),
+    /// A Postgres connection string (`postgres://user:password@host:port/database`).
+    Postgres(String),
+}
+
+impl DbTarget {
+    /// Reads a configuration value: `postgres://…` or `postgresql://…` is Postgres, `sqlite:`
+    /// followed by a path or a bare path is SQLite.
+    pub fn parse(value: &str) -> Self {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            DbTarget::Postgres(value.to_owned())
+        } else {
+            DbTarget::Sqlite(PathBuf::from(
+                value.strip_prefix("sqlite:").unwrap_or(value),
+            ))
+        }
+    }
+
+    /// The dialect this target speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            DbTarget::Sqlite(_) => Dialect::Sqlite,
+            DbTarget::Postgres(_) => Dialect::Postgres,
+        }
+    }
+}
+
+impl From<PathBuf> for DbTarget {
+    fn from(path: PathBuf) -> Self {
+        DbTarget::Sqlite(path)
+    }
+}
+
+/// Shows the file or the URL without its password, for logs.
+impl fmt::Display for DbTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbTarget::Sqlite(path) => write!(f, "{}", path.display()),
+            DbTarget::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+impl fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbTarget({self})")
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Creates the empty database `name` on the Postgres server of `admin_url` and returns its
+/// target (for tests and tools that want a database of their own).
+///
+/// Blocks: call it outside an async runtime (or from `spawn_blocking`).
+pub fn create_postgres_database(admin_url: &str, name: &str) -> Result<DbTarget> {
+    if !name
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    {
+        return Err(SqlError::new(
+            ErrorKind::Other,
+            format!("database names are letters, digits and _, not {name:?}"),
+        ));
+    }
+    let admin = Connection::open(&DbTarget::Postgres(admin_url.to_owned()), Access::ReadWrite)?;
+    admin
+        .conn()
+        .execute_batch(&format!("CREATE DATABASE \"{name}\""))?;
+    let (base, _) = admin_url
+        .split_once('?')
+        .map_or((admin_url, ""), |(base, query)| (base, query));
+    let server = match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && !server.ends_with('/') => server,
+        _ => base,
+    };
+    Ok(DbTarget::Postgres(format!("{server}/{name}")))
+}
+
+/// An open connection, owned by the thread that uses it.
+#[derive(Debug)]
+pub struct Connection {
+    inner: Owned,
+}
+
+#[derive(Debug)]
+enum Owned {
+    Sqlite(rusqlite::Connection),
+    // Boxed: a session with its statement cache is much larger than a SQLite handle.
+    Postgres(Box<RefCell<postgres::Session>>),
+}
+
+/// How a connection is used: the services' writers, readers, or a tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reads and writes.
+    ReadWrite,
+    /// Reads only: writes fail.
+    ReadOnly,
+}
+
+impl Connection {
+    /// Connects to `target` (creating a SQLite file if it is missing).
+    pub fn open(target: &DbTarget, access: Access) -> Result<Self> {
+        let inner = match target {
+            DbTarget::Sqlite(path) => Owned::Sqlite(sqlite::open(path, access)?),
+            DbTarget::Postgres(url) => Owned::Postgres(Box::new(RefCell::new(
+                postgres::Session::connect(url, access)?,
+            ))),
+        };
+        Ok(Self { inner })
+    }
+
+    /// The connection's statements.
+    pub fn conn(&self) -> Conn<'_> {
+        match &self.inner {
+            Owned::Sqlite(conn) => Conn(Inner::Sqlite(conn)),
+            Owned::Postgres(session) => Conn(Inner::Postgres(session)),
+        }
+    }
+
+    /// The dialect this connection speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.conn().dialect()
+    }
+
+    /// The SQLite connection, for SQLite-only settings.
+    pub(crate) fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Owned::Sqlite(conn) => Some(conn),
+            Owned::Postgres(_) => None,
+        }
+    }
+
+    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock at once).
+    pub(crate) fn begin(&self) -> Result<()> {
+        match &self.inner {
+            Owned::Sqlite(conn) => sqlite::batch(conn, "BEGIN IMMEDIATE"),
+            Owned::Postgres(session) => session.borrow_mut().control("BEGIN"),
+        }
+    }
+
+    /// Ends the transaction, keeping its changes.
+    pub(crate) fn commit(&self) -> Result<()> {
+        match &self.inner {
+            Owned::Sqlite(conn) => sqlite::batch(conn, "COMMIT"),
+            Owned::Postgres(session) => session.borrow_mut().commit(),
+        }
+    }
+
+    /// Ends the transaction, undoing its changes.
+    pub(crate) fn rollback(&self) -> Result<()> {
+        match &self.inner {
+            Owned::Sqlite(conn) => sqlite::batch(conn, "ROLLBACK"),
+            Owned::Postgres(session) => session.borrow_mut().control("ROLLBACK"),
+        }
+    }
+
+    /// Runs one of the fixed statements of the batch protocol (`SAVEPOINT job`, …).
+    pub(crate) fn control(&self, sql: &str) -> Result<()> {
+        match &self.inner {
+            Owned::Sqlite(conn) => sqlite::cached(conn, sql),
+            Owned::Postgres(session) => session.borrow_mut().control(sql),
+        }
+    }
+
+    /// Whether a transaction is open (a call that began one and did not end it leaves it so).
+    pub(crate) fn in_transaction(&self) -> bool {
+        match &self.inner {
+            Owned::Sqlite(conn) => !conn.is_autocommit(),
+            Owned::Postgres(session) => session.borrow().in_transaction(),
+        }
+    }
+
+    /// Whether a call left a transaction open, including one it began itself with
+    /// `execute_batch("BEGIN …")`, which Postgres does not report: it is asked (one query).
+    pub(crate) fn left_open(&self) -> bool {
+        match &self.inner {
+            Owned::Sqlite(conn) => !conn.is_autocommit(),
+            Owned::Postgres(session) => session.borrow_mut().left_open(),
+        }
+    }
+
+    /// Whether the open transaction can no longer do anything but roll back (to a savepoint).
+    ///
+    /// SQLite undoes the whole transaction on I/O errors and the like, and leaves it after a
+    /// failed statement; Postgres keeps it but refuses every statement after a failed one until
+    /// it is rolled back to a savepoint — the work a caller did after a failure it ignored is
+    /// then lost, and the caller must hear so.
+    pub(crate) fn poisoned(&self) -> Poisoned {
+        match &self.inner {
+            Owned::Sqlite(conn) if conn.is_autocommit() => Poisoned::Lost,
+            Owned::Sqlite(_) => Poisoned::No,
+            Owned::Postgres(session) if session.borrow().aborted() => Poisoned::SinceSavepoint,
+            Owned::Postgres(_) => Poisoned::No,
+        }
+    }
+}
+
+/// See [`Connection::poisoned`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Poisoned {
+    /// The transaction works.
+    No,
+    /// The database rolled the whole transaction back.
+    Lost,
+    /// Statements fail until a rollback to the last savepoint.
+    SinceSavepoint,
+}
+
+/// The statements of a [`Connection`]: what stores are written against.
+#[derive(Clone, Copy)]
+pub struct Conn<'c>(Inner<'c>);
+
+#[derive(Clone, Copy)]
+enum Inner<'c> {
+    Sqlite(&'c rusqlite::Connection),
+    Postgres(&'c RefCell<postgres::Session>),
+}
+
+impl fmt::Debug for Conn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Conn({:?})", self.dialect())
+    }
+}
+
+impl<'c> Conn<'c> {
+    /// The dialect, for the few statements that differ.
+    pub fn dialect(&self) -> Dialect {
+        match self.0 {
+            Inner::Sqlite(_) => Dialect::Sqlite,
+            Inner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs a statement; returns how many rows it changed.
+    pub fn execute<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<usize> {
+        let values = params.values()?;
+        match self.0 {
+            Inner::Sqlite(conn) => sqlite::execute(conn, sql, &values),
+            Inner::Postgres(session) => session.borrow_mut().execute(sql, &values),
+        }
+    }
+
+    /// Runs a query and reads its first row with `f`; [`ErrorKind::NoRows`] if it has none.
+    pub fn query_row<T, P, F>(&self, sql: &str, params: &P, f: F) -> Result<T>
+    where
+        P: Params + ?Sized,
+        F: FnOnce(&Row<'_>) -> Result<T>,
+    {
+        let mut f = Some(f);
+        let mut rows = self.query_map_limit(sql, params, Some(1), |row| {
+            f.take().map_or_else(
+                || Err(SqlError::new(ErrorKind::Other, "row read twice")),
+                |f| f(row),
+            )
+        })?;
+        rows.pop().unwrap_or_else(|| {
+            Err(SqlError::new(
+                ErrorKind::NoRows,
+                "the query returned no row",
+            ))
+        })
+    }
+
+    /// Runs a query and reads every row with `f`.
+    pub fn query_map<T, P, F>(&self, sql: &str, params: &P, f: F) -> Result<Vec<T>>
+    where
+        P: Params + ?Sized,
+        F: FnMut(&Row<'_>) -> Result<T>,
+    {
+        self.query_map_limit(sql, params, None, f)?
+            .into_iter()
+            .collect()
+    }
+
+    fn query_map_limit<T, P, F>(
+        &self,
+        sql: &str,
+        params: &P,
+        limit: Option<usize>,
+        f: F,
+    ) -> Result<Vec<Result<T>>>
+    where
+        P: Params + ?Sized,
+        F: FnMut(&Row<'_>) -> Result<T>,
+    {
+        let values = params.values()?;
+        match self.0 {
+            Inner::Sqlite(conn) => sqlite::query(conn, sql, &values, limit, f),
+            Inner::Postgres(session) => session.borrow_mut().query(sql, &values, limit, f),
+        }
+    }
+
+    /// Runs several statements without parameters (schemas, test set-ups).
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match self.0 {
+            Inner::Sqlite(conn) => sqlite::batch(conn, sql),
+            Inner::Postgres(session) => session.borrow_mut().batch(sql),
+        }
+    }
+}
+
+/// One row of a query's result.
+pub struct Row<'r>(RowInner<'r>);
+
+enum RowInner<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r ::postgres::Row),
+}
+
+impl fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Row")
+    }
+}
+
+impl Row<'_> {
+    /// Column `index` (from 0) as a `T`.
+    pub fn get<T: FromValue>(&self, index: usize) -> Result<T> {
+        let value = match &self.0 {
+            RowInner::Sqlite(row) => sqlite::column(row, index),
+            RowInner::Postgres(row) => return postgres::column(row, index),
+        }?;
+        T::from_value(value).map_err(|error| in_column(error, index))
+    }
+}
+
+fn in_column(error: SqlError, index: usize) -> SqlError {
+    SqlError::new(error.kind, format!("column {index}: {}", error.message))
+}
+
+/// Rewrites a schema written for SQLite for Postgres: `INTEGER` → `BIGINT` (SQLite integers are
+/// 64-bit), `REAL` → `DOUBLE PRECISION`, `BLOB` → `BYTEA`, and the auto-numbered
+/// `INTEGER PRIMARY KEY AUTOINCREMENT` → an identity column. Only whole upper-case words outside
+/// string literals change.
+pub fn translate_ddl(sql: &str) -> String {
+    let sql = sql.replace(
+        "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    );
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut word = String::new();
+    let mut quoted = false;
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(match word.as_str() {
+            "INTEGER" => "BIGINT",
+            "REAL" => "DOUBLE PRECISION",
+            "BLOB" => "BYTEA",
+            other => other,
+        });
+        word.clear();
+    };
+    for ch in sql.chars() {
+        if quoted {
+            quoted = ch != '\'';
+            out.push(ch);
+        } else if ch.is_ascii_alphanumeric() || ch == '_' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            quoted = ch == '\'';
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_from_paths_and_urls() {
+        assert_eq!(
+            DbTarget::parse("data/a.db"),
+            DbTarget::Sqlite("data/a.db".into())
+        );
+        assert_eq!(
+            DbTarget::parse("sqlite:/tmp/a.db"),
+            DbTarget::Sqlite("/tmp/a.db".into())
+        );
+        let url = "postgres://shop:secret@db:5432/orders";
+        assert_eq!(DbTarget::parse(url), DbTarget::Postgres(url.to_owned()));
+        assert_eq!(
+            DbTarget::parse(url).to_string(),
+            "postgres://shop:***@db:5432/orders"
+        );
+    }
+
+    #[test]
+    fn ddl_types_become_postgres_types() {
+        let ddl = "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, \
+                   x REAL, b BLOB, note TEXT DEFAULT 'INTEGER', integers_seen INTEGER);";
+        assert_eq!(
+            translate_ddl(ddl),
+            "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, n BIGINT NOT NULL, \
+             x DOUBLE PRECISION, b BYTEA, note TEXT DEFAULT 'INTEGER', integers_seen BIGINT);"
+        );
+    }
+}

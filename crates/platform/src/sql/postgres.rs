@@ -1,0 +1,463 @@
+//! The Postgres side of [`super::Conn`]: the synchronous `postgres` client (it blocks, like
+//! rusqlite, so it lives on the same kind of database thread), a statement cache, and the
+//! transaction state that Postgres does not report back.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::time::Duration;
+
+use ::postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use ::postgres::{Client, Config, NoTls, Statement};
+use bytes::BytesMut;
+
+use super::{Access, ErrorKind, FromValue, Result, Row, RowInner, SqlError, ValueRef};
+
+/// One connection and what it knows about its own state.
+pub(super) struct Session {
+    config: Config,
+    access: Access,
+    /// `None` once the connection is lost: the next statement outside a transaction reconnects.
+    client: Option<Client>,
+    /// Prepared statements by their SQL as the stores wrote it.
+    statements: HashMap<String, Statement>,
+    in_transaction: bool,
+    /// A statement failed inside the transaction: Postgres refuses every further one until a
+    /// rollback (to a savepoint), and would turn a `COMMIT` into a silent rollback.
+    aborted: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("access", &self.access)
+            .field("connected", &self.client.is_some())
+            .field("in_transaction", &self.in_transaction)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(super) fn connect(url: &str, access: Access) -> Result<Self> {
+        let mut config: Config = url.parse().map_err(|error| {
+            SqlError::new(
+                ErrorKind::Other,
+                format!("invalid Postgres URL {}: {error}", super::redact(url)),
+            )
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name(env!("CARGO_PKG_NAME"));
+        }
+        let mut session = Self {
+            config,
+            access,
+            client: None,
+            statements: HashMap::new(),
+            in_transaction: false,
+            aborted: false,
+        };
+        session.client()?;
+        Ok(session)
+    }
+
+    pub(super) fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    pub(super) fn aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Whether a transaction is open, including one begun with `batch("BEGIN")`: the first
+    /// statement of a transaction starts at the transaction's start, so a later one does not.
+    /// Sent as one simple-protocol message, so that the answer concerns one statement.
+    pub(super) fn left_open(&mut self) -> bool {
+        if self.in_transaction {
+            return true;
+        }
+        let Ok(client) = self.client() else {
+            return false;
+        };
+        match client.simple_query("SELECT now() <> statement_timestamp()") {
+            Ok(messages) => messages.iter().any(|message| {
+                matches!(message, ::postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+            }),
+            // A lost connection has no transaction any more.
+            Err(_) => false,
+        }
+    }
+
+    /// The connection, reconnecting if it was lost (only between transactions: a transaction
+    /// dies with its connection, and its owner must hear so).
+    fn client(&mut self) -> Result<&mut Client> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            if self.in_transaction {
+                return Err(SqlError::new(
+                    ErrorKind::Transient,
+                    "the connection was lost during the transaction",
+                ));
+            }
+            let mut client = self.config.connect(NoTls)?;
+            if self.access == Access::ReadOnly {
+                client.batch_execute("SET default_transaction_read_only = on")?;
+            }
+            self.statements.clear();
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| SqlError::new(ErrorKind::Transient, "not connected"))
+    }
+
+    /// Notes a failure: a server-side error aborts the open transaction; a lost connection is
+    /// dropped so that the next use reconnects.
+    fn failed(&mut self, error: ::postgres::Error) -> SqlError {
+        if self.in_transaction && (error.as_db_error().is_some() || error.is_closed()) {
+            self.aborted = true;
+        }
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        error.into()
+    }
+
+    /// Transaction control and savepoints, keeping track of where the transaction stands.
+    pub(super) fn control(&mut self, sql: &str) -> Result<()> {
+        let result = self.client()?.batch_execute(sql);
+        match (sql, result) {
+            ("BEGIN", Ok(())) => {
+                self.in_transaction = true;
+                self.aborted = false;
+            }
+            ("ROLLBACK", _) => {
+                // Whatever the answer, the transaction is over (a lost connection ends it too).
+                self.in_transaction = false;
+                self.aborted = false;
+            }
+            (sql, Ok(())) if sql.starts_with("ROLLBACK TO") => self.aborted = false,
+            (_, Ok(())) => {}
+            (_, Err(error)) => return Err(self.failed(error)),
+        }
+        Ok(())
+    }
+
+    /// Commits, unless a statement failed since the last savepoint rollback: Postgres would
+    /// answer that `COMMIT` with a rollback and no error.
+    pub(super) fn commit(&mut self) -> Result<()> {
+        if self.aborted {
+            self.control("ROLLBACK")?;
+            return Err(SqlError::new(
+                ErrorKind::Transient,
+                "the transaction was aborted by a failed statement and rolled back",
+            ));
+        }
+        let result = self.client()?.batch_execute("COMMIT");
+        self.in_transaction = false;
+        self.aborted = false;
+        result.map_err(|error| self.failed(error))
+    }
+
+    pub(super) fn batch(&mut self, sql: &str) -> Result<()> {
+        let result = self.client()?.batch_execute(sql);
+        result.map_err(|error| self.failed(error))
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let translated = placeholders(sql);
+        let prepared = self.client()?.prepare(&translated);
+        let statement = prepared.map_err(|error| self.failed(error))?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, values: &[ValueRef<'_>]) -> Result<usize> {
+        let statement = self.statement(sql)?;
+        let binds = binds(values);
+        let params = refs(&binds);
+        let result = self.client()?.execute(&statement, &params);
+        let changed = result.map_err(|error| self.failed(error))?;
+        usize::try_from(changed)
+            .map_err(|_| SqlError::new(ErrorKind::Conversion, "row count out of range"))
+    }
+
+    pub(super) fn query<T, F>(
+        &mut self,
+        sql: &str,
+        values: &[ValueRef<'_>],
+        limit: Option<usize>,
+        mut f: F,
+    ) -> Result<Vec<Result<T>>>
+    where
+        F: FnMut(&Row<'_>) -> Result<T>,
+    {
+        let statement = self.statement(sql)?;
+        let binds = binds(values);
+        let params = refs(&binds);
+        let result = self.client()?.query(&statement, &params);
+        let rows = result.map_err(|error| self.failed(error))?;
+        Ok(rows
+            .iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|row| f(&Row(RowInner::Postgres(row))))
+            .collect())
+    }
+}
+
+/// `?1` → `$1`; a bare `?` takes the next number. Quoted text is left alone.
+pub(super) fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let (mut quoted, mut next) = (false, 1);
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                out.push(ch);
+            }
+            '?' if !quoted => {
+                out.push('$');
+                if chars.peek().is_some_and(char::is_ascii_digit) {
+                    while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                        out.push(digit);
+                    }
+                } else {
+                    out.push_str(&next.to_string());
+                    next += 1;
+                }
+            }
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+/// A parameter that takes the type Postgres inferred for its placeholder: an integer bound
+/// where Postgres expects `int4` is sent as one (if it fits), text where it expects text, and
+/// so on — as SQLite would store it.
+#[derive(Debug)]
+struct Bind<'a>(ValueRef<'a>);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match (self.0, ty) {
+            (ValueRef::Null, _) => Ok(IsNull::Yes),
+            (ValueRef::Integer(int), &Type::INT8) => int.to_sql(ty, out),
+            (ValueRef::Integer(int), &Type::INT4) => i32::try_from(int)?.to_sql(ty, out),
+            (ValueRef::Integer(int), &Type::INT2) => i16::try_from(int)?.to_sql(ty, out),
+            (ValueRef::Integer(int), &Type::BOOL) => (int != 0).to_sql(ty, out),
+            #[allow(clippy::cast_precision_loss)]
+            (ValueRef::Integer(int), &Type::FLOAT8) => (int as f64).to_sql(ty, out),
+            (ValueRef::Integer(int), _) if text(ty) => int.to_string().as_str().to_sql(ty, out),
+            (ValueRef::Real(real), &Type::FLOAT8) => real.to_sql(ty, out),
+            #[allow(clippy::cast_possible_truncation)]
+            (ValueRef::Real(real), &Type::FLOAT4) => (real as f32).to_sql(ty, out),
+            (ValueRef::Text(value), _) if text(ty) => value.to_sql(ty, out),
+            (ValueRef::Text(value), &Type::BYTEA) => value.as_bytes().to_sql(ty, out),
+            (ValueRef::Blob(bytes), &Type::BYTEA) => bytes.to_sql(ty, out),
+            (value, ty) => Err(format!("cannot bind {value:?} as {ty}").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn text(ty: &Type) -> bool {
+    matches!(
+        *ty,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+    )
+}
+
+fn binds<'a>(values: &'a [ValueRef<'a>]) -> Vec<Bind<'a>> {
+    values.iter().map(|value| Bind(*value)).collect()
+}
+
+fn refs<'a>(binds: &'a [Bind<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    binds
+        .iter()
+        .map(|bind| bind as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// Reads column `index` of `row` as a `T`, by the column's Postgres type.
+pub(super) fn column<T: FromValue>(row: &::postgres::Row, index: usize) -> Result<T> {
+    let ty = row
+        .columns()
+        .get(index)
+        .map(|column| column.type_().clone())
+        .ok_or_else(|| SqlError::new(ErrorKind::Other, format!("no column {index}")))?;
+    let get_err = |error: ::postgres::Error| {
+        SqlError::new(ErrorKind::Conversion, format!("column {index}: {error}"))
+    };
+    let value = match ty {
+        Type::INT8 => row
+            .try_get::<_, Option<i64>>(index)
+            .map(|v| v.map(ValueRef::Integer)),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(index)
+            .map(|v| v.map(|v| ValueRef::Integer(v.into()))),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(index)
+            .map(|v| v.map(|v| ValueRef::Integer(v.into()))),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(index)
+            .map(|v| v.map(|v| ValueRef::Integer(v.into()))),
+        Type::FLOAT8 => row
+            .try_get::<_, Option<f64>>(index)
+            .map(|v| v.map(ValueRef::Real)),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(index)
+            .map(|v| v.map(|v| ValueRef::Real(v.into()))),
+        Type::NUMERIC => row
+            .try_get::<_, Option<Numeric>>(index)
+            .map(|v| v.map(|v| v.0)),
+        Type::BYTEA => row
+            .try_get::<_, Option<&[u8]>>(index)
+            .map(|v| v.map(ValueRef::Blob)),
+        ref ty if text(ty) => row
+            .try_get::<_, Option<&str>>(index)
+            .map(|v| v.map(ValueRef::Text)),
+        other => {
+            return Err(SqlError::new(
+                ErrorKind::Conversion,
+                format!("column {index}: unsupported type {other}"),
+            ));
+        }
+    }
+    .map_err(get_err)?;
+    T::from_value(value.unwrap_or(ValueRef::Null)).map_err(|error| super::in_column(error, index))
+}
+
+/// A `NUMERIC` value (what `SUM` of integers gives), read as an integer when it has no
+/// fraction, else as a float.
+struct Numeric(ValueRef<'static>);
+
+impl<'a> FromSql<'a> for Numeric {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // Binary format: digit count, weight (of the first digit, in powers of 10,000), sign,
+        // display scale (unused), then the base-10,000 digits.
+        let word = |at: usize| -> std::result::Result<u16, String> {
+            raw.get(at..at + 2)
+                .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]))
+                .ok_or_else(|| "truncated NUMERIC".to_owned())
+        };
+        let digits = usize::from(word(0)?);
+        #[allow(clippy::cast_possible_wrap)]
+        let weight = i32::from(word(2)? as i16);
+        let sign = word(4)?;
+        if sign == 0xC000 {
+            return Err("NaN".into());
+        }
+        let mut value = 0_f64;
+        let mut exact: Option<i64> = Some(0);
+        for i in 0..digits {
+            let digit = word(8 + 2 * i)?;
+            let power = weight - i32::try_from(i)?;
+            value += f64::from(digit) * 10_000_f64.powi(power);
+            exact = match u32::try_from(power) {
+                Ok(power) => exact.and_then(|sum| {
+                    10_000_i64
+                        .checked_pow(power)
+                        .and_then(|unit| unit.checked_mul(i64::from(digit)))
+                        .and_then(|part| sum.checked_add(part))
+                }),
+                Err(_) if digit == 0 => exact,
+                Err(_) => None,
+            };
+        }
+        let negative = sign == 0x4000;
+        Ok(Numeric(match exact {
+            Some(int) => ValueRef::Integer(if negative { -int } else { int }),
+            None => ValueRef::Real(if negative { -value } else { value }),
+        }))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+}
+
+impl From<::postgres::Error> for SqlError {
+    fn from(error: ::postgres::Error) -> Self {
+        let kind = if let Some(db) = error.as_db_error() {
+            let code = db.code().code();
+            match code {
+                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" => {
+                    ErrorKind::Transient
+                }
+                "25006" => ErrorKind::ReadOnly,
+                _ if code.starts_with("23") => ErrorKind::Constraint,
+                _ if code.starts_with("08") => ErrorKind::Transient,
+                _ => ErrorKind::Other,
+            }
+        } else if error.is_closed()
+            || error
+                .source()
+                .is_some_and(|source| source.is::<std::io::Error>())
+        {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Other
+        };
+        let message = match error.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => error.to_string(),
+        };
+        SqlError::new(kind, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_numbered_dollars_outside_quotes() {
+        assert_eq!(
+            placeholders("SELECT a FROM t WHERE b = ?1 AND c = ?12 AND d = '?1'"),
+            "SELECT a FROM t WHERE b = $1 AND c = $12 AND d = '?1'"
+        );
+        assert_eq!(placeholders("VALUES (?, ?)"), "VALUES ($1, $2)");
+    }
+
+    fn numeric(words: &[u16]) -> ValueRef<'static> {
+        let raw: Vec<u8> = words.iter().flat_map(|word| word.to_be_bytes()).collect();
+        match Numeric::from_sql(&Type::NUMERIC, &raw) {
+            Ok(numeric) => numeric.0,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    #[test]
+    fn numeric_sums_read_as_integers() {
+        // 123456789 = 1·10000² + 2345·10000 + 6789
+        assert_eq!(
+            numeric(&[3, 2, 0, 0, 1, 2345, 6789]),
+            ValueRef::Integer(123_456_789)
+        );
+        // -20000 = -(2·10000), trailing zero digits omitted
+        assert_eq!(numeric(&[1, 1, 0x4000, 0, 2]), ValueRef::Integer(-20_000));
+        assert_eq!(numeric(&[0, 0, 0, 0]), ValueRef::Integer(0));
+        // 1.5 = 1 + 5000·10000⁻¹
+        assert_eq!(numeric(&[2, 0, 0, 1, 1, 5000]), ValueRef::Real(1.5));
+    }
+}

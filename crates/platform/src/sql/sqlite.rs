@@ -1,0 +1,124 @@
+//! The SQLite side of [`super::Conn`]: rusqlite with its statement cache.
+
+use std::path::Path;
+
+use rusqlite::types::{ToSqlOutput, ValueRef as Raw};
+use rusqlite::{ErrorCode, OpenFlags};
+
+use super::{Access, ErrorKind, Result, Row, RowInner, SqlError, ValueRef};
+
+/// Opens the file (a read-write connection creates it).
+pub(super) fn open(path: &Path, access: Access) -> Result<rusqlite::Connection> {
+    let conn = match access {
+        Access::ReadWrite => {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|error| {
+                    SqlError::new(
+                        ErrorKind::Other,
+                        format!("cannot create {}: {error}", dir.display()),
+                    )
+                })?;
+            }
+            rusqlite::Connection::open(path)?
+        }
+        Access::ReadOnly => rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?,
+    };
+    // Every handler's statements stay prepared.
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+pub(super) fn batch(conn: &rusqlite::Connection, sql: &str) -> Result<()> {
+    Ok(conn.execute_batch(sql)?)
+}
+
+pub(super) fn cached(conn: &rusqlite::Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Binds a borrowed value without copying it.
+struct Bind<'a>(ValueRef<'a>);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            ValueRef::Null => Raw::Null,
+            ValueRef::Integer(int) => Raw::Integer(int),
+            ValueRef::Real(real) => Raw::Real(real),
+            ValueRef::Text(text) => Raw::Text(text.as_bytes()),
+            ValueRef::Blob(bytes) => Raw::Blob(bytes),
+        }))
+    }
+}
+
+fn binds<'a>(values: &'a [ValueRef<'a>]) -> Vec<Bind<'a>> {
+    values.iter().map(|value| Bind(*value)).collect()
+}
+
+pub(super) fn execute(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[ValueRef<'_>],
+) -> Result<usize> {
+    let binds = binds(values);
+    Ok(conn
+        .prepare_cached(sql)?
+        .execute(rusqlite::params_from_iter(binds.iter()))?)
+}
+
+pub(super) fn query<T, F>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[ValueRef<'_>],
+    limit: Option<usize>,
+    mut f: F,
+) -> Result<Vec<Result<T>>>
+where
+    F: FnMut(&Row<'_>) -> Result<T>,
+{
+    let binds = binds(values);
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(binds.iter()))?;
+    let mut out = Vec::new();
+    while limit.is_none_or(|limit| out.len() < limit) {
+        let Some(row) = rows.next()? else { break };
+        out.push(f(&Row(RowInner::Sqlite(row))));
+    }
+    Ok(out)
+}
+
+pub(super) fn column<'r>(row: &'r rusqlite::Row<'r>, index: usize) -> Result<ValueRef<'r>> {
+    Ok(match row.get_ref(index)? {
+        Raw::Null => ValueRef::Null,
+        Raw::Integer(int) => ValueRef::Integer(int),
+        Raw::Real(real) => ValueRef::Real(real),
+        Raw::Text(text) => ValueRef::Text(std::str::from_utf8(text).map_err(|error| {
+            SqlError::new(ErrorKind::Conversion, format!("text is not UTF-8: {error}"))
+        })?),
+        Raw::Blob(bytes) => ValueRef::Blob(bytes),
+    })
+}
+
+impl From<rusqlite::Error> for SqlError {
+    fn from(error: rusqlite::Error) -> Self {
+        let kind = match &error {
+            rusqlite::Error::QueryReturnedNoRows => ErrorKind::NoRows,
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                ErrorCode::ConstraintViolation => ErrorKind::Constraint,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Transient,
+                ErrorCode::ReadOnly => ErrorKind::ReadOnly,
+                _ => ErrorKind::Other,
+            },
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::ToSqlConversionFailure(_) => ErrorKind::Conversion,
+            _ => ErrorKind::Other,
+        };
+        SqlError::new(kind, error.to_string())
+    }
+}
