@@ -110,7 +110,7 @@ async fn replicas_share_the_work_and_survive_the_death_of_one_of_each() -> Resul
         stack.instance(ServiceKind::OrderApi, 2)?.base_url(),
     ];
     eprintln!(
-        "scale_out: broker, provider and 2 replicas of each service up in {:?} (logs in {})",
+        "scale_out: broker, provider and 2 replicas of each service up in {:?} (with the binaries' build, if due; logs in {})",
         started.elapsed(),
         stack.dir().display()
     );
@@ -356,32 +356,18 @@ async fn settled(
     on_killed: &[&Placed],
     survivor: &str,
 ) -> Result<(String, Vec<String>, BTreeMap<String, usize>), Check> {
-    let timed_out: Vec<String> = stack
+    let timed_out: Vec<(String, String)> = stack
         .with_db(ServiceKind::OrderApi, |conn| {
             Ok(conn.query_map(
-                "SELECT order_id FROM orders WHERE cancellation_reason = 'timeout' ORDER BY order_id",
+                "SELECT order_id, payment_method FROM orders WHERE cancellation_reason = 'timeout' \
+                 ORDER BY order_id",
                 &[],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?)
         })
         .map_err(NotYet)?;
     if !timed_out.is_empty() {
-        let replica: HashMap<&str, usize> = placed
-            .iter()
-            .map(|p| (p.order_id.as_str(), p.replica + 1))
-            .collect();
-        let which: Vec<String> = timed_out
-            .iter()
-            .map(|id| match replica.get(id.as_str()) {
-                Some(n) => format!("{id} (placed on order-api #{n})"),
-                None => id.clone(),
-            })
-            .collect();
-        return Err(Fatal(anyhow::anyhow!(
-            "{} saga(s) stalled until the deadline reaper cancelled them (reason `timeout`): {}",
-            which.len(),
-            which.join(", ")
-        )));
+        return Err(Fatal(stalled(stack, placed, &timed_out)));
     }
 
     let report = check_invariants(stack, accepted).map_err(NotYet)?;
@@ -425,6 +411,49 @@ async fn settled(
         }
     }
     Ok((report, held, completed))
+}
+
+/// What is known about sagas the deadline reaper had to end: where each order was placed, its
+/// payment method, its payment's state, and what the invariants say.
+fn stalled(stack: &Stack, placed: &[Placed], timed_out: &[(String, String)]) -> anyhow::Error {
+    let replica: HashMap<&str, usize> = placed
+        .iter()
+        .map(|p| (p.order_id.as_str(), p.replica + 1))
+        .collect();
+    let mut which = Vec::with_capacity(timed_out.len());
+    for (id, method) in timed_out {
+        let payment: Option<(String, i64)> = stack
+            .with_db(ServiceKind::Payment, |conn| {
+                let rows: Vec<(String, i64)> = conn.query_map(
+                    "SELECT status, submissions FROM payments WHERE order_id = ?1",
+                    &[id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                Ok(rows.into_iter().next())
+            })
+            .unwrap_or_default();
+        let payment = match payment {
+            Some((status, submissions)) => {
+                format!("payment {status}, {submissions} submission(s) to the provider")
+            }
+            None => "no payment".to_owned(),
+        };
+        let replica = replica.get(id.as_str()).map_or_else(
+            || "not placed by the test".to_owned(),
+            |n| format!("placed on order-api #{n}"),
+        );
+        which.push(format!("{id} ({method}, {replica}, {payment})"));
+    }
+    let invariants = match check_invariants(stack, &[]) {
+        Ok(_) => "hold otherwise".to_owned(),
+        Err(error) => format!("{error:#}"),
+    };
+    anyhow::anyhow!(
+        "{} saga(s) stalled until the deadline reaper cancelled them (reason `timeout`): {}; \
+         invariants: {invariants}",
+        which.len(),
+        which.join("; ")
+    )
 }
 
 /// The last warnings and errors of every replica's log (the logs are in the stack's directory;

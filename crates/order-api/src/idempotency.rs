@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn same_request_replays_other_request_conflicts_expired_is_new() -> Result<()> {
-        let db = crate::testing::scratch();
+        let (_scratch, db) = crate::testing::scratch();
         let conn = db.conn();
         let key = IdempotencyKey("k1".into());
         let (first, second) = (OrderId::new(), OrderId::new());

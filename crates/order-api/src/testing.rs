@@ -2,7 +2,7 @@
 
 use events::{Currency, Money, OrderId, PricedLineItem, Sku};
 use platform::Db;
-use platform::sql::{Access, Conn, Connection, DbTarget, Result};
+use platform::sql::{Access, Conn, Connection, DbTarget, Result, ScratchDb};
 
 use crate::saga::OrderStatus;
 use crate::store::HistoryEntry;
@@ -17,42 +17,25 @@ pub(crate) fn migrations() -> [platform::db::Migration; 3] {
 }
 
 /// A scratch database with order-api's tables (not the platform's), for tests of single
-/// statements: in memory, or a new Postgres database when `TEST_POSTGRES_URL` is set (see
-/// [`fresh_db`]). Blocks: not for async tests.
-pub(crate) fn scratch() -> Connection {
-    let target = match std::env::var("TEST_POSTGRES_URL") {
-        Ok(admin) => postgres_database(&admin),
-        Err(_) => DbTarget::parse(":memory:"),
-    };
-    let conn = Connection::open(&target, Access::ReadWrite).expect("the database opens");
+/// statements (see [`ScratchDb`]). Blocks: not for async tests.
+pub(crate) fn scratch() -> (ScratchDb, Connection) {
+    let scratch = ScratchDb::new("order_api");
+    let conn = Connection::open(scratch.target(), Access::ReadWrite).expect("the database opens");
     for migration in migrations() {
         conn.conn()
             .execute_batch(&migration.sql_for(conn.dialect()))
             .expect("the schema applies");
     }
-    conn
+    (scratch, conn)
 }
 
-/// A new database on the Postgres server whose admin database is `admin`.
-fn postgres_database(admin: &str) -> DbTarget {
-    let name = format!("order_api_{}", uuid::Uuid::new_v4().simple());
-    platform::sql::create_postgres_database(admin, &name).expect("the database is created")
-}
-
-/// A fresh, migrated database: a SQLite file in a temporary directory, or — when
-/// `TEST_POSTGRES_URL` names a Postgres server's admin database — a new database on that server.
-/// Opening the returned target again gives a second replica of the service.
-pub(crate) fn fresh_db() -> (tempfile::TempDir, DbTarget, Db) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let target = match std::env::var("TEST_POSTGRES_URL") {
-        // The Postgres client blocks on a runtime of its own: not on a test's.
-        Ok(admin) => std::thread::spawn(move || postgres_database(&admin))
-            .join()
-            .expect("the thread ends"),
-        Err(_) => DbTarget::from(dir.path().join("order-api.db")),
-    };
+/// A fresh, migrated database (see [`ScratchDb`]); opening its target again gives a second
+/// replica of the service.
+pub(crate) fn fresh_db() -> (ScratchDb, DbTarget, Db) {
+    let scratch = ScratchDb::new("order_api");
+    let target = scratch.target().clone();
     let db = Db::open(&target, &migrations()).expect("the database opens");
-    (dir, target, db)
+    (scratch, target, db)
 }
 
 /// Stores a new order of one line, placed by `alice`, due 30 s after 2026-01-01T00:00:00Z.

@@ -10,18 +10,17 @@ use futures::FutureExt;
 use futures::future::join_all;
 use platform::Db;
 use platform::db::Migration;
+use platform::sql::ScratchDb;
 use platform::sql::{ErrorKind, SqlError};
-
-mod common;
 
 const TABLE: Migration = Migration::new(
     "test/t/1",
     "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);",
 );
 
-fn open() -> (common::Scratch, Db) {
-    let scratch = common::Scratch::new("group_commit");
-    let db = Db::open(&scratch.target, &[TABLE]).expect("the database opens");
+fn open() -> (ScratchDb, Db) {
+    let scratch = ScratchDb::new("group_commit");
+    let db = Db::open(scratch.target(), &[TABLE]).expect("the database opens");
     (scratch, db)
 }
 

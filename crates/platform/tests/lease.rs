@@ -5,16 +5,15 @@ use std::time::{Duration, Instant};
 
 use platform::Db;
 use platform::db::lease::Lease;
-
-mod common;
+use platform::sql::ScratchDb;
 
 const TTL: Duration = Duration::from_millis(600);
 
 /// Two processes' views of one lease (two `Lease`s are two holders, as two replicas are).
-fn two_replicas() -> (common::Scratch, Lease, Lease) {
-    let scratch = common::Scratch::new("lease");
-    let first = Db::open(&scratch.target, &[]).expect("the database opens");
-    let second = Db::open(&scratch.target, &[]).expect("the database opens again");
+fn two_replicas() -> (ScratchDb, Lease, Lease) {
+    let scratch = ScratchDb::new("lease");
+    let first = Db::open(scratch.target(), &[]).expect("the database opens");
+    let second = Db::open(scratch.target(), &[]).expect("the database opens again");
     (
         scratch,
         Lease::with_ttl(&first, "job", TTL),

@@ -2,7 +2,6 @@
 //! of its own, as two processes do. With SQLite their transactions take turns; with Postgres
 //! (`TEST_POSTGRES_URL` naming a server's admin database) they really run side by side.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use events::{
@@ -11,44 +10,19 @@ use events::{
 };
 use platform::Db;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
-use platform::sql::DbTarget;
+use platform::sql::ScratchDb;
 
 use super::Inventory;
 use crate::store;
 
-/// Where the test's database lives; the SQLite file's folder is removed on drop.
-struct Scratch {
-    dir: PathBuf,
-    target: DbTarget,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn scratch(prefix: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("a scratch folder");
-    let target = match std::env::var("TEST_POSTGRES_URL") {
-        Ok(admin) => {
-            let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-            // The Postgres client blocks on a runtime of its own: not on the test's.
-            std::thread::spawn(move || platform::sql::create_postgres_database(&admin, &name))
-                .join()
-                .expect("the thread ends")
-                .expect("the database is created")
-        }
-        Err(_) => DbTarget::from(dir.join(format!("{prefix}.db"))),
-    };
-    Scratch { dir, target }
+fn scratch(prefix: &str) -> ScratchDb {
+    ScratchDb::new(prefix)
 }
 
 /// Two replicas sharing `stock` (SKU, units).
-async fn two_replicas(scratch: &Scratch, stock: &[(&str, u32)]) -> [Inventory; 2] {
-    let first = Db::open(&scratch.target, &[store::MIGRATION]).expect("the database opens");
-    let second = Db::open(&scratch.target, &[store::MIGRATION]).expect("it opens again");
+async fn two_replicas(scratch: &ScratchDb, stock: &[(&str, u32)]) -> [Inventory; 2] {
+    let first = Db::open(scratch.target(), &[store::MIGRATION]).expect("the database opens");
+    let second = Db::open(scratch.target(), &[store::MIGRATION]).expect("it opens again");
     let stock: Vec<(String, u32)> = stock.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect();
     first
         .transaction(move |tx| {

@@ -5,7 +5,7 @@ use crate::testing::{self, new_order, step};
 
 #[test]
 fn a_transition_changes_only_the_status_it_was_decided_on() -> Result<()> {
-    let db = testing::scratch();
+    let (_scratch, db) = testing::scratch();
     let conn = db.conn();
     let order_id = OrderId::new();
     new_order(&conn, order_id)?;
@@ -34,7 +34,7 @@ fn a_transition_changes_only_the_status_it_was_decided_on() -> Result<()> {
 
 #[test]
 fn an_order_reads_back_as_written() -> Result<()> {
-    let db = testing::scratch();
+    let (_scratch, db) = testing::scratch();
     let conn = db.conn();
     let order_id = OrderId::new();
     new_order(&conn, order_id)?;

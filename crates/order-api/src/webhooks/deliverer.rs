@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn each_attempt_is_claimed_by_one_replica_and_recorded_once() -> Result<()> {
-        let db = testing::scratch();
+        let (_scratch, db) = testing::scratch();
         let conn = db.conn();
         conn.execute(
             "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)

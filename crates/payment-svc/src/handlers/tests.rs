@@ -2,7 +2,6 @@
 //! a provider of its own, as two processes do. With SQLite their transactions take turns; with
 //! Postgres (`TEST_POSTGRES_URL` naming a server's admin database) they run side by side.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use events::{
 use platform::Db;
 use platform::db::lease::Lease;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
-use platform::sql::DbTarget;
+use platform::sql::ScratchDb;
 
 use super::Payments;
 use crate::provider::{
@@ -25,33 +24,8 @@ use crate::provider::{
 };
 use crate::{recovery, store};
 
-/// Where the test's database lives; the SQLite file's folder is removed on drop.
-struct Scratch {
-    dir: PathBuf,
-    target: DbTarget,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn scratch(prefix: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("a scratch folder");
-    let target = match std::env::var("TEST_POSTGRES_URL") {
-        Ok(admin) => {
-            let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-            // The Postgres client blocks on a runtime of its own: not on the test's.
-            std::thread::spawn(move || platform::sql::create_postgres_database(&admin, &name))
-                .join()
-                .expect("the thread ends")
-                .expect("the database is created")
-        }
-        Err(_) => DbTarget::from(dir.join(format!("{prefix}.db"))),
-    };
-    Scratch { dir, target }
+fn scratch(prefix: &str) -> ScratchDb {
+    ScratchDb::new(prefix)
 }
 
 /// A provider that accepts every request, tells no outcome, and remembers what it was asked.
@@ -110,9 +84,9 @@ struct Replica {
     provider: Arc<Recorder>,
 }
 
-fn two_replicas(scratch: &Scratch) -> [Replica; 2] {
+fn two_replicas(scratch: &ScratchDb) -> [Replica; 2] {
     [0, 1].map(|_| {
-        let db = Db::open(&scratch.target, &[store::MIGRATION]).expect("the database opens");
+        let db = Db::open(scratch.target(), &[store::MIGRATION]).expect("the database opens");
         let provider = Arc::new(Recorder::default());
         Replica {
             payments: Payments::new(db, provider.clone(), 16),

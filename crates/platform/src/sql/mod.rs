@@ -10,6 +10,7 @@
 //! Postgres'.
 
 mod postgres;
+mod scratch;
 mod sqlite;
 mod value;
 
@@ -17,6 +18,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use scratch::ScratchDb;
 pub use value::{FromValue, Params, ToValue, ValueRef};
 
 /// What a database call fails with.
