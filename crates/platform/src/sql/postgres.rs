@@ -41,7 +41,10 @@ impl Session {
         let mut config: Config = url.parse().map_err(|error| {
             SqlError::new(
                 ErrorKind::Other,
-                format!("invalid Postgres URL {}: {error}", super::redact(url)),
+                format!(
+                    "invalid Postgres URL {}: {error}",
+                    super::target::redact(url)
+                ),
             )
         })?;
         if config.get_connect_timeout().is_none() {
