@@ -35,7 +35,10 @@ pub struct Application {
 impl Application {
     /// Sets everything up; fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, PaymentSvcError> {
-        let db = Db::open(&config.database, &[store::MIGRATION])?;
+        let db = Db::open(
+            &config.database,
+            &[store::MIGRATION, store::MIGRATION_WEBHOOK_URL],
+        )?;
         let sweep_lease = Lease::new(&db, recovery::LEASE)?;
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
@@ -57,14 +60,19 @@ impl Application {
             Some(url) => url.clone(),
             None => own_webhook_url(listener.local_addr()?),
         };
-        let provider = HttpProvider::new(&config.psp_url, webhook_url, config.psp_timeout)
+        let provider = HttpProvider::new(&config.psp_url, webhook_url.clone(), config.psp_timeout)
             .map_err(|error| PaymentSvcError::Config(error.to_string()))?;
         let provider = CircuitBreaker::new(
             Arc::new(provider),
             config.breaker_threshold,
             config.breaker_cooldown,
         );
-        let payments = Payments::new(db.clone(), Arc::new(provider), config.psp_max_in_flight);
+        let payments = Payments::new(
+            db.clone(),
+            Arc::new(provider),
+            config.psp_max_in_flight,
+            Some(webhook_url),
+        );
         let webhooks = Arc::new(WebhookState {
             secret,
             tolerance_s: config.webhook_tolerance_s,

@@ -71,6 +71,7 @@ pub(crate) async fn submit_charge(payments: &Payments, payment: &Payment) {
         order_id: payment.order_id,
         amount: payment.amount,
         payment_method: payment.payment_method.clone(),
+        webhook_url: payment.webhook_url.clone(),
     };
     let span = tracing::info_span!(
         "payment provider charge",
@@ -109,6 +110,7 @@ pub(crate) async fn submit_refund(payments: &Payments, refund: &Refund) {
         order_id: refund.order_id,
         charge_id: refund.charge_id.clone(),
         amount: refund.amount,
+        webhook_url: refund.webhook_url.clone(),
     };
     let span = tracing::info_span!(
         "payment provider refund",

@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS provider_notifications (
 ",
 );
 
+/// Where the provider was asked to send the outcome, kept so that every resend of the request
+/// is the same request: an idempotency key repeated with a different body is refused, and a
+/// replica that takes over another's payment must not ask for webhooks to itself.
+pub(crate) const MIGRATION_WEBHOOK_URL: Migration = Migration::new(
+    "payment-svc/payments/2",
+    "ALTER TABLE payments ADD COLUMN webhook_url TEXT;",
+);
+
 /// The W3C `traceparent` of the current span, to store with a row.
 fn current_traceparent() -> Option<String> {
     platform::telemetry::inject(&tracing::Span::current()).remove("traceparent")
@@ -116,6 +124,9 @@ pub(crate) struct Payment {
     pub(crate) items: Vec<LineItem>,
     pub(crate) status: PaymentStatus,
     pub(crate) charge_id: Option<String>,
+    /// The webhook URL of the first charge request (see [`MIGRATION_WEBHOOK_URL`]); `None`:
+    /// the provider's default.
+    pub(crate) webhook_url: Option<String>,
 }
 
 /// A refund row.
@@ -125,6 +136,8 @@ pub(crate) struct Refund {
     pub(crate) amount: Money,
     pub(crate) charge_id: String,
     pub(crate) reason: CancellationReason,
+    /// The payment's webhook URL: the refund's outcome goes where the charge's went.
+    pub(crate) webhook_url: Option<String>,
 }
 
 /// Inserts a payment in `charging`; `false` if the order already has one.
@@ -135,8 +148,8 @@ pub(crate) struct Refund {
 pub(crate) fn insert_payment(tx: &Conn<'_>, payment: &Payment, now: &str) -> Result<bool> {
     let items = serde_json::to_string(&payment.items).unwrap_or_else(|_| "[]".into());
     let inserted = tx.execute(
-        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?7, ?7)
+        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at, webhook_url)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?7, ?7, ?8)
          ON CONFLICT (order_id) DO NOTHING",
         params![
             payment.order_id.to_string(),
@@ -145,7 +158,8 @@ pub(crate) fn insert_payment(tx: &Conn<'_>, payment: &Payment, now: &str) -> Res
             payment.payment_method.as_str(),
             items,
             current_traceparent(),
-            now
+            now,
+            payment.webhook_url
         ],
     )?;
     Ok(inserted == 1)
@@ -154,7 +168,7 @@ pub(crate) fn insert_payment(tx: &Conn<'_>, payment: &Payment, now: &str) -> Res
 /// The columns [`payment_from_row`] reads, in its order.
 macro_rules! payment_columns {
     () => {
-        "order_id, amount_minor, currency, payment_method, items, status, charge_id"
+        "order_id, amount_minor, currency, payment_method, items, status, charge_id, webhook_url"
     };
 }
 
@@ -180,6 +194,7 @@ fn payment_from_row(row: &Row<'_>) -> Result<Option<Payment>> {
         items,
         status,
         charge_id: row.get(6)?,
+        webhook_url: row.get(7)?,
     }))
 }
 
@@ -336,7 +351,7 @@ pub(crate) fn stale_charges(conn: &Conn<'_>, before: &str, limit: i64) -> Result
 /// Refunds still `refunding` whose last request is older than `before` (or never sent).
 pub(crate) fn stale_refunds(conn: &Conn<'_>, before: &str, limit: i64) -> Result<Vec<Refund>> {
     let rows = conn.query_map(
-        "SELECT r.order_id, r.amount_minor, r.currency, p.charge_id, r.reason
+        "SELECT r.order_id, r.amount_minor, r.currency, p.charge_id, r.reason, p.webhook_url
          FROM refunds r JOIN payments p ON p.order_id = r.order_id
          WHERE r.status = 'refunding' AND COALESCE(r.last_submitted_at, r.created_at) < ?1
          ORDER BY r.created_at LIMIT ?2",
@@ -358,6 +373,7 @@ pub(crate) fn stale_refunds(conn: &Conn<'_>, before: &str, limit: i64) -> Result
                         amount: Money::new(row.get(1)?, currency),
                         charge_id,
                         reason,
+                        webhook_url: row.get(5)?,
                     }),
                     _ => None,
                 },

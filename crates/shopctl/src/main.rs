@@ -23,6 +23,11 @@ enum Command {
         /// temporary directory, since the embedded broker keeps nothing across runs).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Keep the services' data on this Postgres server instead (the URL of a database the
+        /// user may create databases from, e.g. `postgres://postgres:…@127.0.0.1:5432/postgres`):
+        /// each service gets a new database of its own, named after the run.
+        #[arg(long, env = "SHOP_POSTGRES_URL")]
+        postgres: Option<String>,
         /// Brokers in the embedded cluster.
         #[arg(long, default_value_t = 3)]
         brokers: i32,
@@ -89,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up {
             http_addr,
             data_dir,
+            postgres,
             brokers,
             require_auth,
         } => {
@@ -99,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             shopctl::up::run(shopctl::up::UpOptions {
                 http_addr,
                 data_dir,
+                postgres,
                 brokers,
                 require_auth,
             })

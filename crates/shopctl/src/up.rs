@@ -15,17 +15,81 @@ pub struct UpOptions {
     pub http_addr: SocketAddr,
     /// Where the databases go.
     pub data_dir: PathBuf,
+    /// A Postgres server to keep the databases on instead (its admin URL).
+    pub postgres: Option<String>,
     /// Brokers in the embedded cluster.
     pub brokers: i32,
     /// Refuse requests without an API key (otherwise they act as the `dev` principal).
     pub require_auth: bool,
 }
 
+/// Where each service keeps its data for this run.
+enum Databases {
+    /// `<dir>/<service>.db`.
+    Sqlite(PathBuf),
+    /// The server's URL without the database, and the run's prefix for database names.
+    Postgres { server: String, prefix: String },
+}
+
+impl Databases {
+    const SERVICES: [&str; 3] = ["order-api", "payment-svc", "inventory-svc"];
+
+    /// Creates the run's Postgres databases, if it uses Postgres.
+    async fn create(options: &UpOptions) -> anyhow::Result<Self> {
+        let Some(admin) = options.postgres.clone() else {
+            return Ok(Self::Sqlite(options.data_dir.clone()));
+        };
+        let prefix = format!("shop_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let names: Vec<String> = Self::SERVICES
+            .iter()
+            .map(|service| format!("{prefix}_{}", service.replace('-', "_")))
+            .collect();
+        // The Postgres client blocks: off the runtime's threads.
+        let targets = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .map(|name| platform::sql::create_postgres_database(&admin, name))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .context("creating the databases on the Postgres server")?;
+        let server = match targets.first() {
+            Some(platform::sql::DbTarget::Postgres(url)) => url
+                .rsplit_once('/')
+                .map_or_else(|| url.clone(), |(server, _)| server.to_owned()),
+            _ => anyhow::bail!("no database was created"),
+        };
+        Ok(Self::Postgres { server, prefix })
+    }
+
+    fn target(&self, service: &str) -> platform::sql::DbTarget {
+        match self {
+            Self::Sqlite(dir) => dir.join(format!("{service}.db")).into(),
+            Self::Postgres { server, prefix } => platform::sql::DbTarget::Postgres(format!(
+                "{server}/{prefix}_{}",
+                service.replace('-', "_")
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => dir.display().to_string(),
+            Self::Postgres { .. } => Self::SERVICES
+                .iter()
+                .map(|service| self.target(service).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
 /// Runs everything until Ctrl-C / SIGTERM, then stops every service cleanly.
 pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let broker = EmbeddedBroker::start(options.brokers).context("starting the embedded broker")?;
     let bootstrap = broker.bootstrap_servers().to_owned();
-    let db = |name: &str| options.data_dir.join(format!("{name}.db")).into();
+    let databases = Databases::create(&options).await?;
+    let db = |name: &str| databases.target(name);
     let loopback_any_port = SocketAddr::from(([127, 0, 0, 1], 0));
 
     let mut order_config = order_api::Config::from_env()?;
@@ -99,7 +163,7 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     println!("  inventory-svc  http://{}", inventory.local_addr()?);
     println!("  psp-sim        {psp_url}");
     println!("  kafka          {bootstrap}");
-    println!("  data           {}", options.data_dir.display());
+    println!("  data           {}", databases.describe());
     if let Some(secret) = dev_secret {
         println!("  webhooks       callback_url deliveries are signed with {secret}");
     }

@@ -33,6 +33,9 @@ pub struct Payments {
     /// [`crate::recovery::spawn_charge`]): when the provider is slow, handlers wait for a
     /// free slot instead of piling up requests without limit.
     pub(crate) provider_slots: Arc<Semaphore>,
+    /// Where this replica asks the provider to send outcomes; recorded with each new payment
+    /// and repeated by every resend of its requests, whichever replica sends them.
+    pub(crate) webhook_url: Option<String>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -45,12 +48,19 @@ impl std::fmt::Debug for Payments {
 
 impl Payments {
     /// Handlers writing to `db` and charging through `provider`, with at most
-    /// `max_in_flight` provider requests at once.
-    pub fn new(db: Db, provider: Arc<dyn PaymentProvider>, max_in_flight: usize) -> Self {
+    /// `max_in_flight` provider requests at once, asking for outcomes at `webhook_url` (`None`:
+    /// the provider's default).
+    pub fn new(
+        db: Db,
+        provider: Arc<dyn PaymentProvider>,
+        max_in_flight: usize,
+        webhook_url: Option<String>,
+    ) -> Self {
         Self {
             db,
             provider,
             provider_slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            webhook_url,
         }
     }
 }

@@ -31,6 +31,7 @@ pub(super) async fn handle(
             .collect(),
         status: PaymentStatus::Charging,
         charge_id: None,
+        webhook_url: payments.webhook_url.clone(),
     };
     let record = payment.clone();
     let created = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {

@@ -30,6 +30,7 @@ pub(crate) fn begin(
         amount: payment.amount,
         charge_id: charge_id.to_owned(),
         reason,
+        webhook_url: payment.webhook_url.clone(),
     };
     let now = now_text();
     if !store::transition(

@@ -86,10 +86,14 @@ struct Replica {
 
 fn two_replicas(scratch: &ScratchDb) -> [Replica; 2] {
     [0, 1].map(|_| {
-        let db = Db::open(scratch.target(), &[store::MIGRATION]).expect("the database opens");
+        let db = Db::open(
+            scratch.target(),
+            &[store::MIGRATION, store::MIGRATION_WEBHOOK_URL],
+        )
+        .expect("the database opens");
         let provider = Arc::new(Recorder::default());
         Replica {
-            payments: Payments::new(db, provider.clone(), 16),
+            payments: Payments::new(db, provider.clone(), 16, None),
             provider,
         }
     })

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::{Accepted, ChargeRequest, PaymentProvider, ProviderError, RefundRequest};
+use super::{Accepted, Availability, ChargeRequest, PaymentProvider, ProviderError, RefundRequest};
 
 /// Breaker state as a gauge: 0 closed, 1 half-open, 2 open.
 pub const BREAKER_STATE: &str = "payment_provider_circuit_state";
@@ -120,14 +120,18 @@ impl CircuitBreaker {
     ) -> Result<Accepted, ProviderError> {
         if !self.lock().admit(Instant::now()) {
             metrics::counter!(BREAKER_REJECTIONS).increment(1);
-            return Err(ProviderError(
-                "circuit open: the provider is failing; not calling it".into(),
+            return Err(ProviderError::down(
+                "circuit open: the provider is failing; not calling it",
             ));
         }
         let result = call.await;
         let mut breaker = self.lock();
         let was_open = breaker.gauge();
-        breaker.record(result.is_ok(), Instant::now());
+        let healthy = match &result {
+            Ok(_) => true,
+            Err(ProviderError(_, availability)) => *availability == Availability::Up,
+        };
+        breaker.record(healthy, Instant::now());
         let state = breaker.gauge();
         drop(breaker);
         if state != was_open {
@@ -200,5 +204,53 @@ mod tests {
             b.admit(much_later) && b.admit(much_later),
             "a good trial closes it"
         );
+    }
+
+    /// Answers every request with `error`'s availability.
+    struct Refusing(Availability);
+
+    impl PaymentProvider for Refusing {
+        fn charge(&self, _: ChargeRequest) -> BoxFuture<'_, Result<Accepted, ProviderError>> {
+            Box::pin(async move { Err(ProviderError("refused".into(), self.0)) })
+        }
+
+        fn refund(&self, _: RefundRequest) -> BoxFuture<'_, Result<Accepted, ProviderError>> {
+            Box::pin(async move { Err(ProviderError("refused".into(), self.0)) })
+        }
+    }
+
+    fn request() -> ChargeRequest {
+        ChargeRequest {
+            order_id: events::OrderId::new(),
+            amount: events::Money::new(100, events::Currency::USD),
+            payment_method: events::PaymentMethod::parse("pm_visa_4242").expect("a method"),
+            webhook_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_of_single_requests_do_not_open_it_but_outages_do() {
+        let refusing = CircuitBreaker::new(
+            Arc::new(Refusing(Availability::Up)),
+            3,
+            Duration::from_secs(60),
+        );
+        for _ in 0..10 {
+            let refused = refusing.charge(request()).await;
+            assert!(
+                refused.is_err_and(|error| error.0 == "refused"),
+                "still called"
+            );
+        }
+        let down = CircuitBreaker::new(
+            Arc::new(Refusing(Availability::Down)),
+            3,
+            Duration::from_secs(60),
+        );
+        for _ in 0..3 {
+            let _ = down.charge(request()).await;
+        }
+        let held_back = down.charge(request()).await;
+        assert!(held_back.is_err_and(|error| error.0.starts_with("circuit open")));
     }
 }

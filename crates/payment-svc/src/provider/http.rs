@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use events::{OrderId, PaymentFailureReason};
 
 use super::{
-    Accepted, ChargeRequest, Notification, Outcome, PaymentProvider, ProviderError, RefundRequest,
+    Accepted, Availability, ChargeRequest, Notification, Outcome, PaymentProvider, ProviderError,
+    RefundRequest,
 };
 
 /// A client of the provider's API.
@@ -34,7 +35,7 @@ impl HttpProvider {
             .timeout(timeout)
             .tcp_nodelay(true)
             .build()
-            .map_err(|error| ProviderError(format!("building the HTTP client: {error}")))?;
+            .map_err(|error| ProviderError::down(format!("building the HTTP client: {error}")))?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -59,16 +60,24 @@ impl HttpProvider {
         let response = request
             .send()
             .await
-            .map_err(|error| ProviderError(format!("POST {path}: {error}")))?;
+            .map_err(|error| ProviderError::down(format!("POST {path}: {error}")))?;
         let status = response.status();
         if status != StatusCode::OK && status != StatusCode::ACCEPTED {
             let detail = response.text().await.unwrap_or_default();
-            return Err(ProviderError(format!("POST {path}: {status}: {detail}")));
+            let availability =
+                if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+                    Availability::Up
+                } else {
+                    Availability::Down
+                };
+            return Err(ProviderError(
+                format!("POST {path}: {status}: {detail}"),
+                availability,
+            ));
         }
-        let object: Object = response
-            .json()
-            .await
-            .map_err(|error| ProviderError(format!("POST {path}: unreadable answer: {error}")))?;
+        let object: Object = response.json().await.map_err(|error| {
+            ProviderError::down(format!("POST {path}: unreadable answer: {error}"))
+        })?;
         Ok(Accepted {
             id: object.id().to_owned(),
             outcome: outcome_of(&object),
@@ -84,7 +93,11 @@ impl PaymentProvider for HttpProvider {
                 currency: request.amount.currency.as_str().to_owned(),
                 payment_method: request.payment_method.as_str().to_owned(),
                 reference: request.order_id.to_string(),
-                webhook_url: Some(self.webhook_url.clone()),
+                webhook_url: Some(
+                    request
+                        .webhook_url
+                        .unwrap_or_else(|| self.webhook_url.clone()),
+                ),
             };
             self.post("/v1/charges", request.order_id.to_string(), &body)
                 .await
@@ -97,7 +110,11 @@ impl PaymentProvider for HttpProvider {
                 charge_id: request.charge_id.clone(),
                 amount_minor: request.amount.amount_minor,
                 reference: request.order_id.to_string(),
-                webhook_url: Some(self.webhook_url.clone()),
+                webhook_url: Some(
+                    request
+                        .webhook_url
+                        .unwrap_or_else(|| self.webhook_url.clone()),
+                ),
             };
             self.post("/v1/refunds", format!("refund:{}", request.order_id), &body)
                 .await

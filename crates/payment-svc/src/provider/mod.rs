@@ -26,6 +26,9 @@ pub struct ChargeRequest {
     pub amount: Money,
     /// With what.
     pub payment_method: PaymentMethod,
+    /// Where to send the outcome (`None`: the provider client's default). A resend repeats
+    /// the first request's URL: a request repeated under its idempotency key must be the same.
+    pub webhook_url: Option<String>,
 }
 
 /// A request to give a charge back.
@@ -37,6 +40,8 @@ pub struct RefundRequest {
     pub charge_id: String,
     /// How much.
     pub amount: Money,
+    /// Where to send the outcome (`None`: the provider client's default).
+    pub webhook_url: Option<String>,
 }
 
 /// The final outcome of a charge or refund.
@@ -85,10 +90,28 @@ pub struct Accepted {
     pub outcome: Option<Outcome>,
 }
 
-/// The provider could not take the request; it may be retried with the same key.
+/// The provider did not take the request; it may be retried with the same key.
 #[derive(Debug, thiserror::Error)]
 #[error("payment provider unavailable: {0}")]
-pub struct ProviderError(pub String);
+pub struct ProviderError(pub String, pub Availability);
+
+/// Whether a failed request says anything about the provider's health (for the circuit
+/// breaker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// No answer, or a server error: the provider may be down.
+    Down,
+    /// The provider answered, and refused this request (a `4xx`): it is up, and other
+    /// requests must not be held back because of this one.
+    Up,
+}
+
+impl ProviderError {
+    /// The provider could not be reached or failed.
+    pub fn down(message: impl Into<String>) -> Self {
+        Self(message.into(), Availability::Down)
+    }
+}
 
 /// A payment provider.
 pub trait PaymentProvider: Send + Sync + 'static {
