@@ -28,6 +28,9 @@ fn scratch(prefix: &str) -> ScratchDb {
     ScratchDb::new(prefix)
 }
 
+/// Provider requests a replica runs at once.
+const SLOTS: usize = 16;
+
 /// A provider that accepts every request, tells no outcome, and remembers what it was asked.
 #[derive(Debug, Default)]
 struct Recorder {
@@ -93,7 +96,7 @@ fn two_replicas(scratch: &ScratchDb) -> [Replica; 2] {
         .expect("the database opens");
         let provider = Arc::new(Recorder::default());
         Replica {
-            payments: Payments::new(db, provider.clone(), 16, None),
+            payments: Payments::new(db, provider.clone(), SLOTS, None),
             provider,
         }
     })
@@ -175,14 +178,31 @@ where
     }
 }
 
-/// Waits until `seen` (requests made in the background) reaches `expected`, then a little
-/// longer, so that a request too many would show.
-async fn settle(expected: usize, seen: impl Fn() -> usize) {
+/// Polls `condition` until it holds; fails the test after 10 s.
+async fn wait_for(what: &str, condition: impl Fn() -> bool) {
     let started = Instant::now();
-    while seen() < expected && started.elapsed() < Duration::from_secs(10) {
+    while !condition() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: not within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Waits until `seen` (requests made in the background) reaches `expected` and no replica has
+/// a provider request in flight any more: a handler takes its request's slot before it returns,
+/// so a request too many would have shown by then.
+async fn settle(replicas: &[Replica; 2], expected: usize, seen: impl Fn() -> usize) {
+    let started = Instant::now();
+    let idle = || {
+        replicas
+            .iter()
+            .all(|replica| replica.payments.provider_slots.available_permits() == SLOTS)
+    };
+    while !(seen() >= expected && idle()) && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn count(db: &Db, sql: &'static str) -> i64 {
@@ -244,7 +264,7 @@ async fn an_order_seen_by_both_replicas_is_charged_once() {
         async move { deliver(&replica, envelope, offset).await }
     }))
     .await;
-    settle(orders.len(), || charges(&replicas).len()).await;
+    settle(&replicas, orders.len(), || charges(&replicas).len()).await;
 
     let charged = charges(&replicas);
     assert_eq!(charged.len(), orders.len(), "one charge request per order");
@@ -266,7 +286,7 @@ async fn a_cancellation_racing_the_charges_success_is_refunded_once() {
     for (n, order_id) in orders.iter().enumerate() {
         deliver(&replicas[0], created(*order_id), n as i64).await;
     }
-    settle(orders.len(), || charges(&replicas).len()).await;
+    settle(&replicas, orders.len(), || charges(&replicas).len()).await;
     // The charge's success reaches one replica (a webhook) while the other handles the
     // order's cancellation: whichever comes first, the order must get its money back.
     let work = orders.iter().enumerate().flat_map(|(n, order_id)| {
@@ -280,7 +300,7 @@ async fn a_cancellation_racing_the_charges_success_is_refunded_once() {
         ]
     });
     all(work.map(|handle| async move { handle.await.expect("the task ends") })).await;
-    settle(orders.len(), || refunds(&replicas).len()).await;
+    settle(&replicas, orders.len(), || refunds(&replicas).len()).await;
 
     let db = &replicas[0].payments.db;
     assert_eq!(
@@ -335,7 +355,7 @@ async fn only_the_lease_holder_sweeps_and_hands_over_at_shutdown() {
     let replicas = two_replicas(&scratch);
     let order_id = OrderId::new();
     deliver(&replicas[0], created(order_id), 0).await;
-    settle(1, || charges(&replicas).len()).await;
+    settle(&replicas, 1, || charges(&replicas).len()).await;
     let sweep = |replica: &Replica, shutdown: &CancellationToken| {
         let lease = Lease::with_ttl(
             &replica.payments.db,
@@ -353,20 +373,28 @@ async fn only_the_lease_holder_sweeps_and_hands_over_at_shutdown() {
     };
     let (first_stops, second_stops) = (CancellationToken::new(), CancellationToken::new());
     let first = sweep(&replicas[0], &first_stops);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Its first re-sent request shows that the first sweep holds the lease.
+    wait_for("the first sweep re-sends", || {
+        replicas[0].provider.charges().len() > 1
+    })
+    .await;
     let second = sweep(&replicas[1], &second_stops);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (by_first, by_second) = (
-        replicas[0].provider.charges().len(),
+    let before = replicas[0].provider.charges().len();
+    // While the holder sweeps round after round (one every 20 ms), the other sends nothing.
+    wait_for("the holder sweeps three more rounds", || {
+        replicas[0].provider.charges().len() >= before + 3
+    })
+    .await;
+    assert_eq!(
         replicas[1].provider.charges().len(),
+        0,
+        "the other replica does not sweep"
     );
-    assert!(by_first > 2, "the holder sweeps ({by_first} requests)");
-    assert_eq!(by_second, 0, "the other replica does not");
 
     // The holder stops and gives the lease up: the other takes over without waiting 30 s.
     first_stops.cancel();
     first.await.expect("the sweep ends");
-    settle(1, || replicas[1].provider.charges().len()).await;
+    settle(&replicas, 1, || replicas[1].provider.charges().len()).await;
     assert!(!replicas[1].provider.charges().is_empty(), "taken over");
     second_stops.cancel();
     second.await.expect("the sweep ends");
@@ -413,7 +441,7 @@ async fn payments_live_their_whole_lives_across_replicas() {
         shortages: Vec::new(),
     };
     deliver(&replicas[1], Envelope::new("/test", rejected, None), 2).await;
-    settle(1, || refunds(&replicas).len()).await;
+    settle(&replicas, 1, || refunds(&replicas).len()).await;
     assert_eq!(refunds(&replicas), vec![paid]);
 
     // The refund's outcome is not heard: the sweep asks again.
@@ -426,7 +454,7 @@ async fn payments_live_their_whole_lives_across_replicas() {
         Duration::ZERO,
         shutdown.clone(),
     ));
-    settle(2, || refunds(&replicas).len()).await;
+    settle(&replicas, 2, || refunds(&replicas).len()).await;
     shutdown.cancel();
     sweep.await.expect("the sweep ends");
     assert!(refunds(&replicas).len() >= 2, "the refund was asked again");
