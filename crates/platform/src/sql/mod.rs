@@ -13,6 +13,7 @@ mod postgres;
 mod scratch;
 mod sqlite;
 mod target;
+mod tls;
 mod value;
 
 use std::cell::RefCell;

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::error::Error as _;
 use std::time::Duration;
 
+use ::postgres::config::SslMode;
 use ::postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use ::postgres::{Client, Config, NoTls, Statement};
 use bytes::BytesMut;
 
-use super::{Access, ErrorKind, FromValue, Result, Row, RowInner, SqlError, ValueRef};
+use super::{Access, ErrorKind, FromValue, Result, Row, RowInner, SqlError, ValueRef, tls};
 
 /// One connection and what it knows about its own state.
 pub(super) struct Session {
@@ -105,7 +106,12 @@ impl Session {
                     "the connection was lost during the transaction",
                 ));
             }
-            let mut client = self.config.connect(NoTls)?;
+            let mut client = match self.config.get_ssl_mode() {
+                SslMode::Require => self.config.connect(tls::connector()?)?,
+                // `prefer` (the default) and `disable`: plain TCP, as a connection that would
+                // accept any certificate protects against nothing but eavesdroppers.
+                _ => self.config.connect(NoTls)?,
+            };
             if self.access == Access::ReadOnly {
                 client.batch_execute("SET default_transaction_read_only = on")?;
             }
