@@ -19,6 +19,7 @@ mod out_of_stock;
 mod poison;
 mod provider;
 mod redelivery;
+mod replica_streams;
 mod restart;
 mod scale_out;
 mod timeline;

@@ -169,6 +169,11 @@ impl Application {
             self.state.webhooks.clone(),
             shutdown.clone(),
         ));
+        let follower = tokio::spawn(crate::updates::follow_other_replicas(
+            self.db.clone(),
+            self.state.updates.clone(),
+            shutdown.clone(),
+        ));
         let parts = ServiceParts {
             handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),
             router: api::router(self.state, self.keys, readiness),
@@ -176,7 +181,7 @@ impl Application {
             db: self.db,
             producer: self.producer,
             consumer: self.consumer,
-            background: vec![reaper, deliverer],
+            background: vec![reaper, deliverer, follower],
         };
         service::run(parts, shutdown)
             .await

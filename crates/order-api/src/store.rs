@@ -246,7 +246,17 @@ pub(crate) fn record_transition(
     Ok(true)
 }
 
+/// The notification channel of committed history entries (payload `<order id>:<seq>`), for
+/// the event streams and waiting requests other order-api replicas hold (see
+/// [`crate::updates::follow_other_replicas`]).
+pub(crate) const HISTORY_CHANNEL: &str = "order_history";
+
 fn insert_history(tx: &Conn<'_>, entry: &HistoryEntry) -> Result<()> {
+    platform::db::notify::announce(
+        tx,
+        HISTORY_CHANNEL,
+        &format!("{}:{}", entry.order_id, entry.seq),
+    )?;
     tx.execute(
         "INSERT INTO order_history (order_id, seq, status, reason, cause, event_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![

@@ -16,7 +16,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use events::OrderId;
 
-use crate::store::HistoryEntry;
+use platform::Db;
+use platform::db::notify::{self, Notice};
+
+use crate::store::{self, HistoryEntry};
 
 /// Changes of one order a slow subscriber may fall behind by before it reloads.
 const PER_ORDER_CAPACITY: usize = 16;
@@ -63,6 +66,24 @@ impl StatusUpdates {
         }
     }
 
+    /// Whether anyone here listens to `order_id`.
+    pub fn is_watched(&self, order_id: OrderId) -> bool {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&order_id)
+    }
+
+    /// The orders someone here listens to.
+    pub fn watched(&self) -> Vec<OrderId> {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Orders with at least one subscriber (for tests and metrics).
     pub fn orders_watched(&self) -> usize {
         self.channels
@@ -97,6 +118,57 @@ impl Drop for Subscription {
             .is_some_and(|sender| sender.receiver_count() <= 1)
         {
             channels.remove(&self.order_id);
+        }
+    }
+}
+
+/// Publishes here the entries other replicas commit (Postgres notifications), for the orders
+/// someone here listens to, until `shutdown`; returns at once on SQLite (one process).
+///
+/// A notification names an entry; the entry itself is read from the database, so what is
+/// published is what was committed. After the listener (re)connects, when notifications may
+/// have been missed, the latest entry of every watched order is published: a subscriber that
+/// sees a gap reloads.
+pub(crate) async fn follow_other_replicas(
+    db: Db,
+    updates: StatusUpdates,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Some(mut notices) = notify::listen(&db, crate::store::HISTORY_CHANNEL) else {
+        return;
+    };
+    loop {
+        let notice = tokio::select! {
+            () = shutdown.cancelled() => return,
+            notice = notices.recv() => notice,
+        };
+        let wanted: Vec<(OrderId, i64)> = match notice {
+            None => return,
+            Some(Notice::Changed(payload)) => payload
+                .split_once(':')
+                .and_then(|(id, seq)| Some((id.parse().ok()?, seq.parse().ok()?)))
+                .filter(|(order_id, _)| updates.is_watched(*order_id))
+                .into_iter()
+                .collect(),
+            Some(Notice::MayHaveMissed) => updates
+                .watched()
+                .into_iter()
+                .map(|order_id| (order_id, 0))
+                .collect(),
+        };
+        for (order_id, seq) in wanted {
+            let after = (seq - 1).max(0);
+            match db
+                .read(move |conn| store::history_after(conn, order_id, after))
+                .await
+            {
+                Ok(entries) => {
+                    updates.publish(entries.into_iter().last());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %order_id, "Could not read another replica's change.");
+                }
+            }
         }
     }
 }

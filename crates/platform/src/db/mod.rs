@@ -10,6 +10,7 @@
 
 pub mod lease;
 mod migrations;
+pub mod notify;
 mod writer;
 
 pub use migrations::Migration;

@@ -108,6 +108,17 @@ impl Dialect {
     }
 }
 
+/// Calls `deliver` with every notification on `channel` of the Postgres database `url` (see
+/// [`crate::db::notify`]); blocks until `deliver` or `wanted` says to stop.
+pub(crate) fn listen(
+    url: &str,
+    channel: &str,
+    deliver: impl FnMut(Option<String>) -> bool,
+    wanted: impl Fn() -> bool,
+) {
+    postgres::listen(url, channel, deliver, wanted);
+}
+
 /// An open connection, owned by the thread that uses it.
 #[derive(Debug)]
 pub struct Connection {

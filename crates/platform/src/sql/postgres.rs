@@ -220,6 +220,62 @@ impl Session {
     }
 }
 
+/// Calls `deliver` with the payload of every notification on `channel` (Postgres `LISTEN`),
+/// from a connection of its own, until `deliver` or `wanted` says to stop. Blocks: run it on a
+/// thread of its own.
+///
+/// `deliver(None)` means notifications may have been missed (the listener just connected, or
+/// reconnected after losing its connection): whoever relies on them looks at the database.
+pub(super) fn listen(
+    url: &str,
+    channel: &str,
+    mut deliver: impl FnMut(Option<String>) -> bool,
+    wanted: impl Fn() -> bool,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while wanted() {
+        let listened = Session::connect(url, Access::ReadOnly).and_then(|mut session| {
+            let client = session.client()?;
+            client.batch_execute(&format!("LISTEN \"{channel}\""))?;
+            Ok(session)
+        });
+        let mut session = match listened {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::warn!(%error, channel, "Cannot listen for notifications; retrying.");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if !deliver(None) {
+            return;
+        }
+        let Some(client) = session.client.as_mut() else {
+            continue;
+        };
+        let mut notifications = client.notifications();
+        let mut iter = notifications.timeout_iter(Duration::from_millis(500));
+        loop {
+            match ::postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
+                Ok(Some(notification)) => {
+                    if !deliver(Some(notification.payload().to_owned())) {
+                        return;
+                    }
+                }
+                // Quiet for a while: still wanted?
+                Ok(None) if wanted() => {}
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, channel, "Lost the notification connection; reconnecting.");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// `?1` → `$1`; a bare `?` takes the next number. Quoted text is left alone.
 pub(super) fn placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);

@@ -1,0 +1,89 @@
+//! Event streams and waiting requests follow an order whichever order-api replica moves it.
+//!
+//! A client's `GET /api/orders/{id}/events` or `?wait=` may reach one order-api replica while
+//! the order's events are handled by another (its partitions are the other's). Each replica
+//! wakes its own streams when it commits a change; the changes other replicas commit reach it
+//! as Postgres notifications (`platform::db::notify`). Here every order is followed on both
+//! replicas at once, so whichever replica moves it, one of the two follows a change it did not
+//! make.
+//!
+//! **Needs Postgres** (replicas share a database only there): without `TEST_POSTGRES_URL` it
+//! says so on stderr and passes without running; CI sets it.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+
+use saga_tests::{ServiceKind, Stack, read_sse};
+
+/// Well below the 10 s a `?wait=10` would take to give up, and than an idle stream lives.
+const FOLLOW: Duration = Duration::from_secs(8);
+
+#[tokio::test]
+async fn streams_and_waits_follow_an_order_whichever_replica_moves_it() -> Result<()> {
+    if std::env::var("TEST_POSTGRES_URL").map_or(true, |url| url.trim().is_empty()) {
+        eprintln!("replica_streams: skipped — needs Postgres (set TEST_POSTGRES_URL)");
+        return Ok(());
+    }
+    let mut stack = Stack::start().await?;
+    stack.start_replicas(&[ServiceKind::OrderApi]).await?;
+    let urls = [
+        stack.instance(ServiceKind::OrderApi, 1)?.base_url(),
+        stack.instance(ServiceKind::OrderApi, 2)?.base_url(),
+    ];
+    for n in 0..8 {
+        let accepted: Value = stack
+            .http
+            .post(format!("{}/api/orders", urls[n % 2]))
+            .json(&json!({
+                "user_id": "usr_replicas",
+                "items": [{"sku": "WIDGET-42", "quantity": 1}],
+                "payment_method": "pm_visa_4242",
+            }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let order_id = accepted["order_id"].as_str().context("no order id")?;
+        let stream = |url: &str| {
+            let url = format!("{url}/api/orders/{order_id}/events");
+            let http = stack.http.clone();
+            async move { read_sse(&http, &url, FOLLOW).await }
+        };
+        let wait = |url: &str| {
+            let request = stack
+                .http
+                .get(format!("{url}/api/orders/{order_id}?wait=10"))
+                .timeout(FOLLOW)
+                .send();
+            async move { Ok::<Value, anyhow::Error>(request.await?.json().await?) }
+        };
+        let (first, second, first_wait, second_wait) = tokio::try_join!(
+            stream(&urls[0]),
+            stream(&urls[1]),
+            wait(&urls[0]),
+            wait(&urls[1]),
+        )
+        .with_context(|| format!("following order {order_id} on both replicas"))?;
+        for (replica, (events, _)) in [first, second].iter().enumerate() {
+            let last: Value =
+                serde_json::from_str(&events.last().context("an empty stream")?.data)?;
+            ensure!(
+                last["status"] == "confirmed",
+                "order {order_id}: the stream on replica {} ended at {last}",
+                replica + 1
+            );
+        }
+        for (replica, order) in [first_wait, second_wait].iter().enumerate() {
+            ensure!(
+                order["status"] == "confirmed",
+                "order {order_id}: ?wait on replica {} answered {}",
+                replica + 1,
+                order["status"]
+            );
+        }
+    }
+    Ok(())
+}
