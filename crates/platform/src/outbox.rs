@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 ",
 );
 
+/// The notification channel that wakes the relay of whichever replica holds it.
+const CHANNEL: &str = "outbox";
+
 /// Queues `envelope` for publication on its kind's topic, inside the caller's transaction.
 ///
 /// The current span's trace context is stored with the row and written into the envelope's
@@ -58,6 +61,9 @@ pub fn enqueue(tx: &Conn<'_>, envelope: &Envelope) -> Result<()> {
     } else {
         envelope.encode()
     };
+    // Wakes the relay if another replica holds it (Postgres folds the repeats of one
+    // transaction into one notification).
+    crate::db::notify::announce(tx, CHANNEL, "")?;
     tx.execute(
         "INSERT INTO outbox (event_id, topic, msg_key, event_type, payload, traceparent, tracestate, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -114,8 +120,8 @@ struct Row {
 ///
 /// Replicas sharing a Postgres database run one relay at a time: the holder of the
 /// `outbox-relay` [`Lease`] publishes every replica's rows, in commit order, and the others
-/// stand by to take over when it stops renewing. With the others' rows to pick up without a
-/// commit to wake it, the holder looks at the table at least every 100 ms on Postgres.
+/// stand by to take over when it stops renewing. The others' commits wake it through a Postgres
+/// notification; in case one is missed, it also looks at the table every 100 ms there.
 pub async fn run_relay(
     db: Db,
     producer: EventProducer,
@@ -133,9 +139,14 @@ pub async fn run_relay(
         Dialect::Sqlite => config.idle_poll,
         Dialect::Postgres => config.idle_poll.min(Duration::from_millis(100)),
     };
+    let mut others = crate::db::notify::listen(&db, CHANNEL);
     let mut backoff = Duration::from_millis(50);
     loop {
         let stopping = shutdown.is_cancelled();
+        // One look at the table answers every wake-up waiting so far.
+        if let Some(receiver) = others.as_mut() {
+            while receiver.try_recv().is_ok() {}
+        }
         match lease.held().await {
             Ok(true) => {}
             Ok(false) => {
@@ -176,6 +187,7 @@ pub async fn run_relay(
                 }
                 tokio::select! {
                     () = db.committed() => {}
+                    Some(_) = next_notice(&mut others) => {}
                     () = tokio::time::sleep(idle_poll) => {}
                     () = shutdown.cancelled() => {}
                 }
@@ -201,6 +213,16 @@ pub async fn run_relay(
                 backoff = (backoff * 2).min(config.max_backoff);
             }
         }
+    }
+}
+
+/// The next notice of another replica's commit; never, without a listener.
+async fn next_notice(
+    notices: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::db::notify::Notice>>,
+) -> Option<crate::db::notify::Notice> {
+    match notices {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 
