@@ -28,9 +28,9 @@ use super::target;
 use platform::webhook::{self, Secret};
 
 /// How long a claimed attempt belongs to the replica that claimed it: well beyond the longest
-/// send (the HTTP client gives up after 5 s). If that replica dies meanwhile, the attempt is
-/// made again after this.
-const CLAIM: Duration = Duration::from_secs(60);
+/// send (the HTTP client gives up after 5 s: three times that). If that replica dies meanwhile,
+/// the attempt is made again after this.
+const CLAIM: Duration = Duration::from_secs(15);
 
 /// Pause between looks for due webhooks when there were none.
 const IDLE_POLL: Duration = Duration::from_millis(100);
