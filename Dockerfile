@@ -41,11 +41,14 @@ FROM debian:bookworm-slim AS runtime
 # curl is only for the compose healthchecks (`curl -fsS …/readyz`): it tells a 503 from a 200,
 # bounds the wait with --max-time, and is handy for poking a service from inside its container.
 # A few MB is worth a check that anyone can read; the binaries themselves need only libc/zlib.
+# ca-certificates: the roots a Postgres server's certificate is checked against with
+# `sslmode=require` (a managed database's own CA goes in PGSSLROOTCERT).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 # A fixed, unprivileged user. /data is created here owned by it, so a fresh named volume mounted
-# there starts with that ownership and the services can write their SQLite files.
+# there starts with that ownership and the services can write SQLite files (when run without
+# Postgres, e.g. `docker run … -e ORDER_API_DB=/data/order-api.db`).
 RUN groupadd --system --gid 10001 shop \
     && useradd --system --uid 10001 --gid shop --home-dir /data --shell /usr/sbin/nologin shop \
     && mkdir -p /data \
