@@ -190,12 +190,14 @@ pub(crate) fn release(
     if changed == 0 {
         return Ok(None);
     }
-    // In SKU order, like every other transaction that locks stock rows.
-    let items = tx.query_map(
-        "SELECT sku, quantity FROM reservation_items WHERE order_id = ?1 ORDER BY sku",
+    // In SKU order, like every other transaction that locks stock rows: sorted here, by bytes,
+    // as the others sort theirs (a database's collation may order `AB-2` and `AB1` otherwise).
+    let mut items = tx.query_map(
+        "SELECT sku, quantity FROM reservation_items WHERE order_id = ?1",
         &[&id],
         |row| Ok((row.get::<String>(0)?, row.get::<u32>(1)?)),
     )?;
+    items.sort();
     let mut released = Vec::with_capacity(items.len());
     for (sku, quantity) in items {
         tx.execute(

@@ -180,14 +180,28 @@ async fn a_commit_wakes_whoever_waits_for_one() {
 
 #[tokio::test]
 async fn a_call_that_leaves_a_transaction_open_does_not_block_later_writes() {
-    let (_dir, db) = open();
-    db.call(|conn| conn.execute_batch("BEGIN; INSERT INTO t (k, v) VALUES (1, 'forgotten');"))
-        .await
-        .expect("the call runs");
-    db.transaction(|tx| tx.execute("INSERT INTO t (k, v) VALUES (2, 'x')", &[]))
-        .await
-        .expect("later writes still work");
-    assert_eq!(count(&db).await, 1, "the open transaction was rolled back");
+    // Open and working, and open and aborted by a failed statement (Postgres then refuses
+    // everything until a rollback).
+    for left_open in [
+        "BEGIN; INSERT INTO t (k, v) VALUES (1000, 'forgotten');",
+        "BEGIN; INSERT INTO t (k, v) VALUES (1000, 'forgotten'); SELECT 1/0;",
+    ] {
+        let (_dir, db) = open();
+        let _ = db.call(move |conn| conn.execute_batch(left_open)).await;
+        // More writes at once than a Postgres pool has connections, so that one of them runs
+        // on the connection the call left behind.
+        let writes = (0..16_i64).map(|k| {
+            let db = db.clone();
+            async move {
+                db.transaction(move |tx| tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k]))
+                    .await
+            }
+        });
+        for written in join_all(writes).await {
+            written.expect("later writes still work");
+        }
+        assert_eq!(count(&db).await, 16, "the open transaction was rolled back");
+    }
 }
 
 #[tokio::test]

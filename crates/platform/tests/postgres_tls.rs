@@ -7,7 +7,9 @@
 
 use platform::sql::{Access, Connection, DbTarget};
 
-fn server() -> Option<(String, String)> {
+/// The `sslmode=require` URL by the name the certificate gives (`localhost`), the certificate,
+/// and the URL by another name of the same server (`127.0.0.1`).
+fn server() -> Option<(String, String, String)> {
     let admin = std::env::var("TEST_POSTGRES_URL").ok()?;
     let cert = std::env::var("TEST_POSTGRES_CERT")
         .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".to_owned());
@@ -23,25 +25,25 @@ fn server() -> Option<(String, String)> {
         return None;
     }
     // The certificate names localhost: connect by that name.
-    let url = admin.replace("@127.0.0.1", "@localhost");
-    let separator = if url.contains('?') { '&' } else { '?' };
-    Some((format!("{url}{separator}sslmode=require"), cert))
+    let by_ip = admin.replace("@localhost", "@127.0.0.1");
+    let separator = if by_ip.contains('?') { '&' } else { '?' };
+    let by_ip = format!("{by_ip}{separator}sslmode=require");
+    Some((by_ip.replace("@127.0.0.1", "@localhost"), cert, by_ip))
 }
 
 #[test]
-fn require_encrypts_with_a_trusted_certificate_and_refuses_an_unknown_one() {
-    let Some((url, cert)) = server() else {
+fn require_encrypts_with_a_trusted_certificate_and_refuses_an_unknown_or_misnamed_one() {
+    let Some((url, cert, by_ip)) = server() else {
         eprintln!("skipped: needs TEST_POSTGRES_URL and the server's certificate");
         return;
     };
-    let target = DbTarget::Postgres(url);
     // Run in a child process per case: the trusted roots are read once per process.
     let exe = std::env::current_exe().expect("this test binary");
-    let run = |root: Option<&str>| {
+    let run = |url: &str, root: Option<&str>| {
         let mut command = std::process::Command::new(&exe);
         command
             .args(["--exact", "connect_once", "--nocapture"])
-            .env("POSTGRES_TLS_TARGET", target_url(&target))
+            .env("POSTGRES_TLS_TARGET", url)
             // Debian's certificate folder holds the snakeoil certificate too: only the bundle
             // of public CAs counts as the system's roots here.
             .env("SSL_CERT_DIR", "/nonexistent");
@@ -52,17 +54,18 @@ fn require_encrypts_with_a_trusted_certificate_and_refuses_an_unknown_one() {
         let output = command.output().expect("the child runs");
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let trusted = run(Some(&cert));
+    let trusted = run(&url, Some(&cert));
     assert!(trusted.contains("encrypted: true"), "{trusted}");
-    let unknown = run(None);
-    assert!(unknown.contains("refused:"), "{unknown}");
-}
-
-fn target_url(target: &DbTarget) -> String {
-    match target {
-        DbTarget::Postgres(url) => url.clone(),
-        DbTarget::Sqlite(_) => unreachable!("a Postgres target"),
-    }
+    let unknown = run(&url, None);
+    assert!(
+        unknown.contains("refused:") && unknown.contains("UnknownIssuer"),
+        "{unknown}"
+    );
+    let misnamed = run(&by_ip, Some(&cert));
+    assert!(
+        misnamed.contains("refused:") && misnamed.contains("not valid for name"),
+        "{misnamed}"
+    );
 }
 
 /// Run by the test above in a child process, with `POSTGRES_TLS_TARGET` set; does nothing

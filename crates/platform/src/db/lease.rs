@@ -7,10 +7,10 @@
 //! Each of these takes a named lease — a row with a holder and an expiry — and works only while
 //! it holds it. A replica that dies stops renewing; after `LEASE_TTL_MS` another takes over.
 //!
-//! The holder counts its lease as held only until `renewed + ttl` by its own clock (renewing
-//! at half-time), so it stops working no later than the moment another replica may start —
-//! provided the replicas' clocks agree to within the margin (NTP does far better than the
-//! default 5 s). With SQLite there is one process per file: [`Lease::new`] gives a lease that is
+//! The holder counts its lease as held only until `renewed + 3/4 ttl` by its own clock
+//! (renewing at half-time), so it stops working a quarter of the lease before another replica
+//! may start — a margin for a round of work that outlasts the check before it, and for the
+//! replicas' clocks disagreeing (NTP does far better than the default 1.25 s). With SQLite there is one process per file: [`Lease::new`] gives a lease that is
 //! held without asking, so that a restarted process does not wait out the lease of the process
 //! it replaces. A replica of a Postgres deployment that restarts after a crash is a new holder
 //! and waits up to `LEASE_TTL_MS` for the old one's lease.
@@ -92,7 +92,7 @@ impl Lease {
         let mut held_until = self.held_until.lock().await;
         let now = Instant::now();
         if let Some(until) = *held_until
-            && until > now + self.ttl / 2
+            && until > now + self.ttl / 4
         {
             return Ok(true);
         }
@@ -118,8 +118,10 @@ impl Lease {
         let was_held = held_until.is_some();
         match won {
             Ok(1) => {
-                // Counted from before the request: the database's expiry is later than ours.
-                *held_until = Some(now + self.ttl);
+                // Counted from before the request, and a quarter of the lease short of it: the
+                // holder stops before the database's expiry, by a margin for clock skew between
+                // replicas and for a round of work that outlasts the check before it.
+                *held_until = Some(now + self.ttl - self.ttl / 4);
                 if !was_held {
                     tracing::info!(lease = self.name, holder = %self.holder, "Lease taken.");
                 }

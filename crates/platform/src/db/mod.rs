@@ -79,9 +79,18 @@ impl Db {
                 Access::ReadWrite,
                 &queue,
                 move |conn| {
-                    configure(conn, busy_timeout)?;
+                    // Migrations wait as long as it takes for the other replicas' (an advisory
+                    // lock, on Postgres) and for the locks of running ones: the lock timeout of
+                    // the service's own work applies only after them. SQLite needs its busy
+                    // timeout (and WAL) for them.
+                    if conn.dialect() == Dialect::Sqlite {
+                        configure(conn, busy_timeout)?;
+                    }
                     if let Some(migrations) = migrations {
                         migrations::apply(conn, &migrations)?;
+                    }
+                    if conn.dialect() == Dialect::Postgres {
+                        configure(conn, busy_timeout)?;
                     }
                     Ok(move |conn, queue| writer::run(conn, queue, notify, batching))
                 },
@@ -287,10 +296,10 @@ where
 /// Per-connection settings.
 fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), PlatformError> {
     let Some(sqlite) = conn.sqlite() else {
-        // Postgres: lock waits are bounded the same way as SQLite's busy timeout.
+        // Postgres: lock waits are bounded the same way as SQLite's busy timeout, on this
+        // connection and on every one that replaces it.
         let millis = busy_timeout.as_millis();
-        conn.conn()
-            .execute_batch(&format!("SET lock_timeout = {millis}"))?;
+        conn.session_setting(&format!("SET lock_timeout = {millis}"))?;
         return Ok(());
     };
     sqlite.busy_timeout(busy_timeout).map_err(SqlError::from)?;

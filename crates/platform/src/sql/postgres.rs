@@ -25,6 +25,8 @@ pub(super) struct Session {
     /// A statement failed inside the transaction: Postgres refuses every further one until a
     /// rollback (to a savepoint), and would turn a `COMMIT` into a silent rollback.
     aborted: bool,
+    /// Session settings (`SET …`) applied again on every new connection.
+    settings: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -54,6 +56,17 @@ impl Session {
         if config.get_application_name().is_none() {
             config.application_name(env!("CARGO_PKG_NAME"));
         }
+        // A connection whose peer vanished without a word (a partition, a dead host) is
+        // noticed in about half a minute instead of the kernel's two hours: a lost connection
+        // is then reconnected, and a listener catches up.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config
+                .keepalives(true)
+                .keepalives_idle(Duration::from_secs(15));
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(30));
+        }
         let mut session = Self {
             config,
             access,
@@ -61,9 +74,23 @@ impl Session {
             statements: HashMap::new(),
             in_transaction: false,
             aborted: false,
+            settings: Vec::new(),
         };
         session.client()?;
         Ok(session)
+    }
+
+    /// Runs a session setting now and again after every reconnect.
+    pub(super) fn setting(&mut self, sql: &str) -> Result<()> {
+        self.batch(sql)?;
+        self.settings.push(sql.to_owned());
+        Ok(())
+    }
+
+    /// The transaction died with its connection: everything it did is rolled back, and its
+    /// owner must hear so.
+    pub(super) fn lost(&self) -> bool {
+        self.in_transaction && self.client.is_none()
     }
 
     pub(super) fn in_transaction(&self) -> bool {
@@ -88,6 +115,8 @@ impl Session {
             Ok(messages) => messages.iter().any(|message| {
                 matches!(message, ::postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
             }),
+            // Refused: an aborted transaction is open (25P02).
+            Err(error) if error.as_db_error().is_some() => true,
             // A lost connection has no transaction any more.
             Err(_) => false,
         }
@@ -115,6 +144,9 @@ impl Session {
             if self.access == Access::ReadOnly {
                 client.batch_execute("SET default_transaction_read_only = on")?;
             }
+            for setting in &self.settings {
+                client.batch_execute(setting)?;
+            }
             self.statements.clear();
             self.client = Some(client);
         }
@@ -137,6 +169,13 @@ impl Session {
 
     /// Transaction control and savepoints, keeping track of where the transaction stands.
     pub(super) fn control(&mut self, sql: &str) -> Result<()> {
+        if sql == "ROLLBACK" && self.client.as_ref().is_none_or(Client::is_closed) {
+            // The connection, and with it the transaction, is gone: nothing left to undo.
+            self.client = None;
+            self.in_transaction = false;
+            self.aborted = false;
+            return Ok(());
+        }
         let result = self.client()?.batch_execute(sql);
         match (sql, result) {
             ("BEGIN", Ok(())) => {
@@ -177,6 +216,8 @@ impl Session {
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement> {
+        // Reconnects first if the connection was lost: the cache belongs to the old one.
+        self.client()?;
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
@@ -279,26 +320,27 @@ pub(super) fn listen(
 /// `?1` → `$1`; a bare `?` takes the next number. Quoted text is left alone.
 pub(super) fn placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    let (mut quoted, mut next) = (false, 1);
-    while let Some(ch) = chars.next() {
-        match ch {
-            '\'' => {
-                quoted = !quoted;
+    let mut next = 1;
+    for (part, is_code) in super::code_parts(sql) {
+        if !is_code {
+            out.push_str(part);
+            continue;
+        }
+        let mut chars = part.chars().peekable();
+        while let Some(ch) = chars.next() {
+            if ch != '?' {
                 out.push(ch);
+                continue;
             }
-            '?' if !quoted => {
-                out.push('$');
-                if chars.peek().is_some_and(char::is_ascii_digit) {
-                    while let Some(digit) = chars.next_if(char::is_ascii_digit) {
-                        out.push(digit);
-                    }
-                } else {
-                    out.push_str(&next.to_string());
-                    next += 1;
+            out.push('$');
+            if chars.peek().is_some_and(char::is_ascii_digit) {
+                while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                    out.push(digit);
                 }
+            } else {
+                out.push_str(&next.to_string());
+                next += 1;
             }
-            _ => out.push(ch),
         }
     }
     out
@@ -483,9 +525,11 @@ impl From<::postgres::Error> for SqlError {
         } else {
             ErrorKind::Other
         };
-        let message = match error.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => error.to_string(),
+        let message = match (error.as_db_error(), error.source()) {
+            (Some(db), _) => format!("{}: {}", db.code().code(), db.message()),
+            // The cause says what went wrong ("error performing TLS handshake" alone does not).
+            (None, Some(source)) => format!("{error}: {source}"),
+            (None, None) => error.to_string(),
         };
         SqlError::new(kind, message)
     }
@@ -502,6 +546,10 @@ mod tests {
             "SELECT a FROM t WHERE b = $1 AND c = $12 AND d = '?1'"
         );
         assert_eq!(placeholders("VALUES (?, ?)"), "VALUES ($1, $2)");
+        assert_eq!(
+            placeholders("-- the provider's key\nWHERE k = ?1 /* ?2 */"),
+            "-- the provider's key\nWHERE k = $1 /* ?2 */"
+        );
     }
 
     fn numeric(words: &[u16]) -> ValueRef<'static> {

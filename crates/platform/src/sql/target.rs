@@ -90,14 +90,18 @@ pub fn create_postgres_database(admin_url: &str, name: &str) -> Result<DbTarget>
     admin
         .conn()
         .execute_batch(&format!("CREATE DATABASE \"{name}\""))?;
-    let (base, _) = admin_url
+    let (base, query) = admin_url
         .split_once('?')
-        .map_or((admin_url, ""), |(base, query)| (base, query));
+        .map_or((admin_url, None), |(base, query)| (base, Some(query)));
     let server = match base.rsplit_once('/') {
         Some((server, _)) if server.contains("://") && !server.ends_with('/') => server,
         _ => base,
     };
-    Ok(DbTarget::Postgres(format!("{server}/{name}")))
+    // The admin URL's options (`sslmode=require`, …) hold for the new database too.
+    Ok(DbTarget::Postgres(match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,84 @@
+//! A Postgres connection that dies (a server restart, a failover, `pg_terminate_backend`) is
+//! replaced: the transaction that was on it fails, and the ones after it work, on every
+//! connection of the pool. Needs `TEST_POSTGRES_URL`; without it, says so and checks nothing.
+
+use futures::future::join_all;
+use platform::Db;
+use platform::db::Migration;
+use platform::sql::{Access, Connection, DbTarget, ScratchDb, SqlError};
+
+const TABLE: Migration = Migration::new(
+    "test/t/1",
+    "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+);
+
+/// Ends the server process behind connection `pid`, from a connection of its own.
+fn terminate(admin: &str, pid: i64) -> Result<(), SqlError> {
+    let admin = Connection::open(&DbTarget::Postgres(admin.to_owned()), Access::ReadWrite)?;
+    admin
+        .conn()
+        .query_row("SELECT pg_terminate_backend(?1)::text", &[pid], |_| Ok(()))
+}
+
+async fn write(db: &Db, k: i64) -> Result<usize, SqlError> {
+    db.transaction(move |tx| tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k]))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_in_a_transaction_or_between_reads_is_replaced() {
+    let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
+        eprintln!("skipped: needs TEST_POSTGRES_URL");
+        return;
+    };
+    let scratch = ScratchDb::new("reconnect");
+    let db = Db::open(scratch.target(), &[TABLE]).expect("the database opens");
+
+    // A transaction whose connection dies half-way fails, and leaves nothing behind.
+    let url = admin.clone();
+    let died = db
+        .transaction(move |tx| {
+            tx.execute("INSERT INTO t (k, v) VALUES (0, 'lost')", &[])?;
+            let pid: i64 = tx.query_row("SELECT pg_backend_pid()", &[], |row| row.get(0))?;
+            let url = url.clone();
+            std::thread::spawn(move || terminate(&url, pid))
+                .join()
+                .expect("the thread ends")?;
+            tx.execute("INSERT INTO t (k, v) VALUES (-1, 'lost')", &[])
+        })
+        .await;
+    assert!(died.is_err(), "a transaction on a dead connection fails");
+
+    // Then every writer connection works again, the replaced one included: more writes at
+    // once than the pool has connections.
+    let writes = join_all((1..=16).map(|k| write(&db, k))).await;
+    for written in writes {
+        written.expect("writes work after the loss");
+    }
+
+    // A read connection killed between reads: at most the next read fails, then it is back.
+    let pid: i64 = db
+        .read(|conn| conn.query_row("SELECT pg_backend_pid()", &[], |row| row.get(0)))
+        .await
+        .expect("a read");
+    let url = admin.clone();
+    tokio::task::spawn_blocking(move || terminate(&url, pid))
+        .await
+        .expect("the task ends")
+        .expect("terminated");
+    let mut counted = None;
+    for _ in 0..3 {
+        if let Ok(n) = db
+            .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", &[], |row| row.get::<i64>(0)))
+            .await
+        {
+            counted = Some(n);
+            break;
+        }
+    }
+    assert_eq!(
+        counted,
+        Some(16),
+        "reads work again, and the lost rows are not there"
+    );
+}
