@@ -285,8 +285,13 @@ impl EventConsumer {
                 tracing::error!(%error, "A consumer lane failed.");
             }
         }
-        if let Err(error) = consumer.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::warn!(%error, "Could not commit offsets on shutdown.");
+        match consumer.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            // Nothing was handled since the last commit: nothing to commit.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => tracing::debug!("No new offsets to commit on shutdown."),
+            Err(error) => tracing::warn!(%error, "Could not commit offsets on shutdown."),
         }
         tracing::info!(group = %consumer.group, "Consumer stopped.");
     }
