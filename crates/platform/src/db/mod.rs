@@ -178,9 +178,9 @@ impl Db {
     ///
     /// On SQLite the transaction holds the write lock from its start (`BEGIN IMMEDIATE`), so it
     /// sees no concurrent writer. On Postgres it runs at `READ COMMITTED` beside the other
-    /// replicas' transactions: a read that decides a write locks its rows
-    /// ([`Dialect::for_update`]) or the write re-checks its condition (`UPDATE … WHERE status =
-    /// …`), and constraints stay the last word.
+    /// replicas' transactions: a read that decides a write locks its rows (`SELECT … FOR
+    /// UPDATE` where [`Conn::dialect`] is Postgres) or the write re-checks its condition
+    /// (`UPDATE … WHERE status = …`), and constraints stay the last word.
     pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,

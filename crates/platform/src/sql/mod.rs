@@ -96,18 +96,6 @@ pub enum Dialect {
     Postgres,
 }
 
-impl Dialect {
-    /// The row-lock clause for a `SELECT` that is about to update what it read. SQLite has one
-    /// writer at a time, so it needs (and knows) none; Postgres replicas need it so that two of
-    /// them do not decide on the same row at once.
-    pub fn for_update(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE",
-        }
-    }
-}
-
 /// Calls `deliver` with every notification on `channel` of the Postgres database `url` (see
 /// [`crate::db::notify`]); blocks until `deliver` or `wanted` says to stop.
 pub(crate) fn listen(
