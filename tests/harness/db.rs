@@ -12,7 +12,9 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow, bail};
-use platform::sql::{Access, Conn, Connection, DbTarget, Dialect, ErrorKind, Params, ValueRef};
+use platform::sql::{
+    Access, Conn, Connection, DbTarget, Dialect, ErrorKind, Params, ScratchDb, ValueRef,
+};
 
 use crate::ServiceKind;
 
@@ -29,11 +31,6 @@ const SERVICES: [(ServiceKind, &str); 3] = [
 #[derive(Debug)]
 pub(crate) struct Databases {
     entries: Vec<Entry>,
-    /// The admin URL of the Postgres server the databases were created on: they are dropped
-    /// through it with the stack.
-    admin_url: Option<String>,
-    /// `KEEP_TEST_DIR`: leave the databases for a look after the run.
-    keep: bool,
 }
 
 #[derive(Debug)]
@@ -42,55 +39,36 @@ struct Entry {
     /// The service's variable (`ORDER_API_DB`).
     var: &'static str,
     target: DbTarget,
-    /// The Postgres database's name, if it is one the stack created.
-    created: Option<String>,
-    /// Opened on first use; only ever used and dropped on a thread without a runtime.
+    /// Opened on first use; only ever used and dropped on a thread without a runtime. Declared
+    /// before `scratch`, so it is closed before the database is dropped.
     connection: Mutex<Option<Connection>>,
+    /// The Postgres database the stack created, dropped with it (`KEEP_TEST_DIR` keeps it).
+    _scratch: Option<ScratchDb>,
 }
 
 impl Databases {
     /// SQLite files in `dir`, or fresh Postgres databases if `TEST_POSTGRES_URL` is set.
-    pub(crate) fn create(dir: &Path, keep: bool) -> Result<Self> {
-        let admin_url = std::env::var("TEST_POSTGRES_URL")
-            .ok()
-            .filter(|url| !url.trim().is_empty());
+    pub(crate) fn create(dir: &Path) -> Result<Self> {
+        let postgres = std::env::var("TEST_POSTGRES_URL").is_ok_and(|url| !url.trim().is_empty());
         let mut databases = Self {
             entries: Vec::new(),
-            admin_url: admin_url.clone(),
-            keep,
-        };
-        let Some(admin_url) = admin_url else {
-            for (kind, var) in SERVICES {
-                let path = dir.join(format!("{}.db", var.to_lowercase()));
-                databases
-                    .entries
-                    .push(Entry::new(kind, var, path.into(), None));
-            }
-            return Ok(databases);
         };
         let stack_id = format!("{:016x}", rand::random::<u64>());
         for (kind, var) in SERVICES {
-            let service = var.strip_suffix("_DB").unwrap_or(var).to_lowercase();
-            let name = format!("saga_{stack_id}_{service}");
-            // On error the databases created so far are dropped with `databases`.
-            let target = apart(|| {
-                platform::sql::create_postgres_database(&admin_url, &name)
-                    .with_context(|| format!("creating database {name} (TEST_POSTGRES_URL)"))
-            })?;
-            databases
-                .entries
-                .push(Entry::new(kind, var, target, Some(name)));
-        }
-        if keep {
-            eprintln!(
-                "test databases (kept): {}",
-                databases
-                    .entries
-                    .iter()
-                    .filter_map(|entry| entry.created.as_deref())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let entry = if postgres {
+                let service = var.strip_suffix("_DB").unwrap_or(var).to_lowercase();
+                let name = format!("saga_{stack_id}_{service}");
+                // On error the databases created so far are dropped with `databases`.
+                let scratch = apart(|| {
+                    ScratchDb::try_new(&name)
+                        .with_context(|| format!("creating database {name} (TEST_POSTGRES_URL)"))
+                })?;
+                Entry::new(kind, var, scratch.target().clone(), Some(scratch))
+            } else {
+                let path = dir.join(format!("{}.db", var.to_lowercase()));
+                Entry::new(kind, var, path.into(), None)
+            };
+            databases.entries.push(entry);
         }
         Ok(databases)
     }
@@ -182,14 +160,14 @@ impl Entry {
         kind: ServiceKind,
         var: &'static str,
         target: DbTarget,
-        created: Option<String>,
+        scratch: Option<ScratchDb>,
     ) -> Self {
         Self {
             kind,
             var,
             target,
-            created,
             connection: Mutex::new(None),
+            _scratch: scratch,
         }
     }
 }
@@ -199,29 +177,7 @@ impl Entry {
 impl Drop for Databases {
     fn drop(&mut self) {
         let entries = std::mem::take(&mut self.entries);
-        let (admin_url, keep) = (self.admin_url.take(), self.keep);
-        let cleanup = std::thread::spawn(move || {
-            let names: Vec<String> = entries
-                .iter()
-                .filter_map(|entry| entry.created.clone())
-                .collect();
-            drop(entries);
-            let Some(admin_url) = admin_url.filter(|_| !keep && !names.is_empty()) else {
-                return;
-            };
-            let dropped = Connection::open(&DbTarget::Postgres(admin_url), Access::ReadWrite)
-                .and_then(|admin| {
-                    names.iter().try_for_each(|name| {
-                        admin.conn().execute_batch(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                    })
-                });
-            if let Err(error) = dropped {
-                eprintln!("dropping the test databases {names:?} failed: {error}");
-            }
-        });
-        let _ = cleanup.join();
+        let _ = std::thread::spawn(move || drop(entries)).join();
     }
 }
 
@@ -337,7 +293,7 @@ mod tests {
     #[tokio::test]
     async fn a_held_lock_fails_writes_transiently_until_released() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let databases = Databases::create(dir.path(), false)?;
+        let databases = Databases::create(dir.path())?;
         let kind = ServiceKind::Inventory;
         databases.with_db(kind, |conn| {
             if conn.dialect() == Dialect::Sqlite {

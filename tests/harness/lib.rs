@@ -89,7 +89,7 @@ impl Stack {
             eprintln!("test directory (kept): {}", dir.path().display());
         }
         // Before any service starts; dropped (with its Postgres databases) if one fails to.
-        let databases = db::Databases::create(dir.path(), keep)?;
+        let databases = db::Databases::create(dir.path())?;
         let extra_env: Vec<(String, String)> = extra
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

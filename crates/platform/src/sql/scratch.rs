@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Access, Connection, DbTarget};
+use super::{Access, Connection, DbTarget, ErrorKind, SqlError};
 
 /// A fresh, empty database: a SQLite file in a new temporary folder, or — when
 /// `TEST_POSTGRES_URL` names a Postgres server's admin database — a new database on that
@@ -25,28 +25,39 @@ impl ScratchDb {
     /// # Panics
     /// If the folder or the database cannot be created: a test cannot go on without it.
     pub fn new(prefix: &str) -> Self {
+        #[allow(clippy::expect_used)]
+        Self::try_new(prefix).expect("the test database is created")
+    }
+
+    /// Like [`ScratchDb::new`], for callers that report the failure themselves.
+    pub fn try_new(prefix: &str) -> Result<Self, SqlError> {
         let unique = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let dir = std::env::temp_dir().join(&unique);
-        #[allow(clippy::expect_used)]
-        std::fs::create_dir_all(&dir).expect("a scratch folder");
-        let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
-            return Self {
+        std::fs::create_dir_all(&dir).map_err(|error| {
+            SqlError::new(
+                ErrorKind::Other,
+                format!("creating {}: {error}", dir.display()),
+            )
+        })?;
+        let admin = std::env::var("TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty());
+        let Some(admin) = admin else {
+            return Ok(Self {
                 target: DbTarget::Sqlite(dir.join(format!("{prefix}.db"))),
                 dir,
                 postgres: None,
-            };
+            });
         };
         let (url, name) = (admin.clone(), unique.clone());
-        #[allow(clippy::expect_used)]
         let target = std::thread::spawn(move || super::create_postgres_database(&url, &name))
             .join()
-            .expect("the thread ends")
-            .expect("the test database is created");
-        Self {
+            .map_err(|_| SqlError::new(ErrorKind::Other, "the database thread panicked"))??;
+        Ok(Self {
             target,
             dir,
             postgres: Some((admin, unique)),
-        }
+        })
     }
 
     /// Where the database is; open it as often as the test needs replicas.
