@@ -70,15 +70,9 @@ async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lan
     assert_eq!(payload["type"], "order.confirmed");
     assert_eq!(payload["data"]["order_id"], flaky_id.as_str());
 
-    // The delivery log shows every attempt.
-    let log: Value = stack
-        .http
-        .get(stack.url(&format!("/api/orders/{flaky_id}/deliveries")))
-        .send()
-        .await?
-        .json()
-        .await?;
-    assert_eq!(log[0]["status"], "delivered", "{log}");
+    // The delivery log shows every attempt, once the deliverer has recorded the answer the
+    // receiver already saw.
+    let log = wait_log(&stack, &flaky_id, "delivered").await?;
     let codes: Vec<i64> = log[0]["attempts"]
         .as_array()
         .context("attempts")?
@@ -101,14 +95,7 @@ async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lan
         "{:?}",
         dead.headers
     );
-    let log: Value = stack
-        .http
-        .get(stack.url(&format!("/api/orders/{broken_id}/deliveries")))
-        .send()
-        .await?
-        .json()
-        .await?;
-    assert_eq!(log[0]["status"], "failed", "{log}");
+    wait_log(&stack, &broken_id, "failed").await?;
 
     // Only http(s) callbacks are taken.
     let refused = stack
@@ -119,4 +106,26 @@ async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lan
         .await?;
     assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
     Ok(())
+}
+
+/// Polls an order's delivery log until its first delivery has `status`, failing after
+/// [`DEADLINE`] with the last log seen.
+async fn wait_log(stack: &Stack, order_id: &str, status: &str) -> Result<Value> {
+    let started = Instant::now();
+    loop {
+        let log: Value = stack
+            .http
+            .get(stack.url(&format!("/api/orders/{order_id}/deliveries")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if log[0]["status"] == status {
+            return Ok(log);
+        }
+        if started.elapsed() > DEADLINE {
+            bail!("the delivery of {order_id} never became {status}: {log}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
