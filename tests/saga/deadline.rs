@@ -78,7 +78,12 @@ async fn a_timed_out_order_is_cancelled_and_its_late_charge_refunded_even_across
         )?,
         1
     );
-    let payments = stack.kafka()?.read_all("payments")?;
+    // The refund row is committed with payment.refunded in the outbox, published after it.
+    let kafka = stack.kafka()?;
+    kafka.find("payments", |m| {
+        is_event(m, "shop.payment.refunded.v1", &order_id)
+    })?;
+    let payments = kafka.read_all("payments")?;
     let count = |t: &str| {
         payments
             .iter()
@@ -147,7 +152,11 @@ async fn stock_reserved_for_a_timed_out_order_is_released_once() -> Result<()> {
         &[&order_id],
     )?;
     if released == 1 {
-        let inventory = stack.kafka()?.read_all("inventory")?;
+        let kafka = stack.kafka()?;
+        kafka.find("inventory", |m| {
+            is_event(m, "shop.stock.released.v1", &order_id)
+        })?;
+        let inventory = kafka.read_all("inventory")?;
         let count = inventory
             .iter()
             .filter(|m| is_event(m, "shop.stock.released.v1", &order_id))

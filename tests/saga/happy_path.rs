@@ -108,6 +108,10 @@ async fn every_event_carries_the_order_as_key_and_correlation_id() -> Result<()>
     let order_id = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
     stack.wait_terminal(&order_id).await?;
     let kafka = stack.kafka()?;
+    // The status is committed with order.confirmed in the outbox; the relay publishes it after.
+    kafka.find("orders", |m| {
+        saga_tests::is_event(m, "shop.order.confirmed.v1", &order_id)
+    })?;
     let mut seen = 0;
     for topic in ["orders", "payments", "inventory"] {
         for message in kafka.read_all(topic)? {

@@ -257,7 +257,26 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         payment_after > payment_before,
         "{payment_before} -> {payment_after}"
     );
-    let order_metrics = metrics_of(stack.order_api.base_url()).await?;
+    // The produced counter moves when the broker acknowledges the relay's send, and the saga's
+    // duration is recorded after its end is committed: both may trail what was awaited above.
+    let started = std::time::Instant::now();
+    let order_metrics = loop {
+        let metrics = metrics_of(stack.order_api.base_url()).await?;
+        let produced = counter(
+            &metrics,
+            "messaging_events_produced_total",
+            "outcome=\"ok\"",
+        );
+        let ended = counter(
+            &metrics,
+            "saga_duration_seconds_count",
+            "outcome=\"out_of_stock\"",
+        );
+        if (produced >= 4.0 && ended >= 1.0) || started.elapsed() > DEADLINE {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(
         counter(
             &order_metrics,
