@@ -323,6 +323,13 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), PlatformEr
     sqlite
         .pragma_update(None, "foreign_keys", "ON")
         .map_err(SqlError::from)?;
+    // Each transaction of a group-committed batch runs in a savepoint, and SQLite keeps the
+    // pages a savepoint changes in a statement journal to undo it with. In a temporary file
+    // (the default) that is a write per page on top of the WAL's; memory is enough for a
+    // batch, and the journal is of no use after a crash anyway.
+    sqlite
+        .pragma_update(None, "temp_store", "MEMORY")
+        .map_err(SqlError::from)?;
     Ok(())
 }
 
