@@ -264,3 +264,65 @@ async fn a_transaction_that_ignores_a_failed_statement_is_kept_whole_or_not_at_a
     }
     assert_eq!(count(&db).await, 3 + kept);
 }
+
+/// A transaction that arrives while a batch runs joins it before its commit instead of waiting
+/// for the next one. Seen from the reader: while the late transaction runs, the batch's first
+/// transaction is not committed yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_arriving_during_a_batch_joins_its_commit() {
+    let (scratch, db) = open();
+    if matches!(scratch.target(), platform::sql::DbTarget::Postgres(_)) {
+        // Postgres commits each transaction on its own (see `writer::run`).
+        return;
+    }
+    let (first_ran, first_running) = mpsc::channel();
+    let (go_first, first_waits) = mpsc::channel::<()>();
+    let writer = db.clone();
+    let first = tokio::spawn(async move {
+        writer
+            .transaction(move |tx| {
+                tx.execute("INSERT INTO t (k, v) VALUES (1, 'first')", &[])?;
+                first_ran.send(()).expect("the test waits");
+                let _ = first_waits.recv();
+                Ok::<_, SqlError>(())
+            })
+            .await
+    });
+    tokio::task::spawn_blocking(move || first_running.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the first transaction runs");
+
+    let (late_ran, late_running) = mpsc::channel();
+    let (go_late, late_waits) = mpsc::channel::<()>();
+    let writer = db.clone();
+    let late = queued(async move {
+        writer
+            .transaction(move |tx| {
+                tx.execute("INSERT INTO t (k, v) VALUES (2, 'late')", &[])?;
+                late_ran.send(()).expect("the test waits");
+                let _ = late_waits.recv();
+                Ok::<_, SqlError>(())
+            })
+            .await
+    })
+    .await;
+    let late = tokio::spawn(late);
+    go_first.send(()).expect("the first transaction waits");
+    tokio::task::spawn_blocking(move || late_running.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the late transaction runs");
+    let seen: i64 = db
+        .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", &[], |row| row.get(0)))
+        .await
+        .expect("read");
+    assert_eq!(
+        seen, 0,
+        "the first is not committed before the late one ran"
+    );
+    go_late.send(()).expect("the late transaction waits");
+    first.await.expect("join").expect("the first commits");
+    late.await.expect("join").expect("the late one commits");
+    assert_eq!(count(&db).await, 2);
+}
