@@ -84,7 +84,11 @@ pub fn init(service: &str) -> TelemetryGuard {
             .with_writer(std::io::stderr)
             .boxed()
     } else {
-        subscriber_fmt::layer().with_writer(std::io::stderr).boxed()
+        // Colours only for a person at a terminal, not escape codes in a log file.
+        subscriber_fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     let installed = tracing_subscriber::registry()
         .with(filter)
