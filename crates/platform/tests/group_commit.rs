@@ -275,44 +275,13 @@ async fn a_transaction_arriving_during_a_batch_joins_its_commit() {
         // Postgres commits each transaction on its own (see `writer::run`).
         return;
     }
-    let (first_ran, first_running) = mpsc::channel();
-    let (go_first, first_waits) = mpsc::channel::<()>();
-    let writer = db.clone();
-    let first = tokio::spawn(async move {
-        writer
-            .transaction(move |tx| {
-                tx.execute("INSERT INTO t (k, v) VALUES (1, 'first')", &[])?;
-                first_ran.send(()).expect("the test waits");
-                let _ = first_waits.recv();
-                Ok::<_, SqlError>(())
-            })
-            .await
-    });
-    tokio::task::spawn_blocking(move || first_running.recv_timeout(Duration::from_secs(10)))
-        .await
-        .expect("join")
-        .expect("the first transaction runs");
-
-    let (late_ran, late_running) = mpsc::channel();
-    let (go_late, late_waits) = mpsc::channel::<()>();
-    let writer = db.clone();
-    let late = queued(async move {
-        writer
-            .transaction(move |tx| {
-                tx.execute("INSERT INTO t (k, v) VALUES (2, 'late')", &[])?;
-                late_ran.send(()).expect("the test waits");
-                let _ = late_waits.recv();
-                Ok::<_, SqlError>(())
-            })
-            .await
-    })
-    .await;
-    let late = tokio::spawn(late);
+    let (first, first_running, go_first) = paused_insert(&db, 1);
+    let first = tokio::spawn(queued(first).await);
+    ran(first_running).await;
+    let (late, late_running, go_late) = paused_insert(&db, 2);
+    let late = tokio::spawn(queued(late).await);
     go_first.send(()).expect("the first transaction waits");
-    tokio::task::spawn_blocking(move || late_running.recv_timeout(Duration::from_secs(10)))
-        .await
-        .expect("join")
-        .expect("the late transaction runs");
+    ran(late_running).await;
     let seen: i64 = db
         .read(|conn| conn.query_row("SELECT COUNT(*) FROM t", &[], |row| row.get(0)))
         .await
@@ -325,4 +294,37 @@ async fn a_transaction_arriving_during_a_batch_joins_its_commit() {
     first.await.expect("join").expect("the first commits");
     late.await.expect("join").expect("the late one commits");
     assert_eq!(count(&db).await, 2);
+}
+
+/// A transaction inserting `k` that reports on the returned receiver once it ran, then holds
+/// the database thread, inside its batch, until the returned sender is used.
+fn paused_insert(
+    db: &Db,
+    k: i64,
+) -> (
+    impl Future<Output = Result<(), SqlError>> + Send + 'static,
+    mpsc::Receiver<()>,
+    mpsc::Sender<()>,
+) {
+    let (ran, running) = mpsc::channel();
+    let (go, waits) = mpsc::channel::<()>();
+    let db = db.clone();
+    let transaction = async move {
+        db.transaction(move |tx| {
+            tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k])?;
+            ran.send(()).expect("the test waits");
+            let _ = waits.recv();
+            Ok::<_, SqlError>(())
+        })
+        .await
+    };
+    (transaction, running, go)
+}
+
+/// Waits (off the runtime's threads) until a [`paused_insert`] reports that it ran.
+async fn ran(running: mpsc::Receiver<()>) {
+    tokio::task::spawn_blocking(move || running.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the transaction runs");
 }
