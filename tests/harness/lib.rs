@@ -42,6 +42,26 @@ pub use sse::{SseEvent, read_sse};
 /// How long any single outcome may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Polls `probe` every 20 ms until it gives a value, failing after [`DEADLINE`]. Until then
+/// `probe` answers `Err` with what it saw, which the failure reports.
+pub async fn eventually<T, F, Fut>(mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        let last = match probe().await {
+            Ok(value) => return Ok(value),
+            Err(last) => last,
+        };
+        if started.elapsed() > DEADLINE {
+            bail!("not within {DEADLINE:?}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A running shop: broker + order-api + payment-svc + inventory-svc + the payment provider,
 /// each a child process.
 #[derive(Debug)]
@@ -217,21 +237,17 @@ impl Stack {
 
     /// Polls the order until `done` holds, failing after [`DEADLINE`].
     pub async fn wait_order(&self, order_id: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
-        let started = Instant::now();
-        let mut last = Value::Null;
-        while started.elapsed() < DEADLINE {
+        eventually(|| async {
             // Connection errors are expected while order-api restarts.
-            if let Ok((reqwest::StatusCode::OK, order)) = self.get_order(order_id).await {
-                if done(&order) {
-                    return Ok(order);
-                }
-                last = order;
+            match self.get_order(order_id).await {
+                Ok((reqwest::StatusCode::OK, order)) if done(&order) => Ok(order),
+                Ok((status, order)) => Err(format!(
+                    "order {order_id} did not reach the expected state; last seen: {status} {order}"
+                )),
+                Err(error) => Err(format!("order {order_id}: {error:#}")),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        bail!(
-            "order {order_id} did not reach the expected state within {DEADLINE:?}; last seen: {last}"
-        )
+        })
+        .await
     }
 
     /// Runs `f` with a connection to a service's database (for checking invariants from its own
@@ -268,17 +284,15 @@ impl Stack {
         param: &str,
         expected: i64,
     ) -> Result<()> {
-        let started = Instant::now();
-        let mut last = None;
-        while started.elapsed() < DEADLINE {
-            let value = self.query_i64(kind, sql, &[param]).ok();
-            if value == Some(expected) {
-                return Ok(());
+        eventually(|| async {
+            match self.query_i64(kind, sql, &[param]).ok() {
+                Some(value) if value == expected => Ok(()),
+                last => Err(format!(
+                    "`{sql}` with {param:?} gave {last:?}, expected {expected}"
+                )),
             }
-            last = value;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        bail!("`{sql}` with {param:?} gave {last:?}, expected {expected}")
+        })
+        .await
     }
 
     /// Holds a service's database so that its writes fail as transient errors until the

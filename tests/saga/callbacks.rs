@@ -1,14 +1,12 @@
 //! Webhooks to the client: signed, retried until the receiver takes them, logged per attempt,
 //! and dead-lettered when it never does.
 
-use std::time::Instant;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use saga_tests::{DEADLINE, Stack, receiver, webhook_signature as signature};
+use saga_tests::{Stack, eventually, receiver, webhook_signature as signature};
 
 #[tokio::test]
 async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lands() -> Result<()> {
@@ -35,8 +33,7 @@ async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lan
     let broken_id = broken["order_id"].as_str().context("order id")?.to_owned();
 
     // The flaky receiver gets the end of the saga on the third try.
-    let started = Instant::now();
-    let attempts = loop {
+    let attempts = eventually(|| async {
         let attempts: Vec<_> = seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -45,13 +42,12 @@ async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lan
             .cloned()
             .collect();
         if attempts.iter().any(|(.., status)| *status == 200) {
-            break attempts;
+            Ok(attempts)
+        } else {
+            Err(format!("the webhook never got through: {attempts:?}"))
         }
-        if started.elapsed() > DEADLINE {
-            bail!("the webhook never got through: {attempts:?}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    })
+    .await?;
     assert_eq!(
         attempts.iter().map(|(.., s)| *s).collect::<Vec<_>>(),
         [500, 500, 200]
@@ -109,23 +105,22 @@ async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lan
 }
 
 /// Polls an order's delivery log until its first delivery has `status`, failing after
-/// [`DEADLINE`] with the last log seen.
+/// [`saga_tests::DEADLINE`] with the last log seen.
 async fn wait_log(stack: &Stack, order_id: &str, status: &str) -> Result<Value> {
-    let started = Instant::now();
-    loop {
-        let log: Value = stack
-            .http
-            .get(stack.url(&format!("/api/orders/{order_id}/deliveries")))
-            .send()
-            .await?
-            .json()
-            .await?;
+    eventually(|| async {
+        let log: Value = async {
+            let url = stack.url(&format!("/api/orders/{order_id}/deliveries"));
+            stack.http.get(url).send().await?.json().await
+        }
+        .await
+        .map_err(|error| format!("the delivery log of {order_id}: {error}"))?;
         if log[0]["status"] == status {
-            return Ok(log);
+            Ok(log)
+        } else {
+            Err(format!(
+                "the delivery of {order_id} never became {status}: {log}"
+            ))
         }
-        if started.elapsed() > DEADLINE {
-            bail!("the delivery of {order_id} never became {status}: {log}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }

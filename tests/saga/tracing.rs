@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
-use saga_tests::{DEADLINE, OtlpReceiver, ReceivedSpan, Stack};
+use saga_tests::{DEADLINE, OtlpReceiver, ReceivedSpan, Stack, eventually};
 
 const SERVICES: [&str; 4] = ["order-api", "payment-svc", "inventory-svc", "psp-sim"];
 
@@ -259,9 +259,10 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     );
     // The produced counter moves when the broker acknowledges the relay's send, and the saga's
     // duration is recorded after its end is committed: both may trail what was awaited above.
-    let started = std::time::Instant::now();
-    let order_metrics = loop {
-        let metrics = metrics_of(stack.order_api.base_url()).await?;
+    let order_metrics = eventually(|| async {
+        let metrics = metrics_of(stack.order_api.base_url())
+            .await
+            .map_err(|error| format!("order-api's metrics: {error:#}"))?;
         let produced = counter(
             &metrics,
             "messaging_events_produced_total",
@@ -272,11 +273,13 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
             "saga_duration_seconds_count",
             "outcome=\"out_of_stock\"",
         );
-        if (produced >= 4.0 && ended >= 1.0) || started.elapsed() > DEADLINE {
-            break metrics;
+        if produced >= 4.0 && ended >= 1.0 {
+            Ok(metrics)
+        } else {
+            Err(format!("produced {produced}, ended {ended}: {metrics}"))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    })
+    .await?;
     assert!(
         counter(
             &order_metrics,
