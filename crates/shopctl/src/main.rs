@@ -15,6 +15,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the embedded Kafka-protocol broker and every service in this process.
+    ///
+    /// Its SQLite databases sync to disk at checkpoints only (`DB_SYNCHRONOUS=normal`) unless
+    /// `DB_SYNCHRONOUS` is set: the embedded broker keeps nothing across runs anyway.
     Up {
         /// Where order-api listens.
         #[arg(long, env = "ORDER_API_ADDR", default_value = "127.0.0.1:8080")]
@@ -87,10 +90,30 @@ enum DlqAction {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+// The one `unsafe`: setting an environment variable, before any other thread exists.
+#[allow(unsafe_code)]
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Up { postgres: None, .. } = &cli.command
+        && std::env::var_os("DB_SYNCHRONOUS").is_none()
+    {
+        // The embedded broker keeps its topics in memory and each run starts from an empty
+        // one, so syncing the databases to disk at every commit (`full`) would protect nothing
+        // that a power loss leaves behind: the events and offsets are gone with the broker.
+        // `normal` keeps what matters here, durability against a crash of the process, at a
+        // fraction of the cost. An explicit `DB_SYNCHRONOUS` wins.
+        // SAFETY: no other thread exists yet; the runtime is built below.
+        unsafe { std::env::set_var("DB_SYNCHRONOUS", "normal") };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let _telemetry = platform::telemetry::init("shop");
-    match Cli::parse().command {
+    match cli.command {
         Command::Up {
             http_addr,
             data_dir,
