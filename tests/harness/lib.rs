@@ -62,6 +62,16 @@ where
     }
 }
 
+/// The sum of the Prometheus samples of `name` in `metrics` whose labels include every one of
+/// `labels` (each written `key="value"`).
+pub fn metric_total(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A running shop: broker + order-api + payment-svc + inventory-svc + the payment provider,
 /// each a child process.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ mod happy_path;
 mod invariants;
 mod openapi;
 mod out_of_stock;
+mod passed_over;
 mod poison;
 mod provider;
 mod redelivery;

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
-use saga_tests::{DEADLINE, OtlpReceiver, ReceivedSpan, Stack, eventually};
+use saga_tests::{DEADLINE, OtlpReceiver, ReceivedSpan, Stack, eventually, metric_total};
 
 const SERVICES: [&str; 4] = ["order-api", "payment-svc", "inventory-svc", "psp-sim"];
 
@@ -145,14 +145,6 @@ fn assert_one_connected_trace(order_id: &str, all: &[ReceivedSpan], trace: &[Rec
     }
 }
 
-fn counter(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line.contains(label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     let (receiver, endpoint) = OtlpReceiver::start().await?;
@@ -173,10 +165,10 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         }
     };
     let consumed = "messaging_events_consumed_total";
-    let payment_before = counter(
+    let payment_before = metric_total(
         &metrics_of(stack.payment.base_url()).await?,
         consumed,
-        "outcome=\"handled\"",
+        &["outcome=\"handled\""],
     );
 
     // Happy path.
@@ -248,10 +240,10 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         .context("payment.refunded was not consumed inside the trace")?;
 
     // Metrics moved.
-    let payment_after = counter(
+    let payment_after = metric_total(
         &metrics_of(stack.payment.base_url()).await?,
         consumed,
-        "outcome=\"handled\"",
+        &["outcome=\"handled\""],
     );
     assert!(
         payment_after > payment_before,
@@ -263,15 +255,15 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         let metrics = metrics_of(stack.order_api.base_url())
             .await
             .map_err(|error| format!("order-api's metrics: {error:#}"))?;
-        let produced = counter(
+        let produced = metric_total(
             &metrics,
             "messaging_events_produced_total",
-            "outcome=\"ok\"",
+            &["outcome=\"ok\""],
         );
-        let ended = counter(
+        let ended = metric_total(
             &metrics,
             "saga_duration_seconds_count",
-            "outcome=\"out_of_stock\"",
+            &["outcome=\"out_of_stock\""],
         );
         if produced >= 4.0 && ended >= 1.0 {
             Ok(metrics)
@@ -281,26 +273,26 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     })
     .await?;
     assert!(
-        counter(
+        metric_total(
             &order_metrics,
             "http_server_request_duration_seconds_count",
-            "route=\"/api/orders\""
+            &["route=\"/api/orders\""]
         ) >= 2.0
     );
     assert!(
-        counter(
+        metric_total(
             &order_metrics,
             "messaging_events_produced_total",
-            "outcome=\"ok\""
+            &["outcome=\"ok\""]
         ) >= 4.0
     );
     assert!(order_metrics.contains("outbox_backlog"), "{order_metrics}");
     assert!(order_metrics.contains("sagas_in_flight"), "{order_metrics}");
     assert!(
-        counter(
+        metric_total(
             &order_metrics,
             "saga_duration_seconds_count",
-            "outcome=\"out_of_stock\""
+            &["outcome=\"out_of_stock\""]
         ) >= 1.0,
         "{order_metrics}"
     );

@@ -3,7 +3,6 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use events::Topic;
 use platform::Db;
 use platform::catalog::Catalog;
 use platform::http::{Readiness, health_routes, observe};
@@ -32,7 +31,7 @@ impl Application {
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
             &config.kafka,
-            &[Topic::Payments, Topic::Orders],
+            crate::handlers::HANDLES,
             DeadLetter::new(producer.clone(), Config::SERVICE),
             ConsumerSettings::from_env()?,
         )?;

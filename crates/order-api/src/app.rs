@@ -5,7 +5,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use events::Topic;
 use platform::Db;
 use platform::catalog::Catalog;
 use platform::db::lease::Lease;
@@ -65,7 +64,7 @@ impl Application {
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
             &config.kafka,
-            &[Topic::Payments, Topic::Inventory],
+            crate::saga::HANDLES,
             DeadLetter::new(producer.clone(), Config::SERVICE),
             ConsumerSettings::from_env()?,
         )?;

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use events::Topic;
 use platform::Db;
 use platform::db::lease::Lease;
 use platform::http::{Readiness, health_routes, observe};
@@ -43,7 +42,7 @@ impl Application {
         let producer = EventProducer::new(&config.kafka)?;
         let consumer = EventConsumer::subscribe(
             &config.kafka,
-            &[Topic::Orders, Topic::Inventory],
+            crate::handlers::HANDLES,
             DeadLetter::new(producer.clone(), Config::SERVICE),
             ConsumerSettings::from_env()?,
         )?;

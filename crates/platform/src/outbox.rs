@@ -110,7 +110,6 @@ impl Default for RelayConfig {
 
 struct Row {
     id: i64,
-    event_type: String,
     created_at: String,
     message: OutgoingMessage,
 }
@@ -257,15 +256,16 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
                 if let Some(tracestate) = row.get::<Option<String>>(5)? {
                     trace.insert("tracestate".to_owned(), tracestate);
                 }
+                let event_type: String = row.get(6)?;
                 Ok(Row {
                     id: row.get(0)?,
-                    event_type: row.get(6)?,
                     created_at: row.get(7)?,
                     message: OutgoingMessage {
                         topic: row.get(1)?,
                         key: row.get(2)?,
                         payload: row.get(3)?,
                         trace,
+                        event_type: Some(event_type),
                     },
                 })
                 },
@@ -286,7 +286,7 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
     for (row, result) in rows.iter().zip(results) {
         let labels = [
             ("topic", row.message.topic.clone()),
-            ("type", row.event_type.clone()),
+            ("type", row.message.event_type.clone().unwrap_or_default()),
         ];
         match result {
             Ok(()) => {

@@ -5,12 +5,16 @@ mod payment_completed;
 #[cfg(test)]
 mod tests;
 
-use events::{Envelope, Event};
+use events::{Envelope, Event, EventKind};
 use platform::Db;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 
 /// The name this service gives itself in events it produces.
 pub const SOURCE: &str = "/shop/inventory-svc";
+
+/// The events inventory-svc handles: what [`Inventory`] matches on. The consumer subscribes to
+/// their topics and passes the other events there over.
+pub const HANDLES: &[EventKind] = &[EventKind::PaymentCompleted, EventKind::OrderCancelled];
 
 /// inventory-svc's event handler.
 #[derive(Clone, Debug)]
@@ -36,7 +40,7 @@ impl EventHandler for Inventory {
                 let cancelled = cancelled.clone();
                 order_cancelled::handle(self, envelope, cancelled, info).await
             }
-            // Other events on the subscribed topics are not for inventory-svc.
+            // Not in `HANDLES`: the consumer does not hand these over.
             _ => Ok(()),
         }
     }

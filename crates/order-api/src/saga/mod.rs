@@ -8,7 +8,7 @@
 pub mod deadline;
 mod state;
 
-use events::{Envelope, Event, OrderCancelled, OrderConfirmed};
+use events::{Envelope, Event, EventKind, OrderCancelled, OrderConfirmed};
 use platform::Db;
 use platform::db::now_text;
 use platform::inbox;
@@ -37,6 +37,17 @@ impl Coordinator {
         Self { db, updates }
     }
 }
+
+/// The events the coordinator handles: every reply of the saga's participants.
+pub const HANDLES: &[EventKind] = &[
+    EventKind::PaymentInitiated,
+    EventKind::PaymentCompleted,
+    EventKind::PaymentFailed,
+    EventKind::PaymentRefunded,
+    EventKind::StockReserved,
+    EventKind::StockRejected,
+    EventKind::StockReleased,
+];
 
 impl EventHandler for Coordinator {
     async fn handle(&self, envelope: Envelope, info: &MessageInfo) -> Result<(), HandlerError> {

@@ -367,6 +367,7 @@ mod dead_letter {
             key: order_id.to_owned(),
             payload: payload.as_bytes().to_vec(),
             trace: HashMap::new(),
+            event_type: None,
         };
         (message, headers)
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use events::{Envelope, Event};
+use events::{Envelope, Event, EventKind};
 use platform::Db;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 
@@ -23,6 +23,14 @@ pub(crate) use provider_outcome::apply_notification;
 
 /// The name this service gives itself in events it produces.
 pub const SOURCE: &str = "/shop/payment-svc";
+
+/// The events payment-svc handles: what [`Payments`] matches on. The consumer subscribes to
+/// their topics and passes the other events there over.
+pub const HANDLES: &[EventKind] = &[
+    EventKind::OrderCreated,
+    EventKind::StockRejected,
+    EventKind::OrderCancelled,
+];
 
 /// payment-svc's event handler and the state its handlers share.
 #[derive(Clone)]
@@ -80,7 +88,7 @@ impl EventHandler for Payments {
                 let cancelled = cancelled.clone();
                 order_cancelled::handle(self, &envelope, cancelled, info).await
             }
-            // Other events on the subscribed topics are not for payment-svc.
+            // Not in `HANDLES`: the consumer does not hand these over.
             _ => Ok(()),
         }
     }

@@ -5,6 +5,11 @@
 //! background auto-commit then commits stored offsets, and shutdown commits them synchronously.
 //! A crash can therefore only cause redelivery, which the inbox absorbs; never a loss.
 //!
+//! A service subscribes to the event kinds it handles, and so to their topics. The other kinds
+//! on those topics (a topic carries every event of its producer) are passed over, by the
+//! [`EVENT_TYPE_HEADER`] before any decoding when the message has one: half of the messages a
+//! saga's services consume are not for them.
+//!
 //! Partitions are handled concurrently, each by one of `CONSUMER_CONCURRENCY` lanes: the
 //! messages of one partition always go to the same lane and are handled one after the other,
 //! so per-order (per-key) order holds, while a slow handler in one partition does not hold up
@@ -24,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use events::{Envelope, Topic};
+use events::{Envelope, EventKind, Topic};
 
 use super::dead_letter::Failure;
-use super::{DeadLetter, EventHandler, HandlerError, MessageInfo};
+use super::{DeadLetter, EVENT_TYPE_HEADER, EventHandler, HandlerError, MessageInfo};
 use crate::config::KafkaConfig;
 use crate::{PlatformError, telemetry};
 
@@ -94,6 +99,8 @@ enum Outcome {
     DeadLettered,
     /// Shutdown came first; the message will be consumed again.
     Interrupted,
+    /// Not a kind this service handles.
+    Skipped,
 }
 
 fn outcome_of(done: bool, dead_lettered: bool) -> Outcome {
@@ -102,6 +109,27 @@ fn outcome_of(done: bool, dead_lettered: bool) -> Outcome {
         (true, true) => Outcome::DeadLettered,
         (true, false) => Outcome::Handled,
     }
+}
+
+/// The event kind a message's [`EVENT_TYPE_HEADER`] names, if it has a known one.
+fn declared_kind(message: &OwnedMessage) -> Option<EventKind> {
+    let headers = message.headers()?;
+    let value = headers
+        .iter()
+        .find(|header| header.key == EVENT_TYPE_HEADER)?
+        .value?;
+    EventKind::from_type_name(std::str::from_utf8(value).ok()?)
+}
+
+/// Counts a message passed over by its header, as `events_consumed{outcome="skipped"}`.
+fn count_skipped(topic: &str, kind: EventKind) {
+    metrics::counter!(
+        crate::metrics::EVENTS_CONSUMED,
+        "topic" => topic.to_owned(),
+        "type" => kind.short_name(),
+        "outcome" => "skipped",
+    )
+    .increment(1);
 }
 
 /// Reads trace context from Kafka message headers.
@@ -180,6 +208,8 @@ impl ConsumerContext for LagReporter {}
 /// A subscribed consumer in the service's consumer group.
 pub struct EventConsumer {
     consumer: StreamConsumer<LagReporter>,
+    /// The kinds handed to the handler; the others are passed over.
+    kinds: Vec<EventKind>,
     dead_letter: DeadLetter,
     settings: ConsumerSettings,
     group: String,
@@ -194,10 +224,11 @@ impl std::fmt::Debug for EventConsumer {
 }
 
 impl EventConsumer {
-    /// Joins the group named by `config.client_id` and subscribes to `topics`.
+    /// Joins the group named by `config.client_id` and subscribes to the topics of `kinds`;
+    /// only events of these kinds reach the handler.
     pub fn subscribe(
         config: &KafkaConfig,
-        topics: &[Topic],
+        kinds: &[EventKind],
         dead_letter: DeadLetter,
         settings: ConsumerSettings,
     ) -> Result<Self, PlatformError> {
@@ -224,10 +255,17 @@ impl EventConsumer {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagReporter::new(config.client_id.clone()))?;
+        let mut topics: Vec<Topic> = Vec::new();
+        for topic in kinds.iter().map(|kind| kind.topic()) {
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
         let names: Vec<&str> = topics.iter().map(|topic| topic.name()).collect();
         consumer.subscribe(&names)?;
         Ok(Self {
             consumer,
+            kinds: kinds.to_vec(),
             dead_letter,
             settings,
             group: config.client_id.clone(),
@@ -335,6 +373,12 @@ impl EventConsumer {
         message: &OwnedMessage,
         shutdown: &CancellationToken,
     ) -> bool {
+        if let Some(kind) = declared_kind(message)
+            && !self.kinds.contains(&kind)
+        {
+            count_skipped(message.topic(), kind);
+            return true;
+        }
         let info = MessageInfo {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -388,6 +432,10 @@ impl EventConsumer {
                     return ("poison", outcome_of(done, true));
                 }
             };
+            if !self.kinds.contains(&envelope.kind()) {
+                // No header said what it was (a replayed dead letter, say): decoded to find out.
+                return (envelope.kind().short_name(), Outcome::Skipped);
+            }
             let current = tracing::Span::current();
             current.record("messaging.message.id", envelope.meta.id.to_string());
             current.record("event_type", envelope.kind().short_name());
@@ -412,6 +460,7 @@ impl EventConsumer {
                 "dead_lettered"
             }
             Outcome::Interrupted => "interrupted",
+            Outcome::Skipped => "skipped",
         };
         metrics::counter!(
             crate::metrics::EVENTS_CONSUMED,

@@ -78,6 +78,7 @@ impl DeadLetter {
                 .unwrap_or_default(),
             payload: payload.map(<[u8]>::to_vec).unwrap_or_default(),
             trace: HashMap::new(),
+            event_type: None,
         };
         let mut backoff = Duration::from_millis(100);
         loop {

@@ -25,7 +25,14 @@ pub struct OutgoingMessage {
     /// W3C trace context (`traceparent`, `tracestate`) the publish span continues; empty to
     /// continue the current span.
     pub trace: HashMap<String, String>,
+    /// The event's CloudEvents `type`, sent in the [`EVENT_TYPE_HEADER`] so that consumers can
+    /// pass over events they do not handle without decoding them.
+    pub event_type: Option<String>,
 }
+
+/// The header naming a saga event's CloudEvents `type` (`shop.order.created.v1`), next to the
+/// structured CloudEvents payload that carries it too.
+pub const EVENT_TYPE_HEADER: &str = "event-type";
 
 /// Publishes messages and reports whether the broker acknowledged each one.
 ///
@@ -95,6 +102,12 @@ impl EventProducer {
             key: "content-type",
             value: Some("application/cloudevents+json; charset=UTF-8"),
         });
+        if let Some(event_type) = &message.event_type {
+            headers = headers.insert(Header {
+                key: EVENT_TYPE_HEADER,
+                value: Some(event_type),
+            });
+        }
         for (key, value) in telemetry::inject(&span) {
             headers = headers.insert(Header {
                 key: &key,
