@@ -118,8 +118,8 @@ impl DeadLetter {
                         topic = %info.topic,
                         partition = info.partition,
                         offset = info.offset,
-                        error.class = failure.class,
-                        error.message = %failure.message,
+                        error_class = failure.class,
+                        error_message = %failure.message,
                         attempts = failure.attempts,
                         "Message sent to the dead-letter topic."
                     );

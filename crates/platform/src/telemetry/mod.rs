@@ -1,7 +1,8 @@
 //! Logs, traces and the W3C trace context that ties them across services.
 //!
 //! - Logs go to stderr (stdout is reserved for the one machine-readable `ready` line), filtered
-//!   by `RUST_LOG` (default `info`), human-readable unless `LOG_FORMAT=json`. JSON lines are flat
+//!   by `RUST_LOG` (default `info`), human-readable unless `LOG_FORMAT=json` (the readable lines
+//!   leave the spans' OpenTelemetry attributes out, see [`text`]). JSON lines are flat
 //!   objects carrying the fields of every enclosing span — so a handler's lines carry `order_id`
 //!   and `correlation_id` — plus `trace_id` and `span_id` when tracing is on.
 //! - Traces are exported by OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and
@@ -9,6 +10,8 @@
 //!   (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_SCHEDULE_DELAY`, …). Without an
 //!   endpoint no OpenTelemetry layer is installed at all: no cost.
 //! - [`inject`] / [`extract`] move the context through Kafka headers and outbox rows.
+
+mod text;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -86,6 +89,7 @@ pub fn init(service: &str) -> TelemetryGuard {
     } else {
         // Colours only for a person at a terminal, not escape codes in a log file.
         subscriber_fmt::layer()
+            .fmt_fields(text::TextFields)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed()
