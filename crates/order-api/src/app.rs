@@ -55,6 +55,7 @@ impl Application {
                 store::MIGRATION,
                 crate::idempotency::MIGRATION,
                 crate::webhooks::MIGRATION,
+                crate::webhooks::DEAD_LETTER_MIGRATION,
             ],
         )?;
         let leases = Leases {

@@ -8,11 +8,12 @@ use crate::saga::OrderStatus;
 use crate::store::HistoryEntry;
 
 /// order-api's migrations, in the order the service applies them.
-pub(crate) fn migrations() -> [platform::db::Migration; 3] {
+pub(crate) fn migrations() -> [platform::db::Migration; 4] {
     [
         crate::store::MIGRATION,
         crate::idempotency::MIGRATION,
         crate::webhooks::MIGRATION,
+        crate::webhooks::DEAD_LETTER_MIGRATION,
     ]
 }
 

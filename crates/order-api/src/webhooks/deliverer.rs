@@ -1,5 +1,6 @@
 //! Sends queued webhooks: signed, retried with exponential backoff and jitter, each attempt
-//! logged; after the last attempt the delivery is marked failed and copied to `orders.dlq`.
+//! logged; after the last attempt the delivery is marked failed, which owes a copy to
+//! `orders.dlq` (see [`super::dead_letter`]).
 //!
 //! Replicas sharing a Postgres database deliver through one of them, the holder of the lease
 //! `order-api/webhook-deliverer`. A send can outlast the lease (a slow endpoint holds it for up
@@ -14,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dead_letter::dead_letter_message;
 use tokio_util::sync::CancellationToken;
 
 use platform::Db;
@@ -107,7 +107,8 @@ pub async fn run(
     }
 }
 
-/// One round: every due delivery found, while the lease lasts; `true` if there were any.
+/// One round: every due delivery found, while the lease lasts, then the copies owed to the
+/// dead-letter topic; `true` if there were any.
 async fn deliver_due(
     db: &Db,
     lease: &Lease,
@@ -128,9 +129,10 @@ async fn deliver_due(
         if !lease.held().await.unwrap_or(false) {
             break;
         }
-        deliver(db, producer, http, config, delivery).await;
+        deliver(db, http, config, delivery).await;
     }
-    any
+    let owed = super::dead_letter::send_owed(db, producer).await;
+    any || owed
 }
 
 /// Pending deliveries due at `now`, oldest due first.
@@ -217,13 +219,7 @@ fn from_now(after: Duration) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-async fn deliver(
-    db: &Db,
-    producer: &EventProducer,
-    http: &reqwest::Client,
-    config: &DelivererConfig,
-    delivery: Due,
-) {
+async fn deliver(db: &Db, http: &reqwest::Client, config: &DelivererConfig, delivery: Due) {
     let claimed = {
         let delivery = delivery.clone();
         db.transaction(move |tx| claim(tx, &delivery, &now_text(), &from_now(CLAIM)))
@@ -287,17 +283,8 @@ async fn deliver(
     if delivered {
         tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, "Webhook delivered.");
     } else if give_up {
+        // Its copy to the dead-letter topic is owed now; the round sends it after the deliveries.
         tracing::warn!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = ?error, "Webhook failed for good; dead-lettered.");
-        let (message, headers) = dead_letter_message(
-            &delivery.order_id,
-            &delivery.payload,
-            &delivery.url,
-            error.as_deref().unwrap_or(""),
-            attempt,
-        );
-        if let Err(error) = producer.send_with_headers(&message, headers).await {
-            tracing::error!(%error, delivery = %delivery.id, "Could not dead-letter a failed webhook.");
-        }
     } else {
         tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = ?error, "Webhook attempt failed; will retry.");
     }
@@ -327,50 +314,6 @@ async fn send(
         .await
         .map_err(|error| error.to_string())?;
     Ok(response.status().as_u16())
-}
-
-/// Building the dead-letter copy of a failed webhook.
-mod dead_letter {
-    use std::collections::HashMap;
-
-    use platform::kafka::{OutgoingMessage, dead_letter_headers as h};
-    use rdkafka::message::{Header, OwnedHeaders};
-
-    pub(super) fn dead_letter_message(
-        order_id: &str,
-        payload: &str,
-        url: &str,
-        error: &str,
-        attempts: u32,
-    ) -> (OutgoingMessage, OwnedHeaders) {
-        let now = platform::db::now_text();
-        let attempts = attempts.to_string();
-        let pairs = [
-            (h::ORIGINAL_TOPIC, "webhooks"),
-            (h::ERROR_CLASS, "webhook"),
-            (h::ERROR_MESSAGE, error),
-            (h::ATTEMPTS, attempts.as_str()),
-            (h::LAST_FAILURE, now.as_str()),
-            (h::SERVICE, "order-api"),
-            ("webhook.url", url),
-        ];
-        let headers = pairs
-            .iter()
-            .fold(OwnedHeaders::new(), |headers, (key, value)| {
-                headers.insert(Header {
-                    key,
-                    value: Some(*value),
-                })
-            });
-        let message = OutgoingMessage {
-            topic: "orders.dlq".to_owned(),
-            key: order_id.to_owned(),
-            payload: payload.as_bytes().to_vec(),
-            trace: HashMap::new(),
-            event_type: None,
-        };
-        (message, headers)
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! The delivery is recorded in the same transaction as the terminal status, so a crash between
 //! the two cannot lose it; the [`deliverer`] sends it afterwards, at least once.
 
+mod dead_letter;
 pub mod deliverer;
 pub mod target;
 
@@ -18,6 +19,8 @@ use platform::params;
 use platform::sql::{Conn, OptionalExtension, Result};
 
 use crate::store::HistoryEntry;
+
+pub(crate) use dead_letter::MIGRATION as DEAD_LETTER_MIGRATION;
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "order-api/webhooks/1",

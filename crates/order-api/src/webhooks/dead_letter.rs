@@ -1,0 +1,223 @@
+//! Copies of webhooks that failed for good, in `orders.dlq`.
+//!
+//! The copy is owed from the moment the last attempt is recorded as `failed`, in that same
+//! transaction, and paid when the broker acknowledges it (`dead_lettered_at` is then set). So a
+//! copy cannot be lost to a broker that is down at that moment, or to a crash between the record
+//! and the send: each round of the deliverer sends the copies still owed. A crash between the
+//! acknowledgement and its record sends one twice; a copy is for people and tools that look at
+//! it, and its `webhook-id` says which delivery it is.
+
+use std::collections::HashMap;
+
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+
+use platform::Db;
+use platform::db::{Migration, now_text};
+use platform::kafka::{EventProducer, OutgoingMessage, dead_letter_headers as h};
+use platform::params;
+use platform::sql::{Conn, Result};
+
+/// Where copies go: the dead-letter topic of the saga's order events.
+const TOPIC: &str = "orders.dlq";
+
+/// Most copies sent per round; they are sent together.
+const BATCH: i64 = 20;
+
+pub(crate) const MIGRATION: Migration = Migration::new(
+    "order-api/webhooks/2",
+    "
+ALTER TABLE webhook_deliveries ADD COLUMN dead_lettered_at TEXT;
+-- Failed before copies were recorded: copied at the time, or lost then.
+UPDATE webhook_deliveries SET dead_lettered_at = finished_at WHERE status = 'failed';
+CREATE INDEX IF NOT EXISTS webhook_deliveries_owed ON webhook_deliveries (finished_at)
+    WHERE status = 'failed' AND dead_lettered_at IS NULL;
+",
+);
+
+/// A failed delivery whose copy the broker has not acknowledged yet.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Owed {
+    pub(super) id: String,
+    order_id: String,
+    url: String,
+    payload: String,
+    attempts: u32,
+    /// The last attempt's error.
+    error: String,
+    failed_at: String,
+}
+
+/// The oldest copies still owed.
+pub(super) fn owed(conn: &Conn<'_>) -> Result<Vec<Owed>> {
+    conn.query_map(
+        "SELECT d.id, d.order_id, d.url, d.payload, d.attempts, a.error, d.finished_at
+         FROM webhook_deliveries d
+         LEFT JOIN webhook_attempts a ON a.delivery_id = d.id AND a.attempt = d.attempts
+         WHERE d.status = 'failed' AND d.dead_lettered_at IS NULL
+         ORDER BY d.finished_at LIMIT ?1",
+        params![BATCH],
+        |row| {
+            Ok(Owed {
+                id: row.get(0)?,
+                order_id: row.get(1)?,
+                url: row.get(2)?,
+                payload: row.get(3)?,
+                attempts: row.get(4)?,
+                error: row.get::<Option<String>>(5)?.unwrap_or_default(),
+                failed_at: row.get::<Option<String>>(6)?.unwrap_or_default(),
+            })
+        },
+    )
+}
+
+/// Records that the broker acknowledged the copies of `ids`.
+pub(super) fn paid(tx: &Conn<'_>, ids: &[String], now: &str) -> Result<()> {
+    for id in ids {
+        tx.execute(
+            "UPDATE webhook_deliveries SET dead_lettered_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Sends the copies still owed and records those acknowledged; `true` if any was owed.
+pub(super) async fn send_owed(db: &Db, producer: &EventProducer) -> bool {
+    let owed = match db.read(owed).await {
+        Ok(owed) => owed,
+        Err(error) => {
+            tracing::warn!(%error, "Could not read the webhooks owed to the dead-letter topic.");
+            return false;
+        }
+    };
+    if owed.is_empty() {
+        return false;
+    }
+    let sent = join_all(owed.iter().map(|copy| async move {
+        let (message, headers) = message(copy);
+        match producer.send_with_headers(&message, headers).await {
+            Ok(()) => Some(copy.id.clone()),
+            Err(error) => {
+                tracing::warn!(%error, order_id = %copy.order_id, delivery = %copy.id, "Could not dead-letter a failed webhook; will try again.");
+                None
+            }
+        }
+    }))
+    .await;
+    let paid_ids: Vec<String> = sent.into_iter().flatten().collect();
+    if !paid_ids.is_empty()
+        && let Err(error) = db
+            .transaction(move |tx| paid(tx, &paid_ids, &now_text()))
+            .await
+    {
+        // Sent but not recorded: sent again next round.
+        tracing::warn!(%error, "Could not record dead-lettered webhooks.");
+    }
+    true
+}
+
+/// The copy: the payload as it was to be delivered, with `dlq.*` headers saying why.
+fn message(copy: &Owed) -> (OutgoingMessage, OwnedHeaders) {
+    let attempts = copy.attempts.to_string();
+    let pairs = [
+        (h::ORIGINAL_TOPIC, "webhooks"),
+        (h::ERROR_CLASS, "webhook"),
+        (h::ERROR_MESSAGE, copy.error.as_str()),
+        (h::ATTEMPTS, attempts.as_str()),
+        (h::LAST_FAILURE, copy.failed_at.as_str()),
+        (h::SERVICE, "order-api"),
+        ("webhook.url", copy.url.as_str()),
+        ("webhook.id", copy.id.as_str()),
+    ];
+    let headers = pairs
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        });
+    let message = OutgoingMessage {
+        topic: TOPIC.to_owned(),
+        key: copy.order_id.clone(),
+        payload: copy.payload.as_bytes().to_vec(),
+        trace: HashMap::new(),
+        event_type: None,
+    };
+    (message, headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn insert(conn: &Conn<'_>, id: &str, status: &str, attempts: u32) -> Result<()> {
+        conn.execute(
+            "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, attempts, next_attempt_at, created_at, finished_at)
+             VALUES (?1, 'ord_1', 'http://hook', 'alice', 'order.confirmed', '{}', ?2, ?3, 'T0', 'T0', 'T1')",
+            params![id, status, attempts],
+        )?;
+        for attempt in 1..=attempts {
+            let error = format!("answered 50{attempt}");
+            conn.execute(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms)
+                 VALUES (?1, ?2, 'T1', 500, ?3, 1.0)",
+                params![id, attempt, error],
+            )?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_delivery_owes_its_copy_until_the_broker_took_it() -> Result<()> {
+        let (_scratch, db) = testing::scratch();
+        let conn = db.conn();
+        insert(&conn, "msg_failed", "failed", 3)?;
+        insert(&conn, "msg_delivered", "delivered", 1)?;
+        insert(&conn, "msg_pending", "pending", 2)?;
+
+        let owed_now = owed(&conn)?;
+        assert_eq!(owed_now.len(), 1, "{owed_now:?}");
+        let copy = &owed_now[0];
+        assert_eq!(copy.id, "msg_failed");
+        assert_eq!(copy.attempts, 3);
+        assert_eq!(copy.error, "answered 503", "the last attempt's error");
+        // Until it is recorded as paid, every round finds it again.
+        assert_eq!(owed(&conn)?, owed_now);
+
+        paid(&conn, &["msg_failed".to_owned()], "T2")?;
+        assert!(owed(&conn)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn the_copy_keeps_the_payload_and_says_why() {
+        let copy = Owed {
+            id: "msg_1".into(),
+            order_id: "ord_1".into(),
+            url: "https://hook.example/x".into(),
+            payload: "{\"status\":\"confirmed\"}".into(),
+            attempts: 5,
+            error: "answered 500".into(),
+            failed_at: "T1".into(),
+        };
+        let (message, headers) = message(&copy);
+        assert_eq!(message.topic, "orders.dlq");
+        assert_eq!(message.key, "ord_1");
+        assert_eq!(message.payload, copy.payload.as_bytes());
+        let header = |name: &str| {
+            use rdkafka::message::Headers;
+            headers
+                .iter()
+                .find(|header| header.key == name)
+                .and_then(|header| header.value)
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+        };
+        assert_eq!(header(h::ERROR_CLASS).as_deref(), Some("webhook"));
+        assert_eq!(header(h::ERROR_MESSAGE).as_deref(), Some("answered 500"));
+        assert_eq!(header(h::ATTEMPTS).as_deref(), Some("5"));
+        assert_eq!(header("webhook.id").as_deref(), Some("msg_1"));
+    }
+}
