@@ -165,7 +165,7 @@ impl Connection {
     /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock at once).
     pub(crate) fn begin(&self) -> Result<()> {
         match &self.inner {
-            Owned::Sqlite(conn) => sqlite::batch(conn, "BEGIN IMMEDIATE"),
+            Owned::Sqlite(conn) => sqlite::cached(conn, "BEGIN IMMEDIATE"),
             Owned::Postgres(session) => session.borrow_mut().control("BEGIN"),
         }
     }
@@ -173,7 +173,7 @@ impl Connection {
     /// Ends the transaction, keeping its changes.
     pub(crate) fn commit(&self) -> Result<()> {
         match &self.inner {
-            Owned::Sqlite(conn) => sqlite::batch(conn, "COMMIT"),
+            Owned::Sqlite(conn) => sqlite::cached(conn, "COMMIT"),
             Owned::Postgres(session) => session.borrow_mut().commit(),
         }
     }
@@ -181,7 +181,7 @@ impl Connection {
     /// Ends the transaction, undoing its changes.
     pub(crate) fn rollback(&self) -> Result<()> {
         match &self.inner {
-            Owned::Sqlite(conn) => sqlite::batch(conn, "ROLLBACK"),
+            Owned::Sqlite(conn) => sqlite::cached(conn, "ROLLBACK"),
             Owned::Postgres(session) => session.borrow_mut().control("ROLLBACK"),
         }
     }
