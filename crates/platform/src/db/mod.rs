@@ -8,6 +8,7 @@
 //! `sqlite3`) read while the service writes. With Postgres, several replicas of a service share
 //! one database; what only one of them may do at a time is guarded by a [`lease`].
 
+mod checkpoint;
 pub mod lease;
 mod migrations;
 pub mod notify;
@@ -38,6 +39,8 @@ pub struct Db {
     reads: Sender<Job>,
     /// Woken after every committed write, so the outbox relay publishes without polling delay.
     committed: Arc<Notify>,
+    /// SQLite: keeps the WAL checkpointing thread running while the database is in use.
+    _checkpoints: Option<Sender<()>>,
     /// Where the data is, for logs and readiness.
     target: DbTarget,
     /// Rows waiting in the outbox, as last counted by the relay; read on the hot path to shed
@@ -110,10 +113,15 @@ impl Db {
                 },
             )?;
         }
+        let checkpoints = match target.dialect() {
+            Dialect::Sqlite => Some(checkpoint::start(target)?),
+            Dialect::Postgres => None,
+        };
         Ok(Self {
             jobs,
             reads,
             committed,
+            _checkpoints: checkpoints,
             target: target.clone(),
             outbox_backlog: Arc::new(AtomicI64::new(0)),
         })
