@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 
 use platform::Db;
 use platform::db::{Migration, now_text};
@@ -130,14 +130,6 @@ fn message(copy: &Owed) -> (OutgoingMessage, OwnedHeaders) {
         ("webhook.url", copy.url.as_str()),
         ("webhook.id", copy.id.as_str()),
     ];
-    let headers = pairs
-        .iter()
-        .fold(OwnedHeaders::new(), |headers, (key, value)| {
-            headers.insert(Header {
-                key,
-                value: Some(*value),
-            })
-        });
     let message = OutgoingMessage {
         topic: TOPIC.to_owned(),
         key: copy.order_id.clone(),
@@ -145,7 +137,7 @@ fn message(copy: &Owed) -> (OutgoingMessage, OwnedHeaders) {
         trace: HashMap::new(),
         event_type: None,
     };
-    (message, headers)
+    (message, platform::kafka::headers(&pairs))
 }
 
 #[cfg(test)]

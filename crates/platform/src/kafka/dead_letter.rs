@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::message::{Header, OwnedHeaders};
 use tokio_util::sync::CancellationToken;
 
 use super::{EventProducer, MessageInfo, OutgoingMessage};
@@ -98,15 +97,11 @@ impl DeadLetter {
                 (headers::LAST_FAILURE, last.as_str()),
                 (headers::SERVICE, self.service.as_str()),
             ];
-            let headers = pairs
-                .iter()
-                .fold(OwnedHeaders::new(), |headers, (key, value)| {
-                    headers.insert(Header {
-                        key,
-                        value: Some(*value),
-                    })
-                });
-            match self.producer.send_with_headers(&message, headers).await {
+            match self
+                .producer
+                .send_with_headers(&message, super::headers(&pairs))
+                .await
+            {
                 Ok(()) => {
                     metrics::counter!(
                         crate::metrics::DEAD_LETTERS,

@@ -11,7 +11,7 @@ use events::Envelope;
 
 pub use consumer::{ConsumerSettings, EventConsumer};
 pub use dead_letter::{DeadLetter, headers as dead_letter_headers};
-pub use producer::{EVENT_TYPE_HEADER, EventProducer, OutgoingMessage};
+pub use producer::{EVENT_TYPE_HEADER, EventProducer, OutgoingMessage, headers};
 
 /// Where a consumed message came from; handlers store it in the inbox.
 #[derive(Clone, Debug)]

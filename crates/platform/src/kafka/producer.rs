@@ -30,6 +30,18 @@ pub struct OutgoingMessage {
     pub event_type: Option<String>,
 }
 
+/// Kafka headers with these names and text values, in this order.
+pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
+    pairs
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        })
+}
+
 /// The header naming a saga event's CloudEvents `type` (`shop.order.created.v1`), next to the
 /// structured CloudEvents payload that carries it too.
 pub const EVENT_TYPE_HEADER: &str = "event-type";
