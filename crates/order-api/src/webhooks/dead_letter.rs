@@ -5,9 +5,10 @@
 //! copy cannot be lost to a broker that is down at that moment, or to a crash between the record
 //! and the send: each round of the deliverer sends the copies still owed. A crash between the
 //! acknowledgement and its record sends one twice; a copy is for people and tools that look at
-//! it, and its `webhook-id` says which delivery it is.
+//! it, and its `webhook.id` header says which delivery it is.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use futures::future::join_all;
 use rdkafka::message::OwnedHeaders;
@@ -23,6 +24,11 @@ const TOPIC: &str = "orders.dlq";
 
 /// Most copies sent per round; they are sent together.
 const BATCH: i64 = 20;
+
+/// How long a round waits for the broker to take its copies. The producer itself would keep
+/// trying for its `message.timeout.ms` (30 s), holding up the webhooks due meanwhile, which do
+/// not need the broker; a copy not acknowledged in time stays owed, and is sent again.
+const SEND_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "order-api/webhooks/2",
@@ -82,7 +88,8 @@ pub(super) fn paid(tx: &Conn<'_>, ids: &[String], now: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sends the copies still owed and records those acknowledged; `true` if any was owed.
+/// Sends the copies still owed and records those acknowledged; `true` if any was recorded (so
+/// that a broker that refuses them does not keep the deliverer from pausing).
 pub(super) async fn send_owed(db: &Db, producer: &EventProducer) -> bool {
     let owed = match db.read(owed).await {
         Ok(owed) => owed,
@@ -96,25 +103,36 @@ pub(super) async fn send_owed(db: &Db, producer: &EventProducer) -> bool {
     }
     let sent = join_all(owed.iter().map(|copy| async move {
         let (message, headers) = message(copy);
-        match producer.send_with_headers(&message, headers).await {
-            Ok(()) => Some(copy.id.clone()),
-            Err(error) => {
+        let sent =
+            tokio::time::timeout(SEND_WAIT, producer.send_with_headers(&message, headers)).await;
+        match sent {
+            Ok(Ok(())) => Some(copy.id.clone()),
+            Ok(Err(error)) => {
                 tracing::warn!(%error, order_id = %copy.order_id, delivery = %copy.id, "Could not dead-letter a failed webhook; will try again.");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(order_id = %copy.order_id, delivery = %copy.id, "The broker did not take a failed webhook's copy in time; will try again.");
                 None
             }
         }
     }))
     .await;
     let paid_ids: Vec<String> = sent.into_iter().flatten().collect();
-    if !paid_ids.is_empty()
-        && let Err(error) = db
-            .transaction(move |tx| paid(tx, &paid_ids, &now_text()))
-            .await
-    {
-        // Sent but not recorded: sent again next round.
-        tracing::warn!(%error, "Could not record dead-lettered webhooks.");
+    if paid_ids.is_empty() {
+        return false;
     }
-    true
+    match db
+        .transaction(move |tx| paid(tx, &paid_ids, &now_text()))
+        .await
+    {
+        Ok(()) => true,
+        Err(error) => {
+            // Sent but not recorded: sent again next round.
+            tracing::warn!(%error, "Could not record dead-lettered webhooks.");
+            false
+        }
+    }
 }
 
 /// The copy: the payload as it was to be delivered, with `dlq.*` headers saying why.

@@ -131,8 +131,11 @@ async fn deliver_due(
         }
         deliver(db, http, config, delivery).await;
     }
-    let owed = super::dead_letter::send_owed(db, producer).await;
-    any || owed
+    if !lease.held().await.unwrap_or(false) {
+        return any;
+    }
+    let copied = super::dead_letter::send_owed(db, producer).await;
+    any || copied
 }
 
 /// Pending deliveries due at `now`, oldest due first.
@@ -284,7 +287,7 @@ async fn deliver(db: &Db, http: &reqwest::Client, config: &DelivererConfig, deli
         tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, "Webhook delivered.");
     } else if give_up {
         // Its copy to the dead-letter topic is owed now; the round sends it after the deliveries.
-        tracing::warn!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = ?error, "Webhook failed for good; dead-lettered.");
+        tracing::warn!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = ?error, "Webhook failed for good; its copy goes to the dead-letter topic.");
     } else {
         tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = ?error, "Webhook attempt failed; will retry.");
     }

@@ -9,11 +9,10 @@
 //!
 //! The WAL starts over only when the writer begins a transaction while nothing in it is left to
 //! copy, which under constant writes a passive checkpoint from another connection almost never
-//! leaves behind: the WAL would grow without end. So once the WAL holds [`RESTART_FRAMES`] or
-//! more, this thread follows its passive checkpoint with a `RESTART` one. That has little left
-//! to copy (what was committed since the passive one); it holds new writers back while it
-//! copies it and waits (briefly: reads are short) until the readers read from the database
-//! file, and the next writer starts the WAL over.
+//! leaves behind: the WAL would grow without end. So once a passive checkpoint has copied a WAL
+//! of [`RESTART_FRAMES`] or more, this thread asks for a `RESTART` one. That has little or
+//! nothing left to copy; it holds new writers back while it waits (briefly: reads are short)
+//! until the readers read from the database file, and the next writer starts the WAL over.
 //! SQLite's own checkpoint in the writer's commits stays as it was, as a backstop.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -30,8 +29,13 @@ const INTERVAL: Duration = Duration::from_millis(20);
 /// own threshold.
 const RESTART_FRAMES: i64 = 1_000;
 
-/// How long a `RESTART` checkpoint waits for the readers before it gives up until next time.
+/// How long a `RESTART` checkpoint waits for the readers (holding new writers back meanwhile)
+/// before it gives up.
 const RESTART_WAIT: Duration = Duration::from_millis(20);
+
+/// Rounds without a `RESTART` after one gave up: a long reader costs the writer at most
+/// [`RESTART_WAIT`] in this many rounds.
+const RESTART_BACKOFF: u32 = 50;
 
 /// Starts the checkpointing thread of the SQLite database at `target`; it stops when the
 /// returned sender (held by every clone of the `Db`) is dropped.
@@ -54,16 +58,33 @@ fn run(conn: &Connection, stopped: &Receiver<()>, every: Duration) {
     if every.is_zero() {
         return;
     }
+    // Rounds to go before the next `RESTART` may be tried.
+    let mut restart_in: u32 = 0;
     loop {
         match stopped.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {}
             // The database handle is gone.
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
+        restart_in = restart_in.saturating_sub(1);
         match checkpoint(conn, "PASSIVE") {
-            Ok((in_wal, _)) if in_wal >= RESTART_FRAMES => {
-                if let Err(error) = checkpoint(conn, "RESTART") {
-                    tracing::warn!(%error, "Could not restart the WAL.");
+            // Everything is copied: the `RESTART` has only to wait for the readers.
+            Ok(done) if done.in_wal >= RESTART_FRAMES && done.copied == done.in_wal => {
+                if restart_in > 0 {
+                    continue;
+                }
+                match checkpoint(conn, "RESTART") {
+                    Ok(restart) if restart.busy => {
+                        // A reader older than `RESTART_WAIT` (a long query, a `sqlite3` shell):
+                        // the writer was held back that long. Not again for a while.
+                        tracing::debug!(
+                            in_wal = restart.in_wal,
+                            "The WAL could not start over yet."
+                        );
+                        restart_in = RESTART_BACKOFF;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "Could not restart the WAL."),
                 }
             }
             Ok(_) => {}
@@ -72,11 +93,24 @@ fn run(conn: &Connection, stopped: &Receiver<()>, every: Duration) {
     }
 }
 
-/// Runs a checkpoint in `mode`; the frames in the WAL and those copied, as SQLite reports them
-/// (-1 and -1 when it did not run: another checkpoint, or readers, were in the way).
-fn checkpoint(conn: &Connection, mode: &str) -> crate::sql::Result<(i64, i64)> {
+/// What a checkpoint reported.
+struct Checkpointed {
+    /// It could not finish: another checkpoint, the writer or a reader was in the way.
+    busy: bool,
+    /// Frames in the WAL.
+    in_wal: i64,
+    /// Frames of those already in the database file.
+    copied: i64,
+}
+
+/// Runs a checkpoint in `mode` (`PASSIVE` or `RESTART`).
+fn checkpoint(conn: &Connection, mode: &str) -> crate::sql::Result<Checkpointed> {
     conn.conn()
         .query_row(&format!("PRAGMA wal_checkpoint({mode})"), &[], |row| {
-            Ok((row.get::<i64>(1)?, row.get::<i64>(2)?))
+            Ok(Checkpointed {
+                busy: row.get::<i64>(0)? != 0,
+                in_wal: row.get(1)?,
+                copied: row.get(2)?,
+            })
         })
 }

@@ -1,11 +1,11 @@
 //! The fields of the human-readable log format.
 //!
-//! Spans carry OpenTelemetry attributes for the trace (`otel.name`, `messaging.system`,
-//! `http.request.method`, …: the dotted names). Written out in full they made every log line
+//! Spans carry the attributes of OpenTelemetry's conventions for the trace (`otel.name`,
+//! `messaging.system`, `http.request.method`, …). Written out in full they made every log line
 //! of a consumed event ~900 bytes, of which the reader needs a few: here they are left out, but
-//! for the handful a person reads a line for, under a short name. The plain fields
-//! (`order_id`, `correlation_id`, `request_id`, `event_type`, …) are written as they are. The
-//! JSON format keeps every field.
+//! for the handful a person reads a line for, under a short name. Every other field
+//! (`order_id`, `correlation_id`, `request_id`, `event_type`, `webhook.id`, …) is written as it
+//! is. The JSON format keeps every field.
 //!
 //! It is also cheaper: the fields of a span are written out when the span starts, for every
 //! span, whether or not anything inside it logs.
@@ -21,9 +21,20 @@ use tracing_subscriber::fmt::format::Writer;
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct TextFields;
 
-/// The short name a field is logged under, or `None` to leave it out of the text log.
+/// The namespaces of OpenTelemetry's attribute conventions that spans here use.
+const CONVENTIONS: &[&str] = &[
+    "otel.",
+    "messaging.",
+    "http.",
+    "url.",
+    "server.",
+    "client.",
+    "network.",
+];
+
+/// The name a field is logged under, or `None` to leave it out of the text log.
 fn logged_name(name: &'static str) -> Option<&'static str> {
-    if !name.contains('.') {
+    if !CONVENTIONS.iter().any(|prefix| name.starts_with(prefix)) {
         return Some(name);
     }
     match name {
@@ -84,8 +95,13 @@ impl Visitor<'_> {
 
 impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        // As the default format: strings quoted, so a value with spaces stays one field.
-        self.record_debug(field, &value);
+        if field.name() == "message" {
+            // A message given as a string, written bare like any other message.
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            // As the default format: strings quoted, so a value with spaces stays one field.
+            self.record_debug(field, &value);
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -159,6 +175,7 @@ mod tests {
                 messaging.kafka.offset = 7,
                 order_id = "ord_1",
                 http.response.status_code = tracing::field::Empty,
+                webhook.id = "evt_1",
             );
             span.record("http.response.status_code", 204);
             let _entered = span.enter();
@@ -168,8 +185,9 @@ mod tests {
             String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
         assert_eq!(
             line.trim(),
-            "INFO process{topic=\"payments\" offset=7 order_id=\"ord_1\" status=204}: \
-             platform::telemetry::text::tests: Order status changed. from=\"pending\""
+            "INFO process{topic=\"payments\" offset=7 order_id=\"ord_1\" webhook.id=\"evt_1\" \
+             status=204}: platform::telemetry::text::tests: Order status changed. \
+             from=\"pending\""
         );
     }
 }
