@@ -202,6 +202,18 @@ impl Stack {
             .await?)
     }
 
+    /// The Prometheus text of `service`'s `/metrics`.
+    pub async fn metrics(&self, service: &Service) -> Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", service.base_url()))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
     /// Places an order that must be accepted; returns its id.
     pub async fn place_order(
         &self,

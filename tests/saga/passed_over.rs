@@ -19,15 +19,9 @@ fn header<'a>(message: &'a FoundMessage, name: &str) -> Option<&'a str> {
 /// How many `event_type` events `service` passed over so far.
 async fn skipped(stack: &Stack, service: &Service, event_type: &str) -> Result<f64, String> {
     let metrics = stack
-        .http
-        .get(format!("{}/metrics", service.base_url()))
-        .send()
+        .metrics(service)
         .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|error| format!("metrics: {error}"))?
-        .text()
-        .await
-        .map_err(|error| format!("metrics: {error}"))?;
+        .map_err(|error| format!("metrics: {error:#}"))?;
     Ok(metric_total(
         &metrics,
         CONSUMED,

@@ -154,19 +154,9 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         ("LOG_FORMAT", "json"),
     ])
     .await?;
-    let metrics_of = |url: String| {
-        let http = stack.http.clone();
-        async move {
-            http.get(format!("{url}/metrics"))
-                .send()
-                .await?
-                .text()
-                .await
-        }
-    };
     let consumed = "messaging_events_consumed_total";
     let payment_before = metric_total(
-        &metrics_of(stack.payment.base_url()).await?,
+        &stack.metrics(&stack.payment).await?,
         consumed,
         &["outcome=\"handled\""],
     );
@@ -241,7 +231,7 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
 
     // Metrics moved.
     let payment_after = metric_total(
-        &metrics_of(stack.payment.base_url()).await?,
+        &stack.metrics(&stack.payment).await?,
         consumed,
         &["outcome=\"handled\""],
     );
@@ -252,7 +242,8 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     // The produced counter moves when the broker acknowledges the relay's send, and the saga's
     // duration is recorded after its end is committed: both may trail what was awaited above.
     let order_metrics = eventually(|| async {
-        let metrics = metrics_of(stack.order_api.base_url())
+        let metrics = stack
+            .metrics(&stack.order_api)
             .await
             .map_err(|error| format!("order-api's metrics: {error:#}"))?;
         let produced = metric_total(

@@ -51,12 +51,6 @@ pub const HANDLES: &[EventKind] = &[
 
 impl EventHandler for Coordinator {
     async fn handle(&self, envelope: Envelope, info: &MessageInfo) -> Result<(), HandlerError> {
-        if matches!(
-            envelope.event,
-            Event::OrderCreated(_) | Event::OrderConfirmed(_) | Event::OrderCancelled(_)
-        ) {
-            return Ok(());
-        }
         let entries = inbox::apply_once(&self.db, envelope, info, apply)
             .await?
             .unwrap_or_default();

@@ -37,9 +37,14 @@ const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// [`RESTART_WAIT`] in this many rounds.
 const RESTART_BACKOFF: u32 = 50;
 
-/// Starts the checkpointing thread of the SQLite database at `target`; it stops when the
-/// returned sender (held by every clone of the `Db`) is dropped.
-pub(super) fn start(target: &DbTarget) -> Result<Sender<()>, PlatformError> {
+/// Starts the checkpointing thread of the SQLite database at `target`, unless
+/// `DB_CHECKPOINT_MS` is 0; it stops when the returned sender (held by every clone of the `Db`)
+/// is dropped.
+pub(super) fn start(target: &DbTarget) -> Result<Option<Sender<()>>, PlatformError> {
+    let every = crate::config::env_millis("DB_CHECKPOINT_MS", INTERVAL)?;
+    if every.is_zero() {
+        return Ok(None);
+    }
     let conn = Connection::open(target, Access::ReadWrite)?;
     if let Some(sqlite) = conn.sqlite() {
         sqlite
@@ -47,17 +52,13 @@ pub(super) fn start(target: &DbTarget) -> Result<Sender<()>, PlatformError> {
             .map_err(crate::sql::SqlError::from)?;
     }
     let (stop, stopped) = mpsc::channel();
-    let every = crate::config::env_millis("DB_CHECKPOINT_MS", INTERVAL)?;
     std::thread::Builder::new()
         .name("db-checkpoint".to_owned())
         .spawn(move || run(&conn, &stopped, every))?;
-    Ok(stop)
+    Ok(Some(stop))
 }
 
 fn run(conn: &Connection, stopped: &Receiver<()>, every: Duration) {
-    if every.is_zero() {
-        return;
-    }
     // Rounds to go before the next `RESTART` may be tried.
     let mut restart_in: u32 = 0;
     loop {

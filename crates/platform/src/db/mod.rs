@@ -114,7 +114,7 @@ impl Db {
             )?;
         }
         let checkpoints = match target.dialect() {
-            Dialect::Sqlite => Some(checkpoint::start(target)?),
+            Dialect::Sqlite => checkpoint::start(target)?,
             Dialect::Postgres => None,
         };
         Ok(Self {
