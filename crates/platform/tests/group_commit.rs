@@ -328,3 +328,50 @@ async fn ran(running: mpsc::Receiver<()>) {
         .expect("join")
         .expect("the transaction runs");
 }
+
+#[tokio::test]
+async fn work_kept_for_after_the_commit_runs_in_the_caller_only_for_committed_transactions() {
+    use std::sync::{Arc, Mutex};
+    let (_dir, db) = open();
+    // Who ran each kept piece of work: the key and the thread's name.
+    let ran: Arc<Mutex<Vec<(i64, Option<String>)>>> = Arc::default();
+    let (held, release) = hold(&db).await;
+    let mut writes = Vec::new();
+    for k in 0..20_i64 {
+        let ran = ran.clone();
+        writes.push(
+            queued(db.transaction(move |tx| {
+                tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k])?;
+                platform::db::after_commit(move || {
+                    let thread = std::thread::current().name().map(str::to_owned);
+                    ran.lock().expect("lock").push((k, thread));
+                });
+                if k % 4 == 1 {
+                    // Rolled back to its savepoint: its kept work must not run.
+                    return Err(refused());
+                }
+                Ok(k)
+            }))
+            .await,
+        );
+    }
+    assert!(
+        ran.lock().expect("lock").is_empty(),
+        "nothing runs before the commit"
+    );
+    release.send(()).expect("the hold is waiting");
+    held.await;
+    let results = join_all(writes).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 15);
+    let ran = ran.lock().expect("lock").clone();
+    let mut keys: Vec<i64> = ran.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    let expected: Vec<i64> = (0..20).filter(|k| k % 4 != 1).collect();
+    assert_eq!(keys, expected, "once per committed transaction");
+    assert!(
+        ran.iter().all(|(_, thread)| !thread
+            .as_deref()
+            .is_some_and(|name| name.starts_with("db-"))),
+        "kept work runs in the caller, not on the database thread: {ran:?}"
+    );
+}

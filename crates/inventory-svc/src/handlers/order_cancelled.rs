@@ -9,7 +9,7 @@
 //! the insert waited for it and does nothing, and the reservation is released instead.
 
 use events::{Envelope, OrderCancelled, StockReleased};
-use platform::db::now_text;
+use platform::db::{after_commit, now_text};
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
@@ -28,10 +28,12 @@ pub(super) async fn handle(
         let reason = cancelled.reason.as_str();
         let status = match store::reservation_status(tx, order_id)? {
             None if store::mark_cancelled(tx, order_id, reason, &now_text())? => {
-                tracing::info!(
-                    reason,
-                    "Order cancelled before any reservation; a late payment will reserve nothing."
-                );
+                after_commit(move || {
+                    tracing::info!(
+                        reason,
+                        "Order cancelled before any reservation; a late payment will reserve nothing."
+                    );
+                });
                 return Ok(());
             }
             // Decided meanwhile: read what was committed (the insert above waited for it).
@@ -45,7 +47,8 @@ pub(super) async fn handle(
         let Some(items) = store::release(tx, order_id, reason)? else {
             return Ok(());
         };
-        tracing::info!(lines = items.len(), reason, "Stock released.");
+        let lines = items.len();
+        after_commit(move || tracing::info!(lines, reason, "Stock released."));
         let released = StockReleased {
             order_id,
             items,

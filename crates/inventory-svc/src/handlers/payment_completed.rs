@@ -9,7 +9,7 @@
 use events::{
     Envelope, Event, PaymentCompleted, StockRejected, StockRejectionReason, StockReserved,
 };
-use platform::db::now_text;
+use platform::db::{after_commit, now_text};
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
@@ -36,7 +36,8 @@ pub(super) async fn handle(
                 tracing::info!("Order got a reservation decision meanwhile.");
                 return Ok(());
             }
-            tracing::info!(lines = payment.items.len(), "Stock reserved.");
+            let lines = payment.items.len();
+            after_commit(move || tracing::info!(lines, "Stock reserved."));
             StockReserved {
                 order_id,
                 items: payment.items,
@@ -62,7 +63,7 @@ pub(super) async fn handle(
                 tracing::info!("Order got a reservation decision meanwhile.");
                 return Ok(());
             }
-            tracing::info!(%detail, "Stock rejected.");
+            after_commit(move || tracing::info!(%detail, "Stock rejected."));
             StockRejected {
                 order_id,
                 reason,

@@ -157,7 +157,10 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Vec<HistoryEntry>, Handle
             )));
         }
         crate::webhooks::enqueue_if_subscribed(tx, &entry)?;
-        tracing::info!(from = %from, to = %step.status, "Order status changed.");
+        let to = step.status;
+        platform::db::after_commit(move || {
+            tracing::info!(from = %from, to = %to, "Order status changed.");
+        });
         from = step.status;
         entries.push(entry);
     }

@@ -49,9 +49,11 @@ pub(super) async fn handle(
                         cancelled.order_id
                     )));
                 }
-                tracing::info!(
-                    "Order cancelled while its charge is in flight; it will be refunded if it succeeds."
-                );
+                platform::db::after_commit(|| {
+                    tracing::info!(
+                        "Order cancelled while its charge is in flight; it will be refunded if it succeeds."
+                    );
+                });
                 Ok(None)
             }
             PaymentStatus::Failed | PaymentStatus::Refunding | PaymentStatus::Refunded => Ok(None),

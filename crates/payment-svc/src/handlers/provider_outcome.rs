@@ -60,10 +60,10 @@ async fn apply_in_transaction(db: &Db, notification: Notification) -> Result<Opt
         }
         match apply_outcome(tx, notification.order_id, &notification.outcome, &now)? {
             Effect::Publish(event) => {
-                tracing::info!(
-                    event_type = event.kind().short_name(),
-                    "Payment provider outcome applied."
-                );
+                let event_type = event.kind().short_name();
+                platform::db::after_commit(move || {
+                    tracing::info!(event_type, "Payment provider outcome applied.");
+                });
                 outbox::enqueue(tx, &Envelope::new(SOURCE, event, None))?;
                 Ok(None)
             }

@@ -50,6 +50,9 @@ pub(crate) fn begin(
         tracing::warn!("The payment already had a refund; not starting another.");
         return Ok(None);
     }
-    tracing::info!(amount = %refund.amount, reason = reason.as_str(), "Refunding.");
+    let amount = refund.amount;
+    platform::db::after_commit(move || {
+        tracing::info!(amount = %amount, reason = reason.as_str(), "Refunding.");
+    });
     Ok(Some(refund))
 }

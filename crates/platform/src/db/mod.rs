@@ -9,11 +9,13 @@
 //! one database; what only one of them may do at a time is guarded by a [`lease`].
 
 mod checkpoint;
+mod deferred;
 pub mod lease;
 mod migrations;
 pub mod notify;
 mod writer;
 
+pub use deferred::after_commit;
 pub use migrations::Migration;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -176,7 +178,7 @@ impl Db {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&conn)));
             let _ = reply.send(result);
         }));
-        Self::submit(queue, job, answer).await
+        Self::submit(queue, job, answer).await?
     }
 
     /// Runs `f` in a write transaction: committed if `f` returns `Ok`, rolled back otherwise.
@@ -201,28 +203,28 @@ impl Db {
             reply,
             span: tracing::Span::current(),
         }));
-        Self::submit(&self.jobs, job, answer).await
+        let (result, kept) = Self::submit(&self.jobs, job, answer)
+            .await
+            .unwrap_or_else(|gone| (Err(E::from(gone)), Vec::new()));
+        // What `f` kept for after the commit ([`after_commit`]) runs here, in the caller's task:
+        // not on the writer thread, which every write of the service waits for.
+        deferred::run(kept);
+        result
     }
 
-    async fn submit<T, E>(
+    /// Hands `job` to the thread behind `queue` and waits for its answer: `Err` if that thread
+    /// has stopped.
+    async fn submit<R>(
         queue: &Sender<Job>,
         job: Job,
-        answer: oneshot::Receiver<std::thread::Result<Result<T, E>>>,
-    ) -> Result<T, E>
-    where
-        E: From<SqlError>,
-    {
-        let gone = || {
-            E::from(SqlError::new(
-                ErrorKind::Other,
-                "the database thread has stopped",
-            ))
-        };
+        answer: oneshot::Receiver<std::thread::Result<R>>,
+    ) -> Result<R, SqlError> {
+        let gone = || SqlError::new(ErrorKind::Other, "the database thread has stopped");
         if queue.send(job).is_err() {
             return Err(gone());
         }
         match answer.await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => Ok(result),
             // A panic inside `f` is the caller's panic (the database rolled its work back).
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             Err(_) => Err(gone()),

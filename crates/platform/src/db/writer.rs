@@ -19,6 +19,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 use tokio::sync::Notify;
 
+use super::deferred::{self, Deferred};
 use crate::sql::{Conn, Connection, ErrorKind, Poisoned, SqlError};
 
 /// Most transactions committed together; bounds how long one batch holds the write lock.
@@ -50,10 +51,14 @@ pub(super) struct Ran {
     pub(super) answer: Answer,
 }
 
+/// What a write transaction's caller hears: the closure's result (or its panic), and the work it
+/// kept for after the commit (none unless committed).
+pub(super) type WriteReply<T, E> = std::thread::Result<(Result<T, E>, Vec<Deferred>)>;
+
 /// A write transaction whose closure `f` returns `Result<T, E>`; the answer goes to `reply`.
 pub(super) struct Write<T, E, F> {
     pub(super) f: F,
-    pub(super) reply: tokio::sync::oneshot::Sender<std::thread::Result<Result<T, E>>>,
+    pub(super) reply: tokio::sync::oneshot::Sender<WriteReply<T, E>>,
     /// The caller's span, so that log lines written inside keep its fields.
     pub(super) span: tracing::Span,
 }
@@ -66,19 +71,23 @@ where
 {
     fn run(self: Box<Self>, tx: Conn<'_>) -> Ran {
         let Self { f, reply, span } = *self;
-        let result = {
+        let (result, kept) = {
             let _entered = span.enter();
-            catch_unwind(AssertUnwindSafe(|| f(&tx)))
+            deferred::collect(|| catch_unwind(AssertUnwindSafe(|| f(&tx))))
         };
         match result {
             Ok(Ok(value)) => Ran {
                 keep: true,
                 answer: Box::new(move |batch| {
-                    let answer = batch
-                        .map(|()| value)
-                        .map_err(|error| E::from(error.clone()));
-                    // The caller may have gone away (its request was cancelled): nothing to do.
-                    let _ = reply.send(Ok(answer));
+                    let reply_sent = match batch {
+                        Ok(()) => reply.send(Ok((Ok(value), kept))),
+                        Err(error) => reply.send(Ok((Err(E::from(error.clone())), Vec::new()))),
+                    };
+                    // The caller has gone away (its request was cancelled): the commit still
+                    // happened, so what it kept for after the commit runs here.
+                    if let Err(Ok((_, kept))) = reply_sent {
+                        span.in_scope(|| deferred::run(kept));
+                    }
                 }),
             },
             Ok(Err(error)) => Ran {
@@ -92,7 +101,7 @@ where
                         Ok(()) => Err(error),
                         Err(lost) => Err(E::from(lost.clone())),
                     };
-                    let _ = reply.send(Ok(answer));
+                    let _ = reply.send(Ok((answer, Vec::new())));
                 }),
             },
             Err(panic) => Ran {
@@ -105,7 +114,9 @@ where
     }
 
     fn fail(self: Box<Self>, error: &SqlError) {
-        let _ = self.reply.send(Ok(Err(E::from(error.clone()))));
+        let _ = self
+            .reply
+            .send(Ok((Err(E::from(error.clone())), Vec::new())));
     }
 }
 
