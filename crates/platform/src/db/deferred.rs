@@ -57,17 +57,17 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let record = |what: &'static str| {
             let log = log.clone();
-            move || log.lock().unwrap().push(what)
+            move || log.lock().expect("lock").push(what)
         };
         after_commit(record("outside"));
         let ((), kept) = collect(|| {
             after_commit(record("first"));
             after_commit(record("second"));
         });
-        assert_eq!(*log.lock().unwrap(), ["outside"]);
+        assert_eq!(*log.lock().expect("lock"), ["outside"]);
         assert_eq!(kept.len(), 2);
         run(kept);
-        assert_eq!(*log.lock().unwrap(), ["outside", "first", "second"]);
+        assert_eq!(*log.lock().expect("lock"), ["outside", "first", "second"]);
         // Nothing stays behind for the thread's next transaction.
         let ((), kept) = collect(|| ());
         assert!(kept.is_empty());
