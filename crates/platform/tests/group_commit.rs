@@ -333,8 +333,9 @@ async fn ran(running: mpsc::Receiver<()>) {
 async fn work_kept_for_after_the_commit_runs_in_the_caller_only_for_committed_transactions() {
     use std::sync::{Arc, Mutex};
     let (_dir, db) = open();
-    // Who ran each kept piece of work: the key and the thread's name.
-    let ran: Arc<Mutex<Vec<(i64, Option<String>)>>> = Arc::default();
+    /// Who ran each kept piece of work: the key and the thread's name.
+    type Ran = Arc<Mutex<Vec<(i64, Option<String>)>>>;
+    let ran: Ran = Arc::default();
     let (held, release) = hold(&db).await;
     let mut writes = Vec::new();
     for k in 0..20_i64 {
