@@ -90,6 +90,16 @@ async fn events_a_service_does_not_handle_are_passed_over() -> Result<()> {
         kafka.read_all("orders.dlq")?.is_empty(),
         "nothing passed over is a dead letter"
     );
+    // Nothing was handled, so no handler's duration was recorded, not even the decoded one's.
+    for service in [&stack.inventory, &stack.payment] {
+        let metrics = stack.metrics(service).await?;
+        let handled = metric_total(
+            &metrics,
+            "messaging_handler_duration_seconds_count",
+            &["type=\"order.confirmed\""],
+        );
+        assert_eq!(handled, 0.0, "{:?}: {metrics}", service.kind());
+    }
 
     // The consumers went on.
     let next = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;

@@ -451,8 +451,11 @@ impl EventConsumer {
         .instrument(span.clone())
         .await;
         let labels = [("topic", info.topic.clone()), ("type", kind.to_owned())];
-        metrics::histogram!(crate::metrics::HANDLER_DURATION, &labels)
-            .record(started.elapsed().as_secs_f64());
+        if outcome != Outcome::Skipped {
+            // A skipped event was not handled: its decoding time is no handler's duration.
+            metrics::histogram!(crate::metrics::HANDLER_DURATION, &labels)
+                .record(started.elapsed().as_secs_f64());
+        }
         let outcome_label = match outcome {
             Outcome::Handled => "handled",
             Outcome::DeadLettered => {
