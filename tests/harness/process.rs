@@ -83,6 +83,10 @@ pub(crate) fn binaries() -> Result<Binaries> {
     let profile = if profile == "debug" { "dev" } else { profile };
     let status = Command::new(env!("CARGO"))
         .current_dir(crate::repo_root())
+        // `cargo test` runs tests with `CARGO_MANIFEST_DIR` set, and some build scripts (ring's)
+        // count it among their inputs: passed on, it would make this build and the next
+        // `cargo build` rebuild each other's dependencies every time.
+        .env_remove("CARGO_MANIFEST_DIR")
         .args([
             "build",
             "--quiet",

@@ -25,3 +25,4 @@ mod restart;
 mod scale_out;
 mod timeline;
 mod tracing;
+mod up;

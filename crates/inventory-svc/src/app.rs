@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use platform::Db;
 use platform::catalog::Catalog;
 use platform::http::{Readiness, health_routes, observe};
-use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
+use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
 
 use crate::handlers::Inventory;
@@ -19,21 +19,26 @@ pub struct Application {
     db: Db,
     producer: EventProducer,
     consumer: EventConsumer,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Application {
     /// Sets everything up (seeding stock on first start); fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, InventorySvcError> {
         let catalog = Catalog::load(config.catalog_path.as_deref())?;
-        let db = Db::open(&config.database, &[store::MIGRATION])?;
+        let db = Db::open_with(
+            &config.database_target(),
+            &config.common.db,
+            &[store::MIGRATION],
+        )?;
         // One transaction: the stock is seeded whole or not at all.
         db.transaction(move |tx| store::seed(tx, &catalog)).await?;
-        let producer = EventProducer::new(&config.kafka)?;
+        let producer = EventProducer::new(&config.common.kafka)?;
         let consumer = EventConsumer::subscribe(
-            &config.kafka,
+            &config.common.kafka,
             crate::handlers::HANDLES,
             DeadLetter::new(producer.clone(), Config::SERVICE),
-            ConsumerSettings::from_env()?,
+            config.common.consumer.clone(),
         )?;
         let listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {
@@ -41,6 +46,7 @@ impl Application {
             db,
             producer,
             consumer,
+            shutdown_timeout: config.common.shutdown_timeout,
         })
     }
 
@@ -67,6 +73,7 @@ impl Application {
             producer: self.producer,
             consumer: self.consumer,
             background: Vec::new(),
+            shutdown_timeout: self.shutdown_timeout,
         };
         service::run(parts, shutdown)
             .await

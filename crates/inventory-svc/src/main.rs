@@ -4,8 +4,8 @@ use inventory_svc::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
     let _telemetry = platform::telemetry::init("inventory-svc");
-    let config = Config::from_env()?;
     let app = Application::build(config).await?;
     println!("inventory-svc ready on http://{}", app.local_addr()?);
     app.run_until_stopped(platform::shutdown::on_signal())

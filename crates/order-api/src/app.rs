@@ -9,7 +9,7 @@ use platform::Db;
 use platform::catalog::Catalog;
 use platform::db::lease::Lease;
 use platform::http::Readiness;
-use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
+use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
 use platform::webhook::Secret;
 
@@ -32,6 +32,7 @@ pub struct Application {
     consumer: EventConsumer,
     state: AppState,
     reaper_interval: std::time::Duration,
+    shutdown_timeout: std::time::Duration,
     keys: Arc<ApiKeys>,
     leases: Leases,
 }
@@ -48,9 +49,12 @@ struct Leases {
 impl Application {
     /// Sets everything up; fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, OrderApiError> {
+        let settings = &config.settings;
+        let common = &config.common;
         let catalog = Catalog::load(config.catalog_path.as_deref())?;
-        let db = Db::open(
-            &config.database,
+        let db = Db::open_with(
+            &config.database_target(),
+            &common.db,
             &[
                 store::MIGRATION,
                 crate::idempotency::MIGRATION,
@@ -62,23 +66,24 @@ impl Application {
             reaper: Lease::new(&db, "order-api/deadline-reaper")?,
             deliverer: Lease::new(&db, "order-api/webhook-deliverer")?,
         };
-        let producer = EventProducer::new(&config.kafka)?;
+        let producer = EventProducer::new(&common.kafka)?;
         let consumer = EventConsumer::subscribe(
-            &config.kafka,
+            &common.kafka,
             crate::saga::HANDLES,
             DeadLetter::new(producer.clone(), Config::SERVICE),
-            ConsumerSettings::from_env()?,
+            common.consumer.clone(),
         )?;
-        let keys = ApiKeys::parse(&config.api_keys, config.allow_anonymous).map_err(|reason| {
-            platform::PlatformError::Config {
+        let keys = ApiKeys::parse(settings.api_keys.expose(), settings.allow_anonymous).map_err(
+            |reason| platform::PlatformError::Config {
                 name: "API_KEYS".into(),
                 value: "(hidden)".into(),
                 reason,
-            }
-        })?;
+            },
+        )?;
         let mut secrets = HashMap::new();
-        for pair in config
+        for pair in settings
             .callback_secrets
+            .expose()
             .split(',')
             .map(str::trim)
             .filter(|pair| !pair.is_empty())
@@ -96,33 +101,36 @@ impl Application {
         }
         let webhooks = DelivererConfig {
             secrets: Arc::new(secrets),
-            max_attempts: config.webhook_retry.0.max(1),
-            base_backoff: config.webhook_retry.1,
-            allow_private: config.callback_allow_private,
+            max_attempts: settings.webhook_max_attempts.max(1),
+            base_backoff: settings.webhook_retry_base,
+            allow_private: settings.callback_allow_private,
         };
         let listener = TcpListener::bind(config.http_addr).await?;
-        let (per_second, burst) = config.rate_limit;
         let state = AppState {
-            rate_limiter: Arc::new(RateLimiter::new(per_second, burst)),
+            rate_limiter: Arc::new(RateLimiter::new(
+                settings.rate_limit_per_s,
+                settings.rate_limit_burst,
+            )),
             webhooks,
             db: db.clone(),
             catalog: Arc::new(catalog),
             updates: StatusUpdates::new(),
-            sse_keep_alive: config.sse_keep_alive,
-            sse_streams: Arc::new(tokio::sync::Semaphore::new(config.sse_max_streams)),
-            sse_max_idle: config.sse_max_idle,
+            sse_keep_alive: settings.sse_keep_alive,
+            sse_streams: Arc::new(tokio::sync::Semaphore::new(settings.sse_max_streams)),
+            sse_max_idle: settings.sse_max_idle,
             shutdown: CancellationToken::new(),
-            outbox_backlog_limit: config.outbox_backlog_limit,
-            idempotency_ttl: chrono::TimeDelta::from_std(config.idempotency_ttl)
+            outbox_backlog_limit: settings.outbox_backlog_limit,
+            idempotency_ttl: chrono::TimeDelta::from_std(settings.idempotency_ttl)
                 .unwrap_or(chrono::TimeDelta::MAX),
-            saga_timeout: chrono::TimeDelta::from_std(config.saga_timeout)
+            saga_timeout: chrono::TimeDelta::from_std(settings.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
-            jaeger_ui_url: config.jaeger_ui_url.clone(),
+            jaeger_ui_url: settings.jaeger_ui_url.clone(),
         };
         Ok(Self {
             keys: Arc::new(keys),
             leases,
-            reaper_interval: config.reaper_interval,
+            reaper_interval: settings.reaper_interval,
+            shutdown_timeout: common.shutdown_timeout,
             listener,
             db,
             producer,
@@ -182,6 +190,7 @@ impl Application {
             producer: self.producer,
             consumer: self.consumer,
             background: vec![reaper, deliverer, follower],
+            shutdown_timeout: self.shutdown_timeout,
         };
         service::run(parts, shutdown)
             .await

@@ -3,102 +3,177 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use platform::PlatformError;
-use platform::config::{KafkaConfig, env_millis, env_or, env_parse};
+use platform::config::{Common, LogSettings, Sensitive, millis};
 use platform::sql::DbTarget;
 
-/// order-api's settings.
-#[derive(Clone, Debug)]
+/// order-api's settings: each one an argument and an environment variable (`--help` lists them).
+#[derive(clap::Parser, Clone, Debug)]
+#[command(
+    name = "order-api",
+    version,
+    about = "The shop's HTTP API and the coordinator of every order's saga",
+    after_help = "Every setting is also read from the environment variable in brackets; an argument wins."
+)]
 pub struct Config {
-    /// `ORDER_API_ADDR`: where the HTTP API listens (loopback by default).
+    /// Where the HTTP API listens (loopback by default).
+    #[arg(
+        long,
+        env = "ORDER_API_ADDR",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub http_addr: SocketAddr,
-    /// `ORDER_API_DB` (else `DATABASE_URL`): a SQLite file path, or a `postgres://` URL that
+    /// The database: a SQLite file path, or a `postgres://user:password@host:port/db` URL that
     /// several replicas may share.
-    pub database: DbTarget,
-    /// `CATALOG_PATH`: the catalog file; the built-in catalog when unset.
+    #[arg(long, env = "ORDER_API_DB", value_name = "PATH_OR_URL")]
+    pub database: Option<Sensitive>,
+    /// The database when `ORDER_API_DB` is unset (one service per container).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "PATH_OR_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<Sensitive>,
+    /// The catalog file (products, prices, initial stock); the built-in copy of
+    /// `config/catalog.json` when unset.
+    #[arg(long = "catalog", env = "CATALOG_PATH", value_name = "PATH")]
     pub catalog_path: Option<PathBuf>,
-    /// `SSE_KEEP_ALIVE_MS`: keep-alive comment interval of idle SSE streams.
-    pub sse_keep_alive: Duration,
-    /// `SAGA_TIMEOUT_MS`: an order not `confirmed` or `cancelled` by then is cancelled with
-    /// reason `timeout` and compensated.
-    pub saga_timeout: Duration,
-    /// `SAGA_REAPER_INTERVAL_MS`: how often to look for overdue sagas.
-    pub reaper_interval: Duration,
-    /// `OUTBOX_BACKLOG_LIMIT`: unpublished events beyond which `POST /api/orders` answers `503`
-    /// with `Retry-After` instead of piling up work the broker cannot take.
-    pub outbox_backlog_limit: i64,
-    /// `JAEGER_UI_URL`: base URL of a trace viewer (Jaeger UI); when set, the order timeline
-    /// page links an order's trace to `<url>/trace/<trace id>`.
-    pub jaeger_ui_url: Option<String>,
-    /// `IDEMPOTENCY_KEY_TTL_MS`: how long an `Idempotency-Key` is remembered.
-    pub idempotency_ttl: Duration,
-    /// `API_KEYS`: `principal:key` pairs, comma-separated.
-    pub api_keys: String,
-    /// `ALLOW_ANONYMOUS`: requests without a key act as the principal `dev` (local development).
+    /// order-api's own settings.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Kafka, consumer, database and runtime settings.
+    #[command(flatten)]
+    pub common: Common,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+/// The settings only order-api has (`shopctl up` takes them too).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "order-api")]
+#[group(id = "order-api-settings")]
+pub struct Settings {
+    /// `principal:key` pairs, comma-separated: the API keys and who they belong to.
+    #[arg(
+        long,
+        env = "API_KEYS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        value_name = "PRINCIPAL:KEY,…"
+    )]
+    pub api_keys: Sensitive,
+    /// Requests without a key act as the principal `dev` (local development only).
+    #[arg(long, env = "ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
-    /// `RATE_LIMIT_PER_S` / `RATE_LIMIT_BURST`: orders a principal may place per second, and in a
-    /// burst.
-    pub rate_limit: (f64, f64),
-    /// `SSE_MAX_STREAMS`: event streams open at once; more get `503`.
+    /// Orders a principal may place per second (per replica: the buckets are in memory).
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_S",
+        default_value_t = 100.0,
+        value_name = "N"
+    )]
+    pub rate_limit_per_s: f64,
+    /// Orders a principal may place in a burst.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_BURST",
+        default_value_t = 200.0,
+        value_name = "N"
+    )]
+    pub rate_limit_burst: f64,
+    /// An order not `confirmed` or `cancelled` by then is cancelled with reason `timeout` and
+    /// compensated.
+    #[arg(long = "saga-timeout-ms", env = "SAGA_TIMEOUT_MS", default_value = "30000",
+          value_parser = millis, value_name = "MS")]
+    pub saga_timeout: Duration,
+    /// How often to look for overdue sagas.
+    #[arg(long = "saga-reaper-interval-ms", env = "SAGA_REAPER_INTERVAL_MS",
+          default_value = "500", value_parser = millis, value_name = "MS")]
+    pub reaper_interval: Duration,
+    /// Unpublished events beyond which `POST /api/orders` answers `503` with `Retry-After`
+    /// instead of piling up work the broker cannot take.
+    #[arg(
+        long,
+        env = "OUTBOX_BACKLOG_LIMIT",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub outbox_backlog_limit: i64,
+    /// How long an `Idempotency-Key` is remembered.
+    #[arg(long = "idempotency-key-ttl-ms", env = "IDEMPOTENCY_KEY_TTL_MS",
+          default_value = "86400000", value_parser = millis, value_name = "MS")]
+    pub idempotency_ttl: Duration,
+    /// Keep-alive comment interval of idle event streams (SSE).
+    #[arg(long = "sse-keep-alive-ms", env = "SSE_KEEP_ALIVE_MS", default_value = "15000",
+          value_parser = millis, value_name = "MS")]
+    pub sse_keep_alive: Duration,
+    /// Event streams open at once; more get `503` with `Retry-After`.
+    #[arg(
+        long,
+        env = "SSE_MAX_STREAMS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
     pub sse_max_streams: usize,
-    /// `SSE_MAX_IDLE_MS`: a stream with no change for this long ends (the client resumes).
+    /// A stream with no change for this long ends (clients resume with `Last-Event-ID`).
+    #[arg(long = "sse-max-idle-ms", env = "SSE_MAX_IDLE_MS", default_value = "300000",
+          value_parser = millis, value_name = "MS")]
     pub sse_max_idle: Duration,
-    /// `CALLBACK_SECRETS`: `principal:whsec_…` pairs; a principal needs one to use
-    /// `callback_url`.
-    pub callback_secrets: String,
-    /// `CALLBACK_ALLOW_PRIVATE`: allow callbacks to loopback and private addresses (local
-    /// development and tests only: it opens the door to SSRF).
+    /// `principal:whsec_…` pairs: the secrets order callbacks are signed with; a principal needs
+    /// one to set `callback_url`.
+    #[arg(
+        long,
+        env = "CALLBACK_SECRETS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        value_name = "PRINCIPAL:WHSEC,…"
+    )]
+    pub callback_secrets: Sensitive,
+    /// Allow callbacks to loopback and private addresses (local development and tests only: it
+    /// opens the door to server-side request forgery).
+    #[arg(long, env = "CALLBACK_ALLOW_PRIVATE")]
     pub callback_allow_private: bool,
-    /// `WEBHOOK_MAX_ATTEMPTS` / `WEBHOOK_RETRY_BASE_MS`: attempts before a webhook is
-    /// dead-lettered, and the first retry's delay (doubling after).
-    pub webhook_retry: (u32, Duration),
-    /// Broker settings; the consumer group is `order-api`.
-    pub kafka: KafkaConfig,
+    /// Attempts at delivering a callback before it is dead-lettered.
+    #[arg(long, env = "WEBHOOK_MAX_ATTEMPTS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub webhook_max_attempts: u32,
+    /// Delay before a callback's second attempt; doubles after, with jitter.
+    #[arg(long = "webhook-retry-base-ms", env = "WEBHOOK_RETRY_BASE_MS", default_value = "500",
+          value_parser = millis, value_name = "MS")]
+    pub webhook_retry_base: Duration,
+    /// A trace viewer (e.g. Jaeger UI, `http://localhost:16686`): the order timeline page then
+    /// links each order's trace to `<url>/trace/<trace id>`.
+    #[arg(long, env = "JAEGER_UI_URL", value_parser = jaeger_ui_url, value_name = "URL")]
+    pub jaeger_ui_url: Option<String>,
 }
 
 impl Config {
     /// The service name: Kafka client id and consumer group.
     pub const SERVICE: &'static str = "order-api";
 
-    /// Reads the environment.
-    pub fn from_env() -> Result<Self, PlatformError> {
-        Ok(Self {
-            http_addr: env_parse("ORDER_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            database: platform::config::env_database("ORDER_API_DB", "data/order-api.db"),
-            catalog_path: std::env::var_os("CATALOG_PATH")
-                .filter(|path| !path.is_empty())
-                .map(PathBuf::from),
-            sse_keep_alive: env_millis("SSE_KEEP_ALIVE_MS", Duration::from_secs(15))?,
-            saga_timeout: env_millis("SAGA_TIMEOUT_MS", Duration::from_secs(30))?,
-            reaper_interval: env_millis("SAGA_REAPER_INTERVAL_MS", Duration::from_millis(500))?,
-            outbox_backlog_limit: env_parse("OUTBOX_BACKLOG_LIMIT", 10_000)?,
-            jaeger_ui_url: jaeger_ui_url(std::env::var("JAEGER_UI_URL").ok())?,
-            idempotency_ttl: env_millis("IDEMPOTENCY_KEY_TTL_MS", Duration::from_secs(24 * 3600))?,
-            api_keys: env_or("API_KEYS", ""),
-            allow_anonymous: env_parse("ALLOW_ANONYMOUS", false)?,
-            rate_limit: (
-                env_parse("RATE_LIMIT_PER_S", 100.0)?,
-                env_parse("RATE_LIMIT_BURST", 200.0)?,
-            ),
-            sse_max_streams: env_parse("SSE_MAX_STREAMS", 10_000)?,
-            sse_max_idle: env_millis("SSE_MAX_IDLE_MS", Duration::from_secs(300))?,
-            callback_secrets: env_or("CALLBACK_SECRETS", ""),
-            callback_allow_private: env_parse("CALLBACK_ALLOW_PRIVATE", false)?,
-            webhook_retry: (
-                env_parse("WEBHOOK_MAX_ATTEMPTS", 8)?,
-                env_millis("WEBHOOK_RETRY_BASE_MS", Duration::from_millis(500))?,
-            ),
-            kafka: KafkaConfig::from_env(Self::SERVICE)?,
-        })
+    /// Reads the arguments and the environment (`KAFKA_CLIENT_*` included); exits with a usage
+    /// message on a bad setting, as `--help` and `--version` do.
+    pub fn parse() -> Self {
+        let mut config: Self = platform::config::parse();
+        config.common = config.common.for_service(Self::SERVICE);
+        config.common.kafka = config.common.kafka.with_client_variables(std::env::vars());
+        config
+    }
+
+    /// Where the data is: `ORDER_API_DB`, else `DATABASE_URL`, else `data/order-api.db`.
+    pub fn database_target(&self) -> DbTarget {
+        platform::config::database_target(&self.database, &self.database_url, "data/order-api.db")
     }
 }
 
-/// Checks `JAEGER_UI_URL`: unset or blank means no trace links; otherwise an `http(s)` URL, kept
-/// without trailing slashes. Anything else is refused at start-up, because the page would turn
-/// it into a link that does not work (or, for `javascript:`, one that runs code).
-fn jaeger_ui_url(value: Option<String>) -> Result<Option<String>, PlatformError> {
-    let Some(value) = value.filter(|value| !value.trim().is_empty()) else {
-        return Ok(None);
-    };
+/// Checks `JAEGER_UI_URL`: an `http(s)` URL, kept without trailing slashes. Anything else is
+/// refused at start-up, because the page would turn it into a link that does not work (or, for
+/// `javascript:`, one that runs code).
+fn jaeger_ui_url(value: &str) -> Result<String, PlatformError> {
     let url = value.trim().trim_end_matches('/');
     let scheme_ok = ["http://", "https://"].iter().any(|scheme| {
         url.get(..scheme.len())
@@ -108,11 +183,11 @@ fn jaeger_ui_url(value: Option<String>) -> Result<Option<String>, PlatformError>
     if !scheme_ok || url.chars().any(char::is_whitespace) {
         return Err(PlatformError::Config {
             name: "JAEGER_UI_URL".to_owned(),
-            value,
+            value: value.to_owned(),
             reason: "expected an http:// or https:// URL, e.g. http://localhost:16686".to_owned(),
         });
     }
-    Ok(Some(url.to_owned()))
+    Ok(url.to_owned())
 }
 
 #[cfg(test)]
@@ -121,15 +196,13 @@ mod tests {
 
     #[test]
     fn jaeger_ui_url_is_optional_and_must_be_http() {
-        let read = |value: Option<&str>| jaeger_ui_url(value.map(str::to_owned)).ok().flatten();
-        assert_eq!(read(None), None);
-        assert_eq!(read(Some("  ")), None);
+        let read = |value: &str| jaeger_ui_url(value).ok();
         assert_eq!(
-            read(Some("http://localhost:16686/")).as_deref(),
+            read("http://localhost:16686/").as_deref(),
             Some("http://localhost:16686")
         );
         assert_eq!(
-            read(Some("HTTPS://jaeger.example")).as_deref(),
+            read("HTTPS://jaeger.example").as_deref(),
             Some("HTTPS://jaeger.example")
         );
         for bad in [
@@ -137,8 +210,19 @@ mod tests {
             "localhost:16686",
             "http://",
             "http://a b",
+            "  ",
         ] {
-            assert!(jaeger_ui_url(Some(bad.to_owned())).is_err(), "{bad}");
+            assert!(jaeger_ui_url(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Config::command().debug_assert();
     }
 }

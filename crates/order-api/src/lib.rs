@@ -18,7 +18,7 @@ mod updates;
 pub mod webhooks;
 
 pub use app::Application;
-pub use config::Config;
+pub use config::{Config, Settings};
 pub use updates::StatusUpdates;
 
 /// Errors that stop order-api from starting or running.

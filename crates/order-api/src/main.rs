@@ -4,8 +4,8 @@ use order_api::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
     let _telemetry = platform::telemetry::init("order-api");
-    let config = Config::from_env()?;
     let app = Application::build(config).await?;
     // The one line on stdout: tools and tests wait for it.
     println!("order-api ready on http://{}", app.local_addr()?);

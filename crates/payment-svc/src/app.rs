@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use platform::Db;
 use platform::db::lease::Lease;
 use platform::http::{Readiness, health_routes, observe};
-use platform::kafka::{ConsumerSettings, DeadLetter, EventConsumer, EventProducer};
+use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
 
 use crate::handlers::Payments;
@@ -34,47 +34,55 @@ pub struct Application {
 impl Application {
     /// Sets everything up; fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, PaymentSvcError> {
-        let db = Db::open(
-            &config.database,
+        let settings = &config.settings;
+        let common = &config.common;
+        let db = Db::open_with(
+            &config.database_target(),
+            &common.db,
             &[store::MIGRATION, store::MIGRATION_WEBHOOK_URL],
         )?;
         let sweep_lease = Lease::new(&db, recovery::LEASE)?;
-        let producer = EventProducer::new(&config.kafka)?;
+        let producer = EventProducer::new(&common.kafka)?;
         let consumer = EventConsumer::subscribe(
-            &config.kafka,
+            &common.kafka,
             crate::handlers::HANDLES,
             DeadLetter::new(producer.clone(), Config::SERVICE),
-            ConsumerSettings::from_env()?,
+            common.consumer.clone(),
         )?;
-        let secret = config.webhook_secret.as_deref().ok_or_else(|| {
+        let secret = config
+            .webhook_secret
+            .as_ref()
+            .filter(|secret| !secret.is_empty());
+        let secret = secret.ok_or_else(|| {
             PaymentSvcError::Config(
                 "PSP_WEBHOOK_SECRET is not set (the whsec_… secret shared with the payment provider)"
                     .into(),
             )
         })?;
-        let secret = Secret::parse(secret)
+        let secret = Secret::parse(secret.expose())
             .map_err(|reason| PaymentSvcError::Config(format!("PSP_WEBHOOK_SECRET: {reason}")))?;
         let listener = TcpListener::bind(config.http_addr).await?;
-        let webhook_url = match &config.webhook_url {
+        let webhook_url = match &settings.webhook_url {
             Some(url) => url.clone(),
             None => own_webhook_url(listener.local_addr()?),
         };
-        let provider = HttpProvider::new(&config.psp_url, webhook_url.clone(), config.psp_timeout)
-            .map_err(|error| PaymentSvcError::Config(error.to_string()))?;
+        let provider =
+            HttpProvider::new(&settings.psp_url, webhook_url.clone(), settings.psp_timeout)
+                .map_err(|error| PaymentSvcError::Config(error.to_string()))?;
         let provider = CircuitBreaker::new(
             Arc::new(provider),
-            config.breaker_threshold,
-            config.breaker_cooldown,
+            settings.breaker_threshold,
+            settings.breaker_cooldown,
         );
         let payments = Payments::new(
             db.clone(),
             Arc::new(provider),
-            config.psp_max_in_flight,
+            settings.psp_max_in_flight,
             Some(webhook_url),
         );
         let webhooks = Arc::new(WebhookState {
             secret,
-            tolerance_s: config.webhook_tolerance_s,
+            tolerance_s: i64::try_from(settings.webhook_tolerance.as_secs()).unwrap_or(i64::MAX),
             payments: payments.clone(),
         });
         Ok(Self {
@@ -102,8 +110,8 @@ impl Application {
         let background = vec![tokio::spawn(recovery::run_sweep(
             self.payments.clone(),
             self.sweep_lease,
-            self.config.sweep_interval,
-            self.config.resubmit_after,
+            self.config.settings.sweep_interval,
+            self.config.settings.resubmit_after,
             shutdown.clone(),
         ))];
         let readiness = Readiness {
@@ -119,6 +127,7 @@ impl Application {
             consumer: self.consumer,
             handler: self.payments,
             background,
+            shutdown_timeout: self.config.common.shutdown_timeout,
         };
         service::run(parts, shutdown)
             .await

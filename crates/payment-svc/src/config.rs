@@ -1,68 +1,139 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::PlatformError;
-use platform::config::{KafkaConfig, env_millis, env_or, env_parse};
+use platform::config::{Common, LogSettings, Sensitive, millis, seconds};
 use platform::sql::DbTarget;
 
-/// payment-svc's settings.
-#[derive(Clone, Debug)]
+/// payment-svc's settings: each one an argument and an environment variable (`--help` lists
+/// them).
+#[derive(clap::Parser, Clone, Debug)]
+#[command(
+    name = "payment-svc",
+    version,
+    about = "The payment participant of the saga: charges and refunds through the payment provider",
+    after_help = "Every setting is also read from the environment variable in brackets; an argument wins."
+)]
 pub struct Config {
-    /// `PAYMENT_SVC_ADDR`: the provider's webhooks, health, readiness and metrics.
+    /// Where the provider's webhooks, health, readiness and metrics are served.
+    #[arg(
+        long,
+        env = "PAYMENT_SVC_ADDR",
+        default_value = "127.0.0.1:8081",
+        value_name = "ADDR"
+    )]
     pub http_addr: SocketAddr,
-    /// `PAYMENT_SVC_DB` (else `DATABASE_URL`): a SQLite file path, or a `postgres://` URL —
-    /// which several replicas may share.
-    pub database: DbTarget,
-    /// `PSP_URL`: the payment provider's API.
+    /// The database: a SQLite file path, or a `postgres://user:password@host:port/db` URL that
+    /// several replicas may share.
+    #[arg(long, env = "PAYMENT_SVC_DB", value_name = "PATH_OR_URL")]
+    pub database: Option<Sensitive>,
+    /// The database when `PAYMENT_SVC_DB` is unset (one service per container).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "PATH_OR_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<Sensitive>,
+    /// The `whsec_…` secret the payment provider signs its webhooks with. Required: never built
+    /// in.
+    #[arg(
+        long,
+        env = "PSP_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "WHSEC"
+    )]
+    pub webhook_secret: Option<Sensitive>,
+    /// payment-svc's own settings.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Kafka, consumer, database and runtime settings.
+    #[command(flatten)]
+    pub common: Common,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+/// The settings only payment-svc has (`shopctl up` takes them too).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "payment-svc")]
+#[group(id = "payment-svc-settings")]
+pub struct Settings {
+    /// The payment provider's API.
+    #[arg(
+        long,
+        env = "PSP_URL",
+        default_value = "http://127.0.0.1:8090",
+        value_name = "URL"
+    )]
     pub psp_url: String,
-    /// `PSP_TIMEOUT_MS`: longest wait for the provider's answer to a request.
+    /// Longest wait for the provider's answer to a request.
+    #[arg(long = "psp-timeout-ms", env = "PSP_TIMEOUT_MS", default_value = "5000",
+          value_parser = millis, value_name = "MS")]
     pub psp_timeout: Duration,
-    /// `PSP_MAX_IN_FLIGHT`: provider requests running at once; beyond it, handlers wait.
+    /// Provider requests running at once beside the consumer; beyond it, handlers wait.
+    #[arg(long, env = "PSP_MAX_IN_FLIGHT", default_value_t = 256,
+          value_parser = platform::config::at_least_one, value_name = "N")]
     pub psp_max_in_flight: usize,
-    /// `PSP_WEBHOOK_SECRET`: the `whsec_…` secret the provider signs webhooks with. Required;
-    /// never built in.
-    pub webhook_secret: Option<String>,
-    /// `PSP_WEBHOOK_TOLERANCE_S`: webhooks whose timestamp is further from now are refused
-    /// (replay protection).
-    pub webhook_tolerance_s: i64,
-    /// `PAYMENT_WEBHOOK_URL`: the URL the provider calls back; by default this service's own
-    /// `/webhooks/payments` on its listen address.
+    /// Webhooks whose timestamp is further from now than this are refused (replay protection).
+    #[arg(long = "psp-webhook-tolerance-s", env = "PSP_WEBHOOK_TOLERANCE_S", default_value = "300",
+          value_parser = seconds, value_name = "S")]
+    pub webhook_tolerance: Duration,
+    /// The URL the provider calls back; by default this service's own `/webhooks/payments` on
+    /// its listen address (set it when the provider reaches payment-svc under another name).
+    #[arg(
+        long = "payment-webhook-url",
+        env = "PAYMENT_WEBHOOK_URL",
+        value_name = "URL"
+    )]
     pub webhook_url: Option<String>,
-    /// `PAYMENT_RESUBMIT_AFTER_MS`: a request without outcome for this long is sent again.
+    /// A request without an outcome for this long is sent again (same idempotency key).
+    #[arg(long = "payment-resubmit-after-ms", env = "PAYMENT_RESUBMIT_AFTER_MS",
+          default_value = "3000", value_parser = millis, value_name = "MS")]
     pub resubmit_after: Duration,
-    /// `PAYMENT_SWEEP_INTERVAL_MS`: how often to look for such requests.
+    /// How often to look for such requests.
+    #[arg(long = "payment-sweep-interval-ms", env = "PAYMENT_SWEEP_INTERVAL_MS",
+          default_value = "500", value_parser = millis, value_name = "MS")]
     pub sweep_interval: Duration,
-    /// `PSP_BREAKER_THRESHOLD`: consecutive provider failures that open the circuit breaker.
+    /// Consecutive provider failures that open the circuit breaker.
+    #[arg(
+        long = "psp-breaker-threshold",
+        env = "PSP_BREAKER_THRESHOLD",
+        default_value_t = 5,
+        value_name = "N"
+    )]
     pub breaker_threshold: u32,
-    /// `PSP_BREAKER_COOLDOWN_MS`: how long the breaker stays open before a trial request.
+    /// How long the breaker stays open before a trial request.
+    #[arg(long = "psp-breaker-cooldown-ms", env = "PSP_BREAKER_COOLDOWN_MS",
+          default_value = "5000", value_parser = millis, value_name = "MS")]
     pub breaker_cooldown: Duration,
-    /// Broker settings; the consumer group is `payment-svc`.
-    pub kafka: KafkaConfig,
 }
 
 impl Config {
     /// The service name: Kafka client id and consumer group.
     pub const SERVICE: &'static str = "payment-svc";
 
-    /// Reads the environment.
-    pub fn from_env() -> Result<Self, PlatformError> {
-        Ok(Self {
-            http_addr: env_parse("PAYMENT_SVC_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
-            database: platform::config::env_database("PAYMENT_SVC_DB", "data/payment-svc.db"),
-            psp_url: env_or("PSP_URL", "http://127.0.0.1:8090"),
-            psp_timeout: env_millis("PSP_TIMEOUT_MS", Duration::from_secs(5))?,
-            psp_max_in_flight: env_parse("PSP_MAX_IN_FLIGHT", 256)?,
-            webhook_secret: Some(env_or("PSP_WEBHOOK_SECRET", "")).filter(|s| !s.is_empty()),
-            webhook_tolerance_s: env_parse(
-                "PSP_WEBHOOK_TOLERANCE_S",
-                platform::webhook::DEFAULT_TOLERANCE_S,
-            )?,
-            webhook_url: Some(env_or("PAYMENT_WEBHOOK_URL", "")).filter(|s| !s.is_empty()),
-            resubmit_after: env_millis("PAYMENT_RESUBMIT_AFTER_MS", Duration::from_secs(3))?,
-            sweep_interval: env_millis("PAYMENT_SWEEP_INTERVAL_MS", Duration::from_millis(500))?,
-            breaker_threshold: env_parse("PSP_BREAKER_THRESHOLD", 5)?,
-            breaker_cooldown: env_millis("PSP_BREAKER_COOLDOWN_MS", Duration::from_secs(5))?,
-            kafka: KafkaConfig::from_env(Self::SERVICE)?,
-        })
+    /// Reads the arguments and the environment (`KAFKA_CLIENT_*` included); exits with a usage
+    /// message on a bad setting, as `--help` and `--version` do.
+    pub fn parse() -> Self {
+        let mut config: Self = platform::config::parse();
+        config.common = config.common.for_service(Self::SERVICE);
+        config.common.kafka = config.common.kafka.with_client_variables(std::env::vars());
+        config
+    }
+
+    /// Where the data is: `PAYMENT_SVC_DB`, else `DATABASE_URL`, else `data/payment-svc.db`.
+    pub fn database_target(&self) -> DbTarget {
+        platform::config::database_target(&self.database, &self.database_url, "data/payment-svc.db")
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Config::command().debug_assert();
     }
 }

@@ -15,7 +15,7 @@ mod store;
 pub mod webhook;
 
 pub use app::Application;
-pub use config::Config;
+pub use config::{Config, Settings};
 
 /// Errors that stop payment-svc from starting or running.
 #[derive(Debug, thiserror::Error)]

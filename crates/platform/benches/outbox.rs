@@ -94,8 +94,11 @@ fn outbox_relay(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let broker = EmbeddedBroker::start(1).expect("the embedded broker starts");
     let db = Db::open(&dir.path().join("bench.db").into(), &[]).expect("the database opens");
-    let mut kafka = KafkaConfig::from_env("bench").expect("kafka settings");
-    kafka = kafka.with_bootstrap(broker.bootstrap_servers());
+    let mut kafka = KafkaConfig {
+        client_id: "bench".to_owned(),
+        ..KafkaConfig::default()
+    }
+    .with_bootstrap(broker.bootstrap_servers());
     kafka.linger = Duration::from_millis(1);
     let shutdown = CancellationToken::new();
     let relay = {

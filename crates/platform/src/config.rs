@@ -1,103 +1,221 @@
-//! Configuration from environment variables, with defaults that work on a laptop.
+//! Settings every service shares, parsed by clap from command-line arguments and environment
+//! variables, with defaults that work on a laptop.
 //!
-//! Every variable is read here or in a service's `Config::from_env`, so the list of names is
-//! easy to find. The same binaries run against the embedded broker and Apache Kafka: only
+//! Each service declares one typed `Config` (a [`clap::Parser`]) that flattens the groups here
+//! ([`Common`]: Kafka, consumer, database, shutdown) next to its own settings, so `--help`
+//! lists every setting with its variable and default, and the libraries below read no
+//! environment variable of their own: what they need is passed down from that `Config`. The
+//! same binaries run against the embedded broker and Apache Kafka: only
 //! `KAFKA_BOOTSTRAP_SERVERS` changes.
 
+use std::ffi::OsString;
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::PlatformError;
+use clap::{Args, ValueEnum};
 
-/// Reads `name`, or `default` when it is unset or empty.
-pub fn env_or(name: &str, default: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => value,
-        _ => default.to_owned(),
+/// Parses `T` from the process's arguments and environment; prints help, the version or a
+/// usage error and exits as clap does.
+///
+/// A variable set to the empty string counts as unset (compose files often pass `FOO: ${FOO:-}`),
+/// so an empty value falls back to the default instead of failing to parse.
+pub fn parse<T: clap::Parser>() -> T {
+    match try_parse_from::<T, _, _>(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(error) => error.exit(),
     }
 }
 
-/// Where a service keeps its data: the service's own variable `name` (a SQLite path or a
-/// `postgres://` URL), else `DATABASE_URL` (one database per service, as in a container), else
-/// the SQLite file `default_path`.
-pub fn env_database(name: &str, default_path: &str) -> crate::sql::DbTarget {
-    let value = std::env::var(name)
-        .ok()
-        .filter(|value| !value.trim().is_empty())
-        .unwrap_or_else(|| env_or("DATABASE_URL", default_path));
-    crate::sql::DbTarget::parse(&value)
-}
-
-/// Reads and parses `name`, or `default` when it is unset or empty.
-pub fn env_parse<T>(name: &str, default: T) -> Result<T, PlatformError>
+/// Like [`parse`], from the given arguments (the first one names the program) and the process's
+/// environment.
+pub fn try_parse_from<T, I, A>(args: I) -> Result<T, clap::Error>
 where
-    T: FromStr,
-    T::Err: std::fmt::Display,
+    T: clap::Parser,
+    I: IntoIterator<Item = A>,
+    A: Into<OsString> + Clone,
 {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => {
-            value
-                .trim()
-                .parse()
-                .map_err(|err: T::Err| PlatformError::Config {
-                    name: name.to_owned(),
-                    value,
-                    reason: err.to_string(),
-                })
-        }
-        _ => Ok(default),
+    let command = T::command().mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
+        if empty { arg.env(None) } else { arg }
+    });
+    let mut matches = command.try_get_matches_from(args)?;
+    T::from_arg_matches_mut(&mut matches)
+}
+
+/// Parses a number of milliseconds (`"250"`) into a [`Duration`].
+pub fn millis(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|error| format!("expected a whole number of milliseconds: {error}"))
+}
+
+/// Parses a count that must be at least one (pool sizes, lanes, requests in flight).
+pub fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(format!("expected a whole number: {error}")),
     }
 }
 
-/// Reads a duration given in milliseconds.
-pub fn env_millis(name: &str, default: Duration) -> Result<Duration, PlatformError> {
-    let millis = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-    env_parse(name, millis).map(Duration::from_millis)
+/// Parses a number of seconds (`"300"`) into a [`Duration`].
+pub fn seconds(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|error| format!("expected a whole number of seconds: {error}"))
+}
+
+/// A setting that must not appear in logs or `Debug` output (API keys, webhook secrets,
+/// passwords): it prints as `***`, and its value is read only through [`Sensitive::expose`].
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no value was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+impl FromStr for Sensitive {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(value))
+    }
+}
+
+/// Where a service keeps its data: its own setting (`ORDER_API_DB`…, a SQLite path or a
+/// `postgres://` URL), else the shared one (`DATABASE_URL`: one database per container), else
+/// the SQLite file `default`.
+pub fn database_target(
+    own: &Option<Sensitive>,
+    shared: &Option<Sensitive>,
+    default: &str,
+) -> crate::sql::DbTarget {
+    let value = [own, shared]
+        .into_iter()
+        .flatten()
+        .find(|value| !value.is_empty())
+        .map_or(default, Sensitive::expose);
+    crate::sql::DbTarget::parse(value)
+}
+
+/// The settings of every service that consumes and produces events and keeps a database.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// How to reach Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    /// How the consumer retries and spreads its work.
+    #[command(flatten)]
+    pub consumer: crate::kafka::ConsumerSettings,
+    /// How the database is used.
+    #[command(flatten)]
+    pub db: crate::db::DbSettings,
+    /// Bound on a clean stop; whatever is cut off is redone after a restart (unpublished outbox
+    /// rows stay in the database, uncommitted messages are consumed again).
+    #[arg(
+        long = "shutdown-timeout-ms",
+        env = "SHUTDOWN_TIMEOUT_MS",
+        default_value = "10000",
+        value_parser = millis,
+        value_name = "MS",
+        help_heading = "Runtime"
+    )]
+    pub shutdown_timeout: Duration,
+}
+
+impl Common {
+    /// The same settings with the Kafka client id (and consumer group) set to `service`.
+    #[must_use]
+    pub fn for_service(mut self, service: &str) -> Self {
+        service.clone_into(&mut self.kafka.client_id);
+        self
+    }
 }
 
 /// How to reach Kafka; shared by producers and consumers of one service.
-#[derive(Clone, Debug)]
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Kafka")]
 pub struct KafkaConfig {
-    /// `KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port` list.
+    /// Comma-separated `host:port` list of the brokers.
+    #[arg(
+        long = "kafka-bootstrap-servers",
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOSTS"
+    )]
     pub bootstrap_servers: String,
-    /// Name of the service, used as Kafka `client.id` and as the consumer group id.
+    /// Name of the service, used as Kafka `client.id` and as the consumer group id; set by the
+    /// service, not by the user.
+    #[arg(skip)]
     pub client_id: String,
-    /// `KAFKA_LINGER_MS`: how long the producer waits to batch. Low, because the saga is a chain
-    /// of hops and each hop pays it.
+    /// How long the producer waits to batch. Low, because the saga is a chain of hops and each
+    /// hop pays it.
+    #[arg(long = "kafka-linger-ms", env = "KAFKA_LINGER_MS", default_value = "1",
+          value_parser = millis, value_name = "MS")]
     pub linger: Duration,
-    /// `KAFKA_FETCH_WAIT_MS`: the longest a fetch waits for data. The embedded broker answers a
-    /// waiting fetch only when this runs out, so it bounds each hop's latency there (5 ms: a
-    /// ~25 ms saga, ~10% of a core when idle); Apache Kafka answers as soon as data arrives, so
-    /// use 100–500 ms with it.
+    /// The longest a fetch waits for data. The embedded broker answers a waiting fetch only when
+    /// this runs out, so it bounds each hop's latency there; Apache Kafka answers as soon as
+    /// data arrives, so use 100–500 with it.
+    #[arg(long = "kafka-fetch-wait-ms", env = "KAFKA_FETCH_WAIT_MS", default_value = "5",
+          value_parser = millis, value_name = "MS")]
     pub fetch_wait: Duration,
-    /// `KAFKA_SESSION_TIMEOUT_MS`: after how long without heartbeats a crashed consumer's
-    /// partitions are handed to others.
+    /// After how long without heartbeats a crashed consumer's partitions move to the others.
+    #[arg(long = "kafka-session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS",
+          default_value = "6000", value_parser = millis, value_name = "MS")]
     pub session_timeout: Duration,
-    /// `KAFKA_AUTO_COMMIT_INTERVAL_MS`: how often stored offsets are committed.
+    /// How often stored offsets are committed.
+    #[arg(long = "kafka-auto-commit-interval-ms", env = "KAFKA_AUTO_COMMIT_INTERVAL_MS",
+          default_value = "500", value_parser = millis, value_name = "MS")]
     pub commit_interval: Duration,
-    /// Further client properties from `KAFKA_CLIENT_*` (see [`client_properties_from_env`]):
-    /// what a real cluster needs and the saga does not care about, e.g. TLS and SASL.
+    /// A librdkafka property for TLS, SASL and other cluster settings the saga does not care
+    /// about (repeatable). Environment variables `KAFKA_CLIENT_<NAME>` give the same:
+    /// `KAFKA_CLIENT_SECURITY_PROTOCOL=SASL_SSL` is `security.protocol=SASL_SSL`.
+    #[arg(long = "kafka-client", value_name = "PROPERTY=VALUE", value_parser = property)]
     pub client_properties: Vec<(String, String)>,
 }
 
-impl KafkaConfig {
-    /// Reads the `KAFKA_*` variables; `client_id` names the service.
-    pub fn from_env(client_id: &str) -> Result<Self, PlatformError> {
-        Ok(Self {
-            bootstrap_servers: env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            client_id: client_id.to_owned(),
-            linger: env_millis("KAFKA_LINGER_MS", Duration::from_millis(1))?,
-            fetch_wait: env_millis("KAFKA_FETCH_WAIT_MS", Duration::from_millis(5))?,
-            session_timeout: env_millis("KAFKA_SESSION_TIMEOUT_MS", Duration::from_secs(6))?,
-            commit_interval: env_millis(
-                "KAFKA_AUTO_COMMIT_INTERVAL_MS",
-                Duration::from_millis(500),
-            )?,
-            client_properties: client_properties_from_env(),
-        })
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            client_id: String::new(),
+            linger: Duration::from_millis(1),
+            fetch_wait: Duration::from_millis(5),
+            session_timeout: Duration::from_secs(6),
+            commit_interval: Duration::from_millis(500),
+            client_properties: Vec::new(),
+        }
     }
+}
 
-    /// A client configuration with the bootstrap servers, the client id and the `KAFKA_CLIENT_*`
+impl KafkaConfig {
+    /// A client configuration with the bootstrap servers, the client id and the extra
     /// properties; producers and consumers add their own settings on top, so the ones the
     /// guarantees rest on (idempotence, `acks`, manual offset storage) cannot be overridden.
     pub fn client_config(&self) -> rdkafka::ClientConfig {
@@ -109,8 +227,30 @@ impl KafkaConfig {
     }
 
     /// The same settings pointed at another bootstrap list (used by `shopctl up`).
+    #[must_use]
     pub fn with_bootstrap(mut self, bootstrap_servers: &str) -> Self {
         bootstrap_servers.clone_into(&mut self.bootstrap_servers);
+        self
+    }
+
+    /// Adds the `KAFKA_CLIENT_*` variables among `variables` (a program passes its
+    /// environment) to the properties given as arguments; an argument wins over a variable
+    /// for the same property.
+    #[must_use]
+    pub fn with_client_variables(
+        mut self,
+        variables: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        for (name, value) in client_properties_from(variables) {
+            if !self
+                .client_properties
+                .iter()
+                .any(|(given, _)| *given == name)
+            {
+                self.client_properties.push((name, value));
+            }
+        }
+        self.client_properties.sort();
         self
     }
 }
@@ -118,15 +258,15 @@ impl KafkaConfig {
 /// Prefix of the variables passed to the Kafka client as properties.
 pub const CLIENT_PROPERTY_PREFIX: &str = "KAFKA_CLIENT_";
 
-/// librdkafka properties from the environment: `KAFKA_CLIENT_SECURITY_PROTOCOL=SASL_SSL` becomes
-/// `security.protocol=SASL_SSL` (prefix removed, lower case, `_` → `.`). Sorted by name, so
-/// the result does not depend on the environment's order.
-pub fn client_properties_from_env() -> Vec<(String, String)> {
-    let mut properties: Vec<(String, String)> = std::env::vars()
-        .filter_map(|(name, value)| {
-            let property = property_name(&name)?;
-            Some((property, value))
-        })
+/// librdkafka properties from `KAFKA_CLIENT_*` variables: `KAFKA_CLIENT_SECURITY_PROTOCOL=SASL_SSL`
+/// becomes `security.protocol=SASL_SSL` (prefix removed, lower case, `_` → `.`). Sorted by
+/// name, so the result does not depend on the environment's order.
+pub fn client_properties_from(
+    variables: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    let mut properties: Vec<(String, String)> = variables
+        .into_iter()
+        .filter_map(|(name, value)| Some((property_name(&name)?, value)))
         .collect();
     properties.sort();
     properties
@@ -146,6 +286,58 @@ fn property_name(variable: &str) -> Option<String> {
     (!rest.is_empty()).then(|| rest.to_ascii_lowercase().replace('_', "."))
 }
 
+/// `name=value` → `(name, value)`.
+fn property(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err("expected PROPERTY=VALUE, e.g. security.protocol=SASL_SSL".to_owned()),
+    }
+}
+
+/// The log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One flat JSON object per line.
+    Json,
+}
+
+/// How a program logs.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Logs")]
+pub struct LogSettings {
+    /// Which lines to print: a `tracing` filter such as `info`, `warn,order_api=debug`.
+    #[arg(
+        long = "log-filter",
+        env = "RUST_LOG",
+        default_value = "info,rdkafka=warn",
+        value_name = "FILTER"
+    )]
+    pub filter: String,
+    /// `text` for people, `json` for log collectors.
+    #[arg(
+        long = "log-format",
+        env = "LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value_t
+    )]
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info,rdkafka=warn".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +354,48 @@ mod tests {
         );
         assert_eq!(property_name("KAFKA_CLIENT_"), None);
         assert_eq!(property_name("KAFKA_LINGER_MS"), None);
+    }
+
+    #[test]
+    fn arguments_win_over_client_variables() {
+        let config = KafkaConfig {
+            client_properties: vec![("client.rack".to_owned(), "from-argument".to_owned())],
+            ..KafkaConfig::default()
+        }
+        .with_client_variables([
+            (
+                "KAFKA_CLIENT_CLIENT_RACK".to_owned(),
+                "from-variable".to_owned(),
+            ),
+            (
+                "KAFKA_CLIENT_SOCKET_TIMEOUT_MS".to_owned(),
+                "1000".to_owned(),
+            ),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ]);
+        assert_eq!(
+            config.client_properties,
+            vec![
+                ("client.rack".to_owned(), "from-argument".to_owned()),
+                ("socket.timeout.ms".to_owned(), "1000".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn properties_are_name_value_pairs() {
+        assert_eq!(
+            property("security.protocol=SASL_SSL"),
+            Ok(("security.protocol".to_owned(), "SASL_SSL".to_owned()))
+        );
+        assert!(property("no-equals-sign").is_err());
+        assert!(property("=value").is_err());
+    }
+
+    #[test]
+    fn sensitive_values_do_not_print() {
+        let secret = Sensitive::new("sk_live_123");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(secret.expose(), "sk_live_123");
     }
 }

@@ -29,23 +29,20 @@ pub struct ServiceParts<H> {
     pub handler: H,
     /// Tasks that watch the same shutdown token and may write to the outbox.
     pub background: Vec<JoinHandle<()>>,
-}
-
-/// How long stopping may take before the process gives up on in-flight work
-/// (`SHUTDOWN_TIMEOUT_MS`, default 10 s). Giving up loses nothing: unpublished outbox rows stay
-/// in the database and uncommitted messages are consumed again.
-fn shutdown_timeout() -> Duration {
-    crate::config::env_millis("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))
-        .unwrap_or(Duration::from_secs(10))
+    /// How long stopping may take before the process gives up on in-flight work
+    /// (`SHUTDOWN_TIMEOUT_MS`). Giving up loses nothing: unpublished outbox rows stay in the
+    /// database and uncommitted messages are consumed again.
+    pub shutdown_timeout: Duration,
 }
 
 /// Runs until `shutdown`, then: stop accepting HTTP and finish in-flight requests; finish the
 /// message being handled and commit offsets; let background tasks end; publish what is left in
-/// the outbox; flush the producer — all within [`shutdown_timeout`].
+/// the outbox; flush the producer — all within the parts' `shutdown_timeout`.
 pub async fn run<H: EventHandler>(
     parts: ServiceParts<H>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let limit = parts.shutdown_timeout;
     let relay_stop = CancellationToken::new();
     let relay = tokio::spawn(outbox::run_relay(
         parts.db.clone(),
@@ -89,7 +86,6 @@ pub async fn run<H: EventHandler>(
         }
         served
     };
-    let limit = shutdown_timeout();
     match tokio::time::timeout(limit, stopping).await {
         Ok(Ok(served)) => served,
         Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),

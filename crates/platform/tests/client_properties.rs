@@ -6,7 +6,10 @@ use platform::kafka::EventProducer;
 
 #[test]
 fn client_properties_are_given_to_the_producer() {
-    let mut config = KafkaConfig::from_env("client-properties-test").expect("kafka settings");
+    let mut config = KafkaConfig {
+        client_id: "client-properties-test".to_owned(),
+        ..KafkaConfig::default()
+    };
     config.client_properties = vec![("client.rack".to_owned(), "rack-1".to_owned())];
     assert!(
         EventProducer::new(&config).is_ok(),

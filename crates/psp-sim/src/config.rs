@@ -1,33 +1,92 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::PlatformError;
-use platform::config::{env_millis, env_or, env_parse};
+use platform::config::{LogSettings, Sensitive, millis, seconds};
 
-/// The simulator's settings.
-#[derive(Clone, Debug)]
+/// The simulator's settings: each one an argument and an environment variable (`--help` lists
+/// them).
+#[derive(clap::Parser, Clone, Debug)]
+#[command(
+    name = "psp-sim",
+    version,
+    about = "A payment-provider simulator: charges and refunds, outcomes by signed webhook",
+    after_help = "Every setting is also read from the environment variable in brackets; an argument wins."
+)]
 pub struct Config {
-    /// `PSP_SIM_ADDR`: where the provider API listens.
+    /// Where the provider API listens.
+    #[arg(
+        long,
+        env = "PSP_SIM_ADDR",
+        default_value = "127.0.0.1:8090",
+        value_name = "ADDR"
+    )]
     pub http_addr: SocketAddr,
-    /// `PSP_WEBHOOK_SECRET`: the `whsec_…` secret webhooks are signed with, shared with the
-    /// merchant (payment-svc). Required: a provider never signs with a built-in key.
-    pub webhook_secret: Option<String>,
-    /// `PSP_SIM_WEBHOOK_URL`: the merchant's endpoint for requests that name none.
+    /// The `whsec_…` secret webhooks are signed with, shared with the merchant (payment-svc).
+    /// Required: a provider never signs with a built-in key.
+    #[arg(
+        long,
+        env = "PSP_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "WHSEC"
+    )]
+    pub webhook_secret: Option<Sensitive>,
+    /// The simulator's behaviour.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+/// How the simulated provider behaves (`shopctl up` takes these too).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "psp-sim")]
+#[group(id = "psp-sim-settings")]
+pub struct Settings {
+    /// The merchant's webhook endpoint for requests that name none.
+    #[arg(
+        long = "psp-sim-webhook-url",
+        env = "PSP_SIM_WEBHOOK_URL",
+        value_name = "URL"
+    )]
     pub default_webhook_url: Option<String>,
-    /// `PSP_SIM_DELAY_MS`: time from a request to its outcome.
+    /// Time from a request to its outcome.
+    #[arg(long = "psp-sim-delay-ms", env = "PSP_SIM_DELAY_MS", default_value = "5",
+          value_parser = millis, value_name = "MS")]
     pub delay: Duration,
-    /// `PSP_SIM_SLOW_MS`: the same for `pm_slow_3s`.
+    /// The same for the payment method `pm_slow_3s`.
+    #[arg(long = "psp-sim-slow-ms", env = "PSP_SIM_SLOW_MS", default_value = "3000",
+          value_parser = millis, value_name = "MS")]
     pub slow_delay: Duration,
-    /// `PSP_SIM_FLAKY_FAILURES`: `503` answers to a `pm_flaky` charge before it is accepted.
+    /// `503` answers to a `pm_flaky` charge before it is accepted.
+    #[arg(
+        long = "psp-sim-flaky-failures",
+        env = "PSP_SIM_FLAKY_FAILURES",
+        default_value_t = 2,
+        value_name = "N"
+    )]
     pub flaky_failures: u32,
-    /// `PSP_SIM_WEBHOOK_ATTEMPTS`: delivery attempts per webhook before giving up.
+    /// Delivery attempts per webhook before giving up.
+    #[arg(
+        long = "psp-sim-webhook-attempts",
+        env = "PSP_SIM_WEBHOOK_ATTEMPTS",
+        default_value_t = 8,
+        value_name = "N"
+    )]
     pub webhook_attempts: u32,
-    /// `PSP_SIM_WEBHOOK_BACKOFF_MS`: wait before the second attempt; doubles each time.
+    /// Wait before a webhook's second attempt; doubles each time (±25 % jitter, at most 30 s).
+    #[arg(long = "psp-sim-webhook-backoff-ms", env = "PSP_SIM_WEBHOOK_BACKOFF_MS",
+          default_value = "200", value_parser = millis, value_name = "MS")]
     pub webhook_backoff: Duration,
-    /// `PSP_SIM_LATENCY_MS`: extra time before answering a charge request (changeable at run
-    /// time through `PUT /v1/simulator/latency`).
+    /// Extra time before answering a charge request (changeable at run time through
+    /// `PUT /v1/simulator/latency`).
+    #[arg(long = "psp-sim-latency-ms", env = "PSP_SIM_LATENCY_MS", default_value = "0",
+          value_parser = millis, value_name = "MS")]
     pub charge_latency: Duration,
-    /// `PSP_SIM_RETENTION_S`: how long a decided request is remembered (idempotency, refunds).
+    /// How long a decided request is remembered (idempotency, refunds of its charge); older
+    /// ones are forgotten, like after a restart.
+    #[arg(long = "psp-sim-retention-s", env = "PSP_SIM_RETENTION_S", default_value = "3600",
+          value_parser = seconds, value_name = "S")]
     pub retention: Duration,
 }
 
@@ -35,20 +94,19 @@ impl Config {
     /// The service name in logs and traces.
     pub const SERVICE: &'static str = "psp-sim";
 
-    /// Reads the environment.
-    pub fn from_env() -> Result<Self, PlatformError> {
-        let optional = |name: &str| Some(env_or(name, "")).filter(|value| !value.is_empty());
-        Ok(Self {
-            http_addr: env_parse("PSP_SIM_ADDR", SocketAddr::from(([127, 0, 0, 1], 8090)))?,
-            webhook_secret: optional("PSP_WEBHOOK_SECRET"),
-            default_webhook_url: optional("PSP_SIM_WEBHOOK_URL"),
-            delay: env_millis("PSP_SIM_DELAY_MS", Duration::from_millis(5))?,
-            slow_delay: env_millis("PSP_SIM_SLOW_MS", Duration::from_secs(3))?,
-            flaky_failures: env_parse("PSP_SIM_FLAKY_FAILURES", 2)?,
-            webhook_attempts: env_parse("PSP_SIM_WEBHOOK_ATTEMPTS", 8)?,
-            webhook_backoff: env_millis("PSP_SIM_WEBHOOK_BACKOFF_MS", Duration::from_millis(200))?,
-            charge_latency: env_millis("PSP_SIM_LATENCY_MS", Duration::ZERO)?,
-            retention: Duration::from_secs(env_parse("PSP_SIM_RETENTION_S", 3600)?),
-        })
+    /// Reads the arguments and the environment; exits with a usage message on a bad setting,
+    /// as `--help` and `--version` do.
+    pub fn parse() -> Self {
+        platform::config::parse()
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Config::command().debug_assert();
     }
 }

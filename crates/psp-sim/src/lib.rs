@@ -20,7 +20,7 @@ use platform::webhook::Secret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, Settings};
 
 use crate::api::ApiState;
 use crate::ledger::{Behaviour, Ledger};
@@ -54,31 +54,36 @@ pub struct Application {
 impl Application {
     /// Binds the listener; fails without a usable webhook secret.
     pub async fn build(config: Config) -> Result<Self, PspSimError> {
-        let secret = config.webhook_secret.as_deref().ok_or_else(|| {
+        let secret = config
+            .webhook_secret
+            .as_ref()
+            .filter(|secret| !secret.is_empty());
+        let secret = secret.ok_or_else(|| {
             PspSimError::Config(
                 "PSP_WEBHOOK_SECRET is not set (a whsec_… secret shared with payment-svc)".into(),
             )
         })?;
-        let secret = Secret::parse(secret)
+        let secret = Secret::parse(secret.expose())
             .map_err(|reason| PspSimError::Config(format!("PSP_WEBHOOK_SECRET: {reason}")))?;
+        let settings = config.settings;
         let shutdown = CancellationToken::new();
         let notifier = Notifier::new(
             secret,
-            config.webhook_attempts,
-            config.webhook_backoff,
+            settings.webhook_attempts,
+            settings.webhook_backoff,
             shutdown.clone(),
         )?;
         let state = Arc::new(ApiState {
             ledger: Ledger::new(Behaviour {
-                delay: config.delay,
-                slow_delay: config.slow_delay,
-                flaky_failures: config.flaky_failures,
-                retention: config.retention,
+                delay: settings.delay,
+                slow_delay: settings.slow_delay,
+                flaky_failures: settings.flaky_failures,
+                retention: settings.retention,
             }),
             notifier,
-            default_webhook_url: config.default_webhook_url,
+            default_webhook_url: settings.default_webhook_url,
             charge_latency_ms: AtomicU64::new(
-                u64::try_from(config.charge_latency.as_millis()).unwrap_or(u64::MAX),
+                u64::try_from(settings.charge_latency.as_millis()).unwrap_or(u64::MAX),
             ),
         });
         let listener = TcpListener::bind(config.http_addr).await?;

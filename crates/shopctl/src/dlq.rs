@@ -204,5 +204,7 @@ pub async fn replay(bootstrap: &str, letters: &[DeadLetter]) -> Result<usize> {
 
 /// A client with the `KAFKA_CLIENT_*` properties (TLS, SASL…), like the services'.
 fn client_config() -> ClientConfig {
-    platform::config::client_config_from(&platform::config::client_properties_from_env())
+    platform::config::client_config_from(
+        &platform::config::client_properties_from(std::env::vars()),
+    )
 }

@@ -1,12 +1,16 @@
 //! `shopctl`: the command line of the shop.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "shopctl", version, about = "Run and drive the order saga")]
+#[command(
+    name = "shopctl",
+    version,
+    propagate_version = true,
+    about = "Run and drive the order saga"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,29 +22,7 @@ enum Command {
     ///
     /// Its SQLite databases sync to disk at checkpoints only (`DB_SYNCHRONOUS=normal`) unless
     /// `DB_SYNCHRONOUS` is set: the embedded broker keeps nothing across runs anyway.
-    Up {
-        /// Where order-api listens.
-        #[arg(long, env = "ORDER_API_ADDR", default_value = "127.0.0.1:8080")]
-        http_addr: SocketAddr,
-        /// Directory for the services' databases (default: a new directory under the system's
-        /// temporary directory, since the embedded broker keeps nothing across runs).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Keep the services' data on this Postgres server instead (the URL of a database the
-        /// user may create databases from, e.g. `postgres://postgres:…@127.0.0.1:5432/postgres`):
-        /// each service gets a new database of its own, named after the run.
-        #[arg(long, env = "SHOP_POSTGRES_URL")]
-        postgres: Option<String>,
-        /// Brokers in the embedded cluster. One, like docker-compose's Kafka: each Kafka client
-        /// keeps a connection, a thread and a fetch loop per broker, so three cost ~10 % of the
-        /// throughput and a quarter more CPU when idle, for nothing the saga needs.
-        #[arg(long, default_value_t = 1)]
-        brokers: i32,
-        /// Require an API key (`API_KEYS`) on every request instead of treating requests without
-        /// one as the `dev` principal.
-        #[arg(long)]
-        require_auth: bool,
-    },
+    Up(Box<shopctl::up::UpOptions>),
     /// Load against the shop (its own `shopctl up`, or `--url`): saga latency, throughput, memory.
     Bench(Box<shopctl::bench::BenchArgs>),
     /// Inspect and replay dead letters (`<topic>.dlq`).
@@ -92,21 +74,8 @@ enum DlqAction {
     },
 }
 
-// The one `unsafe`: setting an environment variable, before any other thread exists.
-#[allow(unsafe_code)]
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    if let Command::Up { postgres: None, .. } = &cli.command
-        && std::env::var_os("DB_SYNCHRONOUS").is_none()
-    {
-        // The embedded broker keeps its topics in memory and each run starts from an empty
-        // one, so syncing the databases to disk at every commit (`full`) would protect nothing
-        // that a power loss leaves behind: the events and offsets are gone with the broker.
-        // `normal` keeps what matters here, durability against a crash of the process, at a
-        // fraction of the cost. An explicit `DB_SYNCHRONOUS` wins.
-        // SAFETY: no other thread exists yet; the runtime is built below.
-        unsafe { std::env::set_var("DB_SYNCHRONOUS", "normal") };
-    }
+    let cli: Cli = platform::config::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -116,26 +85,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let _telemetry = platform::telemetry::init("shop");
     match cli.command {
-        Command::Up {
-            http_addr,
-            data_dir,
-            postgres,
-            brokers,
-            require_auth,
-        } => {
-            let data_dir = data_dir.unwrap_or_else(|| {
-                let stamp = chrono_free_stamp();
-                std::env::temp_dir().join(format!("shop-{stamp}"))
-            });
-            shopctl::up::run(shopctl::up::UpOptions {
-                http_addr,
-                data_dir,
-                postgres,
-                brokers,
-                require_auth,
-            })
-            .await
-        }
+        Command::Up(options) => shopctl::up::run(*options).await,
         Command::Broker {
             brokers,
             control_addr,
@@ -143,15 +93,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { bootstrap, action } => dlq(&bootstrap, action).await,
         Command::Bench(args) => shopctl::bench::main(*args).await,
     }
-}
-
-/// Seconds since the Unix epoch and the pid: unique enough for a run directory.
-fn chrono_free_stamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default();
-    format!("{secs}-{}", std::process::id())
 }
 
 async fn dlq(bootstrap: &str, action: DlqAction) -> anyhow::Result<()> {
@@ -191,4 +132,14 @@ async fn dlq(bootstrap: &str, action: DlqAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -7,20 +7,152 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use platform::broker::EmbeddedBroker;
+use platform::config::{Common, LogSettings, Sensitive};
+use platform::db::Synchronous;
 
-/// Options of `shopctl up`.
-#[derive(Debug, Clone)]
+/// The settings of `shopctl up`: its own, then those of every service it runs (the same
+/// arguments and variables as the services' own binaries take).
+#[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Every setting is also read from the environment variable in brackets; an argument wins."
+)]
 pub struct UpOptions {
-    /// Where order-api listens.
+    /// Where order-api listens. Anything but a loopback address needs `--require-auth` (or
+    /// `--allow-anonymous-remote`).
+    #[arg(
+        long,
+        env = "ORDER_API_ADDR",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub http_addr: SocketAddr,
-    /// Where the databases go.
-    pub data_dir: PathBuf,
-    /// A Postgres server to keep the databases on instead (its admin URL).
-    pub postgres: Option<String>,
-    /// Brokers in the embedded cluster.
+    /// Directory for the services' databases. Default: a new private directory under the
+    /// system's temporary directory, removed on exit (the embedded broker keeps nothing across
+    /// runs, so neither do the databases).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the temporary data directory on exit (with `--data-dir`, it is always kept).
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Keep the services' data on this Postgres server instead (the URL of a database the
+    /// user may create databases from, e.g. `postgres://postgres:…@127.0.0.1:5432/postgres`):
+    /// each service gets a new database of its own, named after the run.
+    #[arg(
+        long,
+        env = "SHOP_POSTGRES_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub postgres: Option<Sensitive>,
+    /// Brokers in the embedded cluster. One, like docker-compose's Kafka: each Kafka client
+    /// keeps a connection, a thread and a fetch loop per broker, so three cost ~10 % of the
+    /// throughput and a quarter more CPU when idle, for nothing the saga needs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=9))]
     pub brokers: i32,
-    /// Refuse requests without an API key (otherwise they act as the `dev` principal).
+    /// Require an API key (`API_KEYS`) on every request instead of treating requests without
+    /// one as the `dev` principal.
+    #[arg(long)]
     pub require_auth: bool,
+    /// Serve anonymous requests (as the `dev` principal) on a non-loopback `--http-addr`:
+    /// anyone who can reach the address can place and read orders. Without this flag such a
+    /// start is refused; with it, a warning is printed.
+    #[arg(long, conflicts_with = "require_auth")]
+    pub allow_anonymous_remote: bool,
+    /// Where payment-svc listens (the provider's webhooks); any free loopback port by default.
+    #[arg(
+        long,
+        env = "PAYMENT_SVC_ADDR",
+        default_value = "127.0.0.1:0",
+        value_name = "ADDR"
+    )]
+    pub payment_addr: SocketAddr,
+    /// Where inventory-svc listens; any free loopback port by default.
+    #[arg(
+        long,
+        env = "INVENTORY_SVC_ADDR",
+        default_value = "127.0.0.1:0",
+        value_name = "ADDR"
+    )]
+    pub inventory_addr: SocketAddr,
+    /// Where psp-sim listens; any free loopback port by default.
+    #[arg(
+        long,
+        env = "PSP_SIM_ADDR",
+        default_value = "127.0.0.1:0",
+        value_name = "ADDR"
+    )]
+    pub psp_addr: SocketAddr,
+    /// The webhook secret shared by psp-sim and payment-svc; a fresh one per run by default.
+    #[arg(
+        long,
+        env = "PSP_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "WHSEC"
+    )]
+    pub psp_webhook_secret: Option<Sensitive>,
+    /// The catalog file (products, prices, initial stock); the built-in copy of
+    /// `config/catalog.json` when unset.
+    #[arg(long = "catalog", env = "CATALOG_PATH", value_name = "PATH")]
+    pub catalog_path: Option<PathBuf>,
+    /// order-api's settings.
+    #[command(flatten)]
+    pub order: order_api::Settings,
+    /// payment-svc's settings.
+    #[command(flatten)]
+    pub payment: payment_svc::Settings,
+    /// psp-sim's settings.
+    #[command(flatten)]
+    pub psp: psp_sim::Settings,
+    /// Kafka, consumer, database and runtime settings of every service.
+    #[command(flatten)]
+    pub common: Common,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+/// The data directory of a run: a temporary one is removed when this is dropped (also after a
+/// failed start), unless it is to be kept.
+#[derive(Debug)]
+enum DataDir {
+    /// Given with `--data-dir`: the user's, never removed.
+    Given(PathBuf),
+    /// Created for this run.
+    Temporary(tempfile::TempDir),
+}
+
+impl DataDir {
+    fn new(options: &UpOptions) -> anyhow::Result<Self> {
+        if let Some(dir) = &options.data_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            return Ok(Self::Given(dir.clone()));
+        }
+        // A random name, and only its owner may enter it: the databases hold every order.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("shop-");
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = builder
+            .tempdir()
+            .context("creating a temporary data directory")?;
+        Ok(Self::Temporary(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Given(dir) => dir,
+            Self::Temporary(dir) => dir.path(),
+        }
+    }
+
+    /// Keeps a temporary directory after exit (`--keep-data`).
+    fn keep(self) -> Self {
+        match self {
+            Self::Temporary(dir) => Self::Given(dir.keep()),
+            given @ Self::Given(_) => given,
+        }
+    }
 }
 
 /// Where each service keeps its data for this run.
@@ -35,9 +167,9 @@ impl Databases {
     const SERVICES: [&str; 3] = ["order-api", "payment-svc", "inventory-svc"];
 
     /// Creates the run's Postgres databases, if it uses Postgres.
-    async fn create(options: &UpOptions) -> anyhow::Result<Self> {
-        let Some(admin) = options.postgres.clone() else {
-            return Ok(Self::Sqlite(options.data_dir.clone()));
+    async fn create(postgres: Option<&Sensitive>, dir: &std::path::Path) -> anyhow::Result<Self> {
+        let Some(admin) = postgres.map(|url| url.expose().to_owned()) else {
+            return Ok(Self::Sqlite(dir.to_owned()));
         };
         let prefix = format!("shop_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let names: Vec<String> = Self::SERVICES
@@ -62,13 +194,14 @@ impl Databases {
         Ok(Self::Postgres { server, prefix })
     }
 
-    fn target(&self, service: &str) -> platform::sql::DbTarget {
+    fn target(&self, service: &str) -> Sensitive {
         match self {
-            Self::Sqlite(dir) => dir.join(format!("{service}.db")).into(),
-            Self::Postgres { server, prefix } => platform::sql::DbTarget::Postgres(format!(
-                "{server}/{prefix}_{}",
-                service.replace('-', "_")
-            )),
+            Self::Sqlite(dir) => {
+                Sensitive::new(dir.join(format!("{service}.db")).display().to_string())
+            }
+            Self::Postgres { server, prefix } => {
+                Sensitive::new(format!("{server}/{prefix}_{}", service.replace('-', "_")))
+            }
         }
     }
 
@@ -77,85 +210,165 @@ impl Databases {
             Self::Sqlite(dir) => dir.display().to_string(),
             Self::Postgres { .. } => Self::SERVICES
                 .iter()
-                .map(|service| self.target(service).to_string())
+                .map(|service| platform::sql::DbTarget::parse(self.target(service).expose()))
+                .map(|target| target.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
         }
     }
 }
 
-/// Runs everything until Ctrl-C / SIGTERM, then stops every service cleanly.
+/// What `up` refuses, and what it lets the user do knowingly: serving anonymous requests on an
+/// address other machines can reach. Returns the warning to print, if any.
+pub fn check_exposure(options: &UpOptions) -> anyhow::Result<Option<String>> {
+    let addr = options.http_addr;
+    if addr.ip().is_loopback() || options.require_auth {
+        return Ok(None);
+    }
+    if !options.allow_anonymous_remote {
+        anyhow::bail!(
+            "refusing to serve anonymous orders on {addr}, which is not a loopback address: \
+             anyone who can reach it could place and read orders. Use --require-auth with \
+             API_KEYS=principal:key, or --allow-anonymous-remote if that is really meant"
+        );
+    }
+    Ok(Some(format!(
+        "WARNING: order-api on {addr} accepts requests without an API key from anyone who can \
+         reach it (--allow-anonymous-remote)"
+    )))
+}
+
+/// The services' configurations for this run.
+struct Configs {
+    order: order_api::Config,
+    payment: payment_svc::Config,
+    inventory: inventory_svc::Config,
+    psp: psp_sim::Config,
+    /// The secret `dev`'s callbacks are signed with, when generated for this run.
+    dev_callback_secret: Option<String>,
+}
+
+impl Configs {
+    fn new(options: UpOptions, databases: &Databases, bootstrap: &str) -> Self {
+        let loopback = options.http_addr.ip().is_loopback();
+        let mut common = options.common.clone();
+        common.kafka = common.kafka.with_bootstrap(bootstrap);
+        if matches!(databases, Databases::Sqlite(_)) {
+            // The embedded broker keeps its topics in memory and each run starts from an empty
+            // one, so syncing the databases to disk at every commit (`full`) would protect
+            // nothing that a power loss leaves behind: the events and offsets are gone with the
+            // broker. `normal` keeps what matters here, durability against a crash of the
+            // process, at a fraction of the cost. An explicit `DB_SYNCHRONOUS` wins.
+            common.db.synchronous.get_or_insert(Synchronous::Normal);
+        }
+        let mut order = options.order;
+        // Local development: requests without a key are the `dev` principal (refused above on
+        // a public address unless asked for).
+        order.allow_anonymous = order.allow_anonymous || !options.require_auth;
+        // Local development: callbacks to the developer's own machine — on loopback only, since
+        // on a reachable address they would let anyone probe the private network.
+        order.callback_allow_private = order.callback_allow_private || loopback;
+        // `dev`'s callbacks are signed with a fresh secret unless one is configured.
+        let dev_callback_secret = (!options.require_auth
+            && !order.callback_secrets.expose().contains("dev:"))
+        .then(platform::webhook::Secret::generate);
+        if let Some(secret) = &dev_callback_secret {
+            let secrets = [order.callback_secrets.expose(), &format!("dev:{secret}")]
+                .into_iter()
+                .filter(|part| !part.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(",");
+            order.callback_secrets = Sensitive::new(secrets);
+        }
+        // The provider simulator and payment-svc share a webhook secret: the configured one, or
+        // a fresh one for this run.
+        let psp_secret = options
+            .psp_webhook_secret
+            .filter(|secret| !secret.is_empty())
+            .unwrap_or_else(|| Sensitive::new(platform::webhook::Secret::generate()));
+        let service = |name: &str| common.clone().for_service(name);
+        Self {
+            order: order_api::Config {
+                http_addr: options.http_addr,
+                database: Some(databases.target("order-api")),
+                database_url: None,
+                catalog_path: options.catalog_path.clone(),
+                settings: order,
+                common: service(order_api::Config::SERVICE),
+                log: options.log.clone(),
+            },
+            payment: payment_svc::Config {
+                http_addr: options.payment_addr,
+                database: Some(databases.target("payment-svc")),
+                database_url: None,
+                webhook_secret: Some(psp_secret.clone()),
+                settings: options.payment,
+                common: service(payment_svc::Config::SERVICE),
+                log: options.log.clone(),
+            },
+            inventory: inventory_svc::Config {
+                http_addr: options.inventory_addr,
+                database: Some(databases.target("inventory-svc")),
+                database_url: None,
+                catalog_path: options.catalog_path,
+                common: service(inventory_svc::Config::SERVICE),
+                log: options.log.clone(),
+            },
+            psp: psp_sim::Config {
+                http_addr: options.psp_addr,
+                webhook_secret: Some(psp_secret),
+                settings: options.psp,
+                log: options.log,
+            },
+            dev_callback_secret,
+        }
+    }
+}
+
+/// Runs everything until Ctrl-C / SIGTERM, then stops every service cleanly and removes the
+/// run's temporary data directory (also when the start fails).
 pub async fn run(options: UpOptions) -> anyhow::Result<()> {
+    let warning = check_exposure(&options)?;
+    let mut data = DataDir::new(&options)?;
+    if options.keep_data {
+        data = data.keep();
+    }
+    let result = serve(options, &data, warning).await;
+    match &data {
+        DataDir::Temporary(dir) => println!("  removed {}", dir.path().display()),
+        DataDir::Given(dir) => println!("  data kept in {}", dir.display()),
+    }
+    drop(data);
+    result
+}
+
+async fn serve(options: UpOptions, data: &DataDir, warning: Option<String>) -> anyhow::Result<()> {
+    let http_addr = options.http_addr;
     let broker = EmbeddedBroker::start(options.brokers).context("starting the embedded broker")?;
     let bootstrap = broker.bootstrap_servers().to_owned();
-    let databases = Databases::create(&options).await?;
-    let db = |name: &str| databases.target(name);
-    let loopback_any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let databases = Databases::create(options.postgres.as_ref(), data.path()).await?;
+    let configs = Configs::new(options, &databases, &bootstrap);
 
-    let mut order_config = order_api::Config::from_env()?;
-    order_config.http_addr = options.http_addr;
-    // Local development on loopback: requests without a key are the `dev` principal.
-    order_config.allow_anonymous = order_config.allow_anonymous || !options.require_auth;
-    // Local development: webhooks to the developer's own machine, signed with a fresh secret
-    // for the `dev` principal unless one is configured.
-    let dev_secret = if order_config.callback_secrets.contains("dev:") || options.require_auth {
-        None
-    } else {
-        let secret = platform::webhook::Secret::generate();
-        order_config.callback_secrets = [
-            order_config.callback_secrets.as_str(),
-            &format!("dev:{secret}"),
-        ]
-        .iter()
-        .filter(|part| !part.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(",");
-        order_config.callback_allow_private = true;
-        Some(secret)
-    };
-    // One developer (and `shopctl bench`) is one principal: no rate limit unless configured.
-    if std::env::var_os("RATE_LIMIT_PER_S").is_none() {
-        order_config.rate_limit = (f64::MAX, f64::MAX);
-    }
-    order_config.database = db("order-api");
-    order_config.kafka = order_config.kafka.with_bootstrap(&bootstrap);
-
-    // The provider simulator and payment-svc share a webhook secret: the configured one, or a
-    // fresh one for this run.
-    let mut psp_config = psp_sim::Config::from_env()?;
-    psp_config.http_addr = port_from_env("PSP_SIM_ADDR", loopback_any_port)?;
-    let psp_secret = psp_config
-        .webhook_secret
-        .get_or_insert_with(platform::webhook::Secret::generate)
-        .clone();
-    let psp = psp_sim::Application::build(psp_config)
+    let psp = psp_sim::Application::build(configs.psp)
         .await
         .context("starting psp-sim")?;
     let psp_url = format!("http://{}", psp.local_addr()?);
+    let mut payment_config = configs.payment;
+    payment_config.settings.psp_url = psp_url.clone();
 
-    let mut payment_config = payment_svc::Config::from_env()?;
-    payment_config.http_addr = port_from_env("PAYMENT_SVC_ADDR", loopback_any_port)?;
-    payment_config.psp_url = psp_url.clone();
-    payment_config.webhook_secret = Some(psp_secret);
-    payment_config.database = db("payment-svc");
-    payment_config.kafka = payment_config.kafka.with_bootstrap(&bootstrap);
-
-    let mut inventory_config = inventory_svc::Config::from_env()?;
-    inventory_config.http_addr = port_from_env("INVENTORY_SVC_ADDR", loopback_any_port)?;
-    inventory_config.database = db("inventory-svc");
-    inventory_config.kafka = inventory_config.kafka.with_bootstrap(&bootstrap);
-
-    let order_api = order_api::Application::build(order_config)
+    let order_api = order_api::Application::build(configs.order)
         .await
-        .with_context(|| format!("starting order-api on {}", options.http_addr))?;
+        .with_context(|| format!("starting order-api on {http_addr}"))?;
     let payment = payment_svc::Application::build(payment_config)
         .await
         .context("starting payment-svc")?;
-    let inventory = inventory_svc::Application::build(inventory_config)
+    let inventory = inventory_svc::Application::build(configs.inventory)
         .await
         .context("starting inventory-svc")?;
 
+    if let Some(warning) = warning {
+        eprintln!("{warning}");
+    }
     let order_url = format!("http://{}", order_api.local_addr()?);
     println!("shop ready: POST {order_url}/api/orders");
     println!("  order-api      {order_url}");
@@ -164,7 +377,7 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     println!("  psp-sim        {psp_url}");
     println!("  kafka          {bootstrap}");
     println!("  data           {}", databases.describe());
-    if let Some(secret) = dev_secret {
+    if let Some(secret) = configs.dev_callback_secret {
         println!("  webhooks       callback_url deliveries are signed with {secret}");
     }
     println!("Press Ctrl-C to stop.");
@@ -190,6 +403,93 @@ fn stopper(shutdown: &CancellationToken) -> CancellationToken {
     shutdown.child_token()
 }
 
-fn port_from_env(name: &str, default: SocketAddr) -> anyhow::Result<SocketAddr> {
-    Ok(platform::config::env_parse(name, default)?)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `shopctl up`'s options as parsed from `args` (and this process's environment).
+    fn options(args: &[&str]) -> UpOptions {
+        #[derive(clap::Parser)]
+        struct Up {
+            #[command(flatten)]
+            options: UpOptions,
+        }
+        let args = std::iter::once("up").chain(args.iter().copied());
+        platform::config::try_parse_from::<Up, _, _>(args)
+            .expect("the options parse")
+            .options
+    }
+
+    fn configs(args: &[&str]) -> Configs {
+        let databases = Databases::Sqlite(PathBuf::from("/nonexistent"));
+        Configs::new(options(args), &databases, "127.0.0.1:9092")
+    }
+
+    #[test]
+    fn the_rate_limit_is_on_by_default() {
+        let order = configs(&[]).order.settings;
+        assert_eq!(
+            (order.rate_limit_per_s, order.rate_limit_burst),
+            (100.0, 200.0)
+        );
+        let order = configs(&["--rate-limit-per-s", "5"]).order.settings;
+        assert_eq!(order.rate_limit_per_s, 5.0);
+    }
+
+    #[test]
+    fn callbacks_reach_private_addresses_only_on_loopback_runs() {
+        assert!(configs(&[]).order.settings.callback_allow_private);
+        let public = configs(&["--http-addr", "0.0.0.0:8080", "--allow-anonymous-remote"]);
+        assert!(!public.order.settings.callback_allow_private);
+        assert!(public.order.settings.allow_anonymous);
+    }
+
+    #[test]
+    fn anonymous_requests_on_a_reachable_address_need_an_explicit_flag() {
+        assert!(check_exposure(&options(&[])).expect("loopback").is_none());
+        assert!(check_exposure(&options(&["--http-addr", "0.0.0.0:8080"])).is_err());
+        assert!(check_exposure(&options(&["--http-addr", "[::]:8080"])).is_err());
+        let required = options(&["--http-addr", "0.0.0.0:8080", "--require-auth"]);
+        assert!(check_exposure(&required).expect("keys required").is_none());
+        let meant = options(&["--http-addr", "0.0.0.0:8080", "--allow-anonymous-remote"]);
+        assert!(check_exposure(&meant).expect("asked for").is_some());
+    }
+
+    #[test]
+    fn each_service_gets_its_own_database_client_id_and_the_run_s_broker() {
+        let configs = configs(&[]);
+        assert_eq!(configs.order.common.kafka.client_id, "order-api");
+        assert_eq!(configs.payment.common.kafka.client_id, "payment-svc");
+        assert_eq!(configs.inventory.common.kafka.client_id, "inventory-svc");
+        assert_eq!(
+            configs.order.common.kafka.bootstrap_servers,
+            "127.0.0.1:9092"
+        );
+        assert_eq!(
+            configs.payment.database_target().to_string(),
+            "/nonexistent/payment-svc.db"
+        );
+        assert_eq!(
+            configs.order.common.db.synchronous,
+            Some(Synchronous::Normal)
+        );
+        let explicit = configs_with_sync();
+        assert_eq!(explicit, Some(Synchronous::Full));
+    }
+
+    fn configs_with_sync() -> Option<Synchronous> {
+        configs(&["--db-synchronous", "full"])
+            .inventory
+            .common
+            .db
+            .synchronous
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let configs = configs(&["--api-keys", "alice:sk_alice_1234567890"]);
+        let printed = format!("{:?}", configs.order);
+        assert!(!printed.contains("sk_alice"), "{printed}");
+        assert!(!format!("{:?}", configs.psp).contains("whsec_"));
+    }
 }

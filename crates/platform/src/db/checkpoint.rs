@@ -23,7 +23,7 @@ use crate::sql::{Access, Connection, DbTarget};
 
 /// How often the WAL is copied into the database file, unless `DB_CHECKPOINT_MS` says otherwise
 /// (0: never; SQLite's checkpoints in the writer's commits only).
-const INTERVAL: Duration = Duration::from_millis(20);
+pub(super) const INTERVAL: Duration = Duration::from_millis(20);
 
 /// The WAL size, in frames (pages), from which a checkpoint makes the WAL start over: SQLite's
 /// own threshold.
@@ -37,11 +37,12 @@ const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// [`RESTART_WAIT`] in this many rounds.
 const RESTART_BACKOFF: u32 = 50;
 
-/// Starts the checkpointing thread of the SQLite database at `target`, unless
-/// `DB_CHECKPOINT_MS` is 0; it stops when the returned sender (held by every clone of the `Db`)
-/// is dropped.
-pub(super) fn start(target: &DbTarget) -> Result<Option<Sender<()>>, PlatformError> {
-    let every = crate::config::env_millis("DB_CHECKPOINT_MS", INTERVAL)?;
+/// Starts the checkpointing thread of the SQLite database at `target`, every `every` unless
+/// it is zero; it stops when the returned sender (held by every clone of the `Db`) is dropped.
+pub(super) fn start(
+    target: &DbTarget,
+    every: Duration,
+) -> Result<Option<Sender<()>>, PlatformError> {
     if every.is_zero() {
         return Ok(None);
     }

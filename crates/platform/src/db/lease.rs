@@ -51,11 +51,10 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The lease `name` on `db`, held for `LEASE_TTL_MS` (5 s) at a time; on SQLite, always
-    /// held.
+    /// The lease `name` on `db`, held for the database's lease time (`LEASE_TTL_MS`, see
+    /// [`DbSettings`](super::DbSettings)) at a time; on SQLite, always held.
     pub fn new(db: &Db, name: &'static str) -> Result<Self, crate::PlatformError> {
-        let ttl = crate::config::env_millis("LEASE_TTL_MS", Duration::from_secs(5))?;
-        let mut lease = Self::with_ttl(db, name, ttl);
+        let mut lease = Self::with_ttl(db, name, db.lease_ttl());
         lease.sole = db.dialect() == Dialect::Sqlite;
         Ok(lease)
     }
@@ -169,7 +168,11 @@ impl Lease {
 /// This process: host name, process id and a random suffix (a restarted process with the same
 /// pid is a new holder).
 fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    // The host's name (a container's is its id), so that an operator can tell replicas apart.
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
     format!(
         "{host}/{}/{}",
         std::process::id(),

@@ -48,16 +48,96 @@ pub struct Db {
     /// Rows waiting in the outbox, as last counted by the relay; read on the hot path to shed
     /// load before the backlog grows without bound.
     outbox_backlog: Arc<AtomicI64>,
+    /// How long a [`lease`] taken on this database lasts without renewal.
+    lease_ttl: Duration,
+}
+
+/// How a service uses its database.
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Database")]
+pub struct DbSettings {
+    /// Postgres: writer connections per process (and half as many readers). SQLite has one
+    /// writer that commits in batches.
+    #[arg(long = "db-pool-size", env = "DB_POOL_SIZE", default_value_t = 4, value_name = "N",
+          value_parser = crate::config::at_least_one)]
+    pub pool_size: usize,
+    /// How long a write waits for a lock (SQLite's busy timeout, Postgres' `lock_timeout`)
+    /// before failing; the failure is transient: handlers retry, then dead-letter.
+    #[arg(long = "db-busy-timeout-ms", env = "DB_BUSY_TIMEOUT_MS", default_value = "5000",
+          value_parser = crate::config::millis, value_name = "MS")]
+    pub busy_timeout: Duration,
+    /// SQLite: `full` syncs the WAL at every commit (one sync per group-committed batch), so
+    /// acknowledged work survives a power loss; `normal` syncs only at checkpoints — faster,
+    /// durable against process crashes only. Default `full` (`normal` under `shopctl up`,
+    /// whose broker keeps nothing across a power loss anyway).
+    #[arg(
+        long = "db-synchronous",
+        env = "DB_SYNCHRONOUS",
+        value_enum,
+        ignore_case = true
+    )]
+    pub synchronous: Option<Synchronous>,
+    /// SQLite: how often a thread beside the writer copies the WAL into the database file, so
+    /// that SQLite's own checkpoint inside a commit finds little left and the writer does not
+    /// stall; `0` leaves checkpoints to SQLite alone.
+    #[arg(long = "db-checkpoint-ms", env = "DB_CHECKPOINT_MS", default_value = "20",
+          value_parser = crate::config::millis, value_name = "MS")]
+    pub checkpoint_interval: Duration,
+    /// How long a replica holds a job only one replica may do (outbox relay, deadline reaper,
+    /// callback delivery, payment recovery) without renewing it: the longest the others wait
+    /// after it dies.
+    #[arg(long = "lease-ttl-ms", env = "LEASE_TTL_MS", default_value = "5000",
+          value_parser = crate::config::millis, value_name = "MS")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 4,
+            busy_timeout: Duration::from_secs(5),
+            synchronous: None,
+            checkpoint_interval: checkpoint::INTERVAL,
+            lease_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// When SQLite syncs its write-ahead log to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Synchronous {
+    /// At every commit.
+    #[default]
+    Full,
+    /// At checkpoints only.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
 }
 
 impl Db {
+    /// Opens the database at `target` with the default [`DbSettings`] (see [`Db::open_with`]).
+    pub fn open(target: &DbTarget, migrations: &[Migration]) -> Result<Self, PlatformError> {
+        Self::open_with(target, &DbSettings::default(), migrations)
+    }
+
     /// Opens (creating if needed) the database at `target` and applies the migrations it has
     /// not seen yet: the shared outbox, inbox and lease tables, then `migrations` (see
     /// [`Migration`]).
-    pub fn open(target: &DbTarget, migrations: &[Migration]) -> Result<Self, PlatformError> {
-        // `DB_BUSY_TIMEOUT_MS`: how long a write waits for a lock before failing (the failure is
-        // transient: handlers retry, then dead-letter).
-        let busy_timeout = crate::config::env_millis("DB_BUSY_TIMEOUT_MS", Duration::from_secs(5))?;
+    pub fn open_with(
+        target: &DbTarget,
+        settings: &DbSettings,
+        migrations: &[Migration],
+    ) -> Result<Self, PlatformError> {
+        let busy_timeout = settings.busy_timeout;
+        let synchronous = settings.synchronous.unwrap_or_default();
         let mut all = vec![outbox::MIGRATION, inbox::MIGRATION, lease::MIGRATION];
         all.extend_from_slice(migrations);
         let committed = Arc::new(Notify::new());
@@ -67,7 +147,7 @@ impl Db {
         let (writers, readers, batching) = match target.dialect() {
             Dialect::Sqlite => (1, 1, true),
             Dialect::Postgres => {
-                let size = crate::config::env_parse("DB_POOL_SIZE", 4_usize)?.max(1);
+                let size = settings.pool_size.max(1);
                 (size, size.div_ceil(2), false)
             }
         };
@@ -89,13 +169,13 @@ impl Db {
                     // the service's own work applies only after them. SQLite needs its busy
                     // timeout (and WAL) for them.
                     if conn.dialect() == Dialect::Sqlite {
-                        configure(conn, busy_timeout)?;
+                        configure(conn, busy_timeout, synchronous)?;
                     }
                     if let Some(migrations) = migrations {
                         migrations::apply(conn, &migrations)?;
                     }
                     if conn.dialect() == Dialect::Postgres {
-                        configure(conn, busy_timeout)?;
+                        configure(conn, busy_timeout, synchronous)?;
                     }
                     Ok(move |conn, queue| writer::run(conn, queue, notify, batching))
                 },
@@ -110,13 +190,13 @@ impl Db {
                 Access::ReadOnly,
                 &read_queue,
                 move |conn| {
-                    configure(conn, busy_timeout)?;
+                    configure(conn, busy_timeout, synchronous)?;
                     Ok(writer::run_reads)
                 },
             )?;
         }
         let checkpoints = match target.dialect() {
-            Dialect::Sqlite => checkpoint::start(target)?,
+            Dialect::Sqlite => checkpoint::start(target, settings.checkpoint_interval)?,
             Dialect::Postgres => None,
         };
         Ok(Self {
@@ -126,7 +206,13 @@ impl Db {
             _checkpoints: checkpoints,
             target: target.clone(),
             outbox_backlog: Arc::new(AtomicI64::new(0)),
+            lease_ttl: settings.lease_ttl,
         })
+    }
+
+    /// How long a lease taken on this database lasts without renewal.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
     }
 
     /// Where the data is.
@@ -304,7 +390,11 @@ where
 }
 
 /// Per-connection settings.
-fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), PlatformError> {
+fn configure(
+    conn: &Connection,
+    busy_timeout: Duration,
+    synchronous: Synchronous,
+) -> Result<(), PlatformError> {
     let Some(sqlite) = conn.sqlite() else {
         // Postgres: lock waits are bounded the same way as SQLite's busy timeout, on this
         // connection and on every one that replaces it.
@@ -328,7 +418,7 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), PlatformEr
     // transactions of a batch. NORMAL syncs only at checkpoints: durable against process
     // crashes, but a power loss can lose acknowledged work, which nothing would redo.
     sqlite
-        .pragma_update(None, "synchronous", synchronous()?)
+        .pragma_update(None, "synchronous", synchronous.pragma())
         .map_err(SqlError::from)?;
     sqlite
         .pragma_update(None, "foreign_keys", "ON")
@@ -341,20 +431,6 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), PlatformEr
         .pragma_update(None, "temp_store", "MEMORY")
         .map_err(SqlError::from)?;
     Ok(())
-}
-
-/// The `DB_SYNCHRONOUS` setting: `full` (default) or `normal`.
-fn synchronous() -> Result<&'static str, PlatformError> {
-    let value = crate::config::env_or("DB_SYNCHRONOUS", "full");
-    match value.to_ascii_lowercase().as_str() {
-        "full" => Ok("FULL"),
-        "normal" => Ok("NORMAL"),
-        _ => Err(PlatformError::Config {
-            name: "DB_SYNCHRONOUS".to_owned(),
-            value,
-            reason: "expected full or normal".to_owned(),
-        }),
-    }
 }
 
 /// The current time as stored in every table: RFC 3339 with microseconds, UTC, so text order is

@@ -36,39 +36,27 @@ use super::{DeadLetter, EVENT_TYPE_HEADER, EventHandler, HandlerError, MessageIn
 use crate::config::KafkaConfig;
 use crate::{PlatformError, telemetry};
 
-/// How a consumer retries.
-#[derive(Clone, Debug)]
+/// How a consumer retries and spreads its work.
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Kafka consumer")]
 pub struct ConsumerSettings {
-    /// Attempts for a transient failure before the message is dead-lettered.
+    /// Attempts for a transient handler failure before the message is dead-lettered.
+    #[arg(long = "consumer-max-attempts", env = "CONSUMER_MAX_ATTEMPTS", default_value_t = 6, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Pause before the second attempt; doubles each time, with jitter.
+    #[arg(long = "consumer-initial-backoff-ms", env = "CONSUMER_INITIAL_BACKOFF_MS",
+          default_value = "50", value_parser = crate::config::millis, value_name = "MS")]
     pub initial_backoff: Duration,
     /// Longest pause between attempts.
+    #[arg(long = "consumer-max-backoff-ms", env = "CONSUMER_MAX_BACKOFF_MS",
+          default_value = "2000", value_parser = crate::config::millis, value_name = "MS")]
     pub max_backoff: Duration,
-    /// Lanes handling partitions concurrently (one partition is always in one lane).
+    /// Lanes handling partitions concurrently; a partition always stays in one lane, so
+    /// per-order order holds.
+    #[arg(long = "consumer-concurrency", env = "CONSUMER_CONCURRENCY", default_value_t = 8, value_name = "N",
+          value_parser = crate::config::at_least_one)]
     pub concurrency: usize,
-}
-
-impl ConsumerSettings {
-    /// The defaults, with `CONSUMER_MAX_ATTEMPTS`, `CONSUMER_INITIAL_BACKOFF_MS`,
-    /// `CONSUMER_MAX_BACKOFF_MS` and `CONSUMER_CONCURRENCY` applied.
-    pub fn from_env() -> Result<Self, PlatformError> {
-        let defaults = Self::default();
-        Ok(Self {
-            max_attempts: crate::config::env_parse("CONSUMER_MAX_ATTEMPTS", defaults.max_attempts)?
-                .max(1),
-            initial_backoff: crate::config::env_millis(
-                "CONSUMER_INITIAL_BACKOFF_MS",
-                defaults.initial_backoff,
-            )?,
-            max_backoff: crate::config::env_millis(
-                "CONSUMER_MAX_BACKOFF_MS",
-                defaults.max_backoff,
-            )?,
-            concurrency: crate::config::env_parse("CONSUMER_CONCURRENCY", defaults.concurrency)?
-                .max(1),
-        })
-    }
 }
 
 impl Default for ConsumerSettings {

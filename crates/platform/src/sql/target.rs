@@ -58,18 +58,42 @@ impl fmt::Debug for DbTarget {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db?password=secret` → `postgres://user:***@host/db?password=***`:
+/// the password goes neither to logs nor to `Debug` output, wherever the URL carries it.
 pub(super) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
+    let (base, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(base, query)| (base, Some(query)));
+    let (authority, path) = base
+        .split_once('/')
+        .map_or((base, None), |(authority, path)| (authority, Some(path)));
+    let authority = match authority.rsplit_once('@') {
         Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
+        None => authority.to_owned(),
+    };
+    let mut redacted = format!("{scheme}://{authority}");
+    if let Some(path) = path {
+        redacted.push('/');
+        redacted.push_str(path);
     }
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
+    }
+    redacted
 }
 
 /// Creates the empty database `name` on the Postgres server of `admin_url` and returns its
@@ -107,6 +131,19 @@ pub fn create_postgres_database(admin_url: &str, name: &str) -> Result<DbTarget>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_redacted_wherever_the_url_has_them() {
+        assert_eq!(
+            redact("postgres://shop:s3cr@t@db:5432/orders?sslmode=require"),
+            "postgres://shop:***@db:5432/orders?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://shop@db/orders?password=hunter2&sslmode=require"),
+            "postgres://shop@db/orders?password=***&sslmode=require"
+        );
+        assert_eq!(redact("postgres://db/orders"), "postgres://db/orders");
+    }
 
     #[test]
     fn targets_parse_from_paths_and_urls() {

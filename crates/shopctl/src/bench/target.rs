@@ -89,6 +89,9 @@ impl EmbeddedStack {
             // Port 0: the OS picks a free port, and `up` prints the one it got.
             .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            // The bench is one principal placing orders as fast as the shop takes them: the
+            // per-principal rate limit (100/s by default) would measure itself.
+            .args(["--rate-limit-per-s", "1e9", "--rate-limit-burst", "1e9"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
