@@ -10,6 +10,7 @@ mod compose;
 mod dead_letters;
 mod deadline;
 mod declined;
+mod docs;
 mod edges;
 mod fuzz;
 mod happy_path;
