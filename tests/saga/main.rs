@@ -20,6 +20,7 @@ mod out_of_stock;
 mod passed_over;
 mod poison;
 mod provider;
+mod readme;
 mod redelivery;
 mod replica_streams;
 mod restart;
