@@ -465,3 +465,10 @@ pub fn binary(name: &str) -> Result<PathBuf> {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+/// The path of a workspace binary (`shopctl`, `order-api`, …), built first with this test
+/// binary's profile if this run has not built them yet: for tests that start a program
+/// themselves instead of through a [`Stack`], such as `shopctl up`.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    Ok(process::binaries()?.path(name))
+}
