@@ -455,12 +455,6 @@ impl Stack {
     }
 }
 
-/// The path of one of the workspace's binaries (`shopctl`, `order-api`, …), built with this
-/// test binary's profile on first use.
-pub fn binary(name: &str) -> Result<PathBuf> {
-    Ok(process::binaries()?.path(name))
-}
-
 /// The repository root (for fixtures such as the catalog).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
