@@ -7,6 +7,7 @@ mod bench;
 mod callbacks;
 mod chaos;
 mod compose;
+mod configuration;
 mod dead_letters;
 mod deadline;
 mod declined;
