@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use saga_tests::Stack;
 
-/// Keys every run report has (README, "Performance").
+/// Keys every run report has (docs/performance.md).
 const RUN_KEYS: [&str; 17] = [
     "url",
     "mode",
