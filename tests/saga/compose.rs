@@ -155,6 +155,7 @@ fn services_start_in_order_and_report_health() -> Result<()> {
 fn healthchecks_and_published_ports_use_the_listen_addresses() -> Result<()> {
     let project = Project::load()?;
     assert_none("ports", port_problems(&project.doc));
+    assert_none("published ports", exposed_ports(&project.doc));
     Ok(())
 }
 
@@ -289,6 +290,14 @@ fn broken_copies_are_rejected() -> Result<()> {
     assert!(
         !port_problems(&doc).is_empty(),
         "a published port nobody listens on passed"
+    );
+    let doc = broken(
+        "${PUBLISH_ADDRESS:-127.0.0.1}:${KAFKA_HOST_PORT:-9094}:9094",
+        "${KAFKA_HOST_PORT:-9094}:9094",
+    )?;
+    assert!(
+        !exposed_ports(&doc).is_empty(),
+        "Kafka published on every interface passed"
     );
     let doc = broken(
         "INVENTORY_SVC_ADDR: 0.0.0.0:8082",

@@ -315,6 +315,33 @@ fn listen_addrs(doc: &Value) -> (BTreeMap<String, SocketAddr>, Vec<String>) {
     (addrs, problems)
 }
 
+/// Ports published beyond this machine by default: a short-form `ports` entry needs its
+/// `host_ip:` part, or Docker publishes it on every interface of the host (plaintext Kafka,
+/// Jaeger and Kafka UI have no authentication).
+pub(super) fn exposed_ports(doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let services = doc["services"].as_object().into_iter().flatten();
+    for (name, service) in services {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            let published = match port {
+                Value::Object(long) => long["host_ip"].as_str().map(str::to_owned),
+                other => other.as_str().and_then(|text| {
+                    let text = text.split('/').next().unwrap_or("");
+                    text.rsplitn(3, ':').nth(2).map(str::to_owned)
+                }),
+            };
+            let loopback = published
+                .as_deref()
+                .map(|ip| ip.trim_start_matches('[').trim_end_matches(']'))
+                .is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
+            if !loopback {
+                problems.push(format!("{name} publishes {port} beyond loopback by default"));
+            }
+        }
+    }
+    problems
+}
+
 /// Ports that do not meet: a listener on loopback (unreachable from outside the container), a
 /// healthcheck or a published port or a URL of another service that is not the listen port.
 pub(super) fn port_problems(doc: &Value) -> Vec<String> {
