@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 pub use db::DbLock;
 pub use kafka::{FoundMessage, KafkaTool, is_event};
-pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use otlp::{OneProcessShop, OtlpReceiver, ReceivedSpan};
 pub use process::{Service, ServiceKind};
 pub use receiver::{Seen, receiver, secret_key, webhook_signature};
 pub use sse::{SseEvent, read_sse};

@@ -1,15 +1,35 @@
 //! One order = one trace: spans of all three services and of the payment provider, exported by
 //! OTLP to a receiver inside the test, joined through HTTP (including the provider's webhook)
-//! and Kafka headers, with no orphan and a single root.
+//! and Kafka headers, with no orphan and a single root — whether each service runs as its own
+//! process or all of them in one (`shopctl up`), where each span must still name the service
+//! that made it.
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
-use saga_tests::{DEADLINE, OtlpReceiver, ReceivedSpan, Stack, eventually, metric_total};
+use saga_tests::{
+    DEADLINE, OneProcessShop, OtlpReceiver, ReceivedSpan, Stack, eventually, metric_total,
+};
 
 const SERVICES: [&str; 4] = ["order-api", "payment-svc", "inventory-svc", "psp-sim"];
+
+/// The spans of a confirmed order's trace (README's tree), each with the service that makes it.
+const CONFIRMED: &[(&str, &str)] = &[
+    ("order-api", "POST /api/orders"),
+    ("order-api", "publish orders"),
+    ("payment-svc", "process orders"),
+    ("payment-svc", "psp charge"),
+    ("psp-sim", "POST /v1/charges"),
+    ("psp-sim", "POST webhook charge.succeeded"),
+    ("payment-svc", "POST /webhooks/payments"),
+    ("payment-svc", "provider notification"),
+    ("payment-svc", "publish payments"),
+    ("inventory-svc", "process payments"),
+    ("inventory-svc", "publish inventory"),
+    ("order-api", "process inventory"),
+];
 
 /// The trace of `order_id`: the one its consumer spans belong to.
 fn trace_of(spans: &[ReceivedSpan], order_id: &str) -> Option<String> {
@@ -36,7 +56,19 @@ async fn wait_for_trace(
             })
         })
         .await
-        .with_context(|| format!("trace of {order_id} incomplete; expected {expected:?}"))?;
+        .with_context(|| {
+            let spans = receiver.spans();
+            let received: Vec<(&str, &str)> = trace_of(&spans, order_id)
+                .map(|trace| {
+                    spans
+                        .iter()
+                        .filter(|s| s.trace_id == trace)
+                        .map(|s| (s.service.as_str(), s.name.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("trace of {order_id} incomplete; expected {expected:?}, received {received:?}")
+        })?;
     let trace = trace_of(&spans, order_id).context("no trace")?;
     // Each process exports on its own schedule, so a child can arrive before its parent: wait
     // (bounded) until every parent has arrived; if one never does, the orphan check reports it.
@@ -145,6 +177,47 @@ fn assert_one_connected_trace(order_id: &str, all: &[ReceivedSpan], trace: &[Rec
     }
 }
 
+/// The service that makes a span of this kind and name, where the span says it.
+fn maker(span: &ReceivedSpan) -> Option<&str> {
+    match (span.kind, span.name.as_str()) {
+        (SpanKind::Consumer, _) => span.attr("messaging.consumer.group.name"),
+        (SpanKind::Producer, _) => match span.attr("messaging.destination.name")? {
+            "orders" => Some("order-api"),
+            "payments" => Some("payment-svc"),
+            "inventory" => Some("inventory-svc"),
+            _ => None,
+        },
+        (_, "POST /api/orders") => Some("order-api"),
+        (_, "POST /v1/charges" | "POST /v1/refunds") => Some("psp-sim"),
+        (_, name) if name.starts_with("POST webhook ") => Some("psp-sim"),
+        (_, "POST /webhooks/payments" | "psp charge" | "psp refund" | "provider notification") => {
+            Some("payment-svc")
+        }
+        _ => None,
+    }
+}
+
+/// Every span of the trace is exported under (the resource `service.name` of) the service
+/// that made it, and carries no `service.name` of its own.
+fn assert_exported_by_their_makers(trace: &[ReceivedSpan]) {
+    for span in trace {
+        assert!(
+            SERVICES.contains(&span.service.as_str()),
+            "span {} exported as {:?}",
+            span.name,
+            span.service
+        );
+        if let Some(maker) = maker(span) {
+            assert_eq!(
+                span.service, maker,
+                "span {} ({:?}) exported as {}",
+                span.name, span.kind, span.service
+            );
+        }
+        assert_eq!(span.attr("service.name"), None, "{span:?}");
+    }
+}
+
 #[tokio::test]
 async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     let (receiver, endpoint) = OtlpReceiver::start().await?;
@@ -167,26 +240,9 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         stack.wait_terminal(&confirmed).await?["status"],
         "confirmed"
     );
-    let (trace_id, trace) = wait_for_trace(
-        &receiver,
-        &confirmed,
-        &[
-            ("order-api", "POST /api/orders"),
-            ("order-api", "publish orders"),
-            ("payment-svc", "process orders"),
-            ("payment-svc", "psp charge"),
-            ("psp-sim", "POST /v1/charges"),
-            ("psp-sim", "POST webhook charge.succeeded"),
-            ("payment-svc", "POST /webhooks/payments"),
-            ("payment-svc", "provider notification"),
-            ("payment-svc", "publish payments"),
-            ("inventory-svc", "process payments"),
-            ("inventory-svc", "publish inventory"),
-            ("order-api", "process inventory"),
-        ],
-    )
-    .await?;
+    let (trace_id, trace) = wait_for_trace(&receiver, &confirmed, CONFIRMED).await?;
     assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
+    assert_exported_by_their_makers(&trace);
     // The provider's answer arrives by webhook, a child of the provider's delivery span.
     let by_name = |service: &str, name: &str| {
         trace
@@ -216,6 +272,7 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     )
     .await?;
     assert_one_connected_trace(&refunded, &receiver.spans(), &trace);
+    assert_exported_by_their_makers(&trace);
     // The compensation's reply is consumed inside the same trace (it may arrive a little later).
     let refund_trace = trace[0].trace_id.clone();
     receiver
@@ -299,5 +356,46 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         .with_context(|| format!("no JSON log line of payment-svc with trace {trace_id}"))?;
     assert_eq!(line["correlation_id"], confirmed.as_str());
     assert!(line["span_id"].is_string(), "{line}");
+    Ok(())
+}
+
+/// `shopctl up` runs every service in one process, with one exporter: the trace must still
+/// read as if each service were its own process — the same tree, each span under its maker.
+#[tokio::test]
+async fn in_one_process_each_span_is_exported_under_the_service_that_made_it() -> Result<()> {
+    let (receiver, endpoint) = OtlpReceiver::start().await?;
+    let shop = OneProcessShop::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])
+    .await?;
+
+    let confirmed = shop.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
+    assert_eq!(shop.wait_terminal(&confirmed).await?["status"], "confirmed");
+    let (_, trace) = wait_for_trace(&receiver, &confirmed, CONFIRMED).await?;
+    assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
+    assert_exported_by_their_makers(&trace);
+    let webhook = trace
+        .iter()
+        .find(|s| s.name == "POST /webhooks/payments")
+        .context("webhook span")?;
+    let delivery = trace
+        .iter()
+        .find(|s| s.name == "POST webhook charge.succeeded")
+        .context("delivery span")?;
+    assert_eq!(webhook.parent_span_id, delivery.span_id);
+    // Nothing went out under the process's own name: every span the shop made, in the order's
+    // trace or not (order polls, relay rounds), is one service's.
+    let strays: Vec<(String, String)> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| !SERVICES.contains(&s.service.as_str()))
+        .map(|s| (s.service, s.name))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "spans of no service (log in {}): {strays:?}",
+        shop.dir().display()
+    );
     Ok(())
 }

@@ -67,7 +67,7 @@ impl Application {
         };
         let parts = ServiceParts {
             listener: self.listener,
-            router: observe(health_routes(readiness)),
+            router: observe(Config::SERVICE, health_routes(readiness)),
             handler: Inventory::new(self.db.clone()),
             db: self.db,
             producer: self.producer,

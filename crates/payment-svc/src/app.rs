@@ -121,7 +121,10 @@ impl Application {
         };
         let parts = ServiceParts {
             listener: self.listener,
-            router: observe(health_routes(readiness).merge(webhook::routes(self.webhooks))),
+            router: observe(
+                Config::SERVICE,
+                health_routes(readiness).merge(webhook::routes(self.webhooks)),
+            ),
             db: self.db,
             producer: self.producer,
             consumer: self.consumer,

@@ -231,16 +231,17 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 /// Adds what every route needs to be observable, innermost first:
 /// - a request-duration histogram by method, route and status;
 /// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions), child of
-///   the caller's `traceparent` if it sent one;
+///   the caller's `traceparent` if it sent one, and marked as `service`'s work (which names
+///   it in a trace when several services share a process, see [`telemetry`]);
 /// - request ids: a client's `X-Request-Id` is kept, otherwise a UUID is made; either way it is
 ///   echoed on the answer and recorded on the span.
-pub fn observe(router: Router) -> Router {
+pub fn observe(service: &'static str, router: Router) -> Router {
     crate::metrics::install();
     router
         .layer(axum::middleware::from_fn(record_request_metrics))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span)
+                .make_span_with(move |request: &Request| request_span(service, request))
                 .on_response(
                     |response: &Response, _latency: Duration, span: &tracing::Span| {
                         span.record("http.response.status_code", response.status().as_u16());
@@ -261,7 +262,7 @@ fn route_of(request: &Request) -> String {
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned())
 }
 
-fn request_span(request: &Request) -> tracing::Span {
+fn request_span(service: &'static str, request: &Request) -> tracing::Span {
     let route = route_of(request);
     let request_id = request
         .headers()
@@ -278,6 +279,7 @@ fn request_span(request: &Request) -> tracing::Span {
         url.path = %request.uri().path(),
         http.response.status_code = Empty,
         request_id = %request_id,
+        service.name = service,
     );
     telemetry::set_parent_from(&span, &HttpHeaders(request.headers()));
     span

@@ -101,7 +101,7 @@ impl Application {
 
     /// Serves until `shutdown`; pending webhooks are dropped then (see [`notifier`]).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), PspSimError> {
-        let router = platform::http::observe(api::router(self.state.clone()));
+        let router = platform::http::observe(Config::SERVICE, api::router(self.state.clone()));
         let served = platform::http::serve(self.listener, router, shutdown).await;
         self.shutdown.cancel();
         self.state.notifier.closed().await;

@@ -83,7 +83,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let _telemetry = platform::telemetry::init("shop");
+    let _telemetry = platform::telemetry::init_services(
+        "shop",
+        &[
+            order_api::Config::SERVICE,
+            payment_svc::Config::SERVICE,
+            inventory_svc::Config::SERVICE,
+            psp_sim::Config::SERVICE,
+        ],
+    );
     match cli.command {
         Command::Up(options) => shopctl::up::run(*options).await,
         Command::Broker {

@@ -78,6 +78,7 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
     let db = readiness.db.clone();
     let health = health_routes(readiness).layer(middleware::from_fn_with_state(db, time_gauges));
     observe(
+        crate::Config::SERVICE,
         api.merge(health)
             // SSE streams are long-lived by design; the timeout bounds how long a request waits
             // for its answer to start, which is what protects the server.

@@ -354,7 +354,8 @@ impl EventConsumer {
     /// Handles or dead-letters one message; `true` when its offset may be stored.
     ///
     /// The work is a `CONSUMER` span `process <topic>`, child of the producer's span (from the
-    /// `traceparent` header), carrying the order and correlation ids for every log line.
+    /// `traceparent` header), carrying the order and correlation ids for every log line, and
+    /// marked as the work of the service the group is named after (see [`telemetry`]).
     async fn process<H: EventHandler>(
         &self,
         handler: &H,
@@ -392,6 +393,7 @@ impl EventConsumer {
             event_type = Empty,
             order_id = Empty,
             correlation_id = Empty,
+            service.name = %self.group,
         );
         if let Some(headers) = message.headers() {
             telemetry::set_parent_from(&span, &HeaderExtractor(headers));

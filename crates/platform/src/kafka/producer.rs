@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -53,6 +54,8 @@ pub const EVENT_TYPE_HEADER: &str = "event-type";
 #[derive(Clone)]
 pub struct EventProducer {
     inner: FutureProducer,
+    /// The client id: the service whose work its `publish` spans are (see [`telemetry`]).
+    service: Arc<str>,
 }
 
 impl std::fmt::Debug for EventProducer {
@@ -76,7 +79,10 @@ impl EventProducer {
             // relay sends it again, so giving up here loses nothing.
             .set("message.timeout.ms", "30000")
             .create()?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            service: config.client_id.as_str().into(),
+        })
     }
 
     /// Sends one message and waits for the broker's acknowledgement.
@@ -106,6 +112,7 @@ impl EventProducer {
             messaging.destination.partition.id = Empty,
             messaging.kafka.offset = Empty,
             error.type = Empty,
+            service.name = %self.service,
         );
         if !message.trace.is_empty() {
             telemetry::set_parent_from(&span, &MapExtractor(&message.trace));

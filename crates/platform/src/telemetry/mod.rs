@@ -9,18 +9,39 @@
 //!   `OTEL_TRACES_EXPORTER` is not `none`); the standard `OTEL_*` variables apply
 //!   (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_SCHEDULE_DELAY`, …). Without an
 //!   endpoint no OpenTelemetry layer is installed at all: no cost.
-//! - [`inject`] / [`extract`] move the context through Kafka headers and outbox rows.
+//! - [`inject`] / [`set_parent_from`] move the context through Kafka headers and outbox rows.
+//!
+//! # Several services in one process
+//!
+//! A trace is read by service: a backend groups spans by the `service.name` of the resource
+//! they were exported under. A service binary calls [`init`] with its name and every span is
+//! that service's (`OTEL_SERVICE_NAME` wins, as usual). `shopctl up` runs every service in one
+//! process and calls [`init_services`] with their names instead: each span is then exported
+//! under the service that made it, so its trace reads as the separate processes' would — same
+//! spans, same tree, same names. How a span's service is found is in [`services`]: in short,
+//! the `service.name` field that platform code gives the spans it makes for a service (the
+//! HTTP server span, the Kafka `process` and `publish` spans), else the crate that made the
+//! span, else its parent's. Spans of no service — none today — go out under the process's own
+//! name: `OTEL_SERVICE_NAME` if set, else the name given to [`init_services`]; so
+//! `OTEL_SERVICE_NAME` names the process there, never one of its services.
+//!
+//! The cost, only there and only when tracing (without an endpoint there is no layer and no
+//! work): for each span, a scan of its attributes as it starts, a lookup and an insertion in a
+//! map of the open spans, a removal when it ends; and one OTLP connection per service besides
+//! the process's own.
 
+mod services;
 mod text;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use serde_json::{Map, Value};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -29,6 +50,8 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, fmt as subscriber_fmt};
+
+use services::{ForgetOnEnd, ServiceExporter, ServiceTracer, Services};
 
 /// Flushes and stops the trace exporter when dropped; `main` keeps it alive.
 #[must_use = "dropping the guard stops trace export"]
@@ -70,15 +93,31 @@ fn export_requested() -> bool {
 /// Installs logging (and trace export if configured) for `service` (the default
 /// `service.name`; `OTEL_SERVICE_NAME` wins). Later calls in the same process do nothing.
 pub fn init(service: &str) -> TelemetryGuard {
+    install(service, &[])
+}
+
+/// Like [`init`], for a process running several `services` (`shopctl up`): each span is
+/// exported under the service that made it; `process` names the spans of none of them
+/// (`OTEL_SERVICE_NAME` wins for those). See the module doc.
+pub fn init_services(process: &str, services: &[&'static str]) -> TelemetryGuard {
+    install(process, services)
+}
+
+fn install(process: &str, services: &[&'static str]) -> TelemetryGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
     let provider = export_requested()
-        .then(|| build_provider(service))
+        .then(|| build_provider(process, services))
         .flatten();
-    let otel_layer = provider.as_ref().map(|provider| {
+    let otel_layer = provider.as_ref().map(|(provider, services)| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
+        let tracer = ServiceTracer::new(provider.tracer(process.to_owned()), Arc::clone(services));
+        // The module path of each span (`code.module.name`) is how a service's own spans are
+        // told apart (see `services`).
+        tracing_opentelemetry::layer()
+            .with_location(true)
+            .with_tracer(tracer)
     });
     let log_layer = if json {
         subscriber_fmt::layer()
@@ -101,15 +140,21 @@ pub fn init(service: &str) -> TelemetryGuard {
         .try_init()
         .is_ok();
     TelemetryGuard {
-        provider: if installed { provider } else { None },
+        provider: provider.filter(|_| installed).map(|(provider, _)| provider),
     }
 }
 
-fn build_provider(service: &str) -> Option<SdkTracerProvider> {
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-    {
+/// The tracer provider exporting to the OTLP endpoint: one exporter per service (see
+/// [`services`]) behind one batch processor, and what the tracer and the processor share.
+fn build_provider(
+    process: &str,
+    services: &[&'static str],
+) -> Option<(SdkTracerProvider, Arc<Services>)> {
+    let exporter = match ServiceExporter::new(services, || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+    }) {
         Ok(exporter) => exporter,
         Err(error) => {
             eprintln!("Trace export disabled: cannot build the OTLP exporter: {error}");
@@ -120,15 +165,19 @@ fn build_provider(service: &str) -> Option<SdkTracerProvider> {
         Resource::builder().build()
     } else {
         Resource::builder()
-            .with_service_name(service.to_owned())
+            .with_service_name(process.to_owned())
             .build()
     };
-    Some(
-        SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource)
-            .build(),
-    )
+    let services = Arc::new(Services::new(services));
+    let processor = ForgetOnEnd::new(
+        Arc::clone(&services),
+        BatchSpanProcessor::builder(exporter).build(),
+    );
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build();
+    Some((provider, services))
 }
 
 /// The W3C trace id of the current span, if it is being traced.

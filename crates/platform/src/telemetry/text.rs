@@ -30,6 +30,7 @@ const CONVENTIONS: &[&str] = &[
     "server.",
     "client.",
     "network.",
+    "service.",
 ];
 
 /// The name a field is logged under, or `None` to leave it out of the text log.
@@ -176,6 +177,7 @@ mod tests {
                 order_id = "ord_1",
                 http.response.status_code = tracing::field::Empty,
                 webhook.id = "evt_1",
+                service.name = "payment-svc",
             );
             span.record("http.response.status_code", 204);
             let _entered = span.enter();
