@@ -193,7 +193,9 @@ async fn orders_belong_to_the_principal_that_placed_them_and_posting_is_rate_lim
     let stack = Stack::start_with_env(&[
         ("API_KEYS", "alice:sk_test_alice_0001,bob:sk_test_bob_00002"),
         ("ALLOW_ANONYMOUS", "false"),
-        ("RATE_LIMIT_PER_S", "0.5"),
+        // Slow enough that no token comes back while the test waits for the saga, however
+        // slow the machine.
+        ("RATE_LIMIT_PER_S", "0.01"),
         ("RATE_LIMIT_BURST", "3"),
     ])
     .await?;

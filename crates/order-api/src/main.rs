@@ -5,11 +5,12 @@ use order_api::{Application, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let _telemetry = platform::telemetry::init("order-api");
+    let _telemetry = platform::telemetry::init("order-api", &config.log);
     let app = Application::build(config).await?;
+    // Before the ready line: a signal right after it must stop the service cleanly.
+    let shutdown = platform::shutdown::on_signal();
     // The one line on stdout: tools and tests wait for it.
     println!("order-api ready on http://{}", app.local_addr()?);
-    app.run_until_stopped(platform::shutdown::on_signal())
-        .await?;
+    app.run_until_stopped(shutdown).await?;
     Ok(())
 }

@@ -315,7 +315,8 @@ pub struct LogSettings {
         long = "log-filter",
         env = "RUST_LOG",
         default_value = "info,rdkafka=warn",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        global = true
     )]
     pub filter: String,
     /// `text` for people, `json` for log collectors.

@@ -5,10 +5,11 @@ use psp_sim::{Application, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let _telemetry = platform::telemetry::init(Config::SERVICE);
+    let _telemetry = platform::telemetry::init(Config::SERVICE, &config.log);
     let app = Application::build(config).await?;
+    // Before the ready line: a signal right after it must stop the service cleanly.
+    let shutdown = platform::shutdown::on_signal();
     println!("psp-sim ready on http://{}", app.local_addr()?);
-    app.run_until_stopped(platform::shutdown::on_signal())
-        .await?;
+    app.run_until_stopped(shutdown).await?;
     Ok(())
 }

@@ -14,6 +14,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Logging (of every service, under `up`).
+    #[command(flatten)]
+    log: platform::config::LogSettings,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             inventory_svc::Config::SERVICE,
             psp_sim::Config::SERVICE,
         ],
+        &cli.log,
     );
     match cli.command {
         Command::Up(options) => shopctl::up::run(*options).await,

@@ -106,9 +106,6 @@ pub struct UpOptions {
     /// Kafka, consumer, database and runtime settings of every service.
     #[command(flatten)]
     pub common: Common,
-    /// Logging.
-    #[command(flatten)]
-    pub log: LogSettings,
 }
 
 /// The data directory of a run: a temporary one is removed when this is dropped (also after a
@@ -287,6 +284,8 @@ impl Configs {
             .filter(|secret| !secret.is_empty())
             .unwrap_or_else(|| Sensitive::new(platform::webhook::Secret::generate()));
         let service = |name: &str| common.clone().for_service(name);
+        // Logging belongs to the process, set up once from shopctl's own `--log-*` before any
+        // service starts: the services' log settings are not read here.
         Self {
             order: order_api::Config {
                 http_addr: options.http_addr,
@@ -295,7 +294,7 @@ impl Configs {
                 catalog_path: options.catalog_path.clone(),
                 settings: order,
                 common: service(order_api::Config::SERVICE),
-                log: options.log.clone(),
+                log: LogSettings::default(),
             },
             payment: payment_svc::Config {
                 http_addr: options.payment_addr,
@@ -304,7 +303,7 @@ impl Configs {
                 webhook_secret: Some(psp_secret.clone()),
                 settings: options.payment,
                 common: service(payment_svc::Config::SERVICE),
-                log: options.log.clone(),
+                log: LogSettings::default(),
             },
             inventory: inventory_svc::Config {
                 http_addr: options.inventory_addr,
@@ -312,13 +311,13 @@ impl Configs {
                 database_url: None,
                 catalog_path: options.catalog_path,
                 common: service(inventory_svc::Config::SERVICE),
-                log: options.log.clone(),
+                log: LogSettings::default(),
             },
             psp: psp_sim::Config {
                 http_addr: options.psp_addr,
                 webhook_secret: Some(psp_secret),
                 settings: options.psp,
-                log: options.log,
+                log: LogSettings::default(),
             },
             dev_callback_secret,
         }
@@ -343,6 +342,8 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
 }
 
 async fn serve(options: UpOptions, data: &DataDir, warning: Option<String>) -> anyhow::Result<()> {
+    // Ctrl-C and SIGTERM stop the run cleanly from here on, also while it starts.
+    let shutdown = platform::shutdown::on_signal();
     let http_addr = options.http_addr;
     let broker = EmbeddedBroker::start(options.brokers).context("starting the embedded broker")?;
     let bootstrap = broker.bootstrap_servers().to_owned();
@@ -382,7 +383,6 @@ async fn serve(options: UpOptions, data: &DataDir, warning: Option<String>) -> a
     }
     println!("Press Ctrl-C to stop.");
 
-    let shutdown = platform::shutdown::on_signal();
     let services = tokio::join!(
         order_api.run_until_stopped(stopper(&shutdown)),
         payment.run_until_stopped(stopper(&shutdown)),

@@ -333,9 +333,14 @@ pub(super) fn exposed_ports(doc: &Value) -> Vec<String> {
             let loopback = published
                 .as_deref()
                 .map(|ip| ip.trim_start_matches('[').trim_end_matches(']'))
-                .is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
+                .is_some_and(|ip| {
+                    ip.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                });
             if !loopback {
-                problems.push(format!("{name} publishes {port} beyond loopback by default"));
+                problems.push(format!(
+                    "{name} publishes {port} beyond loopback by default"
+                ));
             }
         }
     }

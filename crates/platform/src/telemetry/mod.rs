@@ -1,7 +1,8 @@
 //! Logs, traces and the W3C trace context that ties them across services.
 //!
 //! - Logs go to stderr (stdout is reserved for the one machine-readable `ready` line), filtered
-//!   by `RUST_LOG` (default `info`), human-readable unless `LOG_FORMAT=json` (the readable lines
+//!   and formatted as the program's [`LogSettings`] say (`RUST_LOG`, `LOG_FORMAT`: read with the
+//!   rest of its configuration), human-readable unless the format is `json` (the readable lines
 //!   leave the spans' OpenTelemetry attributes out, see [`text`]). JSON lines are flat
 //!   objects carrying the fields of every enclosing span — so a handler's lines carry `order_id`
 //!   and `correlation_id` — plus `trace_id` and `span_id` when tracing is on.
@@ -51,6 +52,8 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, fmt as subscriber_fmt};
 
+use crate::config::{LogFormat, LogSettings};
+
 use services::{ForgetOnEnd, ServiceExporter, ServiceTracer, Services};
 
 /// Flushes and stops the trace exporter when dropped; `main` keeps it alive.
@@ -92,21 +95,30 @@ fn export_requested() -> bool {
 
 /// Installs logging (and trace export if configured) for `service` (the default
 /// `service.name`; `OTEL_SERVICE_NAME` wins). Later calls in the same process do nothing.
-pub fn init(service: &str) -> TelemetryGuard {
-    install(service, &[])
+pub fn init(service: &str, log: &LogSettings) -> TelemetryGuard {
+    install(service, &[], log)
 }
 
 /// Like [`init`], for a process running several `services` (`shopctl up`): each span is
 /// exported under the service that made it; `process` names the spans of none of them
 /// (`OTEL_SERVICE_NAME` wins for those). See the module doc.
-pub fn init_services(process: &str, services: &[&'static str]) -> TelemetryGuard {
-    install(process, services)
+pub fn init_services(
+    process: &str,
+    services: &[&'static str],
+    log: &LogSettings,
+) -> TelemetryGuard {
+    install(process, services, log)
 }
 
-fn install(process: &str, services: &[&'static str]) -> TelemetryGuard {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+fn install(process: &str, services: &[&'static str], log: &LogSettings) -> TelemetryGuard {
+    let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|error| {
+        eprintln!(
+            "Log filter {:?} ignored ({error}); logging at info.",
+            log.filter
+        );
+        EnvFilter::new("info,rdkafka=warn")
+    });
+    let json = log.format == LogFormat::Json;
     let provider = export_requested()
         .then(|| build_provider(process, services))
         .flatten();
