@@ -317,3 +317,56 @@ async fn every_binary_explains_itself() -> Result<()> {
     }
     Ok(())
 }
+
+/// The secrets published with the project (docker-compose's defaults) are refused at start-up
+/// unless the configuration says this is a development setup.
+#[tokio::test]
+async fn published_development_secrets_are_refused() -> Result<()> {
+    let cases = [
+        ("order-api", "API_KEYS", "dev:sk_dev_local_only"),
+        (
+            "payment-svc",
+            "PSP_WEBHOOK_SECRET",
+            platform::config::DEVELOPMENT_SECRETS[1],
+        ),
+        (
+            "psp-sim",
+            "PSP_WEBHOOK_SECRET",
+            platform::config::DEVELOPMENT_SECRETS[1],
+        ),
+        (
+            "inventory-svc",
+            "INVENTORY_SVC_DB",
+            "postgres://shop:shop_local_only@127.0.0.1:1/inventory",
+        ),
+    ];
+    for (name, variable, value) in cases {
+        let program = binary(name)?;
+        let output = tokio::time::timeout(
+            REFUSAL,
+            Command::new(program)
+                .env(variable, value)
+                .env_remove("ALLOW_DEVELOPMENT_SECRETS")
+                .args(["--http-addr", "127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .with_context(|| format!("{name} neither started nor refused"))??;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{name} started with {variable}={value}"
+        );
+        assert!(
+            stderr.contains(variable) && stderr.contains("ALLOW_DEVELOPMENT_SECRETS"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(value),
+            "{name} printed the secret: {stderr}"
+        );
+    }
+    Ok(())
+}

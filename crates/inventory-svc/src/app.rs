@@ -5,6 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use platform::Db;
 use platform::catalog::Catalog;
+use platform::config::refuse_development_secret;
 use platform::http::{Readiness, health_routes, observe};
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
@@ -25,6 +26,13 @@ pub struct Application {
 impl Application {
     /// Sets everything up (seeding stock on first start); fails fast on bad configuration.
     pub async fn build(config: Config) -> Result<Self, InventorySvcError> {
+        for (name, url) in [
+            ("INVENTORY_SVC_DB", &config.database),
+            ("DATABASE_URL", &config.database_url),
+        ] {
+            let url = url.as_ref().map_or("", |url| url.expose());
+            refuse_development_secret(name, url, config.common.allow_development_secrets)?;
+        }
         let catalog = Catalog::load(config.catalog_path.as_deref())?;
         let db = Db::open_with(
             &config.database_target(),

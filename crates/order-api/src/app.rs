@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use platform::Db;
 use platform::catalog::Catalog;
+use platform::config::refuse_development_secret;
 use platform::db::lease::Lease;
 use platform::http::Readiness;
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
@@ -51,6 +52,20 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, OrderApiError> {
         let settings = &config.settings;
         let common = &config.common;
+        let development = common.allow_development_secrets;
+        refuse_development_secret("API_KEYS", settings.api_keys.expose(), development)?;
+        refuse_development_secret(
+            "CALLBACK_SECRETS",
+            settings.callback_secrets.expose(),
+            development,
+        )?;
+        for (name, url) in [
+            ("ORDER_API_DB", &config.database),
+            ("DATABASE_URL", &config.database_url),
+        ] {
+            let url = url.as_ref().map_or("", |url| url.expose());
+            refuse_development_secret(name, url, development)?;
+        }
         let catalog = Catalog::load(config.catalog_path.as_deref())?;
         let db = Db::open_with(
             &config.database_target(),

@@ -5,6 +5,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use platform::Db;
+use platform::config::refuse_development_secret;
 use platform::db::lease::Lease;
 use platform::http::{Readiness, health_routes, observe};
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
@@ -36,6 +37,15 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, PaymentSvcError> {
         let settings = &config.settings;
         let common = &config.common;
+        let development = common.allow_development_secrets;
+        for (name, value) in [
+            ("PSP_WEBHOOK_SECRET", &config.webhook_secret),
+            ("PAYMENT_SVC_DB", &config.database),
+            ("DATABASE_URL", &config.database_url),
+        ] {
+            let value = value.as_ref().map_or("", |value| value.expose());
+            refuse_development_secret(name, value, development)?;
+        }
         let db = Db::open_with(
             &config.database_target(),
             &common.db,

@@ -124,6 +124,46 @@ pub fn database_target(
     crate::sql::DbTarget::parse(value)
 }
 
+/// Secrets this repository publishes for local development (docker-compose's defaults and
+/// `.env.example`: the `dev` API key, the payment provider's webhook secret, the Postgres
+/// password). Anyone can read them, so a service refuses to run with one of them unless its
+/// configuration says this is a development setup (`ALLOW_DEVELOPMENT_SECRETS`).
+pub const DEVELOPMENT_SECRETS: [&str; 3] = [
+    "sk_dev_local_only",
+    "whsec_coRny9c5bcvvCdzKpIHUbTwjM2fK5Lv38Dl6luTe/ik=",
+    "shop_local_only",
+];
+
+/// Refuses the setting `name` when its `value` holds one of the [`DEVELOPMENT_SECRETS`], unless
+/// `allowed`; then it warns, so that a development secret is never used silently.
+pub fn refuse_development_secret(
+    name: &str,
+    value: &str,
+    allowed: bool,
+) -> Result<(), crate::PlatformError> {
+    if !DEVELOPMENT_SECRETS
+        .iter()
+        .any(|secret| value.contains(secret))
+    {
+        return Ok(());
+    }
+    if !allowed {
+        return Err(crate::PlatformError::Config {
+            name: name.to_owned(),
+            value: "(hidden)".to_owned(),
+            reason: "holds a development secret published with this project; set a secret of \
+                     your own, or ALLOW_DEVELOPMENT_SECRETS=true on a development machine"
+                .to_owned(),
+        });
+    }
+    tracing::warn!(
+        setting = name,
+        "A development secret published with this project is in use (ALLOW_DEVELOPMENT_SECRETS): \
+         anyone can read it. Never expose this setup."
+    );
+    Ok(())
+}
+
 /// The settings of every service that consumes and produces events and keeps a database.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
@@ -147,6 +187,10 @@ pub struct Common {
         help_heading = "Runtime"
     )]
     pub shutdown_timeout: Duration,
+    /// Accept the development secrets published with this project (docker-compose's defaults);
+    /// without it a service refuses to start with one.
+    #[arg(long, env = "ALLOW_DEVELOPMENT_SECRETS", help_heading = "Runtime")]
+    pub allow_development_secrets: bool,
 }
 
 impl Common {
@@ -391,6 +435,21 @@ mod tests {
         );
         assert!(property("no-equals-sign").is_err());
         assert!(property("=value").is_err());
+    }
+
+    #[test]
+    fn development_secrets_are_refused_unless_allowed() {
+        let keys = "alice:sk_live_abcdefgh,dev:sk_dev_local_only";
+        assert!(refuse_development_secret("API_KEYS", keys, false).is_err());
+        assert!(refuse_development_secret("API_KEYS", keys, true).is_ok());
+        assert!(refuse_development_secret("API_KEYS", "alice:sk_live_abcdefgh", false).is_ok());
+        let url = "postgres://shop:shop_local_only@db/orders";
+        let refused = refuse_development_secret("ORDER_API_DB", url, false)
+            .expect_err("the published password");
+        assert!(
+            !refused.to_string().contains("shop_local_only"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Config {
         value_name = "WHSEC"
     )]
     pub webhook_secret: Option<Sensitive>,
+    /// Accept the development secrets published with this project (docker-compose's
+    /// defaults); without it the simulator refuses to start with one.
+    #[arg(long, env = "ALLOW_DEVELOPMENT_SECRETS")]
+    pub allow_development_secrets: bool,
     /// The simulator's behaviour.
     #[command(flatten)]
     pub settings: Settings,

@@ -63,6 +63,12 @@ impl Application {
                 "PSP_WEBHOOK_SECRET is not set (a whsec_… secret shared with payment-svc)".into(),
             )
         })?;
+        platform::config::refuse_development_secret(
+            "PSP_WEBHOOK_SECRET",
+            secret.expose(),
+            config.allow_development_secrets,
+        )
+        .map_err(|error| PspSimError::Config(error.to_string()))?;
         let secret = Secret::parse(secret.expose())
             .map_err(|reason| PspSimError::Config(format!("PSP_WEBHOOK_SECRET: {reason}")))?;
         let settings = config.settings;

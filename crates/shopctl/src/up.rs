@@ -315,6 +315,7 @@ impl Configs {
             },
             psp: psp_sim::Config {
                 http_addr: options.psp_addr,
+                allow_development_secrets: options.common.allow_development_secrets,
                 webhook_secret: Some(psp_secret),
                 settings: options.psp,
                 log: LogSettings::default(),
