@@ -73,6 +73,7 @@ impl Application {
             &[
                 store::MIGRATION,
                 crate::idempotency::MIGRATION,
+                crate::idempotency::EXPIRY_MIGRATION,
                 crate::webhooks::MIGRATION,
                 crate::webhooks::DEAD_LETTER_MIGRATION,
             ],
@@ -197,6 +198,10 @@ impl Application {
             self.state.updates.clone(),
             shutdown.clone(),
         ));
+        let purge = tokio::spawn(crate::idempotency::run_purge(
+            self.db.clone(),
+            shutdown.clone(),
+        ));
         let parts = ServiceParts {
             handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),
             router: api::router(self.state, self.keys, readiness),
@@ -204,7 +209,7 @@ impl Application {
             db: self.db,
             producer: self.producer,
             consumer: self.consumer,
-            background: vec![reaper, deliverer, follower],
+            background: vec![reaper, deliverer, follower, purge],
             shutdown_timeout: self.shutdown_timeout,
         };
         service::run(parts, shutdown)

@@ -46,8 +46,20 @@ impl ApiKeys {
                 .split_once(':')
                 .filter(|(principal, key)| !principal.is_empty() && key.len() >= 8)
                 .ok_or_else(|| {
-                    format!("{pair:?} is not principal:key (keys have at least 8 characters)")
+                    // Never the pair itself: it holds a key.
+                    let principal = pair.split_once(':').map_or("?", |(principal, _)| principal);
+                    format!(
+                        "the entry of principal {principal:?} is not principal:key (keys have at \
+                         least 8 characters)"
+                    )
                 })?;
+            if allow_anonymous && principal == DEV_PRINCIPAL {
+                // Anonymous requests would see, and act as, the keyed principal's orders.
+                return Err(format!(
+                    "API_KEYS names the principal {DEV_PRINCIPAL:?}, which requests without a key \
+                     act as (ALLOW_ANONYMOUS): rename it, or require keys"
+                ));
+            }
             keys.push((key.as_bytes().to_vec(), Principal(principal.to_owned())));
         }
         Ok(Self {
@@ -151,6 +163,10 @@ mod tests {
             Ok(Principal(DEV_PRINCIPAL.into()))
         );
         assert!(ApiKeys::parse("nokey", false).is_err());
+        let short = ApiKeys::parse("alice:sk_1", false).expect_err("too short");
+        assert!(!short.contains("sk_1"), "the error shows the key: {short}");
+        assert!(ApiKeys::parse("dev:sk_dev_12345678", true).is_err());
+        assert!(ApiKeys::parse("dev:sk_dev_12345678", false).is_ok());
         assert!(ApiKeys::parse("alice:short", false).is_err());
         Ok(())
     }

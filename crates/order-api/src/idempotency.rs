@@ -28,6 +28,56 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 ",
 );
 
+/// The index the purge of expired keys walks (without it, each purge would scan the table).
+pub(crate) const EXPIRY_MIGRATION: Migration = Migration::new(
+    "order-api/idempotency/2",
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_expires_at ON idempotency_keys (expires_at);",
+);
+
+/// How often expired keys are deleted.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keys deleted per statement, so that one purge never holds the writer for long.
+const PURGE_BATCH: i64 = 1_000;
+
+/// Deletes expired keys every minute until `shutdown`. A key is forgotten anyway when it is
+/// reused after its expiry; this keeps the table from growing with every key never reused.
+/// Every replica may run it: deleting rows that are already gone changes nothing.
+pub(crate) async fn run_purge(db: platform::Db, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PURGE_INTERVAL) => {}
+        }
+        match purge_expired(&db, &platform::db::now_text()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "Expired idempotency keys deleted."),
+            Err(error) => tracing::warn!(%error, "Could not delete expired idempotency keys."),
+        }
+    }
+}
+
+/// Deletes the keys expired by `now`, a batch per transaction; returns how many.
+pub(crate) async fn purge_expired(db: &platform::Db, now: &str) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        let now = now.to_owned();
+        let deleted = db
+            .transaction(move |tx| {
+                tx.execute(
+                    "DELETE FROM idempotency_keys WHERE key IN
+                       (SELECT key FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2)",
+                    params![now, PURGE_BATCH],
+                )
+            })
+            .await?;
+        total += deleted;
+        if i64::try_from(deleted).unwrap_or(i64::MAX) < PURGE_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
 /// The request header.
 pub(crate) const HEADER: &str = "idempotency-key";
 
@@ -179,6 +229,47 @@ mod tests {
             "the expired key was taken over by the new request"
         );
         Ok(())
+    }
+
+    /// Expired keys are deleted in batches; keys still valid stay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_keys_are_purged_and_live_ones_kept() {
+        let (_dir, _target, db) = crate::testing::fresh_db();
+        let expired = usize::try_from(PURGE_BATCH).expect("small") + 5;
+        db.transaction(move |tx| {
+            for n in 0..expired + 3 {
+                let expires_at = if n < expired {
+                    "2026-01-01T00:00:00Z"
+                } else {
+                    "2026-01-03T00:00:00Z"
+                };
+                tx.execute(
+                    "INSERT INTO idempotency_keys (key, request, order_id, created_at, expires_at)
+                     VALUES (?1, '{}', ?2, '2025-12-31T00:00:00Z', ?3)",
+                    params![
+                        format!("alice:k{n}"),
+                        OrderId::new().to_string(),
+                        expires_at
+                    ],
+                )?;
+            }
+            Ok::<_, SqlError>(())
+        })
+        .await
+        .expect("the keys are stored");
+        let purged = purge_expired(&db, "2026-01-02T00:00:00Z")
+            .await
+            .expect("the purge runs");
+        assert_eq!(purged, expired);
+        let left: i64 = db
+            .read(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM idempotency_keys", &[], |row| {
+                    row.get(0)
+                })
+            })
+            .await
+            .expect("the count");
+        assert_eq!(left, 3);
     }
 
     /// Retries of one request reaching two replicas at once make one order: every other

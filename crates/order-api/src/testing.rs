@@ -8,10 +8,11 @@ use crate::saga::OrderStatus;
 use crate::store::HistoryEntry;
 
 /// order-api's migrations, in the order the service applies them.
-pub(crate) fn migrations() -> [platform::db::Migration; 4] {
+pub(crate) fn migrations() -> [platform::db::Migration; 5] {
     [
         crate::store::MIGRATION,
         crate::idempotency::MIGRATION,
+        crate::idempotency::EXPIRY_MIGRATION,
         crate::webhooks::MIGRATION,
         crate::webhooks::DEAD_LETTER_MIGRATION,
     ]
