@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -229,9 +229,12 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 }
 
 /// Adds what every route needs to be observable, innermost first:
-/// - a request-duration histogram by method, route and status;
-/// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions), child of
-///   the caller's `traceparent` if it sent one;
+/// - a request-duration histogram by method, route and status — each bounded: the method is one
+///   of the standard nine or `_OTHER` ([`method_label`]), the route is the matched route's
+///   template or `unmatched` (never the raw path), the status one our handlers chose;
+/// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions; `HTTP
+///   <route>` for a method outside the standard set), child of the caller's `traceparent` if
+///   it sent one;
 /// - request ids: a client's `X-Request-Id` is kept, otherwise a UUID is made; either way it is
 ///   echoed on the answer and recorded on the span.
 pub fn observe(router: Router) -> Router {
@@ -254,6 +257,25 @@ pub fn observe(router: Router) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// The method as a metric label and span attribute: the nine methods of RFC 9110 and RFC 5789
+/// by name, any other `_OTHER` (OpenTelemetry's HTTP semantic conventions). A client may send
+/// any token as a method, before any authentication, and each distinct label value would make
+/// a histogram that is never freed.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
 fn route_of(request: &Request) -> String {
     request
         .extensions()
@@ -263,6 +285,8 @@ fn route_of(request: &Request) -> String {
 
 fn request_span(request: &Request) -> tracing::Span {
     let route = route_of(request);
+    let method = method_label(request.method());
+    let name_method = if method == "_OTHER" { "HTTP" } else { method };
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -270,10 +294,10 @@ fn request_span(request: &Request) -> tracing::Span {
         .unwrap_or_default();
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{} {route}", request.method()),
+        otel.name = %format_args!("{name_method} {route}"),
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = %request.method(),
+        http.request.method = method,
         http.route = %route,
         url.path = %request.uri().path(),
         http.response.status_code = Empty,
@@ -285,7 +309,7 @@ fn request_span(request: &Request) -> tracing::Span {
 
 async fn record_request_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = route_of(&request);
     let response = next.run(request).await;
     metrics::histogram!(
@@ -328,3 +352,6 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+#[cfg(test)]
+mod tests;
