@@ -22,8 +22,12 @@ use tracing::field::Empty;
 use crate::kafka::EventProducer;
 use crate::{Db, telemetry};
 
-/// The request id header, honoured when the client sends one and echoed on every answer.
+/// The request id header, honoured when the client sends a safe one ([`MAX_REQUEST_ID_LEN`]
+/// characters of `[A-Za-z0-9._-]` at most) and echoed on every answer.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id kept from a client; a UUID has 36 characters, a ULID 26.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// An RFC 9457 problem document, answered as `application/problem+json`.
 #[derive(Clone, Debug, Serialize)]
@@ -235,8 +239,9 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 /// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions; `HTTP
 ///   <route>` for a method outside the standard set), child of the caller's `traceparent` if
 ///   it sent one;
-/// - request ids: a client's `X-Request-Id` is kept, otherwise a UUID is made; either way it is
-///   echoed on the answer and recorded on the span.
+/// - request ids: a client's `X-Request-Id` is kept if it is safe ([`MAX_REQUEST_ID_LEN`]
+///   characters of `[A-Za-z0-9._-]` at most), otherwise a UUID is made; either way it is echoed
+///   on the answer and recorded on the span.
 pub fn observe(router: Router) -> Router {
     crate::metrics::install();
     router
@@ -255,6 +260,33 @@ pub fn observe(router: Router) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
+}
+
+/// Removes a client's `X-Request-Id` unless it is one safe value, so that the
+/// [`SetRequestIdLayer`] after it makes a fresh one. The id is echoed on the answer, written in
+/// every log line of the request and exported on its span: unchecked, it would let any client
+/// put text of any length and content into all three.
+async fn drop_unsafe_request_id(mut request: Request) -> Request {
+    let safe = {
+        let mut values = request.headers().get_all(REQUEST_ID).into_iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => is_safe_request_id(value.as_bytes()),
+            (None, _) => true,
+            (Some(_), Some(_)) => false,
+        }
+    };
+    if !safe {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
+
+fn is_safe_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
 }
 
 /// The method as a metric label and span attribute: the nine methods of RFC 9110 and RFC 5789

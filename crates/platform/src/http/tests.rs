@@ -4,11 +4,11 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::routing::get;
 use tower::ServiceExt;
 
-use super::observe;
+use super::{REQUEST_ID, observe};
 
 fn request(method: Method, uri: &str) -> Request<Body> {
     Request::builder()
@@ -78,4 +78,80 @@ fn methods_map_to_the_standard_set() {
     assert_eq!(super::method_label(&Method::TRACE), "TRACE");
     let invented = Method::from_bytes(b"PROPFIND").expect("a token");
     assert_eq!(super::method_label(&invented), "_OTHER");
+}
+
+/// Sends `id` (if any) and returns (the id the route saw, the id answered).
+async fn request_id_round_trip(id: Option<&str>) -> (String, String) {
+    let app = observe(Router::new().route(
+        "/request-id",
+        get(|headers: HeaderMap| async move {
+            headers
+                .get(REQUEST_ID)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }),
+    ));
+    let mut builder = Request::get("/request-id");
+    if let Some(id) = id {
+        builder = builder.header(REQUEST_ID, id);
+    }
+    let response = app
+        .oneshot(builder.body(Body::empty()).expect("a valid request"))
+        .await
+        .expect("infallible");
+    let answered = response
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .expect("a short body");
+    (String::from_utf8_lossy(&body).into_owned(), answered)
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_only_when_short_and_plain() {
+    let kept = "req-abc_123.x";
+    assert_eq!(
+        request_id_round_trip(Some(kept)).await,
+        (kept.to_owned(), kept.to_owned())
+    );
+    let longest = "a".repeat(64);
+    assert_eq!(request_id_round_trip(Some(&longest)).await.1, longest);
+    let too_long = "a".repeat(65);
+    let huge = "b".repeat(8_000);
+    for refused in [
+        too_long.as_str(),
+        &huge,
+        "has space",
+        "semi;colon",
+        "\"quoted\"",
+        "",
+    ] {
+        let (seen, answered) = request_id_round_trip(Some(refused)).await;
+        assert_eq!(seen, answered, "the route sees the id that is answered");
+        assert_ne!(answered, refused);
+        assert_eq!(
+            answered.len(),
+            36,
+            "a fresh UUID instead of {refused:?}: {answered}"
+        );
+        assert!(uuid::Uuid::parse_str(&answered).is_ok(), "{answered}");
+    }
+    let (seen, answered) = request_id_round_trip(None).await;
+    assert!(uuid::Uuid::parse_str(&answered).is_ok() && seen == answered);
+}
+
+#[tokio::test]
+async fn two_request_ids_are_replaced_by_a_fresh_one() {
+    let request = Request::get("/")
+        .header(REQUEST_ID, "first")
+        .header(REQUEST_ID, "second")
+        .body(Body::empty())
+        .expect("a valid request");
+    let request = super::drop_unsafe_request_id(request).await;
+    assert!(request.headers().get(REQUEST_ID).is_none());
 }
