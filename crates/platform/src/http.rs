@@ -1,5 +1,10 @@
 //! HTTP pieces every service uses: RFC 9457 problem answers, a JSON extractor whose rejections
-//! are problems, health and readiness routes, request ids, and serving with graceful shutdown.
+//! are problems, health and readiness routes, request ids, and serving with graceful shutdown
+//! (and a header timeout and a connection limit, see [`ServeLimits`]).
+
+mod server;
+
+pub use server::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeLimits, serve_with};
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +14,6 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -367,22 +371,14 @@ impl opentelemetry::propagation::Extractor for HttpHeaders<'_> {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish; with
+/// the default [`ServeLimits`] (see [`serve_with`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    // Small writes (an SSE event, the end of a stream) go out at once instead of waiting for
-    // the peer's delayed acknowledgement.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "Could not set TCP_NODELAY.");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(listener, router, shutdown, ServeLimits::default()).await
 }
 
 #[cfg(test)]
