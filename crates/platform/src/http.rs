@@ -1,15 +1,19 @@
 //! HTTP pieces every service uses: RFC 9457 problem answers, a JSON extractor whose rejections
-//! are problems, health and readiness routes, request ids, and serving with graceful shutdown.
+//! are problems, health and readiness routes, request ids, and serving with graceful shutdown
+//! (and a header timeout and a connection limit, see [`ServeLimits`]).
+
+mod server;
+
+pub use server::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeLimits, serve_with};
 
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,8 +26,12 @@ use tracing::field::Empty;
 use crate::kafka::EventProducer;
 use crate::{Db, telemetry};
 
-/// The request id header, honoured when the client sends one and echoed on every answer.
+/// The request id header, honoured when the client sends a safe one ([`MAX_REQUEST_ID_LEN`]
+/// characters of `[A-Za-z0-9._-]` at most) and echoed on every answer.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id kept from a client; a UUID has 36 characters, a ULID 26.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// An RFC 9457 problem document, answered as `application/problem+json`.
 #[derive(Clone, Debug, Serialize)]
@@ -229,12 +237,16 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 }
 
 /// Adds what every route needs to be observable, innermost first:
-/// - a request-duration histogram by method, route and status;
-/// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions), child of
-///   the caller's `traceparent` if it sent one, and marked as `service`'s work (which names
-///   it in a trace when several services share a process, see [`telemetry`]);
-/// - request ids: a client's `X-Request-Id` is kept, otherwise a UUID is made; either way it is
-///   echoed on the answer and recorded on the span.
+/// - a request-duration histogram by method, route and status — each bounded: the method is one
+///   of the standard nine or `_OTHER` ([`method_label`]), the route is the matched route's
+///   template or `unmatched` (never the raw path), the status one our handlers chose;
+/// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions; `HTTP
+///   <route>` for a method outside the standard set), child of the caller's `traceparent` if
+///   it sent one, and marked as `service`'s work (which names it in a trace when several
+///   services share a process, see [`telemetry`]);
+/// - request ids: a client's `X-Request-Id` is kept if it is safe ([`MAX_REQUEST_ID_LEN`]
+///   characters of `[A-Za-z0-9._-]` at most), otherwise a UUID is made; either way it is echoed
+///   on the answer and recorded on the span.
 pub fn observe(service: &'static str, router: Router) -> Router {
     crate::metrics::install();
     router
@@ -253,6 +265,52 @@ pub fn observe(service: &'static str, router: Router) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
+}
+
+/// Removes a client's `X-Request-Id` unless it is one safe value, so that the
+/// [`SetRequestIdLayer`] after it makes a fresh one. The id is echoed on the answer, written in
+/// every log line of the request and exported on its span: unchecked, it would let any client
+/// put text of any length and content into all three.
+async fn drop_unsafe_request_id(mut request: Request) -> Request {
+    let safe = {
+        let mut values = request.headers().get_all(REQUEST_ID).into_iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => is_safe_request_id(value.as_bytes()),
+            (None, _) => true,
+            (Some(_), Some(_)) => false,
+        }
+    };
+    if !safe {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
+
+fn is_safe_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+}
+
+/// The method as a metric label and span attribute: the nine methods of RFC 9110 and RFC 5789
+/// by name, any other `_OTHER` (OpenTelemetry's HTTP semantic conventions). A client may send
+/// any token as a method, before any authentication, and each distinct label value would make
+/// a histogram that is never freed.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
 }
 
 fn route_of(request: &Request) -> String {
@@ -264,6 +322,8 @@ fn route_of(request: &Request) -> String {
 
 fn request_span(service: &'static str, request: &Request) -> tracing::Span {
     let route = route_of(request);
+    let method = method_label(request.method());
+    let name_method = if method == "_OTHER" { "HTTP" } else { method };
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -271,10 +331,10 @@ fn request_span(service: &'static str, request: &Request) -> tracing::Span {
         .unwrap_or_default();
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{} {route}", request.method()),
+        otel.name = %format_args!("{name_method} {route}"),
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = %request.method(),
+        http.request.method = method,
         http.route = %route,
         url.path = %request.uri().path(),
         http.response.status_code = Empty,
@@ -287,7 +347,7 @@ fn request_span(service: &'static str, request: &Request) -> tracing::Span {
 
 async fn record_request_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = route_of(&request);
     let response = next.run(request).await;
     metrics::histogram!(
@@ -313,20 +373,15 @@ impl opentelemetry::propagation::Extractor for HttpHeaders<'_> {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish; with
+/// the default [`ServeLimits`] (see [`serve_with`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    // Small writes (an SSE event, the end of a stream) go out at once instead of waiting for
-    // the peer's delayed acknowledgement.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "Could not set TCP_NODELAY.");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(listener, router, shutdown, ServeLimits::default()).await
 }
+
+#[cfg(test)]
+mod tests;

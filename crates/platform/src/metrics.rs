@@ -1,11 +1,14 @@
 //! Prometheus metrics: one recorder per process, rendered by `GET /metrics` on every service.
 //!
 //! Names carry their unit (`_seconds`, `_total`). Labels are low-cardinality on purpose: topic,
-//! event type, outcome, route — never an order id.
+//! event type, outcome, route — never an order id, and never a value a client chooses freely
+//! (an HTTP method is mapped to the standard set first, see `http::method_label`): every label
+//! value makes a series that lives in memory and in every scrape.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 /// HTTP server request duration {method, route, status}.
 pub const HTTP_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
@@ -28,6 +31,14 @@ pub const OUTBOX_PUBLISH_LATENCY: &str = "outbox_publish_latency_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// A histogram not recorded to for this long leaves the exposition (until it is recorded to
+/// again). Histograms are the series with the most labels (method × route × status for HTTP)
+/// and each costs a line per bucket; one that only an odd request ever touched would otherwise
+/// be kept forever. Ten minutes is longer than any `rate()` window a dashboard uses, so a
+/// series disappears only after its rate has read zero for a while. Counters and gauges are
+/// kept: a gauge set on change (a breaker's state) must not vanish while it holds.
+const HISTOGRAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Installs the process-wide recorder (once; later calls return the same handle).
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
@@ -36,7 +47,9 @@ pub fn install() -> Option<PrometheusHandle> {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0,
             ];
-            let builder = PrometheusBuilder::new().set_buckets(&buckets);
+            let builder = PrometheusBuilder::new()
+                .idle_timeout(MetricKindMask::HISTOGRAM, Some(HISTOGRAM_IDLE_TIMEOUT))
+                .set_buckets(&buckets);
             match builder.and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => {
                     spawn_upkeep(handle.clone());

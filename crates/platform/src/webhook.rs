@@ -7,9 +7,17 @@
 //! `whsec_<base64 key>`. Verification compares in constant time and refuses timestamps outside
 //! a tolerance window, so a captured message cannot be replayed later; the id lets the receiver
 //! drop a message it has already applied.
+//!
+//! A receiver faces the internet, so verification is split in two: [`SignedHeaders::check`]
+//! reads only the headers (present, within size limits, at most [`MAX_SIGNATURES`] candidates,
+//! timestamp fresh) and can refuse a message before its body is even read; then
+//! [`Secret::verify_body`] computes the HMAC over the body once and compares it with each
+//! candidate. A message thus costs at most one HMAC, however many signatures it carries.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::digest::generic_array::GenericArray;
+use hmac::digest::{CtOutput, Output};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -22,6 +30,22 @@ pub const SIGNATURE: &str = "webhook-signature";
 
 /// The specification's default tolerance: five minutes either way.
 pub const DEFAULT_TOLERANCE_S: i64 = 300;
+
+/// Most signatures one message may carry. A sender signs with each key it holds: one, or two
+/// while a key is being rotated. Sixteen leaves room for any sane rotation and keeps what a
+/// forged message can make the receiver decode small.
+pub const MAX_SIGNATURES: usize = 16;
+
+/// Longest `webhook-signature` header accepted, in bytes: [`MAX_SIGNATURES`] signatures of the
+/// longest scheme the specification names (`v1a,` and an 88-character Ed25519 signature) fit.
+pub const MAX_SIGNATURE_HEADER_BYTES: usize = 2048;
+
+/// Longest `webhook-id` accepted, in bytes. Senders use short unique ids (`msg_…`, `evt_…`);
+/// the receiver keys its deduplication on them, so a longer one is refused rather than stored.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// An HMAC-SHA256 tag.
+type Tag = CtOutput<Hmac<Sha256>>;
 
 /// A signing secret. `Debug` does not show it.
 #[derive(Clone)]
@@ -39,6 +63,20 @@ pub enum VerifyError {
     /// A required header is absent or not text.
     #[error("the {0} header is missing")]
     MissingHeader(&'static str),
+    /// A header is longer than a genuine sender ever makes it.
+    #[error("the {name} header is longer than {limit} bytes")]
+    HeaderTooLong {
+        /// Which header.
+        name: &'static str,
+        /// Its size limit.
+        limit: usize,
+    },
+    /// `webhook-signature` lists more signatures than a sender rotating keys ever sends.
+    #[error("the webhook-signature header lists more than {limit} signatures")]
+    TooManySignatures {
+        /// The most accepted.
+        limit: usize,
+    },
     /// `webhook-timestamp` is not an integer.
     #[error("the webhook-timestamp header is not a Unix time in seconds")]
     BadTimestamp,
@@ -79,6 +117,8 @@ impl Secret {
     }
 
     fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+        #[cfg(test)]
+        tests::MACS_COMPUTED.with(|count| count.set(count.get() + 1));
         // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
@@ -96,9 +136,10 @@ impl Secret {
         format!("v1,{}", STANDARD.encode(tag.into_bytes()))
     }
 
-    /// Checks a received message: headers present, timestamp within `tolerance_s` of `now`
-    /// (Unix seconds), and one of the `v1` signatures matching (compared in constant time, so
-    /// response timing reveals nothing about the expected signature).
+    /// Checks a received message: headers present and within limits, timestamp within
+    /// `tolerance_s` of `now` (Unix seconds), and one of the `v1` signatures matching.
+    /// [`SignedHeaders::check`] then [`Secret::verify_body`]; a receiver that has not read the
+    /// body yet calls those two itself, so as to refuse on the headers alone.
     pub fn verify(
         &self,
         headers: &(impl HeaderSource + ?Sized),
@@ -106,6 +147,59 @@ impl Secret {
         now: i64,
         tolerance_s: i64,
     ) -> Result<(), VerifyError> {
+        let signed = SignedHeaders::check(headers, now, tolerance_s)?;
+        self.verify_body(&signed, body)
+    }
+
+    /// Whether one of the message's `v1` signatures is the HMAC of its id, timestamp and
+    /// `body`. The HMAC is computed once; each candidate is compared with it in constant time,
+    /// so response timing reveals nothing about the expected signature.
+    pub fn verify_body(&self, signed: &SignedHeaders, body: &[u8]) -> Result<(), VerifyError> {
+        let expected: Tag = self.mac(&signed.id, &signed.timestamp, body).finalize();
+        // Every candidate is compared (no early exit), with `CtOutput`'s constant-time
+        // equality: only the number of candidates, which the sender chose, shows in the timing.
+        let matches = signed
+            .candidates
+            .iter()
+            .fold(false, |found, candidate| (expected == *candidate) | found);
+        if matches {
+            Ok(())
+        } else {
+            Err(VerifyError::NoMatch)
+        }
+    }
+}
+
+/// A message's headers, checked before its body is read: present, within the size limits,
+/// at most [`MAX_SIGNATURES`] signatures, timestamp within the tolerance. What is left to check
+/// needs the body: [`Secret::verify_body`].
+pub struct SignedHeaders {
+    /// `webhook-id`: part of the signed content, and the receiver's deduplication key.
+    id: String,
+    /// `webhook-timestamp` as sent (trimmed): the signed content holds the text, not the number.
+    timestamp: String,
+    /// The `v1` signatures, decoded. Candidates of another scheme, or that are not base64 of
+    /// a tag's length, cannot match and are left out.
+    candidates: Vec<Tag>,
+}
+
+impl std::fmt::Debug for SignedHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedHeaders")
+            .field("id", &self.id)
+            .field("timestamp", &self.timestamp)
+            .field("candidates", &self.candidates.len())
+            .finish()
+    }
+}
+
+impl SignedHeaders {
+    /// Reads and checks the headers; `now` and the message's timestamp are Unix seconds.
+    pub fn check(
+        headers: &(impl HeaderSource + ?Sized),
+        now: i64,
+        tolerance_s: i64,
+    ) -> Result<Self, VerifyError> {
         let id = headers.get(ID).ok_or(VerifyError::MissingHeader(ID))?;
         let timestamp_text = headers
             .get(TIMESTAMP)
@@ -113,31 +207,53 @@ impl Secret {
         let signatures = headers
             .get(SIGNATURE)
             .ok_or(VerifyError::MissingHeader(SIGNATURE))?;
+        if id.len() > MAX_ID_BYTES {
+            return Err(VerifyError::HeaderTooLong {
+                name: ID,
+                limit: MAX_ID_BYTES,
+            });
+        }
+        if signatures.len() > MAX_SIGNATURE_HEADER_BYTES {
+            return Err(VerifyError::HeaderTooLong {
+                name: SIGNATURE,
+                limit: MAX_SIGNATURE_HEADER_BYTES,
+            });
+        }
+        let timestamp_text = timestamp_text.trim();
         let timestamp: i64 = timestamp_text
-            .trim()
             .parse()
             .map_err(|_| VerifyError::BadTimestamp)?;
         let age_s = now.saturating_sub(timestamp);
         if age_s.abs() > tolerance_s {
             return Err(VerifyError::OutsideTolerance { age_s, tolerance_s });
         }
-        let matches = signatures.split(' ').any(|candidate| {
-            let Some(encoded) = candidate.strip_prefix("v1,") else {
-                return false;
-            };
-            let Ok(tag) = STANDARD.decode(encoded) else {
-                return false;
-            };
-            // `verify_slice` is the constant-time comparison of the MAC crate.
-            self.mac(id, timestamp_text.trim(), body)
-                .verify_slice(&tag)
-                .is_ok()
-        });
-        if matches {
-            Ok(())
-        } else {
-            Err(VerifyError::NoMatch)
+        let listed: Vec<&str> = signatures
+            .split(' ')
+            .filter(|candidate| !candidate.is_empty())
+            .take(MAX_SIGNATURES + 1)
+            .collect();
+        if listed.len() > MAX_SIGNATURES {
+            return Err(VerifyError::TooManySignatures {
+                limit: MAX_SIGNATURES,
+            });
         }
+        let candidates = listed
+            .into_iter()
+            .filter_map(|candidate| candidate.strip_prefix("v1,"))
+            .filter_map(|encoded| STANDARD.decode(encoded).ok())
+            .filter_map(GenericArray::from_exact_iter)
+            .map(|tag: Output<Hmac<Sha256>>| Tag::new(tag))
+            .collect();
+        Ok(Self {
+            id: id.to_owned(),
+            timestamp: timestamp_text.to_owned(),
+            candidates,
+        })
+    }
+
+    /// The message id (`webhook-id`).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 }
 
@@ -164,6 +280,15 @@ impl HeaderSource for [(&str, &str)] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// HMACs computed on this thread (each test has its own): the work a message caused.
+        pub(super) static MACS_COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn macs_computed() -> usize {
+        MACS_COMPUTED.with(std::cell::Cell::get)
+    }
 
     const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const SPEC_BODY: &[u8] = br#"{"test": 2432232314}"#;
@@ -238,6 +363,108 @@ mod tests {
             secret.verify(missing.as_slice(), SPEC_BODY, SPEC_TS, 300),
             Err(VerifyError::MissingHeader(TIMESTAMP))
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_message_costs_one_hmac_however_many_signatures_it_carries() -> Result<(), String> {
+        let secret = Secret::parse(SPEC_SECRET)?;
+        let body = vec![b'x'; 64 * 1024];
+        let other = Secret::parse(&Secret::generate())?;
+        let wrong = other.sign(SPEC_ID, SPEC_TS, &body);
+        let right = secret.sign(SPEC_ID, SPEC_TS, &body);
+        let mut candidates = vec![wrong.as_str(); 7];
+        let before = macs_computed();
+        assert_eq!(
+            check(&secret, &candidates.join(" "), &body, SPEC_TS),
+            Err(VerifyError::NoMatch)
+        );
+        assert_eq!(macs_computed() - before, 1, "seven wrong signatures");
+        candidates.push(&right);
+        let before = macs_computed();
+        assert_eq!(
+            check(&secret, &candidates.join(" "), &body, SPEC_TS),
+            Ok(())
+        );
+        assert_eq!(macs_computed() - before, 1, "the right one last of eight");
+        Ok(())
+    }
+
+    #[test]
+    fn a_flood_of_signatures_is_refused_without_computing_any_hmac() -> Result<(), String> {
+        let secret = Secret::parse(SPEC_SECRET)?;
+        let body = vec![b'x'; 64 * 1024];
+        let other = Secret::parse(&Secret::generate())?;
+        let flood = vec![other.sign(SPEC_ID, SPEC_TS, &body); 20_000].join(" ");
+        let before = macs_computed();
+        let refused = check(&secret, &flood, &body, SPEC_TS);
+        assert_eq!(
+            refused,
+            Err(VerifyError::HeaderTooLong {
+                name: SIGNATURE,
+                limit: MAX_SIGNATURE_HEADER_BYTES
+            })
+        );
+        assert_eq!(macs_computed() - before, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_more_signatures_or_longer_headers_than_a_sender_makes() -> Result<(), String> {
+        let secret = Secret::parse(SPEC_SECRET)?;
+        let mut candidates = vec!["v1,AAAA"; MAX_SIGNATURES - 1];
+        candidates.push(SPEC_SIGNATURE);
+        assert_eq!(
+            check(&secret, &candidates.join(" "), SPEC_BODY, SPEC_TS),
+            Ok(())
+        );
+        candidates.insert(0, "v1,AAAA");
+        assert_eq!(
+            check(&secret, &candidates.join(" "), SPEC_BODY, SPEC_TS),
+            Err(VerifyError::TooManySignatures {
+                limit: MAX_SIGNATURES
+            })
+        );
+        let long = format!(
+            "{SPEC_SIGNATURE} {}",
+            "x".repeat(MAX_SIGNATURE_HEADER_BYTES)
+        );
+        assert_eq!(
+            check(&secret, &long, SPEC_BODY, SPEC_TS),
+            Err(VerifyError::HeaderTooLong {
+                name: SIGNATURE,
+                limit: MAX_SIGNATURE_HEADER_BYTES
+            })
+        );
+        let long_id = "m".repeat(MAX_ID_BYTES + 1);
+        let headers: [(&str, &str); 3] = [
+            (ID, &long_id),
+            (TIMESTAMP, "1614265330"),
+            (SIGNATURE, SPEC_SIGNATURE),
+        ];
+        assert_eq!(
+            secret.verify(headers.as_slice(), SPEC_BODY, SPEC_TS, 300),
+            Err(VerifyError::HeaderTooLong {
+                name: ID,
+                limit: MAX_ID_BYTES
+            })
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn headers_are_checked_before_there_is_a_body() -> Result<(), String> {
+        let secret = Secret::parse(SPEC_SECRET)?;
+        let owned = headers(SPEC_SIGNATURE);
+        let list: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let before = macs_computed();
+        let stale = SignedHeaders::check(list.as_slice(), SPEC_TS + 3_600, DEFAULT_TOLERANCE_S);
+        assert!(matches!(stale, Err(VerifyError::OutsideTolerance { .. })));
+        let signed = SignedHeaders::check(list.as_slice(), SPEC_TS, DEFAULT_TOLERANCE_S)
+            .map_err(|error| error.to_string())?;
+        assert_eq!(signed.id(), SPEC_ID);
+        assert_eq!(macs_computed() - before, 0, "no HMAC without the body");
+        assert_eq!(secret.verify_body(&signed, SPEC_BODY), Ok(()));
         Ok(())
     }
 }
