@@ -459,3 +459,9 @@ impl Stack {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+/// The path of workspace binary `name` (`shopctl`, `order-api`, …), built first if due: for
+/// tests that run a command on its own, without a stack.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    Ok(process::binaries()?.path(name))
+}
