@@ -466,3 +466,18 @@ pub fn repo_root() -> PathBuf {
 pub fn binary(name: &str) -> Result<PathBuf> {
     Ok(process::binaries()?.path(name))
 }
+
+/// The Postgres admin URL in `TEST_POSTGRES_URL`, or an error saying how to get one: for the
+/// tests that mean nothing without Postgres. They are `#[ignore]`d, and `scripts/test.sh` runs
+/// them against a Postgres server of its own; run by hand without one, they fail rather than
+/// pass without checking anything.
+pub fn require_postgres() -> Result<String> {
+    std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .context(
+            "this test needs Postgres: set TEST_POSTGRES_URL to a server's admin database \
+             (e.g. postgres://postgres:…@127.0.0.1:5432/postgres), or run scripts/test.sh, \
+             which starts a throwaway server and runs it",
+        )
+}

@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod callbacks;
 mod chaos;
+mod cli;
 mod compose;
 mod configuration;
 mod dead_letters;

@@ -216,7 +216,8 @@ async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
     Ok(())
 }
 
-/// Chromium, which CI installs; a machine without it fails this test rather than skipping it.
+/// Chromium, which `scripts/test.sh` installs; a machine without it fails this test rather than
+/// skipping it.
 fn chromium() -> Result<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -230,8 +231,8 @@ fn chromium() -> Result<PathBuf> {
         })
         .context(
             "Chromium is not installed, and this test drives the order timeline page in \
-             headless Chromium. Install it with `apt-get update && apt-get install -y chromium` \
-             (Debian; .ci/run does this in CI).",
+             headless Chromium. Run scripts/test.sh, which installs it, or install it with \
+             `apt-get update && apt-get install -y chromium` (Debian).",
         )
 }
 

@@ -1,6 +1,9 @@
 //! A Postgres connection that dies (a server restart, a failover, `pg_terminate_backend`) is
 //! replaced: the transaction that was on it fails, and the ones after it work, on every
-//! connection of the pool. Needs `TEST_POSTGRES_URL`; without it, says so and checks nothing.
+//! connection of the pool.
+//!
+//! Needs Postgres: ignored by a plain `cargo test`, run by `scripts/test.sh` against a server
+//! of its own; run by hand (`--ignored`) without `TEST_POSTGRES_URL` it fails, saying so.
 
 use futures::future::join_all;
 use platform::Db;
@@ -25,12 +28,22 @@ async fn write(db: &Db, k: i64) -> Result<usize, SqlError> {
         .await
 }
 
+/// The Postgres server's admin URL, or a failure saying how to get one.
+fn require_postgres() -> String {
+    let url = std::env::var("TEST_POSTGRES_URL").unwrap_or_default();
+    assert!(
+        !url.trim().is_empty(),
+        "this test needs Postgres: set TEST_POSTGRES_URL to a server's admin database \
+         (postgres://postgres:…@127.0.0.1:5432/postgres), or run scripts/test.sh, which starts \
+         a throwaway server and runs it"
+    );
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres (TEST_POSTGRES_URL): scripts/test.sh runs it"]
 async fn a_connection_killed_in_a_transaction_or_between_reads_is_replaced() {
-    let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
-        eprintln!("skipped: needs TEST_POSTGRES_URL");
-        return;
-    };
+    let admin = require_postgres();
     let scratch = ScratchDb::new("reconnect");
     let db = Db::open(scratch.target(), &[TABLE]).expect("the database opens");
 

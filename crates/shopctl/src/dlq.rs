@@ -5,15 +5,26 @@
 //! headers to the original topic, with `dlq.replayed_from` added. Replays are idempotent: the
 //! event keeps its id, so a consumer that already handled it (or a second replay) changes
 //! nothing — its inbox drops the repeat.
+//!
+//! A one-shot command talks to the broker for a moment and then exits, so the Kafka client's
+//! own log (dozens of lines a second while a broker is unreachable) would bury the one line
+//! that matters: [`Quiet`] keeps it to itself unless `--verbose` asks for it, and [`read`]
+//! checks within a few seconds that the broker answers at all, failing with [`Unreachable`].
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use events::Topic;
 use platform::kafka::dead_letter_headers as h;
@@ -39,13 +50,152 @@ impl DeadLetter {
     }
 }
 
-/// Reads every dead letter of the saga topics (or of `only`), up to the current end.
-pub fn read(bootstrap: &str, only: Option<&str>) -> Result<Vec<DeadLetter>> {
-    let consumer: BaseConsumer = client_config()
+/// How long a command waits for the broker's first answer before it gives up: a broker that
+/// refuses the connection or cannot be resolved is reported at once (see [`Quiet`]), one that
+/// does not answer at all after this long.
+const REACH_WITHIN: Duration = Duration::from_secs(4);
+
+/// The broker did not answer: the command cannot do anything.
+#[derive(Debug)]
+pub struct Unreachable {
+    /// The bootstrap address that was tried.
+    bootstrap: String,
+    /// The Kafka client's last word on why (e.g. "Connect to ipv4#127.0.0.1:1 failed:
+    /// Connection refused"), or that it timed out.
+    reason: String,
+}
+
+impl Unreachable {
+    /// Where the right address is to be found.
+    pub fn hint(&self) -> &'static str {
+        "pass the broker's address with --bootstrap (or KAFKA_BOOTSTRAP_SERVERS): the one \
+         `shopctl up` prints as `kafka <host:port>`, or localhost:9094 for docker compose; \
+         -v shows the Kafka client's log"
+    }
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot reach the Kafka broker at {}: {}",
+            self.bootstrap, self.reason
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// The Kafka client's callbacks for a one-shot command: its log lines and errors go to the log
+/// only when `verbose`; the last error is kept to explain an unreachable broker in one line.
+#[derive(Debug, Default)]
+pub struct Quiet {
+    /// Forward the client's log lines and errors (to `tracing`, as the default context does).
+    verbose: bool,
+    /// The client reported that no broker of the cluster can be reached.
+    all_brokers_down: AtomicBool,
+    /// The client's most recent error other than "all brokers are down", e.g. the refused
+    /// connection behind it.
+    last_error: Mutex<Option<String>>,
+}
+
+impl Quiet {
+    /// Callbacks that forward the client's log only when `verbose`.
+    pub fn new(verbose: bool) -> Self {
+        Self {
+            verbose,
+            ..Self::default()
+        }
+    }
+
+    /// Why the broker cannot be reached, once the client has said that none can be.
+    fn unreachable(&self) -> Option<String> {
+        if !self.all_brokers_down.load(Ordering::SeqCst) {
+            return None;
+        }
+        let last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        Some(
+            last.clone()
+                .unwrap_or_else(|| "all brokers are down".to_owned()),
+        )
+    }
+}
+
+impl ClientContext for Quiet {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if self.verbose {
+            DefaultClientContext.log(level, fac, log_message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.all_brokers_down.store(true, Ordering::SeqCst);
+        } else {
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(without_broker_name(reason).to_owned());
+        }
+        if self.verbose {
+            DefaultClientContext.error(error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+/// `127.0.0.1:1/bootstrap: Connect to … failed: Connection refused (after 0ms in state
+/// CONNECT)` → `Connect to … failed: Connection refused`: the address is already in
+/// [`Unreachable`]'s message, and the client's state machine means nothing to its reader.
+fn without_broker_name(reason: &str) -> &str {
+    let reason = match reason.split_once(": ") {
+        Some((name, rest)) if name.contains('/') && !name.contains(' ') => rest,
+        _ => reason,
+    };
+    match reason.rsplit_once(" (after ") {
+        Some((said, _)) if reason.ends_with(')') => said,
+        _ => reason,
+    }
+}
+
+/// Returns once the broker answers a metadata request; fails as soon as the client reports
+/// every broker down, or after [`REACH_WITHIN`].
+fn reach(consumer: &BaseConsumer<Quiet>, bootstrap: &str) -> Result<(), Unreachable> {
+    let deadline = Instant::now() + REACH_WITHIN;
+    loop {
+        let error = match consumer.fetch_metadata(None, Duration::from_millis(200)) {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        // The client's log lines and errors wait in its queue until it is polled: only then
+        // does `Quiet` hear that the brokers are down. Nothing is assigned yet, so polling
+        // returns no message.
+        let served = Instant::now() + Duration::from_millis(50);
+        while let Some(left) = served.checked_duration_since(Instant::now()) {
+            let _ = consumer.poll(left);
+        }
+        let reason = match consumer.context().unreachable() {
+            Some(reason) => reason,
+            None if Instant::now() >= deadline => {
+                format!("no answer within {} s ({error})", REACH_WITHIN.as_secs())
+            }
+            None => continue,
+        };
+        return Err(Unreachable {
+            bootstrap: bootstrap.to_owned(),
+            reason,
+        });
+    }
+}
+
+/// Reads every dead letter of the saga topics (or of `only`), up to the current end; the
+/// Kafka client's log goes to stderr only when `verbose`.
+pub fn read(bootstrap: &str, verbose: bool, only: Option<&str>) -> Result<Vec<DeadLetter>> {
+    let consumer: BaseConsumer<Quiet> = client_config()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "shopctl-dlq")
         .set("enable.auto.commit", "false")
-        .create()?;
+        .create_with_context(Quiet::new(verbose))?;
+    reach(&consumer, bootstrap)?;
     let timeout = Duration::from_secs(5);
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0_i64;
@@ -153,13 +303,14 @@ pub fn show(letter: &DeadLetter) {
     println!("payload:\n{payload}");
 }
 
-/// Sends `letters` back to their original topics; returns how many were acknowledged.
-pub async fn replay(bootstrap: &str, letters: &[DeadLetter]) -> Result<usize> {
-    let producer: FutureProducer = client_config()
+/// Sends `letters` back to their original topics; returns how many were acknowledged. The
+/// Kafka client's log goes to stderr only when `verbose`.
+pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> Result<usize> {
+    let producer: FutureProducer<Quiet> = client_config()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "0")
-        .create()?;
+        .create_with_context(Quiet::new(verbose))?;
     let mut replayed = 0;
     for letter in letters {
         let topic = letter.header(h::ORIGINAL_TOPIC);
@@ -207,4 +358,24 @@ fn client_config() -> ClientConfig {
     platform::config::client_config_from(
         &platform::config::client_properties_from(std::env::vars()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_broker_name;
+
+    #[test]
+    fn the_reason_loses_the_broker_name_and_the_client_state() {
+        assert_eq!(
+            without_broker_name(
+                "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused \
+                 (after 0ms in state CONNECT, 1 identical error(s) suppressed)"
+            ),
+            "Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+        );
+        assert_eq!(
+            without_broker_name("Failed to resolve 'kafka:9092': Name or service not known"),
+            "Failed to resolve 'kafka:9092': Name or service not known"
+        );
+    }
 }

@@ -37,6 +37,9 @@ enum Command {
             default_value = "127.0.0.1:9092"
         )]
         bootstrap: String,
+        /// Also print the Kafka client's own log (connection attempts, retries) to stderr.
+        #[arg(short, long, global = true)]
+        verbose: bool,
         #[command(subcommand)]
         action: DlqAction,
     },
@@ -102,17 +105,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             brokers,
             control_addr,
         } => shopctl::broker::run(brokers, control_addr).await,
-        Command::Dlq { bootstrap, action } => dlq(&bootstrap, action).await,
+        Command::Dlq {
+            bootstrap,
+            verbose,
+            action,
+        } => dlq(&bootstrap, verbose, action).await,
         Command::Bench(args) => shopctl::bench::main(*args).await,
     }
 }
 
-async fn dlq(bootstrap: &str, action: DlqAction) -> anyhow::Result<()> {
+/// Runs a `dlq` command. A failure is one line on stderr (plus a hint when the broker cannot
+/// be reached) and exit status 1: these are commands a person types, and a backtrace or the
+/// Kafka client's log would hide what to do next.
+async fn dlq(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Result<()> {
+    let Err(error) = dlq_action(bootstrap, verbose, action).await else {
+        return Ok(());
+    };
+    eprintln!("error: {error:#}");
+    if let Some(unreachable) = error.downcast_ref::<shopctl::dlq::Unreachable>() {
+        eprintln!("hint: {}", unreachable.hint());
+    }
+    // Nothing is left to flush: the command exports no traces and its clients are gone.
+    std::process::exit(1);
+}
+
+async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Result<()> {
     use shopctl::dlq;
     match action {
-        DlqAction::List { topic } => dlq::list(&dlq::read(bootstrap, topic.as_deref())?),
+        DlqAction::List { topic } => dlq::list(&dlq::read(bootstrap, verbose, topic.as_deref())?),
         DlqAction::Show { id } => {
-            let letters = dlq::read(bootstrap, None)?;
+            let letters = dlq::read(bootstrap, verbose, None)?;
             let letter = letters
                 .iter()
                 .find(|letter| letter.id == id)
@@ -120,7 +142,7 @@ async fn dlq(bootstrap: &str, action: DlqAction) -> anyhow::Result<()> {
             dlq::show(letter);
         }
         DlqAction::Replay { ids, all, topic } => {
-            let letters = dlq::read(bootstrap, topic.as_deref())?;
+            let letters = dlq::read(bootstrap, verbose, topic.as_deref())?;
             let chosen: Vec<_> = if all {
                 letters
             } else {
@@ -139,7 +161,7 @@ async fn dlq(bootstrap: &str, action: DlqAction) -> anyhow::Result<()> {
                 }
                 chosen
             };
-            let replayed = dlq::replay(bootstrap, &chosen).await?;
+            let replayed = dlq::replay(bootstrap, verbose, &chosen).await?;
             println!("{replayed} dead letter(s) replayed");
         }
     }
