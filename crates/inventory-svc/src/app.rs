@@ -21,6 +21,7 @@ pub struct Application {
     producer: EventProducer,
     consumer: EventConsumer,
     shutdown_timeout: std::time::Duration,
+    metrics_token: Option<platform::config::Sensitive>,
 }
 
 impl Application {
@@ -55,6 +56,7 @@ impl Application {
             producer,
             consumer,
             shutdown_timeout: config.common.shutdown_timeout,
+            metrics_token: config.common.metrics_token.clone(),
         })
     }
 
@@ -68,11 +70,12 @@ impl Application {
         self,
         shutdown: CancellationToken,
     ) -> Result<(), InventorySvcError> {
-        let readiness = Readiness {
-            db: self.db.clone(),
-            producer: self.producer.clone(),
-            scrape_gauges: Vec::new(),
-        };
+        let readiness = Readiness::new(
+            self.db.clone(),
+            self.producer.clone(),
+            Vec::new(),
+            self.metrics_token,
+        );
         let parts = ServiceParts {
             listener: self.listener,
             router: observe(Config::SERVICE, health_routes(readiness)),

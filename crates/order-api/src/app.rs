@@ -34,6 +34,7 @@ pub struct Application {
     state: AppState,
     reaper_interval: std::time::Duration,
     shutdown_timeout: std::time::Duration,
+    metrics_token: Option<platform::config::Sensitive>,
     keys: Arc<ApiKeys>,
     leases: Leases,
 }
@@ -147,6 +148,7 @@ impl Application {
             leases,
             reaper_interval: settings.reaper_interval,
             shutdown_timeout: common.shutdown_timeout,
+            metrics_token: common.metrics_token.clone(),
             listener,
             db,
             producer,
@@ -167,10 +169,10 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<(), OrderApiError> {
         self.state.shutdown = shutdown.child_token();
-        let readiness = Readiness {
-            db: self.db.clone(),
-            producer: self.producer.clone(),
-            scrape_gauges: vec![
+        let readiness = Readiness::new(
+            self.db.clone(),
+            self.producer.clone(),
+            vec![
                 (
                     "sagas_in_flight",
                     "SELECT COUNT(*) FROM orders WHERE status NOT IN ('confirmed', 'cancelled')",
@@ -178,7 +180,8 @@ impl Application {
                 ("orders_total", "SELECT COUNT(*) FROM orders"),
                 // `sagas_open_longer_than_10s` needs the current time: see `api::router`.
             ],
-        };
+            self.metrics_token.clone(),
+        );
         let reaper = tokio::spawn(deadline::run_reaper(
             self.db.clone(),
             self.leases.reaper,

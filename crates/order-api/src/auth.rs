@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use platform::config::constant_time_eq;
 use platform::http::Problem;
 
 /// The principal of anonymous requests when they are allowed.
@@ -94,13 +95,6 @@ impl ApiKeys {
         }
         found.ok_or("The API key is not valid.")
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Middleware: puts the [`Principal`] in the request's extensions, or answers `401`.

@@ -124,11 +124,12 @@ impl Application {
             self.config.settings.resubmit_after,
             shutdown.clone(),
         ))];
-        let readiness = Readiness {
-            db: self.db.clone(),
-            producer: self.producer.clone(),
-            scrape_gauges: Vec::new(),
-        };
+        let readiness = Readiness::new(
+            self.db.clone(),
+            self.producer.clone(),
+            Vec::new(),
+            self.config.common.metrics_token.clone(),
+        );
         let parts = ServiceParts {
             listener: self.listener,
             router: observe(

@@ -92,6 +92,20 @@ impl Sensitive {
     pub fn is_empty(&self) -> bool {
         self.0.trim().is_empty()
     }
+
+    /// Whether `given` is this value, compared in constant time (a client guessing a token
+    /// learns nothing from how long the refusal takes).
+    pub fn matches(&self, given: &[u8]) -> bool {
+        constant_time_eq(given, self.0.as_bytes())
+    }
+}
+
+/// `a == b` in time that depends only on the lengths, for comparing secrets.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl fmt::Debug for Sensitive {
@@ -187,6 +201,16 @@ pub struct Common {
         help_heading = "Runtime"
     )]
     pub shutdown_timeout: Duration,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`:
+    /// for a service whose port is reachable by clients (its metrics describe its traffic).
+    #[arg(
+        long,
+        env = "METRICS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Runtime"
+    )]
+    pub metrics_token: Option<Sensitive>,
     /// Accept the development secrets published with this project (docker-compose's defaults);
     /// without it a service refuses to start with one.
     #[arg(long, env = "ALLOW_DEVELOPMENT_SECRETS", help_heading = "Runtime")]

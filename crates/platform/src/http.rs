@@ -6,11 +6,12 @@ mod server;
 
 pub use server::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeLimits, serve_with};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -158,6 +159,11 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
 
 /// What `/readyz` checks (the database answers and a broker answers) and what `/metrics`
 /// reads from the database at scrape time.
+///
+/// Both routes answer before authentication, so neither may cost more when called more
+/// often: a readiness check runs at most once per [`READINESS_MAX_AGE`] and the gauges' counts
+/// at most once per [`GAUGES_MAX_AGE`], however many requests come; callers in between get the
+/// last answer (and wait for the one check under way rather than starting their own).
 #[derive(Clone, Debug)]
 pub struct Readiness {
     /// The service's database.
@@ -166,7 +172,38 @@ pub struct Readiness {
     pub producer: EventProducer,
     /// Gauges computed at scrape time: (metric name, SQL returning one integer).
     pub scrape_gauges: Vec<(&'static str, &'static str)>,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    pub metrics_token: Option<crate::config::Sensitive>,
+    /// The last readiness answer and when it was made.
+    pub last_check: Arc<tokio::sync::Mutex<Option<(Instant, bool, bool)>>>,
+    /// When the gauges were last read from the database.
+    pub last_gauges: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
+
+impl Readiness {
+    /// Checks of `db` and `producer`, with `scrape_gauges` read for `/metrics`.
+    pub fn new(
+        db: Db,
+        producer: EventProducer,
+        scrape_gauges: Vec<(&'static str, &'static str)>,
+        metrics_token: Option<crate::config::Sensitive>,
+    ) -> Self {
+        Self {
+            db,
+            producer,
+            scrape_gauges,
+            metrics_token: metrics_token.filter(|token| !token.is_empty()),
+            last_check: Arc::default(),
+            last_gauges: Arc::default(),
+        }
+    }
+}
+
+/// How long a readiness answer is reused.
+pub const READINESS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How long the database gauges of `/metrics` are reused.
+pub const GAUGES_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// `GET /healthz` (the process is alive), `GET /readyz` (it can do its work) and
 /// `GET /metrics` (Prometheus text format).
@@ -181,7 +218,40 @@ pub fn health_routes(readiness: Readiness) -> Router {
         .with_state(readiness)
 }
 
-async fn metrics_text(State(readiness): State<Readiness>) -> Response {
+async fn metrics_text(State(readiness): State<Readiness>, headers: HeaderMap) -> Response {
+    if let Some(token) = &readiness.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        if !token.matches(given) {
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "/metrics needs `Authorization: Bearer <METRICS_TOKEN>`.",
+            )
+            .into_response();
+        }
+    }
+    let mut last = readiness.last_gauges.lock().await;
+    if last.is_none_or(|at| at.elapsed() >= GAUGES_MAX_AGE) {
+        refresh_gauges(&readiness).await;
+        *last = Some(Instant::now());
+    }
+    drop(last);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+/// Reads the gauges counted in the database.
+async fn refresh_gauges(readiness: &Readiness) {
     let mut gauges = readiness.scrape_gauges.clone();
     gauges.push((
         crate::metrics::OUTBOX_BACKLOG,
@@ -207,23 +277,25 @@ async fn metrics_text(State(readiness): State<Readiness>) -> Response {
         }
         Err(error) => tracing::warn!(%error, "Could not read gauges for /metrics."),
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        crate::metrics::render(),
-    )
-        .into_response()
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
-    let database = readiness.db.ping().await;
-    let producer = readiness.producer.clone();
-    let broker =
-        tokio::task::spawn_blocking(move || producer.broker_reachable(Duration::from_secs(2)))
+    let mut last = readiness.last_check.lock().await;
+    let (database, broker) = match *last {
+        Some((at, database, broker)) if at.elapsed() < READINESS_MAX_AGE => (database, broker),
+        _ => {
+            let database = readiness.db.ping().await;
+            let producer = readiness.producer.clone();
+            let broker = tokio::task::spawn_blocking(move || {
+                producer.broker_reachable(Duration::from_secs(2))
+            })
             .await
             .unwrap_or(false);
+            *last = Some((Instant::now(), database, broker));
+            (database, broker)
+        }
+    };
+    drop(last);
     let status = if database && broker {
         StatusCode::OK
     } else {

@@ -396,3 +396,47 @@ async fn shutdown_ends_a_streamed_answer_that_watches_it() {
     let stopped = tokio::time::timeout(DEADLINE, server).await;
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
 }
+
+/// With `METRICS_TOKEN` set, `/metrics` answers only its bearer; `/healthz` stays open.
+#[tokio::test]
+async fn metrics_need_the_token_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = crate::Db::open(&dir.path().join("metrics.db").into(), &[]).expect("the database");
+    let kafka = crate::config::KafkaConfig {
+        bootstrap_servers: "127.0.0.1:1".to_owned(),
+        client_id: "metrics-test".to_owned(),
+        ..crate::config::KafkaConfig::default()
+    };
+    let producer = crate::kafka::EventProducer::new(&kafka).expect("a producer");
+    let token = crate::config::Sensitive::new("scrape-token-123");
+    let readiness = super::Readiness::new(db, producer, Vec::new(), Some(token));
+    let app = super::health_routes(readiness);
+    let scrape = |authorization: Option<&'static str>| {
+        let mut builder = Request::builder().uri("/metrics");
+        if let Some(value) = authorization {
+            builder = builder.header("authorization", value);
+        }
+        app.clone()
+            .oneshot(builder.body(Body::empty()).expect("a valid request"))
+    };
+    let refused = scrape(None).await.expect("an answer");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let wrong = scrape(Some("Bearer scrape-token-124"))
+        .await
+        .expect("an answer");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let allowed = scrape(Some("Bearer scrape-token-123"))
+        .await
+        .expect("an answer");
+    assert_eq!(allowed.status(), StatusCode::OK);
+    let health = app
+        .clone()
+        .oneshot(request(Method::GET, "/healthz"))
+        .await
+        .expect("an answer");
+    assert_eq!(health.status(), StatusCode::OK);
+}
