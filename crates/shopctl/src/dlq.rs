@@ -42,6 +42,37 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
     /// All headers, original and `dlq.*`.
     pub headers: BTreeMap<String, String>,
+    /// Whether `replay` sent it back already (a marker in its dead-letter topic says so).
+    pub replayed: bool,
+}
+
+/// The header of the marker `replay` appends to a dead-letter topic after sending a letter back:
+/// the replayed letter's id. Kafka topics are append-only, so this is how a replayed letter
+/// leaves the list of those still to handle, for every operator and every later command.
+pub const REPLAY_OF: &str = "dlq.replay_of";
+
+/// The topic a letter of `dlq_topic` goes back to: the dead-letter topic's own saga topic,
+/// never what a header says (a header is written by whoever produced the message).
+pub fn original_topic(dlq_topic: &str) -> Option<&'static str> {
+    Topic::ALL
+        .iter()
+        .find(|topic| topic.dead_letter_name() == dlq_topic)
+        .map(|topic| topic.name())
+}
+
+/// `text` with control characters (terminal escapes, carriage returns…) shown as escapes, so
+/// that a dead letter's content cannot rewrite the operator's terminal; line feeds are kept
+/// when `lines`.
+fn printable(text: &str, lines: bool) -> String {
+    text.chars()
+        .map(|ch| {
+            if ch.is_control() && !(lines && ch == '\n') {
+                ch.escape_default().collect()
+            } else {
+                ch.to_string()
+            }
+        })
+        .collect()
 }
 
 impl DeadLetter {
@@ -217,6 +248,7 @@ pub fn read(bootstrap: &str, verbose: bool, only: Option<&str>) -> Result<Vec<De
         }
     }
     let mut letters = Vec::new();
+    let mut replayed = std::collections::BTreeSet::new();
     if remaining == 0 {
         return Ok(letters);
     }
@@ -231,7 +263,7 @@ pub fn read(bootstrap: &str, verbose: bool, only: Option<&str>) -> Result<Vec<De
         };
         let message = message?;
         remaining -= 1;
-        let headers = message
+        let headers: BTreeMap<String, String> = message
             .headers()
             .map(|headers| {
                 headers
@@ -245,6 +277,10 @@ pub fn read(bootstrap: &str, verbose: bool, only: Option<&str>) -> Result<Vec<De
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(of) = headers.get(REPLAY_OF) {
+            replayed.insert(of.clone());
+            continue;
+        }
         letters.push(DeadLetter {
             id: format!(
                 "{}/{}/{}",
@@ -256,14 +292,26 @@ pub fn read(bootstrap: &str, verbose: bool, only: Option<&str>) -> Result<Vec<De
             key: message.key().unwrap_or_default().to_vec(),
             payload: message.payload().unwrap_or_default().to_vec(),
             headers,
+            replayed: false,
         });
+    }
+    for letter in &mut letters {
+        letter.replayed = replayed.contains(&letter.id);
     }
     letters.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(letters)
 }
 
-/// Prints one line per dead letter.
-pub fn list(letters: &[DeadLetter]) {
+/// Prints one line per dead letter still to handle (every one with `include_replayed`).
+pub fn list(letters: &[DeadLetter], include_replayed: bool) {
+    let hidden = letters.iter().filter(|letter| letter.replayed).count();
+    let letters: Vec<&DeadLetter> = letters
+        .iter()
+        .filter(|letter| include_replayed || !letter.replayed)
+        .collect();
+    if !include_replayed && hidden > 0 {
+        println!("({hidden} replayed dead letter(s) not shown; --include-replayed shows them)");
+    }
     if letters.is_empty() {
         println!("No dead letters.");
         return;
@@ -273,18 +321,21 @@ pub fn list(letters: &[DeadLetter]) {
         "id", "service", "class", "attempts", "last failure"
     );
     for letter in letters {
-        let mut reason = letter.header(h::ERROR_MESSAGE).to_owned();
-        if reason.len() > 80 {
-            reason.truncate(77);
+        let mut reason = printable(letter.header(h::ERROR_MESSAGE), false);
+        if letter.replayed {
+            reason.insert_str(0, "(replayed) ");
+        }
+        if reason.chars().count() > 80 {
+            reason = reason.chars().take(77).collect();
             reason.push_str("...");
         }
         println!(
             "{:<22} {:<14} {:<10} {:>8} {:<28} {reason}",
             letter.id,
-            letter.header(h::SERVICE),
-            letter.header(h::ERROR_CLASS),
-            letter.header(h::ATTEMPTS),
-            letter.header(h::LAST_FAILURE),
+            printable(letter.header(h::SERVICE), false),
+            printable(letter.header(h::ERROR_CLASS), false),
+            printable(letter.header(h::ATTEMPTS), false),
+            printable(letter.header(h::LAST_FAILURE), false),
         );
     }
 }
@@ -292,15 +343,25 @@ pub fn list(letters: &[DeadLetter]) {
 /// Prints one dead letter in full.
 pub fn show(letter: &DeadLetter) {
     println!("id: {}", letter.id);
-    println!("key: {}", String::from_utf8_lossy(&letter.key));
+    if letter.replayed {
+        println!("replayed: yes");
+    }
+    println!(
+        "key: {}",
+        printable(&String::from_utf8_lossy(&letter.key), false)
+    );
     for (name, value) in &letter.headers {
-        println!("header {name}: {value}");
+        println!(
+            "header {}: {}",
+            printable(name, false),
+            printable(value, false)
+        );
     }
     let payload = serde_json::from_slice::<serde_json::Value>(&letter.payload)
         .ok()
         .and_then(|json| serde_json::to_string_pretty(&json).ok())
         .unwrap_or_else(|| String::from_utf8_lossy(&letter.payload).into_owned());
-    println!("payload:\n{payload}");
+    println!("payload:\n{}", printable(&payload, true));
 }
 
 /// Sends `letters` back to their original topics; returns how many were acknowledged. The
@@ -313,14 +374,9 @@ pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> R
         .create_with_context(Quiet::new(verbose))?;
     let mut replayed = 0;
     for letter in letters {
-        let topic = letter.header(h::ORIGINAL_TOPIC);
-        if topic.is_empty() {
-            bail!(
-                "{} has no {} header; cannot tell where it came from",
-                letter.id,
-                h::ORIGINAL_TOPIC
-            );
-        }
+        let Some(topic) = original_topic(&letter.dlq_topic) else {
+            bail!("{} is not in a dead-letter topic of the shop", letter.id);
+        };
         let mut headers = OwnedHeaders::new();
         for (name, value) in letter
             .headers
@@ -347,6 +403,27 @@ pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> R
             .await
             .map_err(|(error, _)| error)
             .with_context(|| format!("replaying {}", letter.id))?;
+        // Marks the letter as handled in its dead-letter topic (see `REPLAY_OF`).
+        let marker = OwnedHeaders::new()
+            .insert(Header {
+                key: REPLAY_OF,
+                value: Some(&letter.id),
+            })
+            .insert(Header {
+                key: "dlq.replayed_to",
+                value: Some(topic),
+            });
+        producer
+            .send(
+                FutureRecord::to(&letter.dlq_topic)
+                    .key(&letter.key)
+                    .payload(&[] as &[u8])
+                    .headers(marker),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(error, _)| error)
+            .with_context(|| format!("marking {} as replayed", letter.id))?;
         println!("replayed {} -> {topic}", letter.id);
         replayed += 1;
     }
@@ -362,7 +439,22 @@ fn client_config() -> ClientConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::without_broker_name;
+    use super::{original_topic, printable, without_broker_name};
+
+    #[test]
+    fn letters_go_back_to_their_dead_letter_topic_s_own_topic() {
+        assert_eq!(original_topic("payments.dlq"), Some("payments"));
+        assert_eq!(original_topic("orders.dlq"), Some("orders"));
+        assert_eq!(original_topic("payments"), None);
+        assert_eq!(original_topic("secrets.dlq"), None);
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("a\u{1b}[2Jb\r", false), "a\\u{1b}[2Jb\\r");
+        assert_eq!(printable("line\nnext", true), "line\nnext");
+        assert_eq!(printable("line\nnext", false), "line\\nnext");
+    }
 
     #[test]
     fn the_reason_loses_the_broker_name_and_the_client_state() {

@@ -56,11 +56,14 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum DlqAction {
-    /// One line per dead letter: id, service, error class, attempts, reason.
+    /// One line per dead letter still to handle: id, service, error class, attempts, reason.
     List {
         /// Only this topic's dead letters (e.g. `payments`).
         #[arg(long)]
         topic: Option<String>,
+        /// Also the dead letters replayed already.
+        #[arg(long)]
+        include_replayed: bool,
     },
     /// One dead letter in full: headers and payload.
     Show {
@@ -77,6 +80,10 @@ enum DlqAction {
         /// With `--all`: only this topic's dead letters.
         #[arg(long)]
         topic: Option<String>,
+        /// With `--all`: also the dead letters replayed already (harmless: consumers drop
+        /// events they handled).
+        #[arg(long, requires = "all")]
+        include_replayed: bool,
     },
 }
 
@@ -132,7 +139,13 @@ async fn dlq(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Resul
 async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Result<()> {
     use shopctl::dlq;
     match action {
-        DlqAction::List { topic } => dlq::list(&dlq::read(bootstrap, verbose, topic.as_deref())?),
+        DlqAction::List {
+            topic,
+            include_replayed,
+        } => dlq::list(
+            &dlq::read(bootstrap, verbose, topic.as_deref())?,
+            include_replayed,
+        ),
         DlqAction::Show { id } => {
             let letters = dlq::read(bootstrap, verbose, None)?;
             let letter = letters
@@ -141,10 +154,18 @@ async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow
                 .ok_or_else(|| anyhow::anyhow!("no dead letter {id}; see `shopctl dlq list`"))?;
             dlq::show(letter);
         }
-        DlqAction::Replay { ids, all, topic } => {
+        DlqAction::Replay {
+            ids,
+            all,
+            topic,
+            include_replayed,
+        } => {
             let letters = dlq::read(bootstrap, verbose, topic.as_deref())?;
             let chosen: Vec<_> = if all {
                 letters
+                    .into_iter()
+                    .filter(|letter| include_replayed || !letter.replayed)
+                    .collect()
             } else {
                 if ids.is_empty() {
                     anyhow::bail!("name dead letters to replay, or use --all");
