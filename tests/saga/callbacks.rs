@@ -1,6 +1,10 @@
 //! Webhooks to the client: signed, retried until the receiver takes them, logged per attempt,
 //! and dead-lettered when it never does.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -102,6 +106,140 @@ async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lan
         .await?;
     assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
     Ok(())
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_delays_only_its_own_principals_callbacks() -> Result<()> {
+    let secret = |key: &str| format!("whsec_{}", STANDARD.encode(key));
+    let secrets = format!(
+        "alice:{},bob:{}",
+        secret("alice-callback-secret"),
+        secret("bob-callback-secret")
+    );
+    let stack = Stack::start_with_env(&[
+        ("API_KEYS", "alice:sk_test_alice_0001,bob:sk_test_bob_00002"),
+        ("CALLBACK_SECRETS", &secrets),
+        ("CALLBACK_ALLOW_PRIVATE", "true"),
+        ("WEBHOOK_MAX_ATTEMPTS", "3"),
+        ("WEBHOOK_RETRY_BASE_MS", "50"),
+    ])
+    .await?;
+    let (hanging, connections) = hanging_endpoint().await?;
+    let (base, seen) = receiver().await?;
+    let place = |key: &'static str, callback_url: String| {
+        let body = json!({
+            "user_id": "usr_tenants", "items": [{"sku": "WIDGET-42", "quantity": 1}],
+            "payment_method": "pm_visa_4242", "callback_url": callback_url,
+        });
+        let request = stack.http.post(stack.url("/api/orders")).bearer_auth(key);
+        async move {
+            let placed: Value = request.json(&body).send().await?.json().await?;
+            placed["order_id"]
+                .as_str()
+                .map(str::to_owned)
+                .context("order id")
+        }
+    };
+
+    // Alice's endpoint takes connections and never answers; her sagas end first, so her
+    // callbacks are all due before Bob's. Sent one after another, each would hold the
+    // deliverer for the client's 5 s timeout.
+    let mut alice_orders = Vec::new();
+    for _ in 0..6 {
+        alice_orders.push(place("sk_test_alice_0001", format!("{hanging}/hook")).await?);
+    }
+    for order_id in &alice_orders {
+        wait_status(&stack, "sk_test_alice_0001", order_id, "confirmed").await?;
+    }
+    eventually(|| async {
+        match connections.load(Ordering::SeqCst) {
+            0 => Err("the hanging endpoint was never called".to_owned()),
+            n => Ok(n),
+        }
+    })
+    .await?;
+
+    // Bob's callback goes out while Alice's hang: within his saga's time and a round, far
+    // below the half-minute that six hanging sends in a row would take.
+    let placed_at = Instant::now();
+    let bob_order = place("sk_test_bob_00002", format!("{base}/ok")).await?;
+    eventually(|| async {
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.iter().any(|(_, _, body, _)| body.contains(&bob_order)) {
+            Ok(())
+        } else {
+            Err(format!("Bob's callback never landed: {seen:?}"))
+        }
+    })
+    .await?;
+    let waited = placed_at.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "Bob's callback waited {waited:?} behind Alice's hanging endpoint"
+    );
+
+    // Alice's log says that her endpoint timed out, and nothing more about it.
+    let log = eventually(|| async {
+        let url = stack.url(&format!("/api/orders/{}/deliveries", alice_orders[0]));
+        let log: Value = async {
+            let request = stack.http.get(url).bearer_auth("sk_test_alice_0001");
+            request.send().await?.json().await
+        }
+        .await
+        .map_err(|error| format!("the delivery log: {error}"))?;
+        if log[0]["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            Ok(log)
+        } else {
+            Err(format!("no attempt recorded yet: {log}"))
+        }
+    })
+    .await?;
+    let attempt = &log[0]["attempts"][0];
+    assert_eq!(attempt["error"], "timeout", "{log}");
+    assert_eq!(attempt["status_code"], Value::Null, "{log}");
+    Ok(())
+}
+
+/// An endpoint that accepts connections and never answers; its base URL and how many
+/// connections it took.
+async fn hanging_endpoint() -> Result<(String, Arc<AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    Ok((base, connections))
+}
+
+/// Polls an order (as the principal with `key`) until it has `status`.
+async fn wait_status(stack: &Stack, key: &str, order_id: &str, status: &str) -> Result<()> {
+    eventually(|| async {
+        let order: Value = async {
+            let url = stack.url(&format!("/api/orders/{order_id}"));
+            stack
+                .http
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await?
+                .json()
+                .await
+        }
+        .await
+        .map_err(|error| format!("order {order_id}: {error}"))?;
+        if order["status"] == status {
+            Ok(())
+        } else {
+            Err(format!("order {order_id} never became {status}: {order}"))
+        }
+    })
+    .await
 }
 
 /// Polls an order's delivery log until its first delivery has `status`, failing after

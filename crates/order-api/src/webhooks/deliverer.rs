@@ -10,6 +10,9 @@
 //! condition. So one replica makes each attempt. Delivery stays at least once — a crash between
 //! a send and its record sends again once the claim runs out — and receivers deduplicate by
 //! `webhook-id`.
+//!
+//! Deliveries are made side by side ([`super::in_flight`]), a few per principal, so that one
+//! client's hanging endpoint delays no one else's webhooks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,13 +27,23 @@ use platform::kafka::EventProducer;
 use platform::params;
 use platform::sql::{Conn, Result};
 
-use super::target;
-use platform::webhook::{self, Secret};
+use platform::webhook::Secret;
+
+use super::client::{self, FailureClass, Message, SEND_TIMEOUT};
+use super::in_flight::{InFlight, PER_PRINCIPAL};
+use super::resolver::SystemLookup;
 
 /// How long a claimed attempt belongs to the replica that claimed it: well beyond the longest
-/// send (the HTTP client gives up after 5 s: three times that). If that replica dies meanwhile,
-/// the attempt is made again after this.
+/// send (three times [`SEND_TIMEOUT`]). If that replica dies meanwhile, the attempt is made
+/// again after this.
 const CLAIM: Duration = Duration::from_secs(15);
+
+/// How long a round waits for the deliveries it started before it looks for newly due ones
+/// (and sends the dead-letter copies owed so far); the slower ones go on meanwhile.
+const ROUND_BUDGET: Duration = Duration::from_secs(1);
+
+/// Most due deliveries read per round (at most [`PER_PRINCIPAL`] of each principal).
+const DUE_BATCH: i64 = 256;
 
 /// Pause between looks for due webhooks when there were none.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -48,12 +61,13 @@ pub struct DelivererConfig {
     pub allow_private: bool,
 }
 
+/// A delivery due for its next attempt.
 #[derive(Clone, Debug)]
-struct Due {
-    id: String,
+pub(super) struct Due {
+    pub(super) id: String,
     order_id: String,
     url: String,
-    principal: String,
+    pub(super) principal: String,
     payload: String,
     /// Attempts made so far.
     attempts: u32,
@@ -68,21 +82,18 @@ pub async fn run(
     config: DelivererConfig,
     shutdown: CancellationToken,
 ) {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+    let http = match client::build(config.allow_private, Arc::new(SystemLookup)) {
         Ok(http) => http,
         Err(error) => {
             tracing::error!(%error, "Webhook deliveries disabled: no HTTP client.");
             return;
         }
     };
+    let mut in_flight = InFlight::default();
     loop {
         let (worked, pause) = match lease.held().await {
             Ok(true) => (
-                deliver_due(&db, &lease, &producer, &http, &config).await,
+                deliver_due(&db, &lease, &producer, &http, &config, &mut in_flight).await,
                 IDLE_POLL,
             ),
             // Another replica delivers; look again well within the time it would take to
@@ -102,35 +113,34 @@ pub async fn run(
             break;
         }
     }
+    // Let the attempts under way end and be recorded; any still running after the client's
+    // timeout are dropped, and made again once their claims run out.
+    in_flight
+        .settle(SEND_TIMEOUT + Duration::from_secs(1))
+        .await;
     if let Err(error) = lease.release().await {
         tracing::warn!(%error, lease = lease.name(), "Could not release the lease.");
     }
 }
 
-/// One round: every due delivery found, while the lease lasts, then the copies owed to the
-/// dead-letter topic; `true` if there were any.
+/// One round: starts the due deliveries there is room for, waits a little for them, then sends
+/// the copies owed to the dead-letter topic; `true` if anything was started, ended or copied.
 async fn deliver_due(
     db: &Db,
     lease: &Lease,
     producer: &EventProducer,
     http: &reqwest::Client,
     config: &DelivererConfig,
+    in_flight: &mut InFlight,
 ) -> bool {
-    let due = match db.read(|conn| due(conn, &now_text())).await {
-        Ok(due) => due,
-        Err(error) => {
-            tracing::warn!(%error, "Could not read due webhooks.");
-            return false;
-        }
+    let started = in_flight.start_due(db, http, config).await;
+    let ended = if started > 0 {
+        in_flight.settle(ROUND_BUDGET).await
+    } else {
+        in_flight.reap()
     };
-    let any = !due.is_empty();
-    for delivery in due {
-        // Cheap while the lease is fresh; once it is lost, the rest is the new holder's.
-        if !lease.held().await.unwrap_or(false) {
-            break;
-        }
-        deliver(db, http, config, delivery).await;
-    }
+    let any = started > 0 || ended > 0;
+    // Once the lease is lost, the copies are the new holder's to send.
     if !lease.held().await.unwrap_or(false) {
         return any;
     }
@@ -138,12 +148,18 @@ async fn deliver_due(
     any || copied
 }
 
-/// Pending deliveries due at `now`, oldest due first.
-fn due(conn: &Conn<'_>, now: &str) -> Result<Vec<Due>> {
+/// Pending deliveries due at `now`, oldest due first, at most [`PER_PRINCIPAL`] of each
+/// principal: a principal with a long backlog does not fill the read and hide the others'.
+pub(super) fn due(conn: &Conn<'_>, now: &str) -> Result<Vec<Due>> {
     conn.query_map(
-        "SELECT id, order_id, url, principal, payload, attempts FROM webhook_deliveries
-         WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT 20",
-        params![now],
+        "SELECT id, order_id, url, principal, payload, attempts FROM (
+             SELECT id, order_id, url, principal, payload, attempts, next_attempt_at,
+                    ROW_NUMBER() OVER (PARTITION BY principal ORDER BY next_attempt_at, id) AS nth
+             FROM webhook_deliveries
+             WHERE status = 'pending' AND next_attempt_at <= ?1
+         ) due
+         WHERE nth <= ?2 ORDER BY next_attempt_at, id LIMIT ?3",
+        params![now, PER_PRINCIPAL as i64, DUE_BATCH],
         |row| {
             Ok(Due {
                 id: row.get(0)?,
@@ -178,7 +194,8 @@ struct Outcome {
     status: &'static str,
     next_attempt_at: String,
     status_code: Option<i64>,
-    error: Option<String>,
+    /// The failure's class, never its detail (see [`super::client`]).
+    error: Option<&'static str>,
     duration_ms: f64,
 }
 
@@ -222,7 +239,9 @@ fn from_now(after: Duration) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-async fn deliver(db: &Db, http: &reqwest::Client, config: &DelivererConfig, delivery: Due) {
+/// Claims and makes the next attempt of `delivery`, and records its outcome: for the client a
+/// status code or a [`FailureClass`], for the service's log the details.
+pub(super) async fn deliver(db: Db, http: reqwest::Client, config: DelivererConfig, delivery: Due) {
     let claimed = {
         let delivery = delivery.clone();
         db.transaction(move |tx| claim(tx, &delivery, &now_text(), &from_now(CLAIM)))
@@ -241,12 +260,22 @@ async fn deliver(db: &Db, http: &reqwest::Client, config: &DelivererConfig, deli
     }
     let started = Instant::now();
     let attempt = delivery.attempts + 1;
-    let result = send(http, config, &delivery).await;
+    let message = Message {
+        id: &delivery.id,
+        url: &delivery.url,
+        principal: &delivery.principal,
+        payload: &delivery.payload,
+    };
+    let result = client::send(&http, &config, &message).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (status_code, error) = match &result {
-        Ok(code) if (200..300).contains(code) => (Some(i64::from(*code)), None),
-        Ok(code) => (Some(i64::from(*code)), Some(format!("answered {code}"))),
-        Err(error) => (None, Some(error.clone())),
+    let (status_code, error, detail) = match result {
+        Ok(code) if (200..300).contains(&code) => (Some(i64::from(code)), None, None),
+        Ok(code) => (
+            Some(i64::from(code)),
+            Some(FailureClass::HttpStatus),
+            Some(format!("answered {code}")),
+        ),
+        Err(failure) => (None, Some(failure.class), Some(failure.detail)),
     };
     let delivered = error.is_none();
     let give_up = !delivered && attempt >= config.max_attempts;
@@ -266,7 +295,7 @@ async fn deliver(db: &Db, http: &reqwest::Client, config: &DelivererConfig, deli
         },
         next_attempt_at: from_now(backoff),
         status_code,
-        error: error.clone(),
+        error: error.map(FailureClass::as_str),
         duration_ms: elapsed_ms,
     };
     let id = delivery.id.clone();
@@ -287,36 +316,10 @@ async fn deliver(db: &Db, http: &reqwest::Client, config: &DelivererConfig, deli
         tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, "Webhook delivered.");
     } else if give_up {
         // Its copy to the dead-letter topic is owed now; the round sends it after the deliveries.
-        tracing::warn!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = ?error, "Webhook failed for good; its copy goes to the dead-letter topic.");
+        tracing::warn!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = detail.as_deref(), "Webhook failed for good; its copy goes to the dead-letter topic.");
     } else {
-        tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = ?error, "Webhook attempt failed; will retry.");
+        tracing::info!(order_id = %delivery.order_id, delivery = %delivery.id, attempt, error = detail.as_deref(), "Webhook attempt failed; will retry.");
     }
-}
-
-async fn send(
-    http: &reqwest::Client,
-    config: &DelivererConfig,
-    delivery: &Due,
-) -> Result<u16, String> {
-    let url = reqwest::Url::parse(&delivery.url).map_err(|error| error.to_string())?;
-    target::check_resolved(&url, config.allow_private).await?;
-    let secret = config
-        .secrets
-        .get(&delivery.principal)
-        .ok_or_else(|| format!("no webhook secret for {}", delivery.principal))?;
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = secret.sign(&delivery.id, timestamp, delivery.payload.as_bytes());
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header(webhook::ID, &delivery.id)
-        .header(webhook::TIMESTAMP, timestamp.to_string())
-        .header(webhook::SIGNATURE, signature)
-        .body(delivery.payload.clone())
-        .send()
-        .await
-        .map_err(|error| error.to_string())?;
-    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]

@@ -6,9 +6,15 @@
 //! The delivery is recorded in the same transaction as the terminal status, so a crash between
 //! the two cannot lose it; the [`deliverer`] sends it afterwards, at least once.
 
+mod address;
+mod client;
 mod dead_letter;
 pub mod deliverer;
+mod in_flight;
+mod resolver;
 pub mod target;
+#[cfg(test)]
+mod test_server;
 
 use serde::Serialize;
 
@@ -132,6 +138,8 @@ pub struct AttemptView {
     attempt: i64,
     at: String,
     status_code: Option<i64>,
+    /// Why it failed, as a class (`refused_target`, `connect_failed`, `timeout`,
+    /// `http_status`, `no_secret`): see [`client::FailureClass`].
     error: Option<String>,
     duration_ms: f64,
 }
@@ -160,11 +168,58 @@ pub(crate) fn deliveries(conn: &Conn<'_>, order_id: OrderId) -> Result<Vec<Deliv
                     attempt: row.get(0)?,
                     at: row.get(1)?,
                     status_code: row.get(2)?,
-                    error: row.get(3)?,
+                    error: row.get::<Option<String>>(3)?.map(|text| coarse(&text)),
                     duration_ms: row.get(4)?,
                 })
             },
         )?;
     }
     Ok(views)
+}
+
+/// The class of a stored attempt error. Attempts recorded before errors were classified hold
+/// the client's error text, which may describe our network; they are shown by class too.
+fn coarse(stored: &str) -> String {
+    let class = client::FailureClass::ALL
+        .into_iter()
+        .find(|class| class.as_str() == stored)
+        .unwrap_or(if stored.starts_with("answered ") {
+            client::FailureClass::HttpStatus
+        } else if stored.contains("internal address") || stored.contains("cannot resolve") {
+            client::FailureClass::RefusedTarget
+        } else if stored.contains("no webhook secret") {
+            client::FailureClass::NoSecret
+        } else {
+            client::FailureClass::ConnectFailed
+        });
+    class.as_str().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coarse;
+
+    #[test]
+    fn stored_errors_are_shown_by_class_only() {
+        for (stored, shown) in [
+            ("timeout", "timeout"),
+            ("refused_target", "refused_target"),
+            ("answered 503", "http_status"),
+            (
+                "db.internal resolves to an internal address (10.0.0.5)",
+                "refused_target",
+            ),
+            (
+                "cannot resolve db.internal: failed to lookup",
+                "refused_target",
+            ),
+            (
+                "error sending request: tcp connect error: Connection refused",
+                "connect_failed",
+            ),
+            ("no webhook secret for alice", "no_secret"),
+        ] {
+            assert_eq!(coarse(stored), shown, "{stored}");
+        }
+    }
 }

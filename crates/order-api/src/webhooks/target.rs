@@ -1,12 +1,15 @@
 //! Where webhooks may go. A callback URL chosen by a client is a way into our network (SSRF):
-//! only `http(s)` URLs, and never to loopback, private, link-local or otherwise internal
-//! addresses — checked when the order is placed (literal addresses, `localhost`) and again on
-//! every delivery against what the name resolves to — unless configuration allows it (local
-//! development, tests).
+//! only `http(s)` URLs, and only to globally routable addresses ([`super::address`]) unless
+//! configuration allows private ones (local development, tests). Checked here when the order is
+//! placed, for what can be seen then (literal addresses, `localhost`); names are checked on
+//! every delivery by the client's resolver, against the very addresses it connects to
+//! ([`super::resolver`]).
 
 use std::net::IpAddr;
 
 use reqwest::Url;
+
+use super::address::is_global;
 
 /// Checks a callback URL when an order is placed; returns it normalised.
 pub(crate) fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
@@ -24,57 +27,12 @@ pub(crate) fn check_url(text: &str, allow_private: bool) -> Result<Url, String> 
             return Err("callback_url must not point to this machine".into());
         }
         if let Ok(ip) = host.parse::<IpAddr>()
-            && is_internal(ip)
+            && !is_global(ip)
         {
             return Err("callback_url must not point to a private or internal address".into());
         }
     }
     Ok(url)
-}
-
-/// Checks every address `url`'s host resolves to, just before a delivery.
-pub(crate) async fn check_resolved(url: &Url, allow_private: bool) -> Result<(), String> {
-    if allow_private {
-        return Ok(());
-    }
-    let host = url.host_str().ok_or("no host")?;
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addresses = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|error| format!("cannot resolve {host}: {error}"))?;
-    for address in addresses {
-        if is_internal(address.ip()) {
-            return Err(format!(
-                "{host} resolves to an internal address ({})",
-                address.ip()
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -92,6 +50,13 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://[::1]/hook",
             "http://[::ffff:127.0.0.1]/hook",
+            "http://0x7f.1/hook",
+            "http://2130706433/hook",
+            "http://100.64.0.1/hook",
+            "http://[64:ff9b::a9fe:a9fe]/hook",
+            "http://[2002:a00:1::]/hook",
+            "http://[fd00::1]/hook",
+            "http://0.0.0.0:8080/hook",
             "http://user:pw@example.com/hook",
             "not a url",
         ] {
