@@ -118,6 +118,11 @@ pub struct Settings {
         value_name = "N"
     )]
     pub sse_max_streams: usize,
+    /// Event streams and waiting requests (`?wait=`, `Prefer: wait`) one principal may hold
+    /// open at once; beyond it a stream gets `429` and a wait answers at once.
+    #[arg(long, env = "MAX_HELD_PER_PRINCIPAL", default_value_t = 100,
+          value_parser = platform::config::at_least_one, value_name = "N")]
+    pub max_held_per_principal: usize,
     /// A stream with no change for this long ends (clients resume with `Last-Event-ID`).
     #[arg(long = "sse-max-idle-ms", env = "SSE_MAX_IDLE_MS", default_value = "300000",
           value_parser = millis, value_name = "MS")]

@@ -1,8 +1,9 @@
-//! A per-principal rate limit on placing orders (token bucket), so one client cannot take the
-//! whole shop; the answer to a client over its limit is `429` with `Retry-After`.
+//! Per-principal limits, so that one client cannot take the whole shop: a rate limit on placing
+//! orders (token bucket; over it, `429` with `Retry-After`), and a cap on the requests a client
+//! holds open at once (event streams, `?wait=` and `Prefer: wait`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Token buckets by principal.
@@ -45,9 +46,74 @@ impl RateLimiter {
     }
 }
 
+/// How many long-lived requests (event streams, waits) each principal holds open.
+#[derive(Debug)]
+pub struct HeldPerPrincipal {
+    /// Most a principal may hold at once.
+    max: usize,
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// One request held open; the count goes down when it is dropped.
+#[derive(Debug)]
+pub struct Held {
+    owner: Arc<HeldPerPrincipal>,
+    principal: String,
+}
+
+impl HeldPerPrincipal {
+    /// At most `max` held requests per principal.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            held: Mutex::default(),
+        })
+    }
+
+    /// Counts one more request of `principal`, or `None` if it holds `max` already.
+    pub fn try_hold(self: &Arc<Self>, principal: &str) -> Option<Held> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(principal.to_owned()).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Held {
+            owner: Arc::clone(self),
+            principal: principal.to_owned(),
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.owner.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.principal) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.principal);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_principal_holds_at_most_its_share() {
+        let limit = HeldPerPrincipal::new(2);
+        let first = limit.try_hold("alice").expect("one");
+        let _second = limit.try_hold("alice").expect("two");
+        assert!(limit.try_hold("alice").is_none(), "a third is refused");
+        let _bob = limit.try_hold("bob").expect("bob has his own share");
+        drop(first);
+        assert!(
+            limit.try_hold("alice").is_some(),
+            "a released one is free again"
+        );
+    }
 
     #[test]
     fn allows_the_burst_then_the_rate_per_principal() {

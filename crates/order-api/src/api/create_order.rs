@@ -103,6 +103,7 @@ pub(crate) async fn handle(
     let key_expires = (chrono::Utc::now() + state.idempotency_ttl)
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let principal_name = principal.0.clone();
+    let holder = principal.0.clone();
     let outcome = state
         .db
         .transaction(move |tx| {
@@ -161,6 +162,9 @@ pub(crate) async fn handle(
         status_url: status_url.clone(),
     };
     // Sync when it is fast enough: the final order with `201`, else the usual `202`.
+    // A client holding its share of waiting requests gets the `202` at once instead.
+    let held = wait.and_then(|_| state.held.try_hold(&holder));
+    let wait = wait.filter(|_| held.is_some());
     let finished = match wait {
         Some(limit) => {
             // `until_terminal` looks at the database after subscribing: no end slips past.

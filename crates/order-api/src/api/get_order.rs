@@ -114,7 +114,12 @@ pub(crate) async fn handle(
 ) -> Result<Json<impl Serialize>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
     super::authorize(&state, &principal, order_id).await?;
-    if let Some(seconds) = params.wait.filter(|seconds| *seconds > 0) {
+    // A client holding its share of waiting requests gets the order at once instead.
+    let held = params
+        .wait
+        .filter(|seconds| *seconds > 0)
+        .and_then(|seconds| Some((seconds, state.held.try_hold(&principal.0)?)));
+    if let Some((seconds, _held)) = held {
         let limit = std::time::Duration::from_secs(seconds).min(super::wait::MAX_WAIT);
         let updates = state.updates.subscribe(order_id);
         super::wait::until_terminal(updates, &state.db, order_id, limit).await;

@@ -56,6 +56,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::deliverer::DelivererConfig,
     /// Orders per second per principal.
     pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// Event streams and waiting requests each principal holds open.
+    pub held: Arc<crate::rate_limit::HeldPerPrincipal>,
     /// Base URL of the trace viewer the timeline page links traces to, if any.
     pub jaeger_ui_url: Option<String>,
 }
@@ -138,6 +140,9 @@ pub enum ApiError {
     /// Every SSE stream slot is taken.
     #[error("too many open streams")]
     TooManyStreams,
+    /// This principal holds as many streams and waiting requests as it may.
+    #[error("too many open streams for this client")]
+    TooManyHeld,
     /// Too much accepted work is not yet published; the client should come back shortly.
     #[error("overloaded")]
     Overloaded,
@@ -179,6 +184,15 @@ impl IntoResponse for ApiError {
                     format!("Too many orders from this client; retry after {seconds} s."),
                 );
                 return ([(axum::http::header::RETRY_AFTER, seconds)], problem).into_response();
+            }
+            ApiError::TooManyHeld => {
+                let problem = Problem::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-streams-for-client",
+                    "Too many open streams",
+                    "This client follows as many orders at once as it may; close a stream or retry shortly.",
+                );
+                return ([(axum::http::header::RETRY_AFTER, "2")], problem).into_response();
             }
             ApiError::TooManyStreams => {
                 let problem = Problem::new(

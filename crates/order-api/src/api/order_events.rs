@@ -67,13 +67,19 @@ pub(crate) async fn handle(
         .into_iter()
         .filter(|entry| entry.seq > resume_after)
         .collect();
-    // Bounded: past the limit a client is told to come back later instead of piling up tasks.
+    // Bounded per client, then in all: past a limit a client is told to come back later
+    // instead of piling up tasks (one client cannot take every slot).
+    let held = state
+        .held
+        .try_hold(&principal.0)
+        .ok_or(ApiError::TooManyHeld)?;
     let Ok(permit) = Arc::clone(&state.sse_streams).try_acquire_owned() else {
         return Err(ApiError::TooManyStreams);
     };
     let max_idle = state.sse_max_idle;
     let stream = async_stream(move |emit| async move {
         let _permit = permit;
+        let _held = held;
         if finished {
             return;
         }
