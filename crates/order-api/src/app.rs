@@ -125,6 +125,10 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr).await?;
         let state = AppState {
             held: crate::rate_limit::HeldPerPrincipal::new(settings.max_held_per_principal),
+            read_limiter: Arc::new(RateLimiter::new(
+                settings.rate_limit_per_s * 10.0,
+                settings.rate_limit_burst * 10.0,
+            )),
             rate_limiter: Arc::new(RateLimiter::new(
                 settings.rate_limit_per_s,
                 settings.rate_limit_burst,

@@ -56,6 +56,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::deliverer::DelivererConfig,
     /// Orders per second per principal.
     pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// Reads per second per principal (ten times the orders' budget).
+    pub read_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// Event streams and waiting requests each principal holds open.
     pub held: Arc<crate::rate_limit::HeldPerPrincipal>,
     /// Base URL of the trace viewer the timeline page links traces to, if any.
@@ -70,6 +72,8 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
         .route("/api/orders/{order_id}/events", get(order_events::handle))
         .route("/api/orders/{order_id}/deliveries", get(deliveries::handle))
         .merge(timeline::routes())
+        // Inside the authentication layer: it runs once the principal is known.
+        .layer(middleware::from_fn_with_state(state.clone(), limit_reads))
         .layer(middleware::from_fn_with_state(
             keys,
             auth::require_principal,
@@ -77,8 +81,12 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async { Problem::not_found("No such route.") });
-    let db = readiness.db.clone();
-    let health = health_routes(readiness).layer(middleware::from_fn_with_state(db, time_gauges));
+    let gauges = TimeGauges {
+        db: readiness.db.clone(),
+        last: Arc::default(),
+    };
+    let health =
+        health_routes(readiness).layer(middleware::from_fn_with_state(gauges, time_gauges));
     observe(
         crate::Config::SERVICE,
         api.merge(health)
@@ -95,13 +103,40 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
 /// How long a saga may stay open before `sagas_open_longer_than_10s` counts it.
 const LONG_OPEN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
-/// Sets the gauges that compare with the current time just before `/metrics` renders.
+/// Limits a principal's reads (`GET`) like its orders, with a budget ten times larger: reads are
+/// cheap, but not free, and one client polling in a tight loop must not take the database from
+/// the others. Over it, `429` with `Retry-After`.
+async fn limit_reads(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::GET
+        && let Some(principal) = request.extensions().get::<crate::auth::Principal>()
+        && let Err(retry_after) = state
+            .read_limiter
+            .check(&principal.0, std::time::Instant::now())
+    {
+        return ApiError::RateLimited(retry_after).into_response();
+    }
+    next.run(request).await
+}
+
+/// What [`time_gauges`] reads, and when it last did.
+#[derive(Clone, Debug)]
+struct TimeGauges {
+    db: Db,
+    last: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+/// Sets the gauges that compare with the current time just before `/metrics` renders, at most
+/// every [`platform::http::GAUGES_MAX_AGE`] (scrapes come before any authentication).
 ///
 /// The platform's scrape gauges are fixed SQL without parameters, and the time would have to be
 /// the database's own (`strftime`, `now()`), which SQLite and Postgres spell and format
 /// differently; here the cut-off is computed in Rust, in the stored text format, and bound.
-async fn time_gauges(State(db): State<Db>, request: Request, next: Next) -> Response {
-    if request.uri().path() == "/metrics" {
+async fn time_gauges(State(gauges): State<TimeGauges>, request: Request, next: Next) -> Response {
+    let mut last = gauges.last.lock().await;
+    let due = last.is_none_or(|at| at.elapsed() >= platform::http::GAUGES_MAX_AGE);
+    if request.uri().path() == "/metrics" && due {
+        *last = Some(std::time::Instant::now());
+        let db = gauges.db.clone();
         let before =
             (chrono::Utc::now() - LONG_OPEN).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         match db
@@ -113,6 +148,7 @@ async fn time_gauges(State(db): State<Db>, request: Request, next: Next) -> Resp
             Err(error) => tracing::warn!(%error, "Could not count long-open sagas for /metrics."),
         }
     }
+    drop(last);
     next.run(request).await
 }
 
