@@ -25,6 +25,9 @@ struct Up {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     /// Everything it printed so far.
     printed: Vec<String>,
+    /// Its log (stderr), read all along by a task of its own: a pipe nobody reads fills up and
+    /// stops the program at its next log line.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Up {
@@ -39,11 +42,45 @@ impl Up {
             .kill_on_drop(true)
             .spawn()?;
         let stdout = child.stdout.take().context("stdout")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let log = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let collected = std::sync::Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                collected
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line);
+            }
+        });
         Ok(Self {
             child,
             lines: BufReader::new(stdout).lines(),
             printed: Vec::new(),
+            log,
         })
+    }
+
+    /// The first log line containing `needle`, polled until `deadline`.
+    async fn logged(&self, needle: &str, deadline: Duration) -> Result<String> {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .find(|line| line.contains(needle))
+                .cloned();
+            if let Some(line) = found {
+                return Ok(line);
+            }
+            if started.elapsed() > deadline {
+                bail!("no log line with {needle:?} within {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Reads lines until one contains `needle`, failing after `deadline` or at the end.
@@ -137,16 +174,7 @@ async fn anonymous_orders_on_a_reachable_address_are_refused_unless_asked_for() 
     let addr = format!("0.0.0.0:{port}");
     let mut up = Up::start(&["--http-addr", &addr, "--allow-anonymous-remote"]).await?;
     up.until("ready", Duration::from_secs(60)).await?;
-    let mut stderr = BufReader::new(up.child.stderr.take().context("stderr")?).lines();
-    let warning = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = stderr.next_line().await? {
-            if line.contains("WARNING") {
-                return Ok::<_, anyhow::Error>(line);
-            }
-        }
-        bail!("no warning on stderr")
-    })
-    .await??;
+    let warning = up.logged("WARNING", Duration::from_secs(10)).await?;
     assert!(warning.contains("without an API key"), "{warning}");
     let answer = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/orders"))
