@@ -221,55 +221,31 @@ impl Stack {
         quantity: u32,
         payment_method: &str,
     ) -> Result<String> {
-        let body = json!({
-            "user_id": "usr_test",
-            "items": [{"sku": sku, "quantity": quantity}],
-            "payment_method": payment_method,
-        });
-        let response = self.post_order(&body).await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if status != reqwest::StatusCode::ACCEPTED {
-            bail!("order not accepted: {status} {body}");
-        }
-        body["order_id"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no order_id in 202 body")
+        self.orders()
+            .place_order(sku, quantity, payment_method)
+            .await
     }
 
     /// `GET /api/orders/{id}` as JSON (any status code).
     pub async fn get_order(&self, order_id: &str) -> Result<(reqwest::StatusCode, Value)> {
-        let response = self
-            .http
-            .get(self.url(&format!("/api/orders/{order_id}")))
-            .send()
-            .await?;
-        let status = response.status();
-        Ok((status, response.json().await?))
+        self.orders().get_order(order_id).await
     }
 
     /// Polls the order until its status is terminal (`confirmed` / `cancelled`).
     pub async fn wait_terminal(&self, order_id: &str) -> Result<Value> {
-        self.wait_order(order_id, |order| {
-            matches!(order["status"].as_str(), Some("confirmed" | "cancelled"))
-        })
-        .await
+        self.orders().wait_terminal(order_id).await
     }
 
     /// Polls the order until `done` holds, failing after [`DEADLINE`].
     pub async fn wait_order(&self, order_id: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
-        eventually(|| async {
-            // Connection errors are expected while order-api restarts.
-            match self.get_order(order_id).await {
-                Ok((reqwest::StatusCode::OK, order)) if done(&order) => Ok(order),
-                Ok((status, order)) => Err(format!(
-                    "order {order_id} did not reach the expected state; last seen: {status} {order}"
-                )),
-                Err(error) => Err(format!("order {order_id}: {error:#}")),
-            }
-        })
-        .await
+        self.orders().wait_order(order_id, done).await
+    }
+
+    fn orders(&self) -> Orders<'_> {
+        Orders {
+            http: &self.http,
+            base: self.order_api.base_url(),
+        }
     }
 
     /// Runs `f` with a connection to a service's database (for checking invariants from its own
@@ -458,6 +434,84 @@ impl Stack {
 /// The repository root (for fixtures such as the catalog).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// order-api's order routes at `base`, as a test client uses them: shared by [`Stack`] and
+/// [`OneProcessShop`].
+#[derive(Debug)]
+pub(crate) struct Orders<'a> {
+    pub(crate) http: &'a reqwest::Client,
+    /// order-api's base URL (`http://127.0.0.1:PORT`).
+    pub(crate) base: String,
+}
+
+impl Orders<'_> {
+    /// Places an order that must be accepted; returns its id.
+    pub(crate) async fn place_order(
+        &self,
+        sku: &str,
+        quantity: u32,
+        payment_method: &str,
+    ) -> Result<String> {
+        let body = json!({
+            "user_id": "usr_test",
+            "items": [{"sku": sku, "quantity": quantity}],
+            "payment_method": payment_method,
+        });
+        let response = self
+            .http
+            .post(format!("{}/api/orders", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            bail!("order not accepted: {status} {body}");
+        }
+        body["order_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no order_id in 202 body")
+    }
+
+    /// `GET /api/orders/{id}` as JSON (any status code).
+    pub(crate) async fn get_order(&self, order_id: &str) -> Result<(reqwest::StatusCode, Value)> {
+        let response = self
+            .http
+            .get(format!("{}/api/orders/{order_id}", self.base))
+            .send()
+            .await?;
+        let status = response.status();
+        Ok((status, response.json().await?))
+    }
+
+    /// Polls the order until its status is terminal (`confirmed` / `cancelled`).
+    pub(crate) async fn wait_terminal(&self, order_id: &str) -> Result<Value> {
+        self.wait_order(order_id, |order| {
+            matches!(order["status"].as_str(), Some("confirmed" | "cancelled"))
+        })
+        .await
+    }
+
+    /// Polls the order until `done` holds, failing after [`DEADLINE`].
+    pub(crate) async fn wait_order(
+        &self,
+        order_id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        eventually(|| async {
+            // Connection errors are expected while order-api restarts.
+            match self.get_order(order_id).await {
+                Ok((reqwest::StatusCode::OK, order)) if done(&order) => Ok(order),
+                Ok((status, order)) => Err(format!(
+                    "order {order_id} did not reach the expected state; last seen: {status} {order}"
+                )),
+                Err(error) => Err(format!("order {order_id}: {error:#}")),
+            }
+        })
+        .await
+    }
 }
 
 /// The path of a workspace binary (`shopctl`, `order-api`, …), built first with this test

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// One received span, flattened for assertions.
 #[derive(Clone, Debug)]
@@ -235,49 +235,21 @@ impl OneProcessShop {
         quantity: u32,
         payment_method: &str,
     ) -> Result<String> {
-        let body = json!({
-            "user_id": "usr_test",
-            "items": [{"sku": sku, "quantity": quantity}],
-            "payment_method": payment_method,
-        });
-        let response = self
-            .http
-            .post(format!("{}/api/orders", self.url))
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if status != reqwest::StatusCode::ACCEPTED {
-            bail!("order not accepted: {status} {body}");
-        }
-        body["order_id"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no order_id in 202 body")
+        self.orders()
+            .place_order(sku, quantity, payment_method)
+            .await
     }
 
     /// Polls the order until its status is terminal (`confirmed` / `cancelled`).
     pub async fn wait_terminal(&self, order_id: &str) -> Result<Value> {
-        let url = format!("{}/api/orders/{order_id}", self.url);
-        crate::eventually(|| async {
-            let response = self
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|error| format!("{error:#}"))?;
-            let order: Value = response
-                .json()
-                .await
-                .map_err(|error| format!("{error:#}"))?;
-            if matches!(order["status"].as_str(), Some("confirmed" | "cancelled")) {
-                Ok(order)
-            } else {
-                Err(format!("order {order_id} still open: {order}"))
-            }
-        })
-        .await
+        self.orders().wait_terminal(order_id).await
+    }
+
+    fn orders(&self) -> crate::Orders<'_> {
+        crate::Orders {
+            http: &self.http,
+            base: self.url.clone(),
+        }
     }
 
     /// Where its data and log are.

@@ -54,8 +54,7 @@ impl Config {
     /// message on a bad setting, as `--help` and `--version` do.
     pub fn parse() -> Self {
         let mut config: Self = platform::config::parse();
-        config.common = config.common.for_service(Self::SERVICE);
-        config.common.kafka = config.common.kafka.with_client_variables(std::env::vars());
+        config.common = config.common.for_service(Self::SERVICE, std::env::vars());
         config
     }
 

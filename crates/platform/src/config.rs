@@ -221,10 +221,17 @@ pub struct Common {
 }
 
 impl Common {
-    /// The same settings with the Kafka client id (and consumer group) set to `service`.
+    /// The settings of `service`: its Kafka client id (and consumer group), and the
+    /// `KAFKA_CLIENT_*` properties among `variables` (a program passes its environment; see
+    /// [`KafkaConfig::with_client_variables`]).
     #[must_use]
-    pub fn for_service(mut self, service: &str) -> Self {
+    pub fn for_service(
+        mut self,
+        service: &str,
+        variables: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
         service.clone_into(&mut self.kafka.client_id);
+        self.kafka = self.kafka.with_client_variables(variables);
         self
     }
 }

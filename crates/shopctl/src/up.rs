@@ -283,7 +283,7 @@ impl Configs {
             .psp_webhook_secret
             .filter(|secret| !secret.is_empty())
             .unwrap_or_else(|| Sensitive::new(platform::webhook::Secret::generate()));
-        let service = |name: &str| common.clone().for_service(name);
+        let service = |name: &str| common.clone().for_service(name, std::env::vars());
         // Logging belongs to the process, set up once from shopctl's own `--log-*` before any
         // service starts: the services' log settings are not read here.
         Self {

@@ -132,23 +132,26 @@ struct TimeGauges {
 /// the database's own (`strftime`, `now()`), which SQLite and Postgres spell and format
 /// differently; here the cut-off is computed in Rust, in the stored text format, and bound.
 async fn time_gauges(State(gauges): State<TimeGauges>, request: Request, next: Next) -> Response {
-    let mut last = gauges.last.lock().await;
-    let due = last.is_none_or(|at| at.elapsed() >= platform::http::GAUGES_MAX_AGE);
-    if request.uri().path() == "/metrics" && due {
-        *last = Some(std::time::Instant::now());
-        let db = gauges.db.clone();
-        let before =
-            (chrono::Utc::now() - LONG_OPEN).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        match db
-            .read(move |conn| crate::store::count_open_accepted_before(conn, &before))
-            .await
-        {
-            #[allow(clippy::cast_precision_loss)]
-            Ok(count) => metrics::gauge!("sagas_open_longer_than_10s").set(count as f64),
-            Err(error) => tracing::warn!(%error, "Could not count long-open sagas for /metrics."),
+    // Only a scrape takes the lock: `/healthz` and `/readyz` never wait behind a count.
+    if request.uri().path() == "/metrics" {
+        let mut last = gauges.last.lock().await;
+        if last.is_none_or(|at| at.elapsed() >= platform::http::GAUGES_MAX_AGE) {
+            *last = Some(std::time::Instant::now());
+            let before = (chrono::Utc::now() - LONG_OPEN)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            match gauges
+                .db
+                .read(move |conn| crate::store::count_open_accepted_before(conn, &before))
+                .await
+            {
+                #[allow(clippy::cast_precision_loss)]
+                Ok(count) => metrics::gauge!("sagas_open_longer_than_10s").set(count as f64),
+                Err(error) => {
+                    tracing::warn!(%error, "Could not count long-open sagas for /metrics.");
+                }
+            }
         }
     }
-    drop(last);
     next.run(request).await
 }
 
