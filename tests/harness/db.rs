@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow, bail};
 use platform::sql::{
-    Access, Conn, Connection, DbTarget, Dialect, ErrorKind, Params, ScratchDb, ValueRef,
+    Access, Conn, Connection, DbTarget, Dialect, ErrorKind, Params, ScratchDb, Value,
 };
 
 use crate::ServiceKind;
@@ -260,10 +260,10 @@ fn apart<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
 
 /// A statement's parameters, read on the caller's thread into plain values that may cross to
 /// the database thread (the `&dyn ToValue` list of `platform::params!` may not).
-pub(crate) struct Bound<'a>(pub(crate) Vec<ValueRef<'a>>);
+pub(crate) struct Bound<'a>(pub(crate) Vec<Value<'a>>);
 
 impl Params for Bound<'_> {
-    fn values(&self) -> platform::sql::Result<Vec<ValueRef<'_>>> {
+    fn values(&self) -> platform::sql::Result<Vec<Value<'_>>> {
         Ok(self.0.clone())
     }
 }

@@ -49,7 +49,7 @@ pub(crate) async fn run_purge(db: platform::Db, shutdown: tokio_util::sync::Canc
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(PURGE_INTERVAL) => {}
         }
-        match purge_expired(&db, &platform::db::now_text()).await {
+        match purge_expired(&db, &platform::time::now_text()).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "Expired idempotency keys deleted."),
             Err(error) => tracing::warn!(%error, "Could not delete expired idempotency keys."),

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use platform::db::lease::Lease;
-use platform::db::now_text;
+use platform::time::now_text;
 
 use crate::handlers::{Payments, apply_notification};
 use crate::provider::{Accepted, ChargeRequest, Notification, RefundRequest};

@@ -9,7 +9,6 @@ use events::Envelope;
 
 use crate::Db;
 use crate::db::Migration;
-use crate::db::now_text;
 use crate::kafka::{HandlerError, MessageInfo};
 use crate::params;
 use crate::sql::{Conn, Result};
@@ -47,13 +46,13 @@ pub fn record(tx: &Conn<'_>, envelope: &Envelope, info: &MessageInfo) -> Result<
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (event_id) DO NOTHING",
         params![
-            envelope.meta.id.to_string(),
+            envelope.meta.id,
             envelope.kind().type_name(),
             envelope.key(),
             info.topic,
             info.partition,
             info.offset,
-            now_text(),
+            tx.now(),
         ],
     )?;
     if inserted == 1 {

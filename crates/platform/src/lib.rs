@@ -21,6 +21,7 @@ pub mod service;
 pub mod shutdown;
 pub mod sql;
 pub mod telemetry;
+pub mod time;
 pub mod webhook;
 
 pub use db::Db;

@@ -17,7 +17,6 @@ use events::Envelope;
 
 use crate::db::Migration;
 use crate::db::lease::Lease;
-use crate::db::now_text;
 use crate::kafka::{EventProducer, OutgoingMessage};
 use crate::metrics as m;
 use crate::params;
@@ -68,14 +67,14 @@ pub fn enqueue(tx: &Conn<'_>, envelope: &Envelope) -> Result<()> {
         "INSERT INTO outbox (event_id, topic, msg_key, event_type, payload, traceparent, tracestate, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
-        envelope.meta.id.to_string(),
+        envelope.meta.id,
         envelope.kind().topic().name(),
         envelope.key(),
         envelope.kind().type_name(),
         payload,
         traceparent,
         tracestate,
-        now_text(),
+        tx.now(),
         ],
     )?;
     Ok(())

@@ -9,10 +9,11 @@
 //! the insert waited for it and does nothing, and the reservation is released instead.
 
 use events::{Envelope, OrderCancelled, StockReleased};
-use platform::db::{after_commit, now_text};
+use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
+use platform::time::now_text;
 
 use super::{Inventory, SOURCE};
 use crate::store;

@@ -9,10 +9,11 @@
 use events::{
     Envelope, Event, PaymentCompleted, StockRejected, StockRejectionReason, StockReserved,
 };
-use platform::db::{after_commit, now_text};
+use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
+use platform::time::now_text;
 
 use super::{Inventory, SOURCE};
 use crate::store;

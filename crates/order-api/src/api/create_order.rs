@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use events::{Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId};
-use platform::db::now_text;
 use platform::http::JsonBody;
 use platform::outbox;
+use platform::time::now_text;
 
 use super::{ApiError, AppState};
 use crate::auth::Principal;

@@ -20,9 +20,9 @@ use tracing::Instrument;
 use events::{CancellationReason, Envelope, OrderCancelled, OrderId};
 use platform::Db;
 use platform::db::lease::Lease;
-use platform::db::now_text;
 use platform::outbox;
 use platform::sql::{Conn, Result};
+use platform::time::now_text;
 
 use super::{OrderStatus, SOURCE};
 use crate::store::{self, HistoryEntry};

@@ -10,11 +10,11 @@ mod state;
 
 use events::{Envelope, Event, EventKind, OrderCancelled, OrderConfirmed};
 use platform::Db;
-use platform::db::now_text;
 use platform::inbox;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::outbox;
 use platform::sql::Conn;
+use platform::time::now_text;
 
 pub use state::{Decision, OrderStatus, Step, can_transition, decide};
 

@@ -8,9 +8,9 @@
 
 use chrono::SecondsFormat;
 use events::{Envelope, OrderId};
-use platform::db::now_text;
 use platform::params;
 use platform::sql::{Conn, OptionalExtension, Result};
+use platform::time::now_text;
 
 use crate::saga::OrderStatus;
 

@@ -14,10 +14,11 @@ use futures::future::join_all;
 use rdkafka::message::OwnedHeaders;
 
 use platform::Db;
-use platform::db::{Migration, now_text};
+use platform::db::Migration;
 use platform::kafka::{EventProducer, OutgoingMessage, dead_letter_headers as h};
 use platform::params;
 use platform::sql::{Conn, Result};
+use platform::time::now_text;
 
 /// Where copies go: the dead-letter topic of the saga's order events.
 const TOPIC: &str = "orders.dlq";

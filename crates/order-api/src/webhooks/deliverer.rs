@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use platform::Db;
 use platform::db::lease::Lease;
-use platform::db::now_text;
 use platform::kafka::EventProducer;
 use platform::params;
 use platform::sql::{Conn, Result};
+use platform::time::now_text;
 
 use platform::webhook::Secret;
 

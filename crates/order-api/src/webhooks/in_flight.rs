@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::task::{self, JoinSet};
 
 use platform::Db;
-use platform::db::now_text;
+use platform::time::now_text;
 
 use super::deliverer::{self, DelivererConfig, Due};
 

@@ -20,9 +20,9 @@ use serde::Serialize;
 
 use events::OrderId;
 use platform::db::Migration;
-use platform::db::now_text;
 use platform::params;
 use platform::sql::{Conn, OptionalExtension, Result};
+use platform::time::now_text;
 
 use crate::store::HistoryEntry;
 

@@ -9,9 +9,9 @@
 //! a payment that has just stopped `charging`.
 
 use events::{Envelope, OrderCancelled};
-use platform::db::now_text;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
+use platform::time::now_text;
 
 use super::{Payments, refund};
 use crate::recovery::spawn_refund;

@@ -2,10 +2,10 @@
 //! provider to charge. The outcome arrives later (see `provider_outcome`).
 
 use events::{Envelope, LineItem, OrderCreated, PaymentInitiated};
-use platform::db::now_text;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
+use platform::time::now_text;
 
 use super::{Payments, SOURCE};
 use crate::recovery::spawn_charge;

@@ -9,9 +9,9 @@
 
 use events::{Envelope, Event, OrderId, PaymentCompleted, PaymentFailed, PaymentRefunded};
 use platform::Db;
-use platform::db::now_text;
 use platform::outbox;
 use platform::sql::{Conn, Result};
+use platform::time::now_text;
 use tracing::Instrument;
 
 use super::{SOURCE, refund};

@@ -2,8 +2,8 @@
 //! that succeeded after its order was cancelled).
 
 use events::CancellationReason;
-use platform::db::now_text;
 use platform::sql::{Conn, Result};
+use platform::time::now_text;
 
 use crate::store::{self, Payment, PaymentStatus, Refund};
 

@@ -5,7 +5,6 @@
 //! (`ALTER TABLE …`) appended after it, so a database of any earlier version is brought up to
 //! date step by step, and one that is already up to date is left alone.
 
-use crate::db::now_text;
 use crate::params;
 use crate::sql::{Connection, Dialect, OptionalExtension, Result, translate_ddl};
 
@@ -91,7 +90,7 @@ fn apply_locked(conn: &Connection, migrations: &[Migration]) -> Result<usize> {
             sql.execute_batch(&migration.sql_for(conn.dialect()))?;
             sql.execute(
                 "INSERT INTO schema_migrations (name, applied_at) VALUES (?1, ?2)",
-                params![migration.name, now_text()],
+                params![migration.name, sql.now()],
             )?;
             Ok(true)
         })();

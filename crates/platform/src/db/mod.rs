@@ -432,9 +432,3 @@ fn configure(
         .map_err(SqlError::from)?;
     Ok(())
 }
-
-/// The current time as stored in every table: RFC 3339 with microseconds, UTC, so text order is
-/// time order.
-pub fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}

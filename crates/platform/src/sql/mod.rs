@@ -14,14 +14,17 @@ mod scratch;
 mod sqlite;
 mod target;
 mod tls;
+mod types;
 mod value;
 
 use std::cell::RefCell;
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 pub use scratch::ScratchDb;
 pub use target::{DbTarget, create_postgres_database};
-pub use value::{FromValue, Params, ToValue, ValueRef};
+pub use value::{FromValue, Params, ToValue, Value, ValueRef};
 
 /// What a database call fails with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -141,11 +144,16 @@ impl Connection {
         Ok(Self { inner })
     }
 
-    /// The connection's statements.
+    /// The connection's statements, with the time they run at: the database thread takes one
+    /// per transaction, so every row a transaction writes carries the same [`Conn::now`].
     pub fn conn(&self) -> Conn<'_> {
-        match &self.inner {
-            Owned::Sqlite(conn) => Conn(Inner::Sqlite(conn)),
-            Owned::Postgres(session) => Conn(Inner::Postgres(session)),
+        let inner = match &self.inner {
+            Owned::Sqlite(conn) => Inner::Sqlite(conn),
+            Owned::Postgres(session) => Inner::Postgres(session),
+        };
+        Conn {
+            inner,
+            now: crate::time::now(),
         }
     }
 
@@ -250,7 +258,10 @@ pub(crate) enum Poisoned {
 
 /// The statements of a [`Connection`]: what stores are written against.
 #[derive(Clone, Copy)]
-pub struct Conn<'c>(Inner<'c>);
+pub struct Conn<'c> {
+    inner: Inner<'c>,
+    now: DateTime<Utc>,
+}
 
 #[derive(Clone, Copy)]
 enum Inner<'c> {
@@ -265,9 +276,15 @@ impl fmt::Debug for Conn<'_> {
 }
 
 impl<'c> Conn<'c> {
+    /// The time of this transaction: taken once when it began, so that the rows it writes agree
+    /// (an order's `updated_at` and its timeline entry, an outbox row and its inbox mark).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
     /// The dialect, for the few statements that differ.
     pub fn dialect(&self) -> Dialect {
-        match self.0 {
+        match self.inner {
             Inner::Sqlite(_) => Dialect::Sqlite,
             Inner::Postgres(_) => Dialect::Postgres,
         }
@@ -276,7 +293,7 @@ impl<'c> Conn<'c> {
     /// Runs a statement; returns how many rows it changed.
     pub fn execute<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<usize> {
         let values = params.values()?;
-        match self.0 {
+        match self.inner {
             Inner::Sqlite(conn) => sqlite::execute(conn, sql, &values),
             Inner::Postgres(session) => session.borrow_mut().execute(sql, &values),
         }
@@ -326,7 +343,7 @@ impl<'c> Conn<'c> {
         F: FnMut(&Row<'_>) -> Result<T>,
     {
         let values = params.values()?;
-        match self.0 {
+        match self.inner {
             Inner::Sqlite(conn) => sqlite::query(conn, sql, &values, limit, f),
             Inner::Postgres(session) => session.borrow_mut().query(sql, &values, limit, f),
         }
@@ -334,7 +351,7 @@ impl<'c> Conn<'c> {
 
     /// Runs several statements without parameters (schemas, test set-ups).
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
-        match self.0 {
+        match self.inner {
             Inner::Sqlite(conn) => sqlite::batch(conn, sql),
             Inner::Postgres(session) => session.borrow_mut().batch(sql),
         }

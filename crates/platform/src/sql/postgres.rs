@@ -11,7 +11,7 @@ use ::postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use ::postgres::{Client, Config, NoTls, Statement};
 use bytes::BytesMut;
 
-use super::{Access, ErrorKind, FromValue, Result, Row, RowInner, SqlError, ValueRef, tls};
+use super::{Access, ErrorKind, FromValue, Result, Row, RowInner, SqlError, Value, ValueRef, tls};
 
 /// One connection and what it knows about its own state.
 pub(super) struct Session {
@@ -228,7 +228,7 @@ impl Session {
         Ok(statement)
     }
 
-    pub(super) fn execute(&mut self, sql: &str, values: &[ValueRef<'_>]) -> Result<usize> {
+    pub(super) fn execute(&mut self, sql: &str, values: &[Value<'_>]) -> Result<usize> {
         let statement = self.statement(sql)?;
         let binds = binds(values);
         let params = refs(&binds);
@@ -241,7 +241,7 @@ impl Session {
     pub(super) fn query<T, F>(
         &mut self,
         sql: &str,
-        values: &[ValueRef<'_>],
+        values: &[Value<'_>],
         limit: Option<usize>,
         mut f: F,
     ) -> Result<Vec<Result<T>>>
@@ -391,8 +391,8 @@ fn text(ty: &Type) -> bool {
     )
 }
 
-fn binds<'a>(values: &'a [ValueRef<'a>]) -> Vec<Bind<'a>> {
-    values.iter().map(|value| Bind(*value)).collect()
+fn binds<'a>(values: &'a [Value<'_>]) -> Vec<Bind<'a>> {
+    values.iter().map(|value| Bind(value.as_ref())).collect()
 }
 
 fn refs<'a>(binds: &'a [Bind<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {

@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::types::{ToSqlOutput, ValueRef as Raw};
 use rusqlite::{ErrorCode, OpenFlags};
 
-use super::{Access, ErrorKind, Result, Row, RowInner, SqlError, ValueRef};
+use super::{Access, ErrorKind, Result, Row, RowInner, SqlError, Value, ValueRef};
 
 /// Opens the file (a read-write connection creates it).
 pub(super) fn open(path: &Path, access: Access) -> Result<rusqlite::Connection> {
@@ -55,14 +55,14 @@ impl rusqlite::ToSql for Bind<'_> {
     }
 }
 
-fn binds<'a>(values: &'a [ValueRef<'a>]) -> Vec<Bind<'a>> {
-    values.iter().map(|value| Bind(*value)).collect()
+fn binds<'a>(values: &'a [Value<'_>]) -> Vec<Bind<'a>> {
+    values.iter().map(|value| Bind(value.as_ref())).collect()
 }
 
 pub(super) fn execute(
     conn: &rusqlite::Connection,
     sql: &str,
-    values: &[ValueRef<'_>],
+    values: &[Value<'_>],
 ) -> Result<usize> {
     let binds = binds(values);
     Ok(conn
@@ -73,7 +73,7 @@ pub(super) fn execute(
 pub(super) fn query<T, F>(
     conn: &rusqlite::Connection,
     sql: &str,
-    values: &[ValueRef<'_>],
+    values: &[Value<'_>],
     limit: Option<usize>,
     mut f: F,
 ) -> Result<Vec<Result<T>>>

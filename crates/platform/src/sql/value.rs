@@ -6,6 +6,8 @@
 //! map onto them, and a parameter adapts to whatever type Postgres inferred for its placeholder,
 //! so the same statement binds the same Rust values on both.
 
+use std::borrow::Cow;
+
 use super::{ErrorKind, Result, SqlError};
 
 /// A value borrowed from a parameter or a row.
@@ -23,19 +25,63 @@ pub enum ValueRef<'a> {
     Blob(&'a [u8]),
 }
 
-/// A Rust value that can be bound as a statement parameter.
-pub trait ToValue {
-    /// The value to bind.
-    fn to_value(&self) -> Result<ValueRef<'_>>;
+/// A parameter's value: borrowed from the Rust value where it already is text or bytes
+/// (a `String`, an ID), owned where binding formats it first (a timestamp, a UUID).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// SQL `NULL`.
+    Null,
+    /// A 64-bit signed integer (booleans are 0 and 1).
+    Integer(i64),
+    /// A double-precision float.
+    Real(f64),
+    /// UTF-8 text.
+    Text(Cow<'a, str>),
+    /// Bytes.
+    Blob(Cow<'a, [u8]>),
 }
 
-/// A Rust value that a column can be read into.
+impl Value<'_> {
+    /// The value, borrowed, as the drivers bind it.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(int) => ValueRef::Integer(*int),
+            Value::Real(real) => ValueRef::Real(*real),
+            Value::Text(text) => ValueRef::Text(text),
+            Value::Blob(bytes) => ValueRef::Blob(bytes),
+        }
+    }
+}
+
+impl<'a> From<ValueRef<'a>> for Value<'a> {
+    fn from(value: ValueRef<'a>) -> Self {
+        match value {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(int) => Value::Integer(int),
+            ValueRef::Real(real) => Value::Real(real),
+            ValueRef::Text(text) => Value::Text(Cow::Borrowed(text)),
+            ValueRef::Blob(bytes) => Value::Blob(Cow::Borrowed(bytes)),
+        }
+    }
+}
+
+/// A Rust value that can be bound as a statement parameter: one direction of the SQL edge.
+/// Domain types implement it (see `types.rs`), so stores bind an `OrderId` or a timestamp as
+/// they are and never format them at the call site.
+pub trait ToValue {
+    /// The value to bind.
+    fn to_value(&self) -> Result<Value<'_>>;
+}
+
+/// A Rust value that a column can be read into: the other direction of the SQL edge. A column
+/// that does not hold a valid value of the type (a corrupt row) is an error, never a default.
 pub trait FromValue: Sized {
     /// Converts the column's value; a mismatch is a [`ErrorKind::Conversion`] error.
     fn from_value(value: ValueRef<'_>) -> Result<Self>;
 }
 
-fn mismatch(wanted: &str, value: ValueRef<'_>) -> SqlError {
+pub(super) fn mismatch(wanted: &str, value: ValueRef<'_>) -> SqlError {
     SqlError::new(
         ErrorKind::Conversion,
         format!("cannot read {value:?} as {wanted}"),
@@ -43,61 +89,61 @@ fn mismatch(wanted: &str, value: ValueRef<'_>) -> SqlError {
 }
 
 impl<T: ToValue + ?Sized> ToValue for &T {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
+    fn to_value(&self) -> Result<Value<'_>> {
         (**self).to_value()
     }
 }
 
 impl<T: ToValue> ToValue for Option<T> {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
+    fn to_value(&self) -> Result<Value<'_>> {
         match self {
             Some(value) => value.to_value(),
-            None => Ok(ValueRef::Null),
+            None => Ok(Value::Null),
         }
     }
 }
 
 impl ToValue for str {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
-        Ok(ValueRef::Text(self))
+    fn to_value(&self) -> Result<Value<'_>> {
+        Ok(Value::Text(Cow::Borrowed(self)))
     }
 }
 
 impl ToValue for String {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
-        Ok(ValueRef::Text(self))
+    fn to_value(&self) -> Result<Value<'_>> {
+        Ok(Value::Text(Cow::Borrowed(self)))
     }
 }
 
 impl ToValue for [u8] {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
-        Ok(ValueRef::Blob(self))
+    fn to_value(&self) -> Result<Value<'_>> {
+        Ok(Value::Blob(Cow::Borrowed(self)))
     }
 }
 
 impl ToValue for Vec<u8> {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
-        Ok(ValueRef::Blob(self))
+    fn to_value(&self) -> Result<Value<'_>> {
+        Ok(Value::Blob(Cow::Borrowed(self)))
     }
 }
 
 impl ToValue for f64 {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
-        Ok(ValueRef::Real(*self))
+    fn to_value(&self) -> Result<Value<'_>> {
+        Ok(Value::Real(*self))
     }
 }
 
 impl ToValue for bool {
-    fn to_value(&self) -> Result<ValueRef<'_>> {
-        Ok(ValueRef::Integer(i64::from(*self)))
+    fn to_value(&self) -> Result<Value<'_>> {
+        Ok(Value::Integer(i64::from(*self)))
     }
 }
 
 macro_rules! integers {
     ($($ty:ty),*) => {$(
         impl ToValue for $ty {
-            fn to_value(&self) -> Result<ValueRef<'_>> {
-                i64::try_from(*self).map(ValueRef::Integer).map_err(|_| {
+            fn to_value(&self) -> Result<Value<'_>> {
+                i64::try_from(*self).map(Value::Integer).map_err(|_| {
                     SqlError::new(ErrorKind::Conversion, format!("{self} does not fit in 64 bits"))
                 })
             }
@@ -171,23 +217,23 @@ impl<T: FromValue> FromValue for Option<T> {
 /// mixed list [`params!`](crate::params) builds.
 pub trait Params {
     /// The values to bind, in placeholder order (`?1` first).
-    fn values(&self) -> Result<Vec<ValueRef<'_>>>;
+    fn values(&self) -> Result<Vec<Value<'_>>>;
 }
 
 impl Params for [&dyn ToValue] {
-    fn values(&self) -> Result<Vec<ValueRef<'_>>> {
+    fn values(&self) -> Result<Vec<Value<'_>>> {
         self.iter().map(|param| param.to_value()).collect()
     }
 }
 
 impl<P: Params + ?Sized> Params for &P {
-    fn values(&self) -> Result<Vec<ValueRef<'_>>> {
+    fn values(&self) -> Result<Vec<Value<'_>>> {
         (**self).values()
     }
 }
 
 impl Params for [&dyn ToValue; 0] {
-    fn values(&self) -> Result<Vec<ValueRef<'_>>> {
+    fn values(&self) -> Result<Vec<Value<'_>>> {
         Ok(Vec::new())
     }
 }
@@ -195,7 +241,7 @@ impl Params for [&dyn ToValue; 0] {
 macro_rules! arrays {
     ($($n:literal),*) => {$(
         impl<T: ToValue> Params for [T; $n] {
-            fn values(&self) -> Result<Vec<ValueRef<'_>>> {
+            fn values(&self) -> Result<Vec<Value<'_>>> {
                 self.iter().map(ToValue::to_value).collect()
             }
         }
@@ -236,10 +282,10 @@ mod tests {
         assert_eq!(
             list.values()?,
             vec![
-                ValueRef::Text("o-1"),
-                ValueRef::Integer(3),
-                ValueRef::Null,
-                ValueRef::Integer(1)
+                Value::Text("o-1".into()),
+                Value::Integer(3),
+                Value::Null,
+                Value::Integer(1)
             ]
         );
         assert_eq!(["a", "b"].values()?.len(), 2);

@@ -279,7 +279,7 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let mut line = Map::new();
-        line.insert("timestamp".into(), Value::String(crate::db::now_text()));
+        line.insert("timestamp".into(), Value::String(crate::time::now_text()));
         line.insert("level".into(), Value::String(meta.level().to_string()));
         line.insert("target".into(), Value::String(meta.target().to_owned()));
         if let Some(scope) = ctx.event_scope() {
