@@ -93,7 +93,7 @@ impl Application {
         let webhooks = Arc::new(WebhookState {
             secret,
             tolerance_s: i64::try_from(settings.webhook_tolerance.as_secs()).unwrap_or(i64::MAX),
-            payments: payments.clone(),
+            requests: payments.requests.clone(),
         });
         Ok(Self {
             config,
@@ -118,7 +118,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<(), PaymentSvcError> {
         let background = vec![tokio::spawn(recovery::run_sweep(
-            self.payments.clone(),
+            self.payments.requests.clone(),
             self.sweep_lease,
             self.config.settings.sweep_interval,
             self.config.settings.resubmit_after,

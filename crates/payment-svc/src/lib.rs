@@ -11,11 +11,15 @@ mod config;
 pub mod handlers;
 pub mod provider;
 mod recovery;
+mod refund;
 mod store;
 pub mod webhook;
 
 pub use app::Application;
 pub use config::{Config, Settings};
+
+/// The name this service gives itself in events it produces.
+pub const SOURCE: &str = "/shop/payment-svc";
 
 /// Errors that stop payment-svc from starting or running.
 #[derive(Debug, thiserror::Error)]

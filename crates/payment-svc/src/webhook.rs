@@ -24,9 +24,7 @@ use platform::http::Problem;
 use platform::webhook::{Secret, SignedHeaders, VerifyError};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::handlers::Payments;
-use crate::provider::notification_of;
-use crate::recovery;
+use crate::provider::{Requests, notification_of};
 
 /// Webhooks refused {reason = signature | body | unavailable}.
 pub const WEBHOOKS_REFUSED: &str = "payment_webhooks_refused_total";
@@ -47,7 +45,7 @@ pub(crate) struct WebhookState {
     /// Accepted distance between a message's timestamp and now, in seconds.
     pub(crate) tolerance_s: i64,
     /// Where outcomes are applied.
-    pub(crate) payments: Payments,
+    pub(crate) requests: Requests,
 }
 
 /// The route.
@@ -86,7 +84,7 @@ async fn receive(State(state): State<Arc<WebhookState>>, request: Request) -> Re
         }
     };
     let order_id = notification.order_id;
-    match recovery::apply(&state.payments, notification).await {
+    match state.requests.apply(notification).await {
         Ok(()) => {
             metrics::counter!(WEBHOOKS_ACCEPTED).increment(1);
             StatusCode::NO_CONTENT.into_response()

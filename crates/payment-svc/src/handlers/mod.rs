@@ -1,28 +1,20 @@
-//! What payment-svc does with each event it consumes, one module per event, plus the
-//! provider's notifications (which are events too, only from outside Kafka).
+//! What payment-svc does with each event it consumes, one module per event. The provider's
+//! notifications, which arrive by webhook rather than from Kafka, are applied in
+//! [`crate::provider`].
 
 mod order_cancelled;
 mod order_created;
-mod provider_outcome;
-mod refund;
 mod stock_rejected;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use events::{Envelope, Event, EventKind};
 use platform::Db;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 
-use crate::provider::PaymentProvider;
-
-pub(crate) use provider_outcome::apply_notification;
-
-/// The name this service gives itself in events it produces.
-pub const SOURCE: &str = "/shop/payment-svc";
+use crate::provider::{PaymentProvider, Requests};
 
 /// The events payment-svc handles: what [`Payments`] matches on. The consumer subscribes to
 /// their topics and passes the other events there over.
@@ -36,11 +28,8 @@ pub const HANDLES: &[EventKind] = &[
 #[derive(Clone)]
 pub struct Payments {
     pub(crate) db: Db,
-    pub(crate) provider: Arc<dyn PaymentProvider>,
-    /// Bounds the provider requests running beside the consumer (see
-    /// [`crate::recovery::spawn_charge`]): when the provider is slow, handlers wait for a
-    /// free slot instead of piling up requests without limit.
-    pub(crate) provider_slots: Arc<Semaphore>,
+    /// Charges and refunds go to the provider through it, after the handler's commit.
+    pub(crate) requests: Requests,
     /// Where this replica asks the provider to send outcomes; recorded with each new payment
     /// and repeated by every resend of its requests, whichever replica sends them.
     pub(crate) webhook_url: Option<String>,
@@ -65,9 +54,8 @@ impl Payments {
         webhook_url: Option<String>,
     ) -> Self {
         Self {
+            requests: Requests::new(db.clone(), provider, max_in_flight),
             db,
-            provider,
-            provider_slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
             webhook_url,
         }
     }

@@ -13,8 +13,8 @@ use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::time::now_text;
 
-use super::{Payments, refund};
-use crate::recovery::spawn_refund;
+use super::Payments;
+use crate::refund;
 use crate::store::{self, PaymentStatus};
 
 pub(super) async fn handle(
@@ -62,7 +62,7 @@ pub(super) async fn handle(
     .await?
     .flatten();
     if let Some(refund) = refund {
-        spawn_refund(payments, refund).await;
+        payments.requests.spawn_refund(refund).await;
     }
     Ok(())
 }

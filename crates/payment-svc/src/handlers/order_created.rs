@@ -7,8 +7,8 @@ use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
 use platform::time::now_text;
 
-use super::{Payments, SOURCE};
-use crate::recovery::spawn_charge;
+use super::Payments;
+use crate::SOURCE;
 use crate::store::{self, Payment, PaymentStatus};
 
 pub(super) async fn handle(
@@ -52,7 +52,7 @@ pub(super) async fn handle(
     .await?;
     if created == Some(true) {
         // If this fails or the process dies first, recovery sends the request again.
-        spawn_charge(payments, payment).await;
+        payments.requests.spawn_charge(payment).await;
     }
     Ok(())
 }

@@ -9,8 +9,8 @@ use events::{CancellationReason, Envelope, StockRejected};
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 
-use super::{Payments, refund};
-use crate::recovery::spawn_refund;
+use super::Payments;
+use crate::refund;
 use crate::store::{self, PaymentStatus};
 
 pub(super) async fn handle(
@@ -44,7 +44,7 @@ pub(super) async fn handle(
     .await?
     .flatten();
     if let Some(refund) = refund {
-        spawn_refund(payments, refund).await;
+        payments.requests.spawn_refund(refund).await;
     }
     Ok(())
 }

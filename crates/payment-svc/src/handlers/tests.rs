@@ -159,7 +159,7 @@ async fn deliver(replica: &Replica, envelope: Envelope, offset: i64) {
 /// Applies `notification` as the webhook endpoint does; the provider retries failures.
 async fn notify(replica: &Replica, notification: Notification) {
     for _ in 0..20 {
-        match recovery::apply(&replica.payments, notification.clone()).await {
+        match replica.payments.requests.apply(notification.clone()).await {
             Ok(()) => return,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -198,7 +198,7 @@ async fn settle(replicas: &[Replica; 2], expected: usize, seen: impl Fn() -> usi
     let idle = || {
         replicas
             .iter()
-            .all(|replica| replica.payments.provider_slots.available_permits() == SLOTS)
+            .all(|replica| replica.payments.requests.free_slots() == SLOTS)
     };
     while !(seen() >= expected && idle()) && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -363,7 +363,7 @@ async fn only_the_lease_holder_sweeps_and_hands_over_at_shutdown() {
             Duration::from_secs(30),
         );
         tokio::spawn(recovery::run_sweep(
-            replica.payments.clone(),
+            replica.payments.requests.clone(),
             lease,
             Duration::from_millis(20),
             // Every request is stale at once: each round re-sends it.
@@ -448,7 +448,7 @@ async fn payments_live_their_whole_lives_across_replicas() {
     let shutdown = CancellationToken::new();
     let db = replicas[0].payments.db.clone();
     let sweep = tokio::spawn(recovery::run_sweep(
-        replicas[0].payments.clone(),
+        replicas[0].payments.requests.clone(),
         Lease::with_ttl(&db, recovery::LEASE, Duration::from_secs(30)),
         Duration::from_millis(20),
         Duration::ZERO,

@@ -5,9 +5,15 @@
 //! key and is *accepted*; the outcome arrives later as a [`Notification`] (a webhook, for an
 //! HTTP provider). A repeated request with the same key returns the same charge, and its outcome
 //! if already known — which is how payment-svc recovers requests whose outcome it never saw.
+//!
+//! [`Requests`] is the way there and back: it sends the requests the handlers and the recovery
+//! sweep decide on, and applies the outcomes the provider reports (`outcome`), whether by
+//! webhook or in the answer to a repeated request.
 
 mod breaker;
 mod http;
+mod outcome;
+mod requests;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -16,6 +22,7 @@ use events::{Money, OrderId, PaymentFailureReason, PaymentMethod};
 
 pub use breaker::{BREAKER_REJECTIONS, BREAKER_STATE, CircuitBreaker};
 pub use http::{HttpProvider, WebhookError, notification_of, outcome_of};
+pub use requests::Requests;
 
 /// A request to charge a customer.
 #[derive(Clone, Debug)]

@@ -17,9 +17,8 @@ use platform::sql::ScratchDb;
 use platform::webhook::{self, Secret};
 
 use super::{MAX_BODY_BYTES, WebhookState, routes};
-use crate::handlers::Payments;
 use crate::provider::{
-    Accepted, Availability, ChargeRequest, PaymentProvider, ProviderError, RefundRequest,
+    Accepted, Availability, ChargeRequest, PaymentProvider, ProviderError, RefundRequest, Requests,
 };
 use crate::store;
 
@@ -51,7 +50,7 @@ fn app(scratch: &ScratchDb) -> axum::Router {
     routes(Arc::new(WebhookState {
         secret: Secret::parse(SECRET).expect("a valid secret"),
         tolerance_s: TOLERANCE_S,
-        payments: Payments::new(db, Arc::new(NoProvider), 1, None),
+        requests: Requests::new(db, Arc::new(NoProvider), 1),
     }))
 }
 

@@ -14,9 +14,9 @@ use platform::sql::{Conn, Result};
 use platform::time::now_text;
 use tracing::Instrument;
 
-use super::{SOURCE, refund};
-use crate::provider::{Notification, Outcome};
+use super::{Notification, Outcome};
 use crate::store::{self, PaymentStatus, Refund};
+use crate::{SOURCE, refund};
 
 /// Applies `notification` in one transaction. Returns a refund to send when the charge
 /// succeeded for an order that was cancelled meanwhile.
