@@ -15,11 +15,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use platform::http::{JsonBody, Problem};
+use psp_contract::{
+    CHARGES_PATH, CreateCharge, CreateRefund, IDEMPOTENCY_KEY, LATENCY_PATH, Latency, Object,
+    REFUNDS_PATH, WebhookEvent,
+};
 use serde_json::json;
 
 use crate::ledger::{Answer, Ledger};
 use crate::notifier::{Delivery, Notifier};
-use crate::wire::{CreateCharge, CreateRefund, Latency, Object, WebhookEvent};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
@@ -42,9 +45,9 @@ pub struct ApiState {
 /// The routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/v1/charges", post(create_charge))
-        .route("/v1/refunds", post(create_refund))
-        .route("/v1/simulator/latency", get(latency).put(set_latency))
+        .route(CHARGES_PATH, post(create_charge))
+        .route(REFUNDS_PATH, post(create_refund))
+        .route(LATENCY_PATH, get(latency).put(set_latency))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
             "/readyz",
@@ -159,7 +162,7 @@ fn respond(state: &ApiState, answer: Answer, url: Option<String>) -> Response {
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
     let key = headers
-        .get("idempotency-key")
+        .get(IDEMPOTENCY_KEY)
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .unwrap_or_default();

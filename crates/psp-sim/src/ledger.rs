@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::wire::{Charge, CreateCharge, CreateRefund, FailureCode, Object, Refund, Status};
+use psp_contract::{Charge, CreateCharge, CreateRefund, FailureCode, Object, Refund, Status};
 
 /// Timing and failure knobs.
 #[derive(Clone, Debug)]

@@ -10,7 +10,6 @@ pub mod api;
 mod config;
 pub mod ledger;
 pub mod notifier;
-pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

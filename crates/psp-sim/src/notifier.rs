@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::wire::WebhookEvent;
+use psp_contract::WebhookEvent;
 
 /// Webhook attempts {outcome = delivered | refused | unreachable | abandoned}.
 pub const WEBHOOK_ATTEMPTS: &str = "psp_webhook_attempts_total";

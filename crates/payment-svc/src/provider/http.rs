@@ -1,10 +1,14 @@
-//! The provider over HTTP: charge and refund requests to its API (the one `psp-sim` serves),
-//! and the translation of its objects and webhooks into [`Outcome`]s and [`Notification`]s.
+//! The provider over HTTP: charge and refund requests to its API (the contract in
+//! `psp-contract`, which `psp-sim` serves), and the translation of its objects and webhooks
+//! into [`Outcome`]s and [`Notification`]s.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use psp_sim::wire::{CreateCharge, CreateRefund, FailureCode, Object, Status, WebhookEvent};
+use psp_contract::{
+    CHARGES_PATH, CreateCharge, CreateRefund, FailureCode, IDEMPOTENCY_KEY, Object, REFUNDS_PATH,
+    Status, WebhookEvent,
+};
 use reqwest::StatusCode;
 
 use events::{OrderId, PaymentFailureReason};
@@ -52,7 +56,7 @@ impl HttpProvider {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base_url))
-            .header("idempotency-key", key)
+            .header(IDEMPOTENCY_KEY, key)
             .json(body);
         for (name, value) in platform::telemetry::inject(&tracing::Span::current()) {
             request = request.header(name, value);
@@ -99,7 +103,7 @@ impl PaymentProvider for HttpProvider {
                         .unwrap_or_else(|| self.webhook_url.clone()),
                 ),
             };
-            self.post("/v1/charges", request.order_id.to_string(), &body)
+            self.post(CHARGES_PATH, request.order_id.to_string(), &body)
                 .await
         })
     }
@@ -116,7 +120,7 @@ impl PaymentProvider for HttpProvider {
                         .unwrap_or_else(|| self.webhook_url.clone()),
                 ),
             };
-            self.post("/v1/refunds", format!("refund:{}", request.order_id), &body)
+            self.post(REFUNDS_PATH, format!("refund:{}", request.order_id), &body)
                 .await
         })
     }

@@ -1,11 +1,30 @@
-//! The provider's HTTP API, as JSON: what a merchant sends, what it gets back, and what the
-//! provider's webhooks carry. payment-svc's client uses these same types, so the two sides
-//! cannot drift apart.
+//! The payment provider's wire contract: what a merchant sends to its HTTP API, what it gets
+//! back, and what the provider's webhooks carry — as types that (de)serialise to exactly that
+//! JSON (`schemas/psp.openapi.yaml`).
+//!
+//! The simulator (`psp-sim`) serves this contract and payment-svc's client speaks it; both use
+//! these same types, so the two sides cannot drift apart, and neither has to depend on the
+//! other. No I/O here: no HTTP client or server, no runtime, no database.
 //!
 //! Money is in minor units (cents) like every amount in the shop; ids are the provider's own
 //! (`ch_…`, `re_…`, `evt_…`), and `reference` is the merchant's id for the request (the order).
+//!
+//! Webhooks are signed following Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature` headers, HMAC-SHA256 with a `whsec_…` secret). That scheme is not the
+//! provider's own — the shop signs its callbacks the same way — so it lives in
+//! `platform::webhook`, not here.
 
 use serde::{Deserialize, Serialize};
+
+/// `POST` here to ask for a charge: a [`CreateCharge`] body, answered with an [`Object`].
+pub const CHARGES_PATH: &str = "/v1/charges";
+/// `POST` here to ask for a refund: a [`CreateRefund`] body, answered with an [`Object`].
+pub const REFUNDS_PATH: &str = "/v1/refunds";
+/// `GET` or `PUT` a [`Latency`] here (the simulator's own knob, not a provider's API).
+pub const LATENCY_PATH: &str = "/v1/simulator/latency";
+/// The header carrying a request's idempotency key: the same key and body get the original
+/// object back (`200`) instead of a second charge; the same key with another body a `422`.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `POST /v1/charges` body (with an `Idempotency-Key` header).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +226,30 @@ mod tests {
             serde_json::from_value::<WebhookEvent>(extra).is_err(),
             "strict"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_charge_request_without_a_webhook_url_leaves_the_field_out() -> Result<(), serde_json::Error>
+    {
+        let request = CreateCharge {
+            amount_minor: 2499,
+            currency: "EUR".into(),
+            payment_method: "pm_visa_4242".into(),
+            reference: "ord_1".into(),
+            webhook_url: None,
+        };
+        let json = serde_json::to_value(&request)?;
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "amount_minor": 2499,
+                "currency": "EUR",
+                "payment_method": "pm_visa_4242",
+                "reference": "ord_1",
+            })
+        );
+        assert_eq!(serde_json::from_value::<CreateCharge>(json)?, request);
         Ok(())
     }
 }
