@@ -1,8 +1,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::post;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 
 use platform::Db;
 use platform::config::refuse_development_secret;
@@ -10,10 +15,9 @@ use platform::db::lease::Lease;
 use platform::http::{Readiness, health_routes, observe};
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
-
-use crate::handlers::Payments;
 use platform::webhook::Secret;
 
+use crate::handlers::Payments;
 use crate::provider::{CircuitBreaker, HttpProvider};
 use crate::webhook::{self, WebhookState};
 use crate::{Config, PaymentSvcError, recovery, store};
@@ -132,10 +136,7 @@ impl Application {
         );
         let parts = ServiceParts {
             listener: self.listener,
-            router: observe(
-                Config::SERVICE,
-                health_routes(readiness).merge(webhook::routes(self.webhooks)),
-            ),
+            router: router(self.webhooks, readiness),
             db: self.db,
             producer: self.producer,
             consumer: self.consumer,
@@ -147,6 +148,22 @@ impl Application {
             .await
             .map_err(PaymentSvcError::from)
     }
+}
+
+/// Every HTTP route of payment-svc; testable without a socket.
+pub(crate) fn router(webhooks: Arc<WebhookState>, readiness: Readiness) -> Router {
+    let routes = Router::new()
+        .route("/webhooks/payments", post(webhook::receive))
+        // The provider's limits, on the routes above only.
+        .route_layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES))
+        .route_layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            webhook::REQUEST_TIMEOUT,
+        ))
+        .with_state(webhooks)
+        // `GET /healthz`, `GET /readyz`, `GET /metrics`: the same in every service.
+        .merge(health_routes(readiness));
+    observe(Config::SERVICE, routes)
 }
 
 /// `http://<listen address>/webhooks/payments`, with a wildcard address replaced by loopback

@@ -2,9 +2,30 @@
 //!
 //! It charges each new order through a [`provider::PaymentProvider`] and refunds orders whose
 //! stock could not be reserved. Requests to the provider are made after the intent is recorded,
-//! outcomes arrive as signed webhooks (`POST /webhooks/payments`), and [`recovery`] re-sends
-//! whatever has waited too long —
-//! so every payment reaches an outcome and no order is charged twice.
+//! outcomes arrive as signed webhooks, and the recovery sweep re-sends whatever has waited too
+//! long — so every payment reaches an outcome and no order is charged twice.
+//!
+//! # Entry points
+//!
+//! HTTP routes (the table is `app::router`):
+//! - `POST /webhooks/payments` — the provider's signed outcomes ([`webhook`]), applied by
+//!   [`provider::Requests`];
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` — as in every service (`platform::http`).
+//!
+//! Events consumed ([`handlers::HANDLES`], one module each in [`handlers`]):
+//! - `order.created` → record the payment, announce `payment.initiated`, ask for the charge;
+//! - `stock.rejected` → refund the charge (compensation);
+//! - `order.cancelled` → refund the charge, or have it refunded the moment it succeeds.
+//!
+//! Events produced, through the outbox: `payment.initiated`, `payment.completed`,
+//! `payment.failed`, `payment.refunded`.
+//!
+//! Background tasks:
+//! - provider requests, sent beside the consumer once their intent is committed, at most
+//!   `PSP_MAX_IN_FLIGHT` at once ([`provider::Requests`]);
+//! - the recovery sweep, re-sending requests that have waited too long for an outcome, on the
+//!   replica holding its lease (`recovery`);
+//! - the outbox relay, the consumer and the HTTP server, run by [`platform::service::run`].
 
 mod app;
 mod config;

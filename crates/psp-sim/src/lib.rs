@@ -4,7 +4,21 @@
 //! idempotency key; it answers at once (`202`, `pending`) and reports the outcome later by
 //! webhook, signed following Standard Webhooks, retried with backoff until the merchant
 //! answers `2xx`. Outcomes follow the payment method (see [`ledger`]), so demos and tests are
-//! deterministic, including slow and flaky behaviour.
+//! deterministic, including slow and flaky behaviour. The JSON it speaks is `psp-contract`.
+//!
+//! # Entry points
+//!
+//! HTTP routes (the table is [`api::router`]):
+//! - `POST /v1/charges`, `POST /v1/refunds` — charge and refund requests, each with an
+//!   `Idempotency-Key`, answered at once;
+//! - `GET /v1/simulator/latency`, `PUT /v1/simulator/latency` — the simulator's own knob: extra
+//!   time before answering a charge;
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! Events consumed: none; the simulator knows no Kafka, only HTTP.
+//!
+//! Background tasks: one per decided request whose outcome is to be sent, delivering the
+//! signed webhook with retries ([`notifier`]); pending ones are dropped at shutdown.
 
 pub mod api;
 mod config;

@@ -1,6 +1,9 @@
 //! `order.cancelled` → make sure a cancelled order keeps no money: refund a completed charge, or
 //! flag a charge still in flight so that it is refunded the moment it succeeds.
 //!
+//! On redelivery: the inbox skips the event; another cancellation of the same order finds the
+//! payment refunding or flagged already, and starts no second refund.
+//!
 //! Declined and out-of-stock cancellations find nothing to do (no charge, or already refunded);
 //! this matters for timeouts, where the saga may end while the payment is still moving.
 //!

@@ -1,5 +1,8 @@
 //! `order.created` → record the payment as `charging`, announce `payment.initiated`, ask the
-//! provider to charge. The outcome arrives later (see `provider_outcome`).
+//! provider to charge. The outcome arrives later (see [`crate::provider`]).
+//!
+//! On redelivery: the inbox skips the event, and another `order.created` for the same order
+//! finds its payment already recorded — either way no second payment and no second request.
 
 use events::{Envelope, LineItem, OrderCreated, PaymentInitiated};
 use platform::inbox;

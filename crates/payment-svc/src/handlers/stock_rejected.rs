@@ -1,6 +1,9 @@
 //! `stock.rejected` → the order cannot be fulfilled after it was paid: refund it (compensation).
 //! `payment.refunded` follows when the provider confirms.
 //!
+//! On redelivery: the inbox skips the event; another rejection of the same order finds the
+//! payment no longer `charged`, and starts no second refund.
+//!
 //! The payment row is locked while deciding, and the move to `refunding` is conditional on
 //! `charged` (see [`refund::begin`]): a cancellation handled by another replica at the same
 //! time starts the one refund, or this does, never both.

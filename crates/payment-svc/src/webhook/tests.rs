@@ -1,5 +1,6 @@
-//! `POST /webhooks/payments` driven through its router: what is refused on the headers alone
-//! must be refused without waiting for the body, and the body limit holds while reading.
+//! `POST /webhooks/payments` driven through the service's router: what is refused on the
+//! headers alone must be refused without waiting for the body, and the body limit holds while
+//! reading.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,10 +14,14 @@ use futures::future::BoxFuture;
 use tower::ServiceExt;
 
 use platform::Db;
+use platform::config::KafkaConfig;
+use platform::http::Readiness;
+use platform::kafka::EventProducer;
 use platform::sql::ScratchDb;
 use platform::webhook::{self, Secret};
 
-use super::{MAX_BODY_BYTES, WebhookState, routes};
+use super::{MAX_BODY_BYTES, WebhookState};
+use crate::app::router;
 use crate::provider::{
     Accepted, Availability, ChargeRequest, PaymentProvider, ProviderError, RefundRequest, Requests,
 };
@@ -47,11 +52,20 @@ fn app(scratch: &ScratchDb) -> axum::Router {
         &[store::MIGRATION, store::MIGRATION_WEBHOOK_URL],
     )
     .expect("the database opens");
-    routes(Arc::new(WebhookState {
+    // No broker: readiness is not what these tests ask about.
+    let kafka = KafkaConfig {
+        bootstrap_servers: "127.0.0.1:1".to_owned(),
+        client_id: "payment-webhook-test".to_owned(),
+        ..KafkaConfig::default()
+    };
+    let producer = EventProducer::new(&kafka).expect("a producer");
+    let readiness = Readiness::new(db.clone(), producer, Vec::new(), None);
+    let webhooks = Arc::new(WebhookState {
         secret: Secret::parse(SECRET).expect("a valid secret"),
         tolerance_s: TOLERANCE_S,
         requests: Requests::new(db, Arc::new(NoProvider), 1),
-    }))
+    });
+    router(webhooks, readiness)
 }
 
 /// A body that sends `first`, then nothing more and never ends: whoever reads it to the end

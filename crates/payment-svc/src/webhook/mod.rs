@@ -4,7 +4,7 @@
 //! - the headers first, before a byte of the body is read: a missing or oversized header, too
 //!   many signatures or a stale timestamp is answered `401` at once, so a forged request costs
 //!   neither the upload of its body nor any hashing;
-//! - then the body, read up to [`MAX_BODY_BYTES`] (`413` beyond, found while reading), and its
+//! - then the body, read up to `MAX_BODY_BYTES` (`413` beyond, found while reading), and its
 //!   signature, with one HMAC however many signatures the message lists (`401` if none
 //!   matches) — an unsigned body is never parsed;
 //! - a signed message is applied at most once by its `webhook-id` (the provider retries until it
@@ -13,16 +13,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use platform::http::Problem;
 use platform::webhook::{Secret, SignedHeaders, VerifyError};
-use tower_http::timeout::TimeoutLayer;
 
 use crate::provider::{Requests, notification_of};
 
@@ -32,10 +29,10 @@ pub const WEBHOOKS_REFUSED: &str = "payment_webhooks_refused_total";
 pub const WEBHOOKS_ACCEPTED: &str = "payment_webhooks_accepted_total";
 
 /// Provider notifications are small; the limit holds while the body is read, whatever
-/// `Content-Length` says (see [`DefaultBodyLimit`]).
-const MAX_BODY_BYTES: usize = 64 * 1024;
+/// `Content-Length` says (the route's `DefaultBodyLimit`).
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A webhook that cannot be recorded in this time is answered `408`; the provider retries.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the endpoint needs.
 #[derive(Debug)]
@@ -48,19 +45,9 @@ pub(crate) struct WebhookState {
     pub(crate) requests: Requests,
 }
 
-/// The route.
-pub(crate) fn routes(state: Arc<WebhookState>) -> Router {
-    Router::new()
-        .route("/webhooks/payments", post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        .with_state(state)
-}
-
-async fn receive(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
+/// `POST /webhooks/payments`, behind the limits the router sets: [`MAX_BODY_BYTES`] and
+/// [`REQUEST_TIMEOUT`].
+pub(crate) async fn receive(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
     let now = chrono::Utc::now().timestamp();
     let signed = match SignedHeaders::check(request.headers(), now, state.tolerance_s) {
         Ok(signed) => signed,
