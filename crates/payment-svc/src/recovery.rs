@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -67,18 +67,21 @@ async fn sweep_once(
     lease: &Lease,
     stale_after: Duration,
 ) -> platform::sql::Result<()> {
-    let before = (Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default())
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let stale_after = TimeDelta::from_std(stale_after).unwrap_or(TimeDelta::MAX);
     let (charges, refunds) = requests
         .db
         .read(move |conn| {
+            let before = conn
+                .now()
+                .checked_sub_signed(stale_after)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
             Ok::<_, platform::sql::SqlError>((
-                store::stale_charges(conn, &before, 500)?,
-                store::stale_refunds(conn, &before, 500)?,
+                store::stale_charges(conn, before, 500)?,
+                store::stale_refunds(conn, before, 500)?,
             ))
         })
         .await?;
-    for payment in &charges {
+    for payment in &readable(charges) {
         if !lease.held().await? {
             return Ok(());
         }
@@ -90,7 +93,7 @@ async fn sweep_once(
         .instrument(span)
         .await;
     }
-    for refund in &refunds {
+    for refund in &readable(refunds) {
         if !lease.held().await? {
             return Ok(());
         }
@@ -103,6 +106,19 @@ async fn sweep_once(
         .await;
     }
     Ok(())
+}
+
+/// The rows that read back; each one that does not is logged and left for an operator (the
+/// sweep goes on with the others rather than stopping at the first corrupt row for good).
+fn readable<T>(rows: Vec<platform::sql::Result<T>>) -> Vec<T> {
+    rows.into_iter()
+        .filter_map(|row| {
+            row.inspect_err(|error| {
+                tracing::error!(%error, "A stale payment's row does not read back; not re-sending it.");
+            })
+            .ok()
+        })
+        .collect()
 }
 
 /// A span for re-sending a request, in the order's trace when its context was stored.

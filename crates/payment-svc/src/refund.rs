@@ -3,7 +3,6 @@
 
 use events::CancellationReason;
 use platform::sql::{Conn, Result};
-use platform::time::now_text;
 
 use crate::store::{self, Payment, PaymentStatus, Refund};
 
@@ -32,7 +31,6 @@ pub(crate) fn begin(
         reason,
         webhook_url: payment.webhook_url.clone(),
     };
-    let now = now_text();
     if !store::transition(
         tx,
         refund.order_id,
@@ -40,11 +38,10 @@ pub(crate) fn begin(
         PaymentStatus::Refunding,
         Some(charge_id),
         None,
-        &now,
     )? {
         return Ok(None);
     }
-    if !store::insert_refund(tx, &refund, &now)? {
+    if !store::insert_refund(tx, &refund)? {
         // Every refund is recorded here, after the claim above, so this does not happen; if it
         // did, the existing refund is the one to keep (the recovery sweep sends it).
         tracing::warn!("The payment already had a refund; not starting another.");

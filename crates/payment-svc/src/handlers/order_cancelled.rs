@@ -14,7 +14,6 @@
 use events::{Envelope, OrderCancelled};
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
-use platform::time::now_text;
 
 use super::Payments;
 use crate::refund;
@@ -43,7 +42,6 @@ pub(super) async fn handle(
                     tx,
                     cancelled.order_id,
                     cancelled.reason,
-                    &now_text(),
                 )? {
                     // Not while the row is locked; should it happen anyway, undo everything
                     // and decide again (the retry reads the payment's new state).

@@ -8,7 +8,6 @@ use events::{Envelope, LineItem, OrderCreated, PaymentInitiated};
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
-use platform::time::now_text;
 
 use super::Payments;
 use crate::SOURCE;
@@ -38,7 +37,7 @@ pub(super) async fn handle(
     };
     let record = payment.clone();
     let created = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {
-        if !store::insert_payment(tx, &record, &now_text())? {
+        if !store::insert_payment(tx, &record)? {
             tracing::info!("Order already has a payment.");
             return Ok(false);
         }

@@ -16,6 +16,7 @@ use events::{
 use platform::Db;
 use platform::db::lease::Lease;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
+use platform::params;
 use platform::sql::ScratchDb;
 
 use super::Payments;
@@ -404,7 +405,7 @@ async fn status_of(db: &Db, order_id: OrderId) -> String {
     db.read(move |conn| {
         conn.query_row(
             "SELECT status FROM payments WHERE order_id = ?1",
-            &[order_id.to_string()],
+            params![order_id],
             |row| row.get::<String>(0),
         )
     })

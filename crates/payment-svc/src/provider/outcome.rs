@@ -11,7 +11,6 @@ use events::{Envelope, Event, OrderId, PaymentCompleted, PaymentFailed, PaymentR
 use platform::Db;
 use platform::outbox;
 use platform::sql::{Conn, Result};
-use platform::time::now_text;
 use tracing::Instrument;
 
 use super::{Notification, Outcome};
@@ -49,16 +48,10 @@ pub(crate) async fn apply_notification(
 
 async fn apply_in_transaction(db: &Db, notification: Notification) -> Result<Option<Refund>> {
     db.transaction(move |tx| {
-        let now = now_text();
-        if !store::record_notification(
-            tx,
-            &notification.notification_id,
-            notification.order_id,
-            &now,
-        )? {
+        if !store::record_notification(tx, &notification.notification_id, notification.order_id)? {
             return Ok(None);
         }
-        match apply_outcome(tx, notification.order_id, &notification.outcome, &now)? {
+        match apply_outcome(tx, notification.order_id, &notification.outcome)? {
             Effect::Publish(event) => {
                 let event_type = event.kind().short_name();
                 platform::db::after_commit(move || {
@@ -85,7 +78,7 @@ enum Effect {
 }
 
 /// Applies an outcome to the payment's state.
-fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome, now: &str) -> Result<Effect> {
+fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<Effect> {
     let Some(payment) = store::lock_payment(tx, order_id)? else {
         tracing::warn!(%order_id, "Provider outcome for an unknown payment.");
         return Ok(Effect::Nothing);
@@ -116,7 +109,6 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome, now: &str)
                 PaymentStatus::Charged,
                 Some(charge_id),
                 None,
-                now,
             )? {
                 return Ok(Effect::Nothing);
             }
@@ -133,17 +125,13 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome, now: &str)
             reason,
             detail,
         } => {
-            let reason_text = serde_json::to_value(reason)
-                .ok()
-                .and_then(|value| value.as_str().map(str::to_owned));
             if !store::transition(
                 tx,
                 order_id,
                 PaymentStatus::Charging,
                 PaymentStatus::Failed,
                 Some(charge_id),
-                reason_text.as_deref(),
-                now,
+                Some(*reason),
             )? {
                 return Ok(Effect::Nothing);
             }
@@ -155,7 +143,7 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome, now: &str)
             .into()
         }
         Outcome::RefundSucceeded { refund_id } => {
-            let Some(reason) = store::complete_refund(tx, order_id, refund_id, now)? else {
+            let Some(reason) = store::complete_refund(tx, order_id, refund_id)? else {
                 return Ok(Effect::Nothing);
             };
             store::transition(
@@ -165,7 +153,6 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome, now: &str)
                 PaymentStatus::Refunded,
                 None,
                 None,
-                now,
             )?;
             PaymentRefunded {
                 order_id,

@@ -17,7 +17,6 @@ use tracing::field::Empty;
 
 use events::OrderId;
 use platform::Db;
-use platform::time::now_text;
 
 use super::outcome::apply_notification;
 use super::{Accepted, ChargeRequest, Notification, PaymentProvider, RefundRequest};
@@ -113,9 +112,7 @@ impl Requests {
                 let charge_id = accepted.id.clone();
                 let marked = self
                     .db
-                    .transaction(move |tx| {
-                        store::mark_charge_submitted(tx, order_id, &charge_id, &now_text())
-                    })
+                    .transaction(move |tx| store::mark_charge_submitted(tx, order_id, &charge_id))
                     .await;
                 if let Err(error) = marked {
                     tracing::warn!(%error, %order_id, "Could not note a charge submission.");
@@ -150,7 +147,7 @@ impl Requests {
                 let order_id = refund.order_id;
                 let marked = self
                     .db
-                    .transaction(move |tx| store::mark_refund_submitted(tx, order_id, &now_text()))
+                    .transaction(move |tx| store::mark_refund_submitted(tx, order_id))
                     .await;
                 if let Err(error) = marked {
                     tracing::warn!(%error, %order_id, "Could not note a refund submission.");
