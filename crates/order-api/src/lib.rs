@@ -11,15 +11,15 @@ mod config;
 mod idempotency;
 pub mod rate_limit;
 pub mod saga;
+mod status_feed;
 pub mod store;
 #[cfg(test)]
 mod testing;
-mod updates;
 pub mod webhooks;
 
 pub use app::Application;
 pub use config::{Config, Settings};
-pub use updates::StatusUpdates;
+pub use status_feed::StatusFeed;
 
 /// Errors that stop order-api from starting or running.
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,7 @@ use platform::http::{Problem, Readiness, health_routes, observe};
 use platform::sql::SqlError;
 
 use crate::auth::{self, ApiKeys, Principal};
-use crate::updates::StatusUpdates;
+use crate::status_feed::StatusFeed;
 
 /// Largest accepted request body. An order of 100 lines is ~6 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -37,7 +37,7 @@ pub struct AppState {
     /// Prices.
     pub catalog: Arc<Catalog>,
     /// Status changes, for SSE.
-    pub updates: StatusUpdates,
+    pub updates: StatusFeed,
     /// How often an idle SSE stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
     /// Open SSE streams allowed at once (permits).

@@ -25,8 +25,8 @@ use platform::sql::{Conn, Result};
 use platform::time::now_text;
 
 use super::{OrderStatus, SOURCE};
+use crate::status_feed::StatusFeed;
 use crate::store::{self, HistoryEntry};
-use crate::updates::StatusUpdates;
 
 /// Sagas cancelled because they passed their deadline.
 pub const SAGAS_TIMED_OUT: &str = "sagas_timed_out_total";
@@ -39,7 +39,7 @@ const BATCH: i64 = 200;
 pub async fn run_reaper(
     db: Db,
     lease: Lease,
-    updates: StatusUpdates,
+    updates: StatusFeed,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -74,7 +74,7 @@ pub async fn run_reaper(
 }
 
 /// One round: cancels every overdue saga found; returns how many.
-pub async fn reap_once(db: &Db, updates: &StatusUpdates) -> Result<usize> {
+pub async fn reap_once(db: &Db, updates: &StatusFeed) -> Result<usize> {
     let now = now_text();
     let overdue = db
         .read(move |conn| store::overdue(conn, &now, BATCH))
@@ -152,7 +152,7 @@ mod tests {
         })
         .await
         .expect("the orders are stored");
-        let updates = StatusUpdates::new();
+        let updates = StatusFeed::new();
         assert_eq!(reap_once(&db, &updates).await, Ok(1));
         assert_eq!(reap_once(&db, &updates).await, Ok(0), "cancelled once");
         let (orders, outbox) = db

@@ -18,8 +18,8 @@ use platform::time::now_text;
 
 pub use state::{Decision, OrderStatus, Step, can_transition, decide};
 
+use crate::status_feed::StatusFeed;
 use crate::store::{self, HistoryEntry};
-use crate::updates::StatusUpdates;
 
 /// The name this service gives itself in events it produces.
 pub const SOURCE: &str = "/shop/order-api";
@@ -28,12 +28,12 @@ pub const SOURCE: &str = "/shop/order-api";
 #[derive(Clone, Debug)]
 pub struct Coordinator {
     db: Db,
-    updates: StatusUpdates,
+    updates: StatusFeed,
 }
 
 impl Coordinator {
     /// A coordinator writing to `db` and announcing to `updates`.
-    pub fn new(db: Db, updates: StatusUpdates) -> Self {
+    pub fn new(db: Db, updates: StatusFeed) -> Self {
         Self { db, updates }
     }
 }

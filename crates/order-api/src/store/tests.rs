@@ -1,6 +1,8 @@
 use events::{Currency, Money, OrderId};
+use platform::sql::Result;
 
 use super::*;
+use crate::saga::OrderStatus;
 use crate::testing::{self, new_order, step};
 
 #[test]
