@@ -1,4 +1,5 @@
-//! The HTTP API: one module per route.
+//! The HTTP API: one module per route, and [`router`], the table of every route the service
+//! answers.
 
 mod create_order;
 mod deliveries;
@@ -65,13 +66,19 @@ pub struct AppState {
 }
 
 /// The whole HTTP application; testable without a socket.
+///
+/// Every route is listed here, so that this table is the map of the API: the order routes
+/// behind authentication and the read budget, then the platform's `/healthz`, `/readyz` and
+/// `/metrics` (see [`health_routes`]), which answer before any authentication.
 pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Router {
     let api = Router::new()
         .route("/api/orders", post(create_order::handle))
         .route("/api/orders/{order_id}", get(get_order::handle))
         .route("/api/orders/{order_id}/events", get(order_events::handle))
+        .route("/api/orders/{order_id}/timeline", get(timeline::handle))
         .route("/api/orders/{order_id}/deliveries", get(deliveries::handle))
-        .merge(timeline::routes())
+        // The page for people that draws the timeline.
+        .route("/orders/{order_id}", get(timeline_page::handle))
         // Inside the authentication layer: it runs once the principal is known.
         .layer(middleware::from_fn_with_state(state.clone(), limit_reads))
         .layer(middleware::from_fn_with_state(

@@ -7,25 +7,17 @@
 //! the order things happened in the services, not the order their messages reached order-api
 //! (replies from different topics can arrive out of order).
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use events::{EventKind, OrderId};
 
 use super::get_order::parse_order_id;
-use super::{ApiError, AppState, timeline_page};
+use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::store::timeline::{self, StoredTimeline};
-
-/// The timeline's routes: the JSON and the page that draws it.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/orders/{order_id}/timeline", get(handle))
-        .route("/orders/{order_id}", get(timeline_page::handle))
-}
 
 /// The answer. Durations are milliseconds with microsecond resolution (the stored precision):
 /// local hops take a few milliseconds, which whole milliseconds would blur.

@@ -11,6 +11,9 @@
 //! saves doubled work: each cancellation locks the order and changes it only if it is still
 //! open, so a reaper that lost its lease mid-round, or a reply handled at the same moment on
 //! another replica, cannot cancel an order twice or cancel one that has just ended.
+//!
+//! A round run again (after a crash, or by a second reaper) finds the orders it cancelled
+//! already `cancelled` and leaves them: no second `order.cancelled`, no second webhook.
 
 use std::time::Duration;
 

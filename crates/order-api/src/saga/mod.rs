@@ -4,6 +4,9 @@
 //! inbox entry, the reply's row on the order's timeline, the new status and history, and — when
 //! the saga ends — `order.confirmed` or `order.cancelled` in the outbox (and on the timeline).
 //! Only after the commit are SSE subscribers told.
+//!
+//! Redelivery: the inbox finds the reply's event id already recorded and skips the transaction,
+//! so nothing is written, published or pushed again; the offset is stored once more.
 
 pub mod deadline;
 mod state;
