@@ -189,7 +189,7 @@ mod tests {
             reason: None,
             cause: "test".to_owned(),
             event_id: None,
-            at: String::new(),
+            at: platform::time::now(),
         }
     }
 

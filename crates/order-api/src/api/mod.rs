@@ -137,18 +137,17 @@ struct TimeGauges {
 ///
 /// The platform's scrape gauges are fixed SQL without parameters, and the time would have to be
 /// the database's own (`strftime`, `now()`), which SQLite and Postgres spell and format
-/// differently; here the cut-off is computed in Rust, in the stored text format, and bound.
+/// differently; here the cut-off is computed in Rust and bound.
 async fn time_gauges(State(gauges): State<TimeGauges>, request: Request, next: Next) -> Response {
     // Only a scrape takes the lock: `/healthz` and `/readyz` never wait behind a count.
     if request.uri().path() == "/metrics" {
         let mut last = gauges.last.lock().await;
         if last.is_none_or(|at| at.elapsed() >= platform::http::GAUGES_MAX_AGE) {
             *last = Some(std::time::Instant::now());
-            let before = (chrono::Utc::now() - LONG_OPEN)
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let before = platform::time::now() - LONG_OPEN;
             match gauges
                 .db
-                .read(move |conn| crate::store::count_open_accepted_before(conn, &before))
+                .read(move |conn| crate::store::count_open_accepted_before(conn, before))
                 .await
             {
                 #[allow(clippy::cast_precision_loss)]

@@ -25,7 +25,6 @@ use platform::Db;
 use platform::db::lease::Lease;
 use platform::outbox;
 use platform::sql::{Conn, Result};
-use platform::time::now_text;
 
 use super::{OrderStatus, SOURCE};
 use crate::status_feed::StatusFeed;
@@ -78,12 +77,16 @@ pub async fn run_reaper(
 
 /// One round: cancels every overdue saga found; returns how many.
 pub async fn reap_once(db: &Db, updates: &StatusFeed) -> Result<usize> {
-    let now = now_text();
+    let now = platform::time::now();
     let overdue = db
-        .read(move |conn| store::overdue(conn, &now, BATCH))
+        .read(move |conn| store::overdue(conn, now, BATCH))
         .await?;
     let mut cancelled = 0;
-    for (order_id, traceparent) in overdue {
+    for store::Overdue {
+        order_id,
+        traceparent,
+    } in overdue
+    {
         let span =
             tracing::info_span!("saga deadline", order_id = %order_id, correlation_id = %order_id);
         platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
@@ -117,7 +120,7 @@ fn time_out(tx: &Conn<'_>, order_id: OrderId) -> Result<Option<HistoryEntry>> {
         reason: Some(CancellationReason::Timeout),
         cause: "deadline".to_owned(),
         event_id: None,
-        at: now_text(),
+        at: tx.now(),
     };
     if !store::record_transition(tx, status, &entry)? {
         return Ok(None);

@@ -1,9 +1,11 @@
 //! An order's history: every status it went through, numbered per order, and the guarded
 //! transition that appends to it (see the [module docs](super) for why it is guarded).
 
+use chrono::{DateTime, Utc};
+
 use events::{CancellationReason, EventId, OrderId};
 use platform::params;
-use platform::sql::{Conn, Dialect, OptionalExtension, Result};
+use platform::sql::{Conn, Dialect, OptionalExtension, Result, Row};
 
 use crate::saga::OrderStatus;
 
@@ -21,9 +23,25 @@ pub struct HistoryEntry {
     /// What caused it: `api` or an event type.
     pub cause: String,
     /// The event that caused it, if any.
-    pub event_id: Option<String>,
-    /// When (RFC 3339).
-    pub at: String,
+    pub event_id: Option<EventId>,
+    /// When: the time of the transaction that made the transition.
+    pub at: DateTime<Utc>,
+}
+
+impl HistoryEntry {
+    /// Reads a row of `order_history` selected as
+    /// `order_id, seq, status, reason, cause, event_id, at`.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            order_id: row.get(0)?,
+            seq: row.get(1)?,
+            status: row.get(2)?,
+            reason: super::reason(row.get(3)?)?,
+            cause: row.get(4)?,
+            event_id: row.get(5)?,
+            at: row.get(6)?,
+        })
+    }
 }
 
 /// The order's status and latest history sequence number, if the order exists, for a
@@ -42,19 +60,18 @@ pub(crate) fn status_for_update(
         Dialect::Sqlite => "SELECT status FROM orders WHERE order_id = ?1",
         Dialect::Postgres => "SELECT status FROM orders WHERE order_id = ?1 FOR UPDATE",
     };
-    let id = order_id.to_string();
     let Some(status) = tx
-        .query_row(sql, params![id], |row| row.get::<String>(0))
+        .query_row(sql, params![order_id], |row| row.get::<OrderStatus>(0))
         .optional()?
     else {
         return Ok(None);
     };
     let last_seq = tx.query_row(
         "SELECT COALESCE(MAX(seq), 0) FROM order_history WHERE order_id = ?1",
-        params![id],
+        params![order_id],
         |row| row.get::<i64>(0),
     )?;
-    Ok(OrderStatus::parse(&status).map(|status| (status, last_seq)))
+    Ok(Some((status, last_seq)))
 }
 
 /// Moves the order from `from` to `entry.status` and appends `entry` to its history; `false`
@@ -69,11 +86,11 @@ pub(crate) fn record_transition(
         "UPDATE orders SET status = ?2, cancellation_reason = COALESCE(?3, cancellation_reason), updated_at = ?4
          WHERE order_id = ?1 AND status = ?5",
         params![
-            entry.order_id.to_string(),
-            entry.status.as_str(),
+            entry.order_id,
+            entry.status,
             entry.reason.map(CancellationReason::as_str),
             entry.at,
-            from.as_str()
+            from
         ],
     )?;
     if changed == 0 {
@@ -97,9 +114,9 @@ pub(super) fn insert_history(tx: &Conn<'_>, entry: &HistoryEntry) -> Result<()> 
     tx.execute(
         "INSERT INTO order_history (order_id, seq, status, reason, cause, event_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            entry.order_id.to_string(),
+            entry.order_id,
             entry.seq,
-            entry.status.as_str(),
+            entry.status,
             entry.reason.map(CancellationReason::as_str),
             entry.cause,
             entry.event_id,
@@ -116,23 +133,10 @@ pub(crate) fn history_after(
     after: i64,
 ) -> Result<Vec<HistoryEntry>> {
     conn.query_map(
-        "SELECT seq, status, reason, cause, event_id, at FROM order_history WHERE order_id = ?1 AND seq > ?2 ORDER BY seq",
-        params![order_id.to_string(), after],
-        |row| {
-            Ok(HistoryEntry {
-                order_id,
-                seq: row.get(0)?,
-                status: OrderStatus::parse(&row.get::<String>(1)?)
-                    .unwrap_or(OrderStatus::Pending),
-                reason: row
-                    .get::<Option<String>>(2)?
-                    .as_deref()
-                    .and_then(CancellationReason::parse),
-                cause: row.get(3)?,
-                event_id: row.get(4)?,
-                at: row.get(5)?,
-            })
-        },
+        "SELECT order_id, seq, status, reason, cause, event_id, at FROM order_history
+         WHERE order_id = ?1 AND seq > ?2 ORDER BY seq",
+        params![order_id, after],
+        HistoryEntry::from_row,
     )
 }
 
@@ -144,7 +148,7 @@ pub(crate) fn entry_for(
     reason: Option<CancellationReason>,
     cause: &str,
     event_id: EventId,
-    at: &str,
+    at: DateTime<Utc>,
 ) -> HistoryEntry {
     HistoryEntry {
         order_id,
@@ -152,7 +156,7 @@ pub(crate) fn entry_for(
         status,
         reason,
         cause: cause.to_owned(),
-        event_id: Some(event_id.to_string()),
-        at: at.to_owned(),
+        event_id: Some(event_id),
+        at,
     }
 }

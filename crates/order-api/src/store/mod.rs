@@ -9,7 +9,13 @@
 //! from the status it read ([`record_transition`]), and the history's primary key
 //! `(order_id, seq)` refuses a second entry with the same number as a last resort.
 
+use std::borrow::Cow;
+
+use events::CancellationReason;
 use platform::db::Migration;
+use platform::sql::{ErrorKind, FromValue, Result, SqlError, ToValue, Value, ValueRef};
+
+use crate::saga::OrderStatus;
 
 mod history;
 mod orders;
@@ -20,7 +26,8 @@ pub(crate) use history::{
     HISTORY_CHANNEL, entry_for, history_after, record_transition, status_for_update,
 };
 pub(crate) use orders::{
-    NewOrder, count_open_accepted_before, insert_order, load_order, overdue, owner_of, total_of,
+    NewOrder, Overdue, count_open_accepted_before, insert_order, load_order, overdue, owner_of,
+    total_of,
 };
 pub use orders::{OrderRecord, count_orders};
 
@@ -79,6 +86,35 @@ CREATE TABLE IF NOT EXISTS saga_events (
 CREATE INDEX IF NOT EXISTS saga_events_by_order ON saga_events (order_id, occurred_at);
 ",
 );
+
+/// A status binds as its text form, and a stored text that names no status is a corrupt row.
+impl ToValue for OrderStatus {
+    fn to_value(&self) -> Result<Value<'_>> {
+        Ok(Value::Text(Cow::Borrowed(self.as_str())))
+    }
+}
+
+impl FromValue for OrderStatus {
+    fn from_value(value: ValueRef<'_>) -> Result<Self> {
+        let text = String::from_value(value)?;
+        OrderStatus::parse(&text).ok_or_else(|| corrupt(&text, "an order status"))
+    }
+}
+
+/// A stored cancellation reason (`events` owns the type, so it cannot bind itself here).
+fn reason(text: Option<String>) -> Result<Option<CancellationReason>> {
+    text.map(|text| {
+        CancellationReason::parse(&text).ok_or_else(|| corrupt(&text, "a cancellation reason"))
+    })
+    .transpose()
+}
+
+fn corrupt(text: &str, wanted: &str) -> SqlError {
+    SqlError::new(
+        ErrorKind::Conversion,
+        format!("cannot read {text:?} as {wanted}"),
+    )
+}
 
 #[cfg(test)]
 mod tests;
