@@ -96,14 +96,19 @@ pub(crate) async fn handle(
 /// What the transaction stores: the order, its event and, if asked for, its callback and its
 /// idempotency key.
 struct Storing {
+    /// The checked and priced order with its `order.created`.
     placement: Placement,
+    /// The request, for the fields the order keeps as they came (user, payment method).
     request: OrderRequest,
+    /// Who places the order: only they may see it, and their secret signs its callback.
     principal: String,
     /// The checked callback URL.
     callback: Option<String>,
     /// The key and the canonical request it is claimed for.
     idempotency: Option<(IdempotencyKey, String)>,
+    /// How long the saga may take: its deadline is this after the transaction's time.
     saga_timeout: chrono::TimeDelta,
+    /// How long the key is remembered after the transaction's time.
     idempotency_ttl: chrono::TimeDelta,
 }
 

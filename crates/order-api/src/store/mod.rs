@@ -8,6 +8,14 @@
 //! [`status_for_update`] (which locks the row until the transaction ends), changes the order only
 //! from the status it read ([`record_transition`]), and the history's primary key
 //! `(order_id, seq)` refuses a second entry with the same number as a last resort.
+//!
+//! Rows cross the SQL edge as domain types (ids, statuses, money, `DateTime<Utc>`), each row
+//! type read by its own `from_row`; a column that does not hold a valid value is an error, never
+//! a default. Times are stored as RFC 3339 text with six fractional digits ([`platform::time`]),
+//! and a transaction writes its own time, [`platform::sql::Conn::now`], in every row it touches.
+//!
+//! `orders` holds the orders and their lines, `history` each order's transitions, and
+//! `timeline` the events of each saga.
 
 use std::borrow::Cow;
 
