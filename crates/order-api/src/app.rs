@@ -18,8 +18,8 @@ use crate::api::{self, AppState};
 use crate::auth::ApiKeys;
 use crate::rate_limit::RateLimiter;
 use crate::saga::{Coordinator, deadline};
+use crate::status_feed::StatusFeed;
 use crate::store;
-use crate::updates::StatusUpdates;
 use crate::webhooks::{self, deliverer::DelivererConfig};
 use crate::{Config, OrderApiError};
 
@@ -136,7 +136,7 @@ impl Application {
             webhooks,
             db: db.clone(),
             catalog: Arc::new(catalog),
-            updates: StatusUpdates::new(),
+            updates: StatusFeed::new(),
             sse_keep_alive: settings.sse_keep_alive,
             sse_streams: Arc::new(tokio::sync::Semaphore::new(settings.sse_max_streams)),
             sse_max_idle: settings.sse_max_idle,
@@ -201,7 +201,7 @@ impl Application {
             self.state.webhooks.clone(),
             shutdown.clone(),
         ));
-        let follower = tokio::spawn(crate::updates::follow_other_replicas(
+        let follower = tokio::spawn(crate::status_feed::follow_other_replicas(
             self.db.clone(),
             self.state.updates.clone(),
             shutdown.clone(),

@@ -10,10 +10,12 @@
 //! remembered for a configurable window; the same key with a different body is refused,
 //! because answering it with the first order would hide a client bug.
 
+use chrono::{DateTime, Utc};
+
 use events::OrderId;
 use platform::db::Migration;
 use platform::params;
-use platform::sql::{Conn, ErrorKind, OptionalExtension, Result, SqlError};
+use platform::sql::{Conn, ErrorKind, OptionalExtension, Result, Row, SqlError};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "order-api/idempotency/1",
@@ -49,7 +51,7 @@ pub(crate) async fn run_purge(db: platform::Db, shutdown: tokio_util::sync::Canc
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(PURGE_INTERVAL) => {}
         }
-        match purge_expired(&db, &platform::time::now_text()).await {
+        match purge_expired(&db, platform::time::now()).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "Expired idempotency keys deleted."),
             Err(error) => tracing::warn!(%error, "Could not delete expired idempotency keys."),
@@ -58,10 +60,9 @@ pub(crate) async fn run_purge(db: platform::Db, shutdown: tokio_util::sync::Canc
 }
 
 /// Deletes the keys expired by `now`, a batch per transaction; returns how many.
-pub(crate) async fn purge_expired(db: &platform::Db, now: &str) -> Result<usize> {
+pub(crate) async fn purge_expired(db: &platform::Db, now: DateTime<Utc>) -> Result<usize> {
     let mut total = 0;
     loop {
-        let now = now.to_owned();
         let deleted = db
             .transaction(move |tx| {
                 tx.execute(
@@ -113,13 +114,30 @@ pub(crate) enum Prior {
 
 /// The key's expiry and the new order's id, for [`claim`].
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Claim<'a> {
+pub(crate) struct Claim {
     /// The order the request creates if the key is new.
     pub(crate) order_id: OrderId,
-    /// Now (RFC 3339): keys that expired by then are forgotten first.
-    pub(crate) now: &'a str,
-    /// Until when a new key is remembered (RFC 3339).
-    pub(crate) expires_at: &'a str,
+    /// The time of the claiming transaction: keys that expired by then are forgotten first.
+    pub(crate) now: DateTime<Utc>,
+    /// Until when a new key is remembered.
+    pub(crate) expires_at: DateTime<Utc>,
+}
+
+/// What a key was stored with: the request's canonical JSON and the order it created.
+#[derive(Debug)]
+struct StoredKey {
+    request: String,
+    order_id: OrderId,
+}
+
+impl StoredKey {
+    /// Reads a row of `idempotency_keys` selected as `request, order_id`.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            request: row.get(0)?,
+            order_id: row.get(1)?,
+        })
+    }
 }
 
 /// Claims `key` for `request` (its canonical JSON) and the order it is about to create, or says
@@ -133,7 +151,7 @@ pub(crate) fn claim(
     tx: &Conn<'_>,
     key: &IdempotencyKey,
     request: &str,
-    claim: Claim<'_>,
+    claim: Claim,
 ) -> Result<Prior> {
     tx.execute(
         "DELETE FROM idempotency_keys WHERE key = ?1 AND expires_at <= ?2",
@@ -143,28 +161,20 @@ pub(crate) fn claim(
         "INSERT INTO idempotency_keys (key, request, order_id, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (key) DO NOTHING",
-        params![
-            key.0,
-            request,
-            claim.order_id.to_string(),
-            claim.now,
-            claim.expires_at
-        ],
+        params![key.0, request, claim.order_id, claim.now, claim.expires_at],
     )?;
     if inserted == 1 {
         return Ok(Prior::New);
     }
-    let stored: Option<(String, String)> = tx
+    let stored = tx
         .query_row(
             "SELECT request, order_id FROM idempotency_keys WHERE key = ?1",
             params![key.0],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            StoredKey::from_row,
         )
         .optional()?;
     match stored {
-        Some((stored, order_id)) if stored == request => {
-            Ok(order_id.parse().map_or(Prior::Conflict, Prior::Replay))
-        }
+        Some(stored) if stored.request == request => Ok(Prior::Replay(stored.order_id)),
         Some(_) => Ok(Prior::Conflict),
         // Taken a moment ago and gone already (forgotten by a concurrent request that found it
         // expired): the client's retry will find the key in a settled state.
@@ -197,15 +207,19 @@ mod tests {
         let conn = db.conn();
         let key = IdempotencyKey("k1".into());
         let (first, second) = (OrderId::new(), OrderId::new());
+        let time = |text: &str| platform::time::parse(text).expect("a valid time");
         // Keys claimed on the first day are remembered for that day.
-        let at = |order_id, now| Claim {
-            order_id,
-            now,
-            expires_at: if now < "2026-01-02" {
-                "2026-01-02T00:00:00Z"
-            } else {
-                "2026-01-04T00:00:00Z"
-            },
+        let at = |order_id, now: &str| {
+            let now = time(now);
+            Claim {
+                order_id,
+                now,
+                expires_at: if now < time("2026-01-02T00:00:00Z") {
+                    time("2026-01-02T00:00:00Z")
+                } else {
+                    time("2026-01-04T00:00:00Z")
+                },
+            }
         };
         assert_eq!(
             claim(&conn, &key, "{a}", at(first, "2026-01-01T00:00:00Z"))?,
@@ -239,27 +253,22 @@ mod tests {
         db.transaction(move |tx| {
             for n in 0..expired + 3 {
                 let expires_at = if n < expired {
-                    "2026-01-01T00:00:00Z"
+                    "2026-01-01T00:00:00.000000Z"
                 } else {
-                    "2026-01-03T00:00:00Z"
+                    "2026-01-03T00:00:00.000000Z"
                 };
                 tx.execute(
                     "INSERT INTO idempotency_keys (key, request, order_id, created_at, expires_at)
-                     VALUES (?1, '{}', ?2, '2025-12-31T00:00:00Z', ?3)",
-                    params![
-                        format!("alice:k{n}"),
-                        OrderId::new().to_string(),
-                        expires_at
-                    ],
+                     VALUES (?1, '{}', ?2, '2025-12-31T00:00:00.000000Z', ?3)",
+                    params![format!("alice:k{n}"), OrderId::new(), expires_at],
                 )?;
             }
             Ok::<_, SqlError>(())
         })
         .await
         .expect("the keys are stored");
-        let purged = purge_expired(&db, "2026-01-02T00:00:00Z")
-            .await
-            .expect("the purge runs");
+        let now = platform::time::parse("2026-01-02T00:00:00Z").expect("a valid time");
+        let purged = purge_expired(&db, now).await.expect("the purge runs");
         assert_eq!(purged, expired);
         let left: i64 = db
             .read(|conn| {
@@ -289,8 +298,8 @@ mod tests {
                             let key = IdempotencyKey("alice:k1".into());
                             let claim = Claim {
                                 order_id,
-                                now: "2026-01-01T00:00:00Z",
-                                expires_at: "2026-01-02T00:00:00Z",
+                                now: tx.now(),
+                                expires_at: tx.now() + chrono::TimeDelta::days(1),
                             };
                             super::claim(tx, &key, "{a}", claim)
                         })

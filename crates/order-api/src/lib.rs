@@ -3,23 +3,52 @@
 //! `POST /api/orders` stores the order and its `order.created` event in one transaction and
 //! answers `202 Accepted` at once; the [`saga::Coordinator`] then follows the participants'
 //! replies and moves the order to `confirmed` or `cancelled`, pushing each step to SSE clients.
+//!
+//! # Entry points
+//!
+//! HTTP routes ([`api::router`]), all but the last three behind an API key:
+//!
+//! | Route                                   | Module                        |
+//! |-----------------------------------------|-------------------------------|
+//! | `POST /api/orders`                      | [`api`]`::create_order`       |
+//! | `GET /api/orders/{id}` (`?wait=N`)      | [`api`]`::get_order`          |
+//! | `GET /api/orders/{id}/events` (SSE)     | [`api`]`::order_events`       |
+//! | `GET /api/orders/{id}/timeline`         | [`api`]`::timeline`           |
+//! | `GET /api/orders/{id}/deliveries`       | [`api`]`::deliveries`         |
+//! | `GET /orders/{id}` (HTML page)          | [`api`]`::timeline_page`      |
+//! | `GET /healthz`, `/readyz`, `/metrics`   | [`platform::http`]            |
+//!
+//! Events consumed ([`saga::HANDLES`], one [`saga::Coordinator`] deciding through
+//! [`saga::decide`]): `payment.initiated`, `payment.completed`, `payment.failed`,
+//! `payment.refunded`, `stock.reserved`, `stock.rejected`, `stock.released`. Events produced
+//! (through the outbox): `order.created`, `order.confirmed`, `order.cancelled`.
+//!
+//! Background tasks (started by [`Application::run_until_stopped`]):
+//! - the deadline reaper ([`saga::deadline`]): cancels sagas past their deadline;
+//! - the webhook deliverer ([`webhooks::deliverer`]): sends the callbacks of ended sagas, and
+//!   copies those that failed for good to `orders.dlq`;
+//! - the status feed follower (`status_feed::follow_other_replicas`): brings other replicas'
+//!   changes to this one's SSE streams (Postgres only);
+//! - the idempotency purge (`idempotency::run_purge`): deletes expired `Idempotency-Key`s;
+//! - and, from [`platform::service`], the outbox relay and the reply consumer.
 
 pub mod api;
 mod app;
 pub mod auth;
 mod config;
 mod idempotency;
+mod placement;
 pub mod rate_limit;
 pub mod saga;
+mod status_feed;
 pub mod store;
 #[cfg(test)]
 mod testing;
-mod updates;
 pub mod webhooks;
 
 pub use app::Application;
 pub use config::{Config, Settings};
-pub use updates::StatusUpdates;
+pub use status_feed::StatusFeed;
 
 /// Errors that stop order-api from starting or running.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! What the database tests share: order-api's schema on a fresh database of either kind.
 
-use events::{Currency, Money, OrderId, PricedLineItem, Sku};
+use events::{Currency, Money, OrderId, PaymentMethod, PricedLineItem, Sku, UserId};
 use platform::Db;
 use platform::sql::{Access, Conn, Connection, DbTarget, Result, ScratchDb};
 
@@ -40,7 +40,8 @@ pub(crate) fn fresh_db() -> (ScratchDb, DbTarget, Db) {
     (scratch, target, db)
 }
 
-/// Stores a new order of one line, placed by `alice`, due 30 s after 2026-01-01T00:00:00Z.
+/// Stores a new order of one line, placed by `alice` at the transaction's time and already a
+/// second past its deadline, so that the deadline reaper finds it at once.
 pub(crate) fn new_order(tx: &Conn<'_>, order_id: OrderId) -> Result<HistoryEntry> {
     let items = [PricedLineItem {
         sku: Sku::parse("SKU-1").expect("a valid sku"),
@@ -52,17 +53,16 @@ pub(crate) fn new_order(tx: &Conn<'_>, order_id: OrderId) -> Result<HistoryEntry
         &crate::store::NewOrder {
             order_id,
             principal: "alice",
-            user_id: "u-1",
-            payment_method: "card",
+            user_id: &UserId::parse("u-1").expect("a valid user id"),
+            payment_method: &PaymentMethod::parse("pm_card").expect("a valid payment method"),
             items: &items,
             total: Money::new(2500, Currency::USD),
-            now: "2026-01-01T00:00:00.000000Z",
-            deadline: "2026-01-01T00:00:30.000000Z",
+            deadline: tx.now() - chrono::TimeDelta::seconds(1),
         },
     )
 }
 
-/// The history entry `seq` of `order_id`, reaching `status`.
+/// The history entry `seq` of `order_id`, reaching `status`, `seq` seconds into 2026.
 pub(crate) fn step(order_id: OrderId, seq: i64, status: OrderStatus) -> HistoryEntry {
     HistoryEntry {
         order_id,
@@ -71,6 +71,7 @@ pub(crate) fn step(order_id: OrderId, seq: i64, status: OrderStatus) -> HistoryE
         reason: None,
         cause: "test".to_owned(),
         event_id: None,
-        at: format!("2026-01-01T00:00:{seq:02}.000000Z"),
+        at: platform::time::parse("2026-01-01T00:00:00Z").expect("a valid time")
+            + chrono::TimeDelta::seconds(seq),
     }
 }

@@ -1,48 +1,24 @@
-//! `POST /api/orders`: validate, price, persist the order and `order.created` in one
-//! transaction, answer `202 Accepted` — the saga continues asynchronously.
+//! `POST /api/orders`, the HTTP side: rate limit, back-pressure and `Idempotency-Key`; the
+//! order and `order.created` stored in one transaction; the answer — `202 Accepted` at once (the
+//! saga continues asynchronously), or `201 Created` with the final order under `Prefer: wait`.
+//! What makes a valid order, and its price, is [`crate::placement`]'s.
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use events::{Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId};
+use events::OrderId;
 use platform::http::JsonBody;
 use platform::outbox;
-use platform::time::now_text;
+use platform::sql::Conn;
 
 use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::idempotency::{self, Claim, IdempotencyKey, Prior};
-use crate::saga::SOURCE;
+use crate::placement::{self, InvalidOrder, OrderRequest, Placement};
 use crate::store;
-
-/// Most lines in one order.
-const MAX_LINES: usize = 100;
-/// Most units of one line.
-const MAX_QUANTITY: i64 = 1000;
-
-/// The request body. Unknown fields are rejected so that typos do not pass silently.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateOrder {
-    user_id: UserId,
-    items: Vec<RequestedLine>,
-    payment_method: PaymentMethod,
-    /// Where to announce the saga's end (signed webhook), if the client wants that.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    callback_url: Option<String>,
-}
-
-/// A requested line. The quantity is a plain integer here so that 0 or -1 get a clear message
-/// rather than a type error.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RequestedLine {
-    sku: Sku,
-    quantity: i64,
-}
 
 /// The `202` body.
 #[derive(Debug, Serialize)]
@@ -53,11 +29,17 @@ struct Accepted {
     events_url: String,
 }
 
+impl From<InvalidOrder> for ApiError {
+    fn from(invalid: InvalidOrder) -> Self {
+        ApiError::Invalid(invalid.0)
+    }
+}
+
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<CreateOrder>,
+    JsonBody(request): JsonBody<OrderRequest>,
 ) -> Result<Response, ApiError> {
     state
         .rate_limiter
@@ -74,74 +56,28 @@ pub(crate) async fn handle(
     // The request as parsed, in one canonical form, to tell a retry from a different order.
     let canonical =
         serde_json::to_string(&request).map_err(|error| ApiError::Unexpected(error.into()))?;
-    let (items, total) = price(&state, &request.items)?;
+    let placement = placement::place(&state.catalog, &request, platform::time::now())?;
     let callback = request
         .callback_url
         .as_deref()
         .map(|url| check_callback(&state, &principal, url))
         .transpose()?;
-    let order_id = OrderId::new();
-    let created_at = chrono::Utc::now();
-    let event = OrderCreated {
-        order_id,
-        user_id: request.user_id.clone(),
-        items: items.clone(),
-        total,
-        payment_method: request.payment_method.clone(),
-        created_at,
-    };
-    let envelope = Envelope::new(SOURCE, event, None);
     let request_id = headers
         .get(platform::http::REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let deadline = (chrono::Utc::now() + state.saga_timeout)
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let wait =
-        super::wait::preferred_wait(headers.get("prefer").and_then(|value| value.to_str().ok()));
-    let key_expires = (chrono::Utc::now() + state.idempotency_ttl)
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let principal_name = principal.0.clone();
-    let holder = principal.0.clone();
-    let outcome = state
-        .db
-        .transaction(move |tx| {
-            let now = now_text();
-            if let Some(key) = &idempotency {
-                let claim = Claim {
-                    order_id,
-                    now: &now,
-                    expires_at: &key_expires,
-                };
-                match idempotency::claim(tx, key, &canonical, claim)? {
-                    Prior::Replay(original) => return Ok(Created::Replayed(original)),
-                    Prior::Conflict => return Err(ApiError::IdempotencyConflict),
-                    Prior::New => {}
-                }
-            }
-            let entry = store::insert_order(
-                tx,
-                &store::NewOrder {
-                    order_id,
-                    principal: &principal.0,
-                    user_id: request.user_id.as_str(),
-                    payment_method: request.payment_method.as_str(),
-                    items: &items,
-                    total,
-                    now: &now_text(),
-                    deadline: &deadline,
-                },
-            )?;
-            outbox::enqueue(tx, &envelope)?;
-            if let Some(url) = &callback {
-                crate::webhooks::subscribe(tx, order_id, url, &principal_name)?;
-            }
-            let trace_id = platform::telemetry::current_trace_id();
-            store::timeline::record(tx, &envelope, trace_id)?;
-            Ok(Created::New(entry))
-        })
-        .await?;
+    let (order_id, total) = (placement.order_id, placement.total);
+    let storing = Storing {
+        placement,
+        request,
+        principal: principal.0.clone(),
+        callback,
+        idempotency: idempotency.map(|key| (key, canonical)),
+        saga_timeout: state.saga_timeout,
+        idempotency_ttl: state.idempotency_ttl,
+    };
+    let outcome = state.db.transaction(move |tx| storing.store(tx)).await?;
     let (order_id, replayed) = match outcome {
         Created::New(entry) => {
             tracing::info!(%order_id, correlation_id = %order_id, %request_id, total = %total, "Order accepted.");
@@ -154,16 +90,91 @@ pub(crate) async fn handle(
             (original, true)
         }
     };
+    answer(&state, &principal, &headers, order_id, replayed).await
+}
+
+/// What the transaction stores: the order, its event and, if asked for, its callback and its
+/// idempotency key.
+struct Storing {
+    /// The checked and priced order with its `order.created`.
+    placement: Placement,
+    /// The request, for the fields the order keeps as they came (user, payment method).
+    request: OrderRequest,
+    /// Who places the order: only they may see it, and their secret signs its callback.
+    principal: String,
+    /// The checked callback URL.
+    callback: Option<String>,
+    /// The key and the canonical request it is claimed for.
+    idempotency: Option<(IdempotencyKey, String)>,
+    /// How long the saga may take: its deadline is this after the transaction's time.
+    saga_timeout: chrono::TimeDelta,
+    /// How long the key is remembered after the transaction's time.
+    idempotency_ttl: chrono::TimeDelta,
+}
+
+impl Storing {
+    /// Claims the idempotency key (a retry is answered with its original order), then stores the
+    /// order, `order.created` in the outbox and on the timeline, and the callback.
+    fn store(self, tx: &Conn<'_>) -> Result<Created, ApiError> {
+        let Storing {
+            placement,
+            request,
+            principal,
+            callback,
+            idempotency,
+            saga_timeout,
+            idempotency_ttl,
+        } = self;
+        let order_id = placement.order_id;
+        let now = tx.now();
+        if let Some((key, canonical)) = &idempotency {
+            let claim = Claim {
+                order_id,
+                now,
+                expires_at: now + idempotency_ttl,
+            };
+            match idempotency::claim(tx, key, canonical, claim)? {
+                Prior::Replay(original) => return Ok(Created::Replayed(original)),
+                Prior::Conflict => return Err(ApiError::IdempotencyConflict),
+                Prior::New => {}
+            }
+        }
+        let entry = store::insert_order(
+            tx,
+            &store::NewOrder {
+                order_id,
+                principal: &principal,
+                user_id: &request.user_id,
+                payment_method: &request.payment_method,
+                items: &placement.items,
+                total: placement.total,
+                deadline: now + saga_timeout,
+            },
+        )?;
+        outbox::enqueue(tx, &placement.created)?;
+        if let Some(url) = &callback {
+            crate::webhooks::subscribe(tx, order_id, url, &principal)?;
+        }
+        let trace_id = platform::telemetry::current_trace_id();
+        store::timeline::record(tx, &placement.created, trace_id)?;
+        Ok(Created::New(entry))
+    }
+}
+
+/// The answer: `201` with the final order if the client asked to wait and the saga ended in
+/// time, else `202` with where to follow it.
+async fn answer(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    order_id: OrderId,
+    replayed: bool,
+) -> Result<Response, ApiError> {
+    let wait =
+        super::wait::preferred_wait(headers.get("prefer").and_then(|value| value.to_str().ok()));
     let status_url = format!("/api/orders/{order_id}");
-    let body = Accepted {
-        order_id,
-        status: "pending",
-        events_url: format!("{status_url}/events"),
-        status_url: status_url.clone(),
-    };
-    // Sync when it is fast enough: the final order with `201`, else the usual `202`.
     // A client holding its share of waiting requests gets the `202` at once instead.
-    let held = wait.and_then(|_| state.held.try_hold(&holder));
+    let held = wait.and_then(|_| state.held.try_hold(&principal.0));
     let wait = wait.filter(|_| held.is_some());
     let finished = match wait {
         Some(limit) => {
@@ -174,7 +185,7 @@ pub(crate) async fn handle(
         None => false,
     };
     let mut response = if finished {
-        let order = super::get_order::load_view(&state, order_id).await?;
+        let order = super::get_order::load_view(state, order_id).await?;
         (
             StatusCode::CREATED,
             [(header::LOCATION, status_url)],
@@ -182,6 +193,12 @@ pub(crate) async fn handle(
         )
             .into_response()
     } else {
+        let body = Accepted {
+            order_id,
+            status: "pending",
+            events_url: format!("{status_url}/events"),
+            status_url: status_url.clone(),
+        };
         (
             StatusCode::ACCEPTED,
             [(header::LOCATION, status_url)],
@@ -191,15 +208,12 @@ pub(crate) async fn handle(
     };
     let headers = response.headers_mut();
     if let Some(limit) = wait
-        && let Ok(applied) = header::HeaderValue::from_str(&format!("wait={}", limit.as_secs()))
+        && let Ok(applied) = HeaderValue::from_str(&format!("wait={}", limit.as_secs()))
     {
         headers.insert("preference-applied", applied);
     }
     if replayed {
-        headers.insert(
-            "idempotent-replayed",
-            header::HeaderValue::from_static("true"),
-        );
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -222,56 +236,4 @@ fn check_callback(state: &AppState, principal: &Principal, url: &str) -> Result<
         ));
     }
     Ok(url.to_string())
-}
-
-/// Checks every line against the catalog and prices it.
-fn price(
-    state: &AppState,
-    lines: &[RequestedLine],
-) -> Result<(Vec<PricedLineItem>, Money), ApiError> {
-    if lines.is_empty() {
-        return Err(ApiError::Invalid(
-            "`items` must contain at least one line.".into(),
-        ));
-    }
-    if lines.len() > MAX_LINES {
-        return Err(ApiError::Invalid(format!(
-            "`items` may contain at most {MAX_LINES} lines."
-        )));
-    }
-    let mut priced: Vec<PricedLineItem> = Vec::with_capacity(lines.len());
-    let mut total = Money::zero(state.catalog.currency);
-    for (index, line) in lines.iter().enumerate() {
-        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
-            return Err(ApiError::Invalid(format!(
-                "items[{index}].quantity must be between 1 and {MAX_QUANTITY}, got {}.",
-                line.quantity
-            )));
-        }
-        if priced.iter().any(|item| item.sku == line.sku) {
-            return Err(ApiError::Invalid(format!(
-                "items[{index}].sku {} is listed twice; put the total quantity on one line.",
-                line.sku
-            )));
-        }
-        let product = state.catalog.get(&line.sku).ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "items[{index}].sku {} is not in the catalog.",
-                line.sku
-            ))
-        })?;
-        let quantity = u32::try_from(line.quantity).unwrap_or(1);
-        let line_total = product
-            .unit_price
-            .checked_mul(quantity)
-            .and_then(|amount| total.checked_add(amount))
-            .map_err(|error| ApiError::Invalid(error.to_string()))?;
-        total = line_total;
-        priced.push(PricedLineItem {
-            sku: line.sku.clone(),
-            quantity,
-            unit_price: product.unit_price,
-        });
-    }
-    Ok((priced, total))
 }

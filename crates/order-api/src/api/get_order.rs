@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use serde::Serialize;
 
-use events::OrderId;
+use events::{Currency, OrderId, PaymentMethod, Sku, UserId};
 
 use super::{ApiError, AppState};
 use crate::auth::Principal;
@@ -13,7 +13,7 @@ use crate::store::{self, HistoryEntry, OrderRecord};
 /// One line of the answer; amounts in major units (`24.99`), as people read them.
 #[derive(Debug, Serialize)]
 struct LineView {
-    sku: String,
+    sku: Sku,
     quantity: u32,
     unit_price: f64,
     line_total: f64,
@@ -35,7 +35,7 @@ impl From<&HistoryEntry> for TransitionView {
         Self {
             seq: entry.seq,
             status: entry.status.as_str(),
-            timestamp: entry.at.clone(),
+            timestamp: platform::time::format(entry.at),
             reason: entry.reason.map(|reason| reason.as_str()),
             cause: entry.cause.clone(),
         }
@@ -46,13 +46,13 @@ impl From<&HistoryEntry> for TransitionView {
 #[derive(Debug, Serialize)]
 struct OrderView {
     order_id: OrderId,
-    user_id: String,
+    user_id: UserId,
     status: &'static str,
     items: Vec<LineView>,
     total: f64,
     total_minor: i64,
-    currency: String,
-    payment_method: String,
+    currency: Currency,
+    payment_method: PaymentMethod,
     cancellation_reason: Option<&'static str>,
     created_at: String,
     updated_at: String,
@@ -69,7 +69,7 @@ impl From<OrderRecord> for OrderView {
                 .items
                 .iter()
                 .map(|item| LineView {
-                    sku: item.sku.to_string(),
+                    sku: item.sku.clone(),
                     quantity: item.quantity,
                     unit_price: item.unit_price.to_major(),
                     line_total: item
@@ -81,11 +81,11 @@ impl From<OrderRecord> for OrderView {
                 .collect(),
             total: order.total.to_major(),
             total_minor: order.total.amount_minor,
-            currency: order.total.currency.to_string(),
+            currency: order.total.currency,
             payment_method: order.payment_method,
             cancellation_reason: order.cancellation_reason.map(|reason| reason.as_str()),
-            created_at: order.created_at,
-            updated_at: order.updated_at,
+            created_at: platform::time::format(order.created_at),
+            updated_at: platform::time::format(order.updated_at),
             history: order.history.iter().map(TransitionView::from).collect(),
         }
     }

@@ -1,4 +1,5 @@
-//! The HTTP API: one module per route.
+//! The HTTP API: one module per route, and [`router`], the table of every route the service
+//! answers.
 
 mod create_order;
 mod deliveries;
@@ -24,7 +25,7 @@ use platform::http::{Problem, Readiness, health_routes, observe};
 use platform::sql::SqlError;
 
 use crate::auth::{self, ApiKeys, Principal};
-use crate::updates::StatusUpdates;
+use crate::status_feed::StatusFeed;
 
 /// Largest accepted request body. An order of 100 lines is ~6 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -37,7 +38,7 @@ pub struct AppState {
     /// Prices.
     pub catalog: Arc<Catalog>,
     /// Status changes, for SSE.
-    pub updates: StatusUpdates,
+    pub updates: StatusFeed,
     /// How often an idle SSE stream sends a keep-alive comment.
     pub sse_keep_alive: Duration,
     /// Open SSE streams allowed at once (permits).
@@ -65,13 +66,19 @@ pub struct AppState {
 }
 
 /// The whole HTTP application; testable without a socket.
+///
+/// Every route is listed here, so that this table is the map of the API: the order routes
+/// behind authentication and the read budget, then the platform's `/healthz`, `/readyz` and
+/// `/metrics` (see [`health_routes`]), which answer before any authentication.
 pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Router {
     let api = Router::new()
         .route("/api/orders", post(create_order::handle))
         .route("/api/orders/{order_id}", get(get_order::handle))
         .route("/api/orders/{order_id}/events", get(order_events::handle))
+        .route("/api/orders/{order_id}/timeline", get(timeline::handle))
         .route("/api/orders/{order_id}/deliveries", get(deliveries::handle))
-        .merge(timeline::routes())
+        // The page for people that draws the timeline.
+        .route("/orders/{order_id}", get(timeline_page::handle))
         // Inside the authentication layer: it runs once the principal is known.
         .layer(middleware::from_fn_with_state(state.clone(), limit_reads))
         .layer(middleware::from_fn_with_state(
@@ -130,18 +137,17 @@ struct TimeGauges {
 ///
 /// The platform's scrape gauges are fixed SQL without parameters, and the time would have to be
 /// the database's own (`strftime`, `now()`), which SQLite and Postgres spell and format
-/// differently; here the cut-off is computed in Rust, in the stored text format, and bound.
+/// differently; here the cut-off is computed in Rust and bound.
 async fn time_gauges(State(gauges): State<TimeGauges>, request: Request, next: Next) -> Response {
     // Only a scrape takes the lock: `/healthz` and `/readyz` never wait behind a count.
     if request.uri().path() == "/metrics" {
         let mut last = gauges.last.lock().await;
         if last.is_none_or(|at| at.elapsed() >= platform::http::GAUGES_MAX_AGE) {
             *last = Some(std::time::Instant::now());
-            let before = (chrono::Utc::now() - LONG_OPEN)
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let before = platform::time::now() - LONG_OPEN;
             match gauges
                 .db
-                .read(move |conn| crate::store::count_open_accepted_before(conn, &before))
+                .read(move |conn| crate::store::count_open_accepted_before(conn, before))
                 .await
             {
                 #[allow(clippy::cast_precision_loss)]

@@ -4,7 +4,7 @@
 //! the terminal status. Each event's SSE `id` is the transition's per-order sequence number, so
 //! a client that reconnects with `Last-Event-ID` resumes right after what it saw, without gaps
 //! or repeats.
-//! Live changes arrive through [`crate::updates`]; the subscription is taken *before* reading
+//! Live changes arrive through [`crate::status_feed`]; the subscription is taken *before* reading
 //! the history, and entries are emitted strictly by sequence number, so nothing committed
 //! between the two is missed or sent twice.
 

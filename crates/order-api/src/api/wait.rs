@@ -12,8 +12,8 @@ use tokio::sync::broadcast::error::RecvError;
 use events::OrderId;
 use platform::Db;
 
+use crate::status_feed::Subscription;
 use crate::store;
-use crate::updates::Subscription;
 
 /// The longest any request may wait.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(10);

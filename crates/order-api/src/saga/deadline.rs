@@ -11,6 +11,9 @@
 //! saves doubled work: each cancellation locks the order and changes it only if it is still
 //! open, so a reaper that lost its lease mid-round, or a reply handled at the same moment on
 //! another replica, cannot cancel an order twice or cancel one that has just ended.
+//!
+//! A round run again (after a crash, or by a second reaper) finds the orders it cancelled
+//! already `cancelled` and leaves them: no second `order.cancelled`, no second webhook.
 
 use std::time::Duration;
 
@@ -22,11 +25,10 @@ use platform::Db;
 use platform::db::lease::Lease;
 use platform::outbox;
 use platform::sql::{Conn, Result};
-use platform::time::now_text;
 
 use super::{OrderStatus, SOURCE};
+use crate::status_feed::StatusFeed;
 use crate::store::{self, HistoryEntry};
-use crate::updates::StatusUpdates;
 
 /// Sagas cancelled because they passed their deadline.
 pub const SAGAS_TIMED_OUT: &str = "sagas_timed_out_total";
@@ -39,7 +41,7 @@ const BATCH: i64 = 200;
 pub async fn run_reaper(
     db: Db,
     lease: Lease,
-    updates: StatusUpdates,
+    updates: StatusFeed,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -74,13 +76,17 @@ pub async fn run_reaper(
 }
 
 /// One round: cancels every overdue saga found; returns how many.
-pub async fn reap_once(db: &Db, updates: &StatusUpdates) -> Result<usize> {
-    let now = now_text();
+pub async fn reap_once(db: &Db, updates: &StatusFeed) -> Result<usize> {
+    let now = platform::time::now();
     let overdue = db
-        .read(move |conn| store::overdue(conn, &now, BATCH))
+        .read(move |conn| store::overdue(conn, now, BATCH))
         .await?;
     let mut cancelled = 0;
-    for (order_id, traceparent) in overdue {
+    for store::Overdue {
+        order_id,
+        traceparent,
+    } in overdue
+    {
         let span =
             tracing::info_span!("saga deadline", order_id = %order_id, correlation_id = %order_id);
         platform::telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
@@ -114,7 +120,7 @@ fn time_out(tx: &Conn<'_>, order_id: OrderId) -> Result<Option<HistoryEntry>> {
         reason: Some(CancellationReason::Timeout),
         cause: "deadline".to_owned(),
         event_id: None,
-        at: now_text(),
+        at: tx.now(),
     };
     if !store::record_transition(tx, status, &entry)? {
         return Ok(None);
@@ -152,7 +158,7 @@ mod tests {
         })
         .await
         .expect("the orders are stored");
-        let updates = StatusUpdates::new();
+        let updates = StatusFeed::new();
         assert_eq!(reap_once(&db, &updates).await, Ok(1));
         assert_eq!(reap_once(&db, &updates).await, Ok(0), "cancelled once");
         let (orders, outbox) = db

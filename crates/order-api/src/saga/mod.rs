@@ -4,6 +4,9 @@
 //! inbox entry, the reply's row on the order's timeline, the new status and history, and — when
 //! the saga ends — `order.confirmed` or `order.cancelled` in the outbox (and on the timeline).
 //! Only after the commit are SSE subscribers told.
+//!
+//! Redelivery: the inbox finds the reply's event id already recorded and skips the transaction,
+//! so nothing is written, published or pushed again; the offset is stored once more.
 
 pub mod deadline;
 mod state;
@@ -14,12 +17,11 @@ use platform::inbox;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::outbox;
 use platform::sql::Conn;
-use platform::time::now_text;
 
 pub use state::{Decision, OrderStatus, Step, can_transition, decide};
 
+use crate::status_feed::StatusFeed;
 use crate::store::{self, HistoryEntry};
-use crate::updates::StatusUpdates;
 
 /// The name this service gives itself in events it produces.
 pub const SOURCE: &str = "/shop/order-api";
@@ -28,12 +30,12 @@ pub const SOURCE: &str = "/shop/order-api";
 #[derive(Clone, Debug)]
 pub struct Coordinator {
     db: Db,
-    updates: StatusUpdates,
+    updates: StatusFeed,
 }
 
 impl Coordinator {
     /// A coordinator writing to `db` and announcing to `updates`.
-    pub fn new(db: Db, updates: StatusUpdates) -> Self {
+    pub fn new(db: Db, updates: StatusFeed) -> Self {
         Self { db, updates }
     }
 }
@@ -82,19 +84,18 @@ impl Coordinator {
             .read(move |conn| store::history_after(conn, order_id, 0))
             .await
             .ok()
-            .and_then(|history| history.first().map(|first| first.at.clone()));
-        let (Some(started), Ok(ended)) = (started, chrono::DateTime::parse_from_rfc3339(&end.at))
-        else {
-            return;
-        };
-        let Ok(started) = chrono::DateTime::parse_from_rfc3339(&started) else {
+            .and_then(|history| history.first().map(|first| first.at));
+        let Some(started) = started else {
             return;
         };
         let outcome = match end.reason {
             Some(reason) => reason.as_str(),
             None => end.status.as_str(),
         };
-        let seconds = (ended - started).to_std().unwrap_or_default().as_secs_f64();
+        let seconds = (end.at - started)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
         metrics::histogram!(SAGA_DURATION, "status" => end.status.as_str(), "outcome" => outcome)
             .record(seconds);
     }
@@ -136,7 +137,7 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Vec<HistoryEntry>, Handle
             return Ok(Vec::new());
         }
     };
-    let now = now_text();
+    let now = tx.now();
     let cause = envelope.kind().short_name();
     let mut entries = Vec::with_capacity(steps.len());
     let mut from = current;
@@ -148,7 +149,7 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Vec<HistoryEntry>, Handle
             step.reason,
             cause,
             envelope.meta.id,
-            &now,
+            now,
         );
         if !store::record_transition(tx, from, &entry)? {
             // Cannot happen while the row is locked; if it does, decide again on what is there.

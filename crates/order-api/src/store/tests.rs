@@ -1,6 +1,8 @@
 use events::{Currency, Money, OrderId};
+use platform::sql::Result;
 
 use super::*;
+use crate::saga::OrderStatus;
 use crate::testing::{self, new_order, step};
 
 #[test]
@@ -46,21 +48,19 @@ fn an_order_reads_back_as_written() -> Result<()> {
     assert_eq!(order.history.len(), 1);
     assert_eq!(owner_of(&conn, order_id)?.as_deref(), Some("alice"));
     assert_eq!(count_orders(&conn)?, 1);
-    assert_eq!(
-        count_open_accepted_before(&conn, "2026-01-01T00:00:10.000000Z")?,
-        1
-    );
-    assert_eq!(
-        count_open_accepted_before(&conn, "2025-12-31T23:59:59.000000Z")?,
-        0
-    );
-    assert_eq!(
-        overdue(&conn, "2026-01-01T00:01:00.000000Z", 10)?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect::<Vec<_>>(),
-        [order_id]
-    );
+    // Stored at the transaction's time, to the microsecond.
+    let format = platform::time::format;
+    assert_eq!(format(order.created_at), format(conn.now()));
+    let second = chrono::TimeDelta::seconds(1);
+    assert_eq!(count_open_accepted_before(&conn, conn.now() + second)?, 1);
+    assert_eq!(count_open_accepted_before(&conn, conn.now())?, 0);
+    // Placed a second past its deadline (see `new_order`).
+    let due: Vec<OrderId> = overdue(&conn, conn.now(), 10)?
+        .into_iter()
+        .map(|overdue| overdue.order_id)
+        .collect();
+    assert_eq!(due, [order_id]);
+    assert!(overdue(&conn, conn.now() - second * 2, 10)?.is_empty());
     assert!(load_order(&conn, OrderId::new())?.is_none());
     Ok(())
 }

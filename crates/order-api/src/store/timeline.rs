@@ -6,11 +6,11 @@
 //! drops redeliveries before that point), so the timeline commits together with the state it
 //! explains and holds each event once.
 
-use chrono::SecondsFormat;
-use events::{Envelope, OrderId};
+use chrono::{DateTime, Utc};
+
+use events::{Envelope, EventId, OrderId};
 use platform::params;
-use platform::sql::{Conn, OptionalExtension, Result};
-use platform::time::now_text;
+use platform::sql::{Conn, OptionalExtension, Result, Row};
 
 use crate::saga::OrderStatus;
 
@@ -18,33 +18,47 @@ use crate::saga::OrderStatus;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SagaEvent {
     /// The event's id (unique: an event is recorded once).
-    pub(crate) event_id: String,
+    pub(crate) event_id: EventId,
     /// The CloudEvents type without prefix and version, e.g. `payment.completed`.
     pub(crate) event_type: String,
     /// The producing service, from the envelope's `source`, e.g. `payment-svc`.
     pub(crate) service: String,
-    /// When the producer says it happened (the envelope's `time`, RFC 3339 micros UTC).
-    pub(crate) occurred_at: String,
-    /// When order-api recorded it (RFC 3339 micros UTC).
-    pub(crate) recorded_at: String,
+    /// When the producer says it happened (the envelope's `time`).
+    pub(crate) occurred_at: DateTime<Utc>,
+    /// When order-api recorded it: the time of the transaction that did.
+    pub(crate) recorded_at: DateTime<Utc>,
     /// The W3C trace id the event belongs to, when it was traced.
     pub(crate) trace_id: Option<String>,
 }
 
 impl SagaEvent {
-    /// The row for `envelope`, recorded now, in trace `trace_id`.
-    pub(crate) fn from_envelope(envelope: &Envelope, trace_id: Option<String>) -> Self {
+    /// The row for `envelope`, recorded at `recorded_at`, in trace `trace_id`.
+    pub(crate) fn from_envelope(
+        envelope: &Envelope,
+        trace_id: Option<String>,
+        recorded_at: DateTime<Utc>,
+    ) -> Self {
         Self {
-            event_id: envelope.meta.id.to_string(),
+            event_id: envelope.meta.id,
             event_type: envelope.kind().short_name().to_owned(),
             service: service_of(&envelope.meta.source),
-            occurred_at: envelope
-                .meta
-                .time
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-            recorded_at: now_text(),
+            occurred_at: envelope.meta.time,
+            recorded_at,
             trace_id,
         }
+    }
+
+    /// Reads a row of `saga_events` selected as
+    /// `event_id, event_type, service, occurred_at, recorded_at, trace_id`.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            event_id: row.get(0)?,
+            event_type: row.get(1)?,
+            service: row.get(2)?,
+            occurred_at: row.get(3)?,
+            recorded_at: row.get(4)?,
+            trace_id: row.get(5)?,
+        })
     }
 }
 
@@ -54,11 +68,24 @@ pub(crate) struct StoredTimeline {
     /// The order's status now.
     pub(crate) status: OrderStatus,
     /// When the order was accepted (used when no event is recorded, e.g. for older orders).
-    pub(crate) created_at: String,
+    pub(crate) created_at: DateTime<Utc>,
     /// When the order last changed.
-    pub(crate) updated_at: String,
+    pub(crate) updated_at: DateTime<Utc>,
     /// Its events, by `occurred_at`, then `recorded_at`.
     pub(crate) events: Vec<SagaEvent>,
+}
+
+impl StoredTimeline {
+    /// Reads a row of `orders` selected as `status, created_at, updated_at`; the events are
+    /// read by their own statement.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            status: row.get(0)?,
+            created_at: row.get(1)?,
+            updated_at: row.get(2)?,
+            events: Vec::new(),
+        })
+    }
 }
 
 /// Records `envelope` as an event of its order's saga, inside the caller's transaction.
@@ -66,13 +93,13 @@ pub(crate) struct StoredTimeline {
 /// An event already recorded is left as it is: the first record is the truth, and a repeat must
 /// not fail the transaction that carries the saga forward.
 pub(crate) fn record(tx: &Conn<'_>, envelope: &Envelope, trace_id: Option<String>) -> Result<()> {
-    let event = SagaEvent::from_envelope(envelope, trace_id);
+    let event = SagaEvent::from_envelope(envelope, trace_id, tx.now());
     tx.execute(
         "INSERT INTO saga_events (order_id, event_id, event_type, service, occurred_at, recorded_at, trace_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (event_id) DO NOTHING",
         params![
-            envelope.event.order_id().to_string(),
+            envelope.event.order_id(),
             event.event_id,
             event.event_type,
             event.service,
@@ -88,7 +115,7 @@ pub(crate) fn record(tx: &Conn<'_>, envelope: &Envelope, trace_id: Option<String
 pub(crate) fn order_exists(conn: &Conn<'_>, order_id: OrderId) -> Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = ?1)",
-        params![order_id.to_string()],
+        params![order_id],
         |row| row.get(0),
     )
 }
@@ -102,44 +129,23 @@ pub(crate) fn order_exists(conn: &Conn<'_>, order_id: OrderId) -> Result<bool> {
 /// Events that happened at the same instant keep the order of their ids, which are time-ordered
 /// (UUID v7) and so follow the order in which they were made.
 pub(crate) fn load(conn: &Conn<'_>, order_id: OrderId) -> Result<Option<StoredTimeline>> {
-    let id = order_id.to_string();
-    let head = conn
+    let Some(mut timeline) = conn
         .query_row(
             "SELECT status, created_at, updated_at FROM orders WHERE order_id = ?1",
-            params![id],
-            |row| {
-                Ok((
-                    row.get::<String>(0)?,
-                    row.get::<String>(1)?,
-                    row.get::<String>(2)?,
-                ))
-            },
+            params![order_id],
+            StoredTimeline::from_row,
         )
-        .optional()?;
-    let Some((status, created_at, updated_at)) = head else {
+        .optional()?
+    else {
         return Ok(None);
     };
-    let events = conn.query_map(
+    timeline.events = conn.query_map(
         "SELECT event_id, event_type, service, occurred_at, recorded_at, trace_id FROM saga_events
          WHERE order_id = ?1 ORDER BY occurred_at, recorded_at, event_id",
-        params![id],
-        |row| {
-            Ok(SagaEvent {
-                event_id: row.get(0)?,
-                event_type: row.get(1)?,
-                service: row.get(2)?,
-                occurred_at: row.get(3)?,
-                recorded_at: row.get(4)?,
-                trace_id: row.get(5)?,
-            })
-        },
+        params![order_id],
+        SagaEvent::from_row,
     )?;
-    Ok(Some(StoredTimeline {
-        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending),
-        created_at,
-        updated_at,
-        events,
-    }))
+    Ok(Some(timeline))
 }
 
 /// The service name in a CloudEvents `source`: its last path segment (`/shop/payment-svc` →

@@ -10,15 +10,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use rdkafka::message::OwnedHeaders;
 
+use events::OrderId;
 use platform::Db;
 use platform::db::Migration;
 use platform::kafka::{EventProducer, OutgoingMessage, dead_letter_headers as h};
 use platform::params;
-use platform::sql::{Conn, Result};
-use platform::time::now_text;
+use platform::sql::{Conn, Result, Row};
 
 /// Where copies go: the dead-letter topic of the saga's order events.
 const TOPIC: &str = "orders.dlq";
@@ -46,13 +47,29 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_owed ON webhook_deliveries (finish
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Owed {
     pub(super) id: String,
-    order_id: String,
+    order_id: OrderId,
     url: String,
     payload: String,
     attempts: u32,
-    /// The last attempt's error.
+    /// The last attempt's error (empty if its record is missing).
     error: String,
-    failed_at: String,
+    /// When the last attempt failed (missing only in rows older than this column's use).
+    failed_at: Option<DateTime<Utc>>,
+}
+
+impl Owed {
+    /// Reads a row selected as `id, order_id, url, payload, attempts, error, finished_at`.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            order_id: row.get(1)?,
+            url: row.get(2)?,
+            payload: row.get(3)?,
+            attempts: row.get(4)?,
+            error: row.get::<Option<String>>(5)?.unwrap_or_default(),
+            failed_at: row.get(6)?,
+        })
+    }
 }
 
 /// The oldest copies still owed.
@@ -64,22 +81,12 @@ pub(super) fn owed(conn: &Conn<'_>) -> Result<Vec<Owed>> {
          WHERE d.status = 'failed' AND d.dead_lettered_at IS NULL
          ORDER BY d.finished_at LIMIT ?1",
         params![BATCH],
-        |row| {
-            Ok(Owed {
-                id: row.get(0)?,
-                order_id: row.get(1)?,
-                url: row.get(2)?,
-                payload: row.get(3)?,
-                attempts: row.get(4)?,
-                error: row.get::<Option<String>>(5)?.unwrap_or_default(),
-                failed_at: row.get::<Option<String>>(6)?.unwrap_or_default(),
-            })
-        },
+        Owed::from_row,
     )
 }
 
-/// Records that the broker acknowledged the copies of `ids`.
-pub(super) fn paid(tx: &Conn<'_>, ids: &[String], now: &str) -> Result<()> {
+/// Records that the broker acknowledged the copies of `ids`, at `now` (the transaction's time).
+pub(super) fn paid(tx: &Conn<'_>, ids: &[String], now: DateTime<Utc>) -> Result<()> {
     for id in ids {
         tx.execute(
             "UPDATE webhook_deliveries SET dead_lettered_at = ?2 WHERE id = ?1",
@@ -124,7 +131,7 @@ pub(super) async fn send_owed(db: &Db, producer: &EventProducer) -> bool {
         return false;
     }
     match db
-        .transaction(move |tx| paid(tx, &paid_ids, &now_text()))
+        .transaction(move |tx| paid(tx, &paid_ids, tx.now()))
         .await
     {
         Ok(()) => true,
@@ -139,19 +146,23 @@ pub(super) async fn send_owed(db: &Db, producer: &EventProducer) -> bool {
 /// The copy: the payload as it was to be delivered, with `dlq.*` headers saying why.
 fn message(copy: &Owed) -> (OutgoingMessage, OwnedHeaders) {
     let attempts = copy.attempts.to_string();
+    let failed_at = copy
+        .failed_at
+        .map(platform::time::format)
+        .unwrap_or_default();
     let pairs = [
         (h::ORIGINAL_TOPIC, "webhooks"),
         (h::ERROR_CLASS, "webhook"),
         (h::ERROR_MESSAGE, copy.error.as_str()),
         (h::ATTEMPTS, attempts.as_str()),
-        (h::LAST_FAILURE, copy.failed_at.as_str()),
+        (h::LAST_FAILURE, failed_at.as_str()),
         (h::SERVICE, "order-api"),
         ("webhook.url", copy.url.as_str()),
         ("webhook.id", copy.id.as_str()),
     ];
     let message = OutgoingMessage {
         topic: TOPIC.to_owned(),
-        key: copy.order_id.clone(),
+        key: copy.order_id.to_string(),
         payload: copy.payload.as_bytes().to_vec(),
         trace: HashMap::new(),
         event_type: None,
@@ -165,17 +176,18 @@ mod tests {
     use crate::testing;
 
     fn insert(conn: &Conn<'_>, id: &str, status: &str, attempts: u32) -> Result<()> {
+        let now = conn.now();
         conn.execute(
             "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, attempts, next_attempt_at, created_at, finished_at)
-             VALUES (?1, 'ord_1', 'http://hook', 'alice', 'order.confirmed', '{}', ?2, ?3, 'T0', 'T0', 'T1')",
-            params![id, status, attempts],
+             VALUES (?1, ?2, 'http://hook', 'alice', 'order.confirmed', '{}', ?3, ?4, ?5, ?5, ?5)",
+            params![id, OrderId::new(), status, attempts, now],
         )?;
         for attempt in 1..=attempts {
             let error = format!("answered 50{attempt}");
             conn.execute(
                 "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, duration_ms)
-                 VALUES (?1, ?2, 'T1', 500, ?3, 1.0)",
-                params![id, attempt, error],
+                 VALUES (?1, ?2, ?3, 500, ?4, 1.0)",
+                params![id, attempt, now, error],
             )?;
         }
         Ok(())
@@ -198,25 +210,30 @@ mod tests {
         // Until it is recorded as paid, every round finds it again.
         assert_eq!(owed(&conn)?, owed_now);
 
-        paid(&conn, &["msg_failed".to_owned()], "T2")?;
+        paid(&conn, &["msg_failed".to_owned()], conn.now())?;
         assert!(owed(&conn)?.is_empty());
         Ok(())
     }
 
+    fn failed_at() -> DateTime<Utc> {
+        platform::time::parse("2026-01-01T00:00:01Z").expect("a valid time")
+    }
+
     #[test]
     fn the_copy_keeps_the_payload_and_says_why() {
+        let order_id = OrderId::new();
         let copy = Owed {
             id: "msg_1".into(),
-            order_id: "ord_1".into(),
+            order_id,
             url: "https://hook.example/x".into(),
             payload: "{\"status\":\"confirmed\"}".into(),
             attempts: 5,
             error: "answered 500".into(),
-            failed_at: "T1".into(),
+            failed_at: Some(failed_at()),
         };
         let (message, headers) = message(&copy);
         assert_eq!(message.topic, "orders.dlq");
-        assert_eq!(message.key, "ord_1");
+        assert_eq!(message.key, order_id.to_string());
         assert_eq!(message.payload, copy.payload.as_bytes());
         let header = |name: &str| {
             use rdkafka::message::Headers;
@@ -229,6 +246,10 @@ mod tests {
         assert_eq!(header(h::ERROR_CLASS).as_deref(), Some("webhook"));
         assert_eq!(header(h::ERROR_MESSAGE).as_deref(), Some("answered 500"));
         assert_eq!(header(h::ATTEMPTS).as_deref(), Some("5"));
+        assert_eq!(
+            header(h::LAST_FAILURE).as_deref(),
+            Some("2026-01-01T00:00:01.000000Z")
+        );
         assert_eq!(header("webhook.id").as_deref(), Some("msg_1"));
     }
 }

@@ -18,14 +18,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use events::OrderId;
 use platform::Db;
 use platform::db::lease::Lease;
 use platform::kafka::EventProducer;
 use platform::params;
-use platform::sql::{Conn, Result};
-use platform::time::now_text;
+use platform::sql::{Conn, Result, Row};
 
 use platform::webhook::Secret;
 
@@ -65,12 +66,27 @@ pub struct DelivererConfig {
 #[derive(Clone, Debug)]
 pub(super) struct Due {
     pub(super) id: String,
-    order_id: String,
+    order_id: OrderId,
     url: String,
     pub(super) principal: String,
     payload: String,
     /// Attempts made so far.
     attempts: u32,
+}
+
+impl Due {
+    /// Reads a row of `webhook_deliveries` selected as
+    /// `id, order_id, url, principal, payload, attempts`.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            order_id: row.get(1)?,
+            url: row.get(2)?,
+            principal: row.get(3)?,
+            payload: row.get(4)?,
+            attempts: row.get(5)?,
+        })
+    }
 }
 
 /// Delivers due webhooks while this process holds `lease`, until `shutdown`; then gives the
@@ -150,7 +166,7 @@ async fn deliver_due(
 
 /// Pending deliveries due at `now`, oldest due first, at most [`PER_PRINCIPAL`] of each
 /// principal: a principal with a long backlog does not fill the read and hide the others'.
-pub(super) fn due(conn: &Conn<'_>, now: &str) -> Result<Vec<Due>> {
+pub(super) fn due(conn: &Conn<'_>, now: DateTime<Utc>) -> Result<Vec<Due>> {
     conn.query_map(
         "SELECT id, order_id, url, principal, payload, attempts FROM (
              SELECT id, order_id, url, principal, payload, attempts, next_attempt_at,
@@ -160,23 +176,14 @@ pub(super) fn due(conn: &Conn<'_>, now: &str) -> Result<Vec<Due>> {
          ) due
          WHERE nth <= ?2 ORDER BY next_attempt_at, id LIMIT ?3",
         params![now, PER_PRINCIPAL as i64, DUE_BATCH],
-        |row| {
-            Ok(Due {
-                id: row.get(0)?,
-                order_id: row.get(1)?,
-                url: row.get(2)?,
-                principal: row.get(3)?,
-                payload: row.get(4)?,
-                attempts: row.get(5)?,
-            })
-        },
+        Due::from_row,
     )
 }
 
-/// Takes the next attempt of `delivery` for this process until `until`: `false` if someone
-/// else took or made it since it was read (it is no longer due, or no longer at the attempt
-/// count read).
-fn claim(tx: &Conn<'_>, delivery: &Due, now: &str, until: &str) -> Result<bool> {
+/// Takes the next attempt of `delivery` for this process, at `now` (the transaction's time) until
+/// `until`: `false` if someone else took or made it since it was read (it is no longer due, or
+/// no longer at the attempt count read).
+fn claim(tx: &Conn<'_>, delivery: &Due, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
     let changed = tx.execute(
         "UPDATE webhook_deliveries SET next_attempt_at = ?3
          WHERE id = ?1 AND status = 'pending' AND attempts = ?2 AND next_attempt_at <= ?4",
@@ -190,20 +197,22 @@ fn claim(tx: &Conn<'_>, delivery: &Due, now: &str, until: &str) -> Result<bool> 
 struct Outcome {
     /// 1 for the first attempt.
     attempt: u32,
-    /// `delivered`, `failed` (for good) or `pending` (retried at `next_attempt_at`).
+    /// `delivered`, `failed` (for good) or `pending` (retried `retry_after` the record).
     status: &'static str,
-    next_attempt_at: String,
+    /// How long after it is recorded the next attempt is due (for `pending`).
+    retry_after: Duration,
     status_code: Option<i64>,
     /// The failure's class, never its detail (see [`super::client`]).
     error: Option<&'static str>,
     duration_ms: f64,
 }
 
-/// Records `outcome` for the delivery `id`, if its previous attempt count is still the one the
-/// attempt was claimed at; `false` (nothing written) if another replica recorded it already.
-fn record(tx: &Conn<'_>, id: &str, outcome: &Outcome) -> Result<bool> {
-    let now = now_text();
-    let finished_at = (outcome.status != "pending").then_some(now.as_str());
+/// Records `outcome` for the delivery `id` at `now` (the transaction's time), if its previous
+/// attempt count is still the one the attempt was claimed at; `false` (nothing written) if
+/// another replica recorded it already.
+fn record(tx: &Conn<'_>, id: &str, outcome: &Outcome, now: DateTime<Utc>) -> Result<bool> {
+    let finished_at = (outcome.status != "pending").then_some(now);
+    let next_attempt_at = now + delta(outcome.retry_after);
     let changed = tx.execute(
         "UPDATE webhook_deliveries SET attempts = ?2, status = ?3, next_attempt_at = ?4, finished_at = ?5
          WHERE id = ?1 AND status = 'pending' AND attempts = ?6",
@@ -211,7 +220,7 @@ fn record(tx: &Conn<'_>, id: &str, outcome: &Outcome) -> Result<bool> {
             id,
             outcome.attempt,
             outcome.status,
-            outcome.next_attempt_at,
+            next_attempt_at,
             finished_at,
             outcome.attempt.saturating_sub(1)
         ],
@@ -233,10 +242,9 @@ fn record(tx: &Conn<'_>, id: &str, outcome: &Outcome) -> Result<bool> {
     Ok(true)
 }
 
-/// RFC 3339 text of `after` from now, as the tables store times.
-fn from_now(after: Duration) -> String {
-    (chrono::Utc::now() + chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX))
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+/// `span` as a time difference (the longest one if it does not fit).
+fn delta(span: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(span).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 /// Claims and makes the next attempt of `delivery`, and records its outcome: for the client a
@@ -244,7 +252,7 @@ fn from_now(after: Duration) -> String {
 pub(super) async fn deliver(db: Db, http: reqwest::Client, config: DelivererConfig, delivery: Due) {
     let claimed = {
         let delivery = delivery.clone();
-        db.transaction(move |tx| claim(tx, &delivery, &now_text(), &from_now(CLAIM)))
+        db.transaction(move |tx| claim(tx, &delivery, tx.now(), tx.now() + delta(CLAIM)))
             .await
     };
     match claimed {
@@ -293,13 +301,15 @@ pub(super) async fn deliver(db: Db, http: reqwest::Client, config: DelivererConf
         } else {
             "pending"
         },
-        next_attempt_at: from_now(backoff),
+        retry_after: backoff,
         status_code,
         error: error.map(FailureClass::as_str),
         duration_ms: elapsed_ms,
     };
     let id = delivery.id.clone();
-    let recorded = db.transaction(move |tx| record(tx, &id, &outcome)).await;
+    let recorded = db
+        .transaction(move |tx| record(tx, &id, &outcome, tx.now()))
+        .await;
     match recorded {
         Ok(true) => {}
         Ok(false) => {
@@ -327,21 +337,17 @@ mod tests {
     use super::*;
     use crate::testing;
 
-    const T0: &str = "2026-01-01T00:00:00.000000Z";
-
-    fn at(seconds: u32) -> String {
-        format!(
-            "2026-01-01T00:{:02}:{:02}.000000Z",
-            seconds / 60,
-            seconds % 60
-        )
+    /// `seconds` into 2026.
+    fn at(seconds: i64) -> DateTime<Utc> {
+        platform::time::parse("2026-01-01T00:00:00Z").expect("a valid time")
+            + chrono::TimeDelta::seconds(seconds)
     }
 
-    fn outcome(attempt: u32, status: &'static str, next: u32) -> Outcome {
+    fn outcome(attempt: u32, status: &'static str, retry_after: u64) -> Outcome {
         Outcome {
             attempt,
             status,
-            next_attempt_at: at(next),
+            retry_after: Duration::from_secs(retry_after),
             status_code: Some(500),
             error: None,
             duration_ms: 1.5,
@@ -354,30 +360,41 @@ mod tests {
         let conn = db.conn();
         conn.execute(
             "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
-             VALUES ('msg_1', 'ord_1', 'http://hook', 'alice', 'order.confirmed', '{}', 'pending', ?1, ?1)",
-            params![T0],
+             VALUES ('msg_1', ?1, 'http://hook', 'alice', 'order.confirmed', '{}', 'pending', ?2, ?2)",
+            params![OrderId::new(), at(0)],
         )?;
-        let read = due(&conn, &at(1))?;
+        let read = due(&conn, at(1))?;
         assert_eq!(read.len(), 1);
         let delivery = &read[0];
-        assert!(claim(&conn, delivery, &at(1), &at(61))?);
+        assert!(claim(&conn, delivery, at(1), at(61))?);
         // A second replica that read the same row finds it taken, and not due any more.
-        assert!(!claim(&conn, delivery, &at(1), &at(61))?);
-        assert!(due(&conn, &at(2))?.is_empty());
+        assert!(!claim(&conn, delivery, at(1), at(61))?);
+        assert!(due(&conn, at(2))?.is_empty());
         // The claim ran out (its replica died): another may make the attempt.
-        assert!(claim(&conn, delivery, &at(62), &at(122))?);
-        assert!(record(&conn, &delivery.id, &outcome(1, "pending", 180))?);
+        assert!(claim(&conn, delivery, at(62), at(122))?);
+        // Recorded at 62 s, retried 118 s later.
+        assert!(record(
+            &conn,
+            &delivery.id,
+            &outcome(1, "pending", 118),
+            at(62)
+        )?);
         assert!(
-            !record(&conn, &delivery.id, &outcome(1, "pending", 180))?,
+            !record(&conn, &delivery.id, &outcome(1, "pending", 118), at(62))?,
             "the attempt is recorded once"
         );
         // What was read before the first attempt is stale now, even once the retry is due.
-        assert!(!claim(&conn, delivery, &at(200), &at(260))?);
-        let retry = due(&conn, &at(200))?;
+        assert!(!claim(&conn, delivery, at(200), at(260))?);
+        let retry = due(&conn, at(200))?;
         assert_eq!(retry[0].attempts, 1);
-        assert!(claim(&conn, &retry[0], &at(200), &at(260))?);
-        assert!(record(&conn, &retry[0].id, &outcome(2, "delivered", 201))?);
-        assert!(due(&conn, "2099-01-01T00:00:00.000000Z")?.is_empty());
+        assert!(claim(&conn, &retry[0], at(200), at(260))?);
+        assert!(record(
+            &conn,
+            &retry[0].id,
+            &outcome(2, "delivered", 1),
+            at(200)
+        )?);
+        assert!(due(&conn, at(100_000))?.is_empty());
         let logged = conn.query_map(
             "SELECT attempt FROM webhook_attempts WHERE delivery_id = 'msg_1' ORDER BY attempt",
             &[],

@@ -15,7 +15,6 @@ use std::time::Duration;
 use tokio::task::{self, JoinSet};
 
 use platform::Db;
-use platform::time::now_text;
 
 use super::deliverer::{self, DelivererConfig, Due};
 
@@ -48,7 +47,10 @@ impl InFlight {
         if self.owners.len() >= IN_FLIGHT {
             return 0;
         }
-        let due = match db.read(|conn| deliverer::due(conn, &now_text())).await {
+        let due = match db
+            .read(|conn| deliverer::due(conn, platform::time::now()))
+            .await
+        {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "Could not read due webhooks.");
@@ -149,12 +151,13 @@ mod tests {
     use crate::testing;
 
     async fn queue(db: &Db, id: &str, principal: &str, url: String, due: &str) {
-        let (id, principal, due) = (id.to_owned(), principal.to_owned(), due.to_owned());
+        let (id, principal) = (id.to_owned(), principal.to_owned());
+        let due = platform::time::parse(due).expect("a valid time");
         db.transaction(move |tx| {
             tx.execute(
                 "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
-                 VALUES (?1, ?1, ?2, ?3, 'order.confirmed', '{}', 'pending', ?4, ?4)",
-                params![id, url, principal, due],
+                 VALUES (?1, ?2, ?3, ?4, 'order.confirmed', '{}', 'pending', ?5, ?5)",
+                params![id, events::OrderId::new(), url, principal, due],
             )
         })
         .await

@@ -21,8 +21,7 @@ use serde::Serialize;
 use events::OrderId;
 use platform::db::Migration;
 use platform::params;
-use platform::sql::{Conn, OptionalExtension, Result};
-use platform::time::now_text;
+use platform::sql::{Conn, OptionalExtension, Result, Row};
 
 use crate::store::HistoryEntry;
 
@@ -72,9 +71,26 @@ pub(crate) fn subscribe(
 ) -> Result<()> {
     tx.execute(
         "INSERT INTO callbacks (order_id, url, principal) VALUES (?1, ?2, ?3)",
-        params![order_id.to_string(), url, principal],
+        params![order_id, url, principal],
     )?;
     Ok(())
+}
+
+/// Where an order's end is announced, and to whom (whose secret signs it).
+#[derive(Debug)]
+struct Callback {
+    url: String,
+    principal: String,
+}
+
+impl Callback {
+    /// Reads a row of `callbacks` selected as `url, principal`.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            url: row.get(0)?,
+            principal: row.get(1)?,
+        })
+    }
 }
 
 /// If the order has a callback and `entry` ends its saga, queues the webhook (in `tx`).
@@ -85,37 +101,38 @@ pub(crate) fn enqueue_if_subscribed(tx: &Conn<'_>, entry: &HistoryEntry) -> Resu
     if !entry.status.is_terminal() {
         return Ok(());
     }
-    let callback: Option<(String, String)> = tx
+    let callback = tx
         .query_row(
             "SELECT url, principal FROM callbacks WHERE order_id = ?1",
-            params![entry.order_id.to_string()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            params![entry.order_id],
+            Callback::from_row,
         )
         .optional()?;
-    let Some((url, principal)) = callback else {
+    let Some(Callback { url, principal }) = callback else {
         return Ok(());
     };
     let event_type = format!("order.{}", entry.status.as_str());
     let payload = serde_json::json!({
         "type": event_type,
-        "timestamp": entry.at,
+        "timestamp": platform::time::format(entry.at),
         "data": {
             "order_id": entry.order_id,
             "status": entry.status.as_str(),
             "reason": entry.reason.map(|reason| reason.as_str()),
         },
-    });
-    let now = now_text();
+    })
+    .to_string();
+    let now = tx.now();
     tx.execute(
         "INSERT INTO webhook_deliveries (id, order_id, url, principal, event_type, payload, status, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
         params![
             format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            entry.order_id.to_string(),
+            entry.order_id,
             url,
             principal,
             event_type,
-            payload.to_string(),
+            payload,
             now
         ],
     )?;
@@ -144,34 +161,46 @@ pub struct AttemptView {
     duration_ms: f64,
 }
 
+impl DeliveryView {
+    /// Reads a row of `webhook_deliveries` selected as `id, event_type, url, status`; the
+    /// attempts are read by their own statement.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            event_type: row.get(1)?,
+            url: row.get(2)?,
+            status: row.get(3)?,
+            attempts: Vec::new(),
+        })
+    }
+}
+
+impl AttemptView {
+    /// Reads a row of `webhook_attempts` selected as
+    /// `attempt, at, status_code, error, duration_ms`.
+    fn from_row(row: &Row<'_>) -> Result<Self> {
+        Ok(Self {
+            attempt: row.get(0)?,
+            at: platform::time::format(row.get(1)?),
+            status_code: row.get(2)?,
+            error: row.get::<Option<String>>(3)?.map(|text| coarse(&text)),
+            duration_ms: row.get(4)?,
+        })
+    }
+}
+
 /// Every delivery of `order_id`, oldest first.
 pub(crate) fn deliveries(conn: &Conn<'_>, order_id: OrderId) -> Result<Vec<DeliveryView>> {
     let mut views = conn.query_map(
         "SELECT id, event_type, url, status FROM webhook_deliveries WHERE order_id = ?1 ORDER BY created_at, id",
-        params![order_id.to_string()],
-        |row| {
-            Ok(DeliveryView {
-                id: row.get(0)?,
-                event_type: row.get(1)?,
-                url: row.get(2)?,
-                status: row.get(3)?,
-                attempts: Vec::new(),
-            })
-        },
+        params![order_id],
+        DeliveryView::from_row,
     )?;
     for view in &mut views {
         view.attempts = conn.query_map(
             "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE delivery_id = ?1 ORDER BY attempt",
             params![view.id],
-            |row| {
-                Ok(AttemptView {
-                    attempt: row.get(0)?,
-                    at: row.get(1)?,
-                    status_code: row.get(2)?,
-                    error: row.get::<Option<String>>(3)?.map(|text| coarse(&text)),
-                    duration_ms: row.get(4)?,
-                })
-            },
+            AttemptView::from_row,
         )?;
     }
     Ok(views)

@@ -1,12 +1,15 @@
-//! In-process fan-out of status changes to the SSE streams and waiting requests of each order.
+//! The status feed: each order's committed status changes, fanned out in this process to the
+//! SSE streams (`GET /api/orders/{id}/events`) and waiting requests (`Prefer: wait`, `?wait=`)
+//! that follow that order.
 //!
-//! A change is published here after its transaction committed. Subscribers treat this channel
-//! as a hint: the database is the truth, so a subscriber that lags or sees a gap in sequence
+//! A change is published here after its transaction committed. Subscribers treat the feed as a
+//! hint: the database is the truth, so a subscriber that lags or sees a gap in sequence
 //! numbers reloads from it and never misses or repeats a transition.
 //!
 //! Each order has its own channel, created by its first subscriber and dropped with its last,
 //! so a change wakes only the streams of that order: with one shared channel, every change of
 //! every order would wake every open stream, and the cost would grow with streams × changes.
+//! Changes committed by other replicas reach the feed through [`follow_other_replicas`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,13 +31,13 @@ type Channels = Arc<Mutex<HashMap<OrderId, broadcast::Sender<HistoryEntry>>>>;
 
 /// Fan-out of committed history entries, per order.
 #[derive(Clone, Debug, Default)]
-pub struct StatusUpdates {
+pub struct StatusFeed {
     /// The channels of the orders someone is listening to.
     channels: Channels,
 }
 
-impl StatusUpdates {
-    /// A hub with no subscribers.
+impl StatusFeed {
+    /// A feed with no subscribers.
     pub fn new() -> Self {
         Self::default()
     }
@@ -131,7 +134,7 @@ impl Drop for Subscription {
 /// sees a gap reloads.
 pub(crate) async fn follow_other_replicas(
     db: Db,
-    updates: StatusUpdates,
+    updates: StatusFeed,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let Some(mut notices) = notify::listen(&db, crate::store::HISTORY_CHANNEL) else {
@@ -186,13 +189,13 @@ mod tests {
             reason: None,
             cause: "test".to_owned(),
             event_id: None,
-            at: String::new(),
+            at: platform::time::now(),
         }
     }
 
     #[tokio::test]
     async fn subscribers_hear_only_their_order_and_channels_go_with_the_last() {
-        let hub = StatusUpdates::new();
+        let hub = StatusFeed::new();
         let (mine, other) = (OrderId::new(), OrderId::new());
         let mut first = hub.subscribe(mine);
         let second = hub.subscribe(mine);
