@@ -1,6 +1,7 @@
 //! End-to-end saga tests: the broker and every service run as separate processes; the tests
 //! speak HTTP to order-api, read each service's own database, and read and write topics.
 
+mod asyncapi;
 mod backpressure;
 mod bad_input;
 mod bench;
