@@ -19,6 +19,7 @@ mod fuzz;
 mod happy_path;
 mod invariants;
 mod openapi;
+mod order_callbacks;
 mod out_of_stock;
 mod passed_over;
 mod poison;
