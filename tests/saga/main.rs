@@ -10,6 +10,7 @@ mod chaos;
 mod cli;
 mod compose;
 mod configuration;
+mod contracts;
 mod dead_letters;
 mod deadline;
 mod declined;
