@@ -15,7 +15,9 @@
 //! - `kafka-init` creates every topic of the code with the code's partition counts;
 //! - the Dockerfile builds with the workspace's Rust version and installs the healthcheck tool;
 //! - a first run: the image built by one service and never pulled, bind mounts that exist and
-//!   carry an SELinux label, cheap healthchecks wherever a service is waited for.
+//!   carry an SELinux label, cheap healthchecks wherever a service is waited for;
+//! - the `monitoring` profile: Prometheus scrapes every service on its port, Grafana's
+//!   provisioning loads dashboards that parse and query the provisioned data source.
 //!
 //! Each check is a function returning the problems it found, so `broken_copies_are_rejected`
 //! can show that the same functions catch a broken copy.
@@ -23,6 +25,7 @@
 mod checks;
 mod first_run;
 mod load;
+mod monitoring;
 mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -218,6 +221,25 @@ fn healthchecks_are_cheap_and_present_where_awaited() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn monitoring_scrapes_every_service_and_provisions_the_dashboard() -> Result<()> {
+    let project = Project::load()?;
+    let root = repo_root();
+    let prometheus: Value = serde_norway::from_str(&std::fs::read_to_string(
+        root.join(monitoring::PROMETHEUS_CONFIG),
+    )?)?;
+    assert_none("profiles", monitoring::profile_problems(&project.doc));
+    assert_none(
+        monitoring::PROMETHEUS_CONFIG,
+        monitoring::scrape_problems(&project.doc, &prometheus),
+    );
+    assert_none(
+        "Grafana",
+        monitoring::grafana_problems(&project.doc, &root)?,
+    );
+    Ok(())
+}
+
 /// The checks above would pass vacuously if they could not fail: each broken copy must be
 /// rejected by the function that guards against that mistake.
 #[test]
@@ -367,7 +389,7 @@ fn broken_copies_are_rejected() -> Result<()> {
     Ok(())
 }
 
-/// Likewise for the first-run checks.
+/// Likewise for the first-run and monitoring checks.
 #[test]
 fn broken_first_run_copies_are_rejected() -> Result<()> {
     let project = Project::load()?;
@@ -414,5 +436,38 @@ fn broken_first_run_copies_are_rejected() -> Result<()> {
         "a JVM started every 10 s passed"
     );
 
+    let prometheus = std::fs::read_to_string(root.join(monitoring::PROMETHEUS_CONFIG))?;
+    for (from, to, what) in [
+        (
+            "\"payment-svc:8081\"",
+            "\"payment-svc:8080\"",
+            "a scrape of the wrong port",
+        ),
+        (
+            "\"inventory-svc:8082\"",
+            "\"inventory:8082\"",
+            "a scrape of no service",
+        ),
+    ] {
+        assert!(prometheus.contains(from), "fixture drifted: {from:?}");
+        let config: Value = serde_norway::from_str(&prometheus.replacen(from, to, 1))?;
+        assert!(
+            !monitoring::scrape_problems(&project.doc, &config).is_empty(),
+            "{what} passed"
+        );
+    }
+    let doc = broken("profiles: [\"monitoring\"]", "profiles: [\"tools\"]")?;
+    assert!(
+        !monitoring::profile_problems(&doc).is_empty(),
+        "monitoring outside its profile passed"
+    );
+    let doc = broken(
+        ":/var/lib/grafana/dashboards:ro,z",
+        ":/etc/grafana/dashboards:ro,z",
+    )?;
+    assert!(
+        !monitoring::grafana_problems(&doc, &root)?.is_empty(),
+        "dashboards mounted where no provider reads passed"
+    );
     Ok(())
 }

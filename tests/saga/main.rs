@@ -11,6 +11,7 @@ mod cli;
 mod compose;
 mod configuration;
 mod contracts;
+mod dashboard;
 mod dead_letters;
 mod deadline;
 mod declined;

@@ -310,7 +310,7 @@ fn cycles(doc: &Value) -> Vec<String> {
 }
 
 /// Each of our services' listen address (its one `*_ADDR` variable).
-fn listen_addrs(doc: &Value) -> (BTreeMap<String, SocketAddr>, Vec<String>) {
+pub(super) fn listen_addrs(doc: &Value) -> (BTreeMap<String, SocketAddr>, Vec<String>) {
     let mut addrs = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, service) in ours(doc) {
