@@ -3,6 +3,8 @@
 #
 #   1. installs what the tests need and the machine lacks (apt-get, with sudo unless root): the
 #      C build tools for librdkafka and SQLite, Chromium (the timeline page test), PostgreSQL;
+#      Python's venv and npm, for the independent validators of schemas/ (installed into
+#      target/tools by scripts/validators/install.sh; a second run installs nothing);
 #   2. starts a throwaway Postgres server of its own — a new cluster in a temporary directory,
 #      a random password, TLS on, 127.0.0.1 and a free port — and removes it on exit, also on
 #      failure or Ctrl-C. The host's own clusters are never touched. With TEST_POSTGRES_URL
@@ -38,6 +40,10 @@ done
 [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
 # The order timeline page is tested in headless Chromium (tests/saga/timeline.rs).
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The contract documents are checked by independent validators (tests/saga/contracts.rs):
+# openapi-spec-validator in a Python venv, @asyncapi/parser with Node.js.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     # The throwaway server's TLS certificate.
@@ -58,6 +64,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Pinned versions, into target/tools; nothing is installed when they are there already.
+scripts/validators/install.sh
 
 # ---- 2. A Postgres server of our own ----------------------------------------------------------
 

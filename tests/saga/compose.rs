@@ -13,13 +13,19 @@
 //!   port of its `*_ADDR`;
 //! - `.env.example` names every interpolated variable with the same value as the default;
 //! - `kafka-init` creates every topic of the code with the code's partition counts;
-//! - the Dockerfile builds with the workspace's Rust version and installs the healthcheck tool.
+//! - the Dockerfile builds with the workspace's Rust version and installs the healthcheck tool;
+//! - a first run: the image built by one service and never pulled, bind mounts that exist and
+//!   carry an SELinux label, cheap healthchecks wherever a service is waited for;
+//! - the `monitoring` profile: Prometheus scrapes every service on its port, Grafana's
+//!   provisioning loads dashboards that parse and query the provisioned data source.
 //!
 //! Each check is a function returning the problems it found, so `broken_copies_are_rejected`
 //! can show that the same functions catch a broken copy.
 
 mod checks;
+mod first_run;
 mod load;
+mod monitoring;
 mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +36,7 @@ use serde_json::Value;
 use saga_tests::repo_root;
 
 use checks::*;
+use first_run::{bind_mount_problems, build_problems, healthcheck_problems};
 use load::{interpolation_problems, load_compose, parse_env_file};
 use source::{env_names_read_by_code, partition_counts, workspace_binaries};
 
@@ -190,6 +197,49 @@ fn dockerfile_matches_the_workspace_and_the_healthchecks() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_image_is_built_once_and_never_pulled() -> Result<()> {
+    let project = Project::load()?;
+    assert_none("building", build_problems(&project.doc));
+    Ok(())
+}
+
+#[test]
+fn bind_mounts_exist_and_carry_an_selinux_label() -> Result<()> {
+    let project = Project::load()?;
+    assert_none(
+        "bind mounts",
+        bind_mount_problems(&project.doc, &repo_root()),
+    );
+    Ok(())
+}
+
+#[test]
+fn healthchecks_are_cheap_and_present_where_awaited() -> Result<()> {
+    let project = Project::load()?;
+    assert_none("healthchecks", healthcheck_problems(&project.doc));
+    Ok(())
+}
+
+#[test]
+fn monitoring_scrapes_every_service_and_provisions_the_dashboard() -> Result<()> {
+    let project = Project::load()?;
+    let root = repo_root();
+    let prometheus: Value = serde_norway::from_str(&std::fs::read_to_string(
+        root.join(monitoring::PROMETHEUS_CONFIG),
+    )?)?;
+    assert_none("profiles", monitoring::profile_problems(&project.doc));
+    assert_none(
+        monitoring::PROMETHEUS_CONFIG,
+        monitoring::scrape_problems(&project.doc, &prometheus),
+    );
+    assert_none(
+        "Grafana",
+        monitoring::grafana_problems(&project.doc, &root)?,
+    );
+    Ok(())
+}
+
 /// The checks above would pass vacuously if they could not fail: each broken copy must be
 /// rejected by the function that guards against that mistake.
 #[test]
@@ -204,10 +254,10 @@ fn broken_copies_are_rejected() -> Result<()> {
         load_compose(&project.raw.replacen(from, to, 1))
     };
 
-    let doc = broken("image: apache/kafka:3.9.1", "image: apache/kafka")?;
+    let doc = broken("image: apache/kafka:4.1.1", "image: apache/kafka")?;
     assert!(!unpinned_images(&doc).is_empty(), "a missing tag passed");
     let doc = broken(
-        "image: jaegertracing/jaeger:2.11.0",
+        "image: jaegertracing/jaeger:2.17.0",
         "image: jaegertracing/jaeger:2",
     )?;
     assert!(!unpinned_images(&doc).is_empty(), "a bare major passed");
@@ -258,8 +308,8 @@ fn broken_copies_are_rejected() -> Result<()> {
         "a missing depends_on target passed"
     );
     let doc = broken(
-        "jaeger:\n    condition: service_started",
-        "jaeger:\n    condition: service_healthy",
+        "test: [\"CMD\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:13133/status\"]",
+        "disable: true",
     )?;
     assert!(
         !dependency_problems(&doc).is_empty(),
@@ -335,6 +385,89 @@ fn broken_copies_are_rejected() -> Result<()> {
     assert!(
         !topic_problems(&doc, partitions).is_empty(),
         "a missing topic passed"
+    );
+    Ok(())
+}
+
+/// Likewise for the first-run and monitoring checks.
+#[test]
+fn broken_first_run_copies_are_rejected() -> Result<()> {
+    let project = Project::load()?;
+    let root = repo_root();
+    let broken = |from: &str, to: &str| -> Result<Value> {
+        assert!(
+            project.raw.contains(from),
+            "fixture drifted: {from:?} not in the file"
+        );
+        load_compose(&project.raw.replacen(from, to, 1))
+    };
+
+    let doc = broken(
+        "  pull_policy: never\n",
+        "  pull_policy: never\n  build: .\n",
+    )?;
+    assert!(
+        !build_problems(&doc).is_empty(),
+        "a build per service passed"
+    );
+    let doc = broken("  pull_policy: never\n", "")?;
+    assert!(
+        !build_problems(&doc).is_empty(),
+        "pulling the local image passed"
+    );
+
+    let doc = broken("init.sh:ro,z", "init.sh:ro")?;
+    assert!(
+        !bind_mount_problems(&doc, &root).is_empty(),
+        "an unlabelled bind mount passed"
+    );
+    let doc = broken("./deploy/postgres/init.sh:", "./deploy/postgres/setup.sh:")?;
+    assert!(
+        !bind_mount_problems(&doc, &root).is_empty(),
+        "a missing bind mount source passed"
+    );
+
+    let doc = broken(
+        "test: [\"CMD\", \"bash\", \"-c\", \"exec 3<>/dev/tcp/127.0.0.1/9092\"]",
+        "test: [\"CMD-SHELL\", \"/opt/kafka/bin/kafka-broker-api-versions.sh --bootstrap-server localhost:9092\"]",
+    )?;
+    assert!(
+        !healthcheck_problems(&doc).is_empty(),
+        "a JVM started every 10 s passed"
+    );
+
+    let prometheus = std::fs::read_to_string(root.join(monitoring::PROMETHEUS_CONFIG))?;
+    for (from, to, what) in [
+        (
+            "\"payment-svc:8081\"",
+            "\"payment-svc:8080\"",
+            "a scrape of the wrong port",
+        ),
+        (
+            "\"inventory-svc:8082\"",
+            "\"inventory:8082\"",
+            "a scrape of no service",
+        ),
+    ] {
+        assert!(prometheus.contains(from), "fixture drifted: {from:?}");
+        let config: Value = serde_norway::from_str(&prometheus.replacen(from, to, 1))?;
+        assert!(
+            !monitoring::scrape_problems(&project.doc, &config).is_empty(),
+            "{what} passed"
+        );
+    }
+    let doc = broken("profiles: [\"monitoring\"]", "profiles: [\"tools\"]")?;
+    assert!(
+        !monitoring::profile_problems(&doc).is_empty(),
+        "monitoring outside its profile passed"
+    );
+    let doc = broken(
+        ":/var/lib/grafana/dashboards:ro,z",
+        ":/etc/grafana/dashboards:ro,z",
+    )?;
+    assert!(
+        !monitoring::grafana_problems(&doc, &root)?.is_empty(),
+        "dashboards mounted where no provider reads passed"
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! End-to-end saga tests: the broker and every service run as separate processes; the tests
 //! speak HTTP to order-api, read each service's own database, and read and write topics.
 
+mod asyncapi;
 mod backpressure;
 mod bad_input;
 mod bench;
@@ -9,6 +10,8 @@ mod chaos;
 mod cli;
 mod compose;
 mod configuration;
+mod contracts;
+mod dashboard;
 mod dead_letters;
 mod deadline;
 mod declined;
@@ -18,6 +21,7 @@ mod fuzz;
 mod happy_path;
 mod invariants;
 mod openapi;
+mod order_callbacks;
 mod out_of_stock;
 mod passed_over;
 mod poison;

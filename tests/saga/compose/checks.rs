@@ -32,18 +32,34 @@ pub(super) fn schema_errors(doc: &Value) -> Result<Vec<String>> {
         .collect())
 }
 
-fn services(doc: &Value) -> &Map<String, Value> {
+pub(super) fn services(doc: &Value) -> &Map<String, Value> {
     static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
     doc["services"]
         .as_object()
         .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
-/// Services built from this repository (as opposed to third-party images).
-fn ours(doc: &Value) -> impl Iterator<Item = (&String, &Value)> {
+/// The images built from this repository: those of the services with `build`.
+pub(super) fn built_images(doc: &Value) -> BTreeSet<&str> {
+    services(doc)
+        .values()
+        .filter(|service| service.get("build").is_some())
+        .filter_map(|service| service["image"].as_str())
+        .collect()
+}
+
+/// Whether `service` runs our image (built here) rather than a third-party one.
+fn is_ours(built: &BTreeSet<&str>, service: &Value) -> bool {
+    service.get("build").is_some() || service["image"].as_str().is_some_and(|i| built.contains(i))
+}
+
+/// Services running the image built from this repository (as opposed to third-party images):
+/// the one that builds it and those that run the same tag.
+pub(super) fn ours(doc: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    let built = built_images(doc);
     services(doc)
         .iter()
-        .filter(|(_, service)| service.get("build").is_some())
+        .filter(move |(_, service)| is_ours(&built, service))
 }
 
 /// `environment` as (name, value) pairs, from either the map or the `NAME=value` list form.
@@ -70,7 +86,7 @@ fn environment(service: &Value) -> Vec<(String, String)> {
 }
 
 /// A list-or-string field (`command`, `healthcheck.test`) as one string.
-fn words(value: &Value) -> String {
+pub(super) fn words(value: &Value) -> String {
     match value {
         Value::Array(items) => items
             .iter()
@@ -90,6 +106,7 @@ pub(super) fn unpinned_images(doc: &Value) -> Vec<String> {
     // Postgres numbers its releases major.minor (17.6 is one exact release, 17 is not).
     let two_part = Regex::new(r"^\d+\.\d+([-+._][0-9A-Za-z.-]+)?$").expect("valid regex");
     let numbered_major_minor = |image: &str| image.split(':').next() == Some("postgres");
+    let built = built_images(doc);
     let mut problems = Vec::new();
     for (name, service) in services(doc) {
         let Some(image) = service["image"].as_str() else {
@@ -103,7 +120,7 @@ pub(super) fn unpinned_images(doc: &Value) -> Vec<String> {
         let tag = last.split_once(':').map(|(_, tag)| tag);
         let pinned = match tag {
             None | Some("latest") => false,
-            Some(_) if service.get("build").is_some() => true,
+            Some(_) if is_ours(&built, service) => true,
             Some(tag) => {
                 exact.is_match(tag) || (numbered_major_minor(last) && two_part.is_match(tag))
             }
@@ -142,7 +159,7 @@ pub(super) fn unknown_commands(doc: &Value, binaries: &BTreeSet<String>) -> Vec<
 }
 
 /// `depends_on` as (target, condition).
-fn dependencies(service: &Value) -> Vec<(String, String)> {
+pub(super) fn dependencies(service: &Value) -> Vec<(String, String)> {
     match &service["depends_on"] {
         Value::Array(names) => names
             .iter()
@@ -160,7 +177,7 @@ fn dependencies(service: &Value) -> Vec<(String, String)> {
     }
 }
 
-fn has_healthcheck(service: &Value) -> bool {
+pub(super) fn has_healthcheck(service: &Value) -> bool {
     let check = &service["healthcheck"];
     check.is_object() && check["disable"] != Value::Bool(true) && words(&check["test"]) != "NONE"
 }
@@ -183,6 +200,7 @@ fn referenced_services<'a>(doc: &'a Value, service: &Value) -> Vec<&'a String> {
 /// talks to another without waiting for it.
 pub(super) fn dependency_problems(doc: &Value) -> Vec<String> {
     let all = services(doc);
+    let built = built_images(doc);
     let mut problems = Vec::new();
     for (name, service) in all {
         let deps = dependencies(service);
@@ -239,7 +257,7 @@ pub(super) fn dependency_problems(doc: &Value) -> Vec<String> {
                 "{name} uses Kafka but may start before the topics exist"
             ));
         }
-        if service.get("build").is_some() && !has_healthcheck(service) {
+        if is_ours(&built, service) && !has_healthcheck(service) {
             problems.push(format!("{name} has no healthcheck"));
         }
     }
@@ -292,7 +310,7 @@ fn cycles(doc: &Value) -> Vec<String> {
 }
 
 /// Each of our services' listen address (its one `*_ADDR` variable).
-fn listen_addrs(doc: &Value) -> (BTreeMap<String, SocketAddr>, Vec<String>) {
+pub(super) fn listen_addrs(doc: &Value) -> (BTreeMap<String, SocketAddr>, Vec<String>) {
     let mut addrs = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, service) in ours(doc) {
