@@ -25,12 +25,4 @@ pub mod time;
 pub mod webhook;
 
 pub use db::Db;
-
-/// Every program of the shop allocates with mimalloc rather than the system allocator: the
-/// services allocate and free many small buffers per message and request, from many threads,
-/// and glibc's malloc took a tenth of the CPU under load (mimalloc: ~9 % less CPU per saga).
-/// The `override` feature makes the C libraries linked in (librdkafka, SQLite) allocate with it
-/// too: ~5 % more sagas/s, for ~17 MiB more resident memory per service (still flat under load).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use error::PlatformError;
