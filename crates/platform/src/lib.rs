@@ -1,5 +1,5 @@
 //! The runtime every service shares: the data path (SQLite or Postgres with outbox and inbox, Kafka producer,
-//! consumer and dead-letter plumbing), the embedded broker, HTTP helpers, telemetry and shutdown.
+//! consumer and dead-letter plumbing), HTTP helpers, telemetry and shutdown.
 //!
 //! Services contain only their domain: they open a [`Db`] with their migrations, write state and
 //! outgoing events in one transaction with [`outbox::enqueue`], and implement
@@ -7,7 +7,6 @@
 //! same transaction as its effect. Everything else — publishing after commit, storing offsets
 //! after handling, dead-lettering poison messages — happens here, once.
 
-pub mod broker;
 pub mod catalog;
 pub mod config;
 pub mod db;
