@@ -10,6 +10,7 @@
 //! Postgres'.
 
 mod postgres;
+#[cfg(feature = "test-util")]
 mod scratch;
 mod sqlite;
 mod target;
@@ -22,6 +23,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+#[cfg(feature = "test-util")]
 pub use scratch::ScratchDb;
 pub use target::{DbTarget, create_postgres_database};
 pub use value::{FromValue, Params, ToValue, Value, ValueRef};
