@@ -9,8 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use events::{LineItem, OrderId, StockShortage};
-use platform::catalog::Catalog;
+use events::{Catalog, LineItem, OrderId, StockShortage};
 use platform::db::Migration;
 use platform::params;
 use platform::sql::{Conn, Dialect, ErrorKind, OptionalExtension, Result, SqlError};

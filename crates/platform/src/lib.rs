@@ -7,7 +7,6 @@
 //! same transaction as its effect. Everything else — publishing after commit, storing offsets
 //! after handling, dead-lettering poison messages — happens here, once.
 
-pub mod catalog;
 pub mod config;
 pub mod db;
 mod error;

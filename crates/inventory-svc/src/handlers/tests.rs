@@ -267,7 +267,7 @@ async fn one_event_delivered_to_both_replicas_reserves_once_and_releases_once() 
 async fn seeding_twice_keeps_the_stock() {
     let scratch = scratch("inventory_seed");
     let replicas = two_replicas(&scratch, &[]).await;
-    let catalog = platform::catalog::Catalog::load(None).expect("the built-in catalog");
+    let catalog = events::Catalog::built_in().expect("the built-in catalog");
     let products = catalog.products().count();
     let seeds = replicas.iter().map(|inventory| {
         let (db, catalog) = (inventory.db.clone(), catalog.clone());
