@@ -83,7 +83,7 @@ impl Application {
         );
         let parts = ServiceParts {
             listener: self.listener,
-            router: observe(Config::SERVICE, health_routes(readiness)),
+            router: router(readiness),
             handler: Inventory::new(self.db.clone()),
             db: self.db,
             producer: self.producer,
@@ -95,4 +95,16 @@ impl Application {
             .await
             .map_err(InventorySvcError::from)
     }
+}
+
+/// Every route inventory-svc serves: health, readiness and metrics only (it has no API of its
+/// own: it works from the events it consumes).
+///
+/// | Route          | What                                                  |
+/// |----------------|-------------------------------------------------------|
+/// | `GET /healthz` | the process is alive                                  |
+/// | `GET /readyz`  | database and broker reachable: it can do its work     |
+/// | `GET /metrics` | Prometheus text (`Authorization: Bearer` if `METRICS_TOKEN`) |
+fn router(readiness: Readiness) -> axum::Router {
+    observe(Config::SERVICE, health_routes(readiness))
 }
