@@ -179,7 +179,7 @@ fn env_example_covers_every_interpolated_variable() -> Result<()> {
 #[test]
 fn kafka_init_creates_the_topics_of_the_code() -> Result<()> {
     let project = Project::load()?;
-    let partitions = partition_counts(&repo_root().join("crates/platform/src/broker.rs"))?;
+    let partitions = partition_counts(&repo_root().join("crates/embedded-broker/src/lib.rs"))?;
     assert_none("topics", topic_problems(&project.doc, partitions));
     Ok(())
 }
@@ -245,7 +245,7 @@ fn monitoring_scrapes_every_service_and_provisions_the_dashboard() -> Result<()>
 #[test]
 fn broken_copies_are_rejected() -> Result<()> {
     let project = Project::load()?;
-    let partitions = partition_counts(&repo_root().join("crates/platform/src/broker.rs"))?;
+    let partitions = partition_counts(&repo_root().join("crates/embedded-broker/src/lib.rs"))?;
     let broken = |from: &str, to: &str| -> Result<Value> {
         assert!(
             project.raw.contains(from),

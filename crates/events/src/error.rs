@@ -29,6 +29,9 @@ pub enum EventError {
         #[source]
         source: serde_json::Error,
     },
+    /// The catalog file was not the catalog's JSON.
+    #[error("invalid catalog: {0}")]
+    InvalidCatalog(#[source] serde_json::Error),
     /// An amount overflowed while adding or multiplying.
     #[error("amount overflow")]
     AmountOverflow,

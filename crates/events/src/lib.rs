@@ -1,9 +1,11 @@
-//! The saga's contract: what travels between the services, and nothing else.
+//! The saga's contract: what travels between the services, and the data they agree on.
 //!
 //! This crate does no I/O. It defines the CloudEvents envelope every message is wrapped in,
-//! the event types and their payloads, the topic each one lives on, typed identifiers and money.
+//! the event types and their payloads, the topic each one lives on, typed identifiers, money,
+//! and the product catalog both order-api and inventory-svc read.
 //! Its JSON form is pinned by the JSON Schemas in `schemas/` (see `tests/schemas.rs`).
 
+mod catalog;
 mod envelope;
 mod error;
 mod ids;
@@ -11,6 +13,7 @@ mod money;
 mod payloads;
 mod topics;
 
+pub use catalog::{Catalog, Product};
 pub use envelope::{Envelope, EventMeta, SPEC_VERSION};
 pub use error::EventError;
 pub use ids::{EventId, OrderId, PaymentMethod, Sku, UserId};

@@ -3,8 +3,8 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use events::Catalog;
 use platform::Db;
-use platform::catalog::Catalog;
 use platform::config::refuse_development_secret;
 use platform::http::{Readiness, health_routes, observe};
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
@@ -34,7 +34,12 @@ impl Application {
             let url = url.as_ref().map_or("", |url| url.expose());
             refuse_development_secret(name, url, config.common.allow_development_secrets)?;
         }
-        let catalog = Catalog::load(config.catalog_path.as_deref())?;
+        let catalog = platform::config::load_file(
+            "CATALOG_PATH",
+            config.catalog_path.as_deref(),
+            Catalog::BUILT_IN,
+            Catalog::parse,
+        )?;
         let db = Db::open_with(
             &config.database_target(),
             &config.common.db,
@@ -78,7 +83,7 @@ impl Application {
         );
         let parts = ServiceParts {
             listener: self.listener,
-            router: observe(Config::SERVICE, health_routes(readiness)),
+            router: router(readiness),
             handler: Inventory::new(self.db.clone()),
             db: self.db,
             producer: self.producer,
@@ -90,4 +95,16 @@ impl Application {
             .await
             .map_err(InventorySvcError::from)
     }
+}
+
+/// Every route inventory-svc serves: health, readiness and metrics only (it has no API of its
+/// own: it works from the events it consumes).
+///
+/// | Route          | What                                                  |
+/// |----------------|-------------------------------------------------------|
+/// | `GET /healthz` | the process is alive                                  |
+/// | `GET /readyz`  | database and broker reachable: it can do its work     |
+/// | `GET /metrics` | Prometheus text (`Authorization: Bearer` if `METRICS_TOKEN`) |
+fn router(readiness: Readiness) -> axum::Router {
+    observe(Config::SERVICE, health_routes(readiness))
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use events::Catalog;
 use platform::Db;
-use platform::catalog::Catalog;
 use platform::config::refuse_development_secret;
 use platform::db::lease::Lease;
 use platform::http::Readiness;
@@ -67,7 +67,12 @@ impl Application {
             let url = url.as_ref().map_or("", |url| url.expose());
             refuse_development_secret(name, url, development)?;
         }
-        let catalog = Catalog::load(config.catalog_path.as_deref())?;
+        let catalog = platform::config::load_file(
+            "CATALOG_PATH",
+            config.catalog_path.as_deref(),
+            Catalog::BUILT_IN,
+            Catalog::parse,
+        )?;
         let db = Db::open_with(
             &config.database_target(),
             &common.db,

@@ -2,6 +2,10 @@
 
 use payment_svc::{Application, Config};
 
+// The program, not a library it links, chooses the allocator (why mimalloc: docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

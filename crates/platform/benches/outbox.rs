@@ -15,11 +15,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
+use embedded_broker::EmbeddedBroker;
 use events::{
     Currency, Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId,
 };
 use platform::Db;
-use platform::broker::EmbeddedBroker;
 use platform::config::KafkaConfig;
 use platform::db::Migration;
 use platform::kafka::EventProducer;

@@ -1,5 +1,5 @@
 //! The runtime every service shares: the data path (SQLite or Postgres with outbox and inbox, Kafka producer,
-//! consumer and dead-letter plumbing), the embedded broker, HTTP helpers, telemetry and shutdown.
+//! consumer and dead-letter plumbing), HTTP helpers, telemetry and shutdown.
 //!
 //! Services contain only their domain: they open a [`Db`] with their migrations, write state and
 //! outgoing events in one transaction with [`outbox::enqueue`], and implement
@@ -7,8 +7,6 @@
 //! same transaction as its effect. Everything else — publishing after commit, storing offsets
 //! after handling, dead-lettering poison messages — happens here, once.
 
-pub mod broker;
-pub mod catalog;
 pub mod config;
 pub mod db;
 mod error;
@@ -25,12 +23,4 @@ pub mod time;
 pub mod webhook;
 
 pub use db::Db;
-
-/// Every program of the shop allocates with mimalloc rather than the system allocator: the
-/// services allocate and free many small buffers per message and request, from many threads,
-/// and glibc's malloc took a tenth of the CPU under load (mimalloc: ~9 % less CPU per saga).
-/// The `override` feature makes the C libraries linked in (librdkafka, SQLite) allocate with it
-/// too: ~5 % more sagas/s, for ~17 MiB more resident memory per service (still flat under load).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use error::PlatformError;

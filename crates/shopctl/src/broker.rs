@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 
-use platform::broker::{EmbeddedBroker, Fault, FaultApi};
+use embedded_broker::{EmbeddedBroker, Fault, FaultApi};
 
 type Shared = Arc<Mutex<EmbeddedBroker>>;
 

@@ -4,6 +4,10 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 
+// The program, not a library it links, chooses the allocator (why mimalloc: docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "shopctl",

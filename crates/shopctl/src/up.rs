@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use platform::broker::EmbeddedBroker;
+use embedded_broker::EmbeddedBroker;
 use platform::config::{Common, LogSettings, Sensitive};
 use platform::db::Synchronous;
 

@@ -11,7 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use platform::broker::EmbeddedBroker;
+use embedded_broker::EmbeddedBroker;
 
 const TOPIC: &str = "lookup";
 /// Enough message sets that a wrong walk in either direction shows.

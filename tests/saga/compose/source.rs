@@ -55,7 +55,7 @@ fn rust_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(files)
 }
 
-/// `(SAGA_PARTITIONS, DEAD_LETTER_PARTITIONS)` as declared in `crates/platform/src/broker.rs`.
+/// `(SAGA_PARTITIONS, DEAD_LETTER_PARTITIONS)` as declared in `crates/embedded-broker/src/lib.rs`.
 pub(super) fn partition_counts(broker_rs: &Path) -> Result<(i32, i32)> {
     let text = std::fs::read_to_string(broker_rs)?;
     let read = |name: &str| -> Result<i32> {

@@ -7,16 +7,18 @@
 //! Another replica may be reserving for the same order at the same moment. "Nothing decided
 //! yet" is therefore claimed by inserting the `cancelled` row; if a reservation got in first,
 //! the insert waited for it and does nothing, and the reservation is released instead.
+//!
+//! On redelivery: the inbox drops an event already handled; a second cancellation of the same
+//! order finds its reservation released or cancelled already, and gives nothing back twice.
 
 use events::{Envelope, OrderCancelled, StockReleased};
 use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
-use platform::time::now_text;
 
 use super::{Inventory, SOURCE};
-use crate::store;
+use crate::store::{self, ReservationStatus};
 
 pub(super) async fn handle(
     inventory: &Inventory,
@@ -28,7 +30,7 @@ pub(super) async fn handle(
         let order_id = cancelled.order_id;
         let reason = cancelled.reason.as_str();
         let status = match store::reservation_status(tx, order_id)? {
-            None if store::mark_cancelled(tx, order_id, reason, &now_text())? => {
+            None if store::mark_cancelled(tx, order_id, reason)? => {
                 after_commit(move || {
                     tracing::info!(
                         reason,
@@ -41,7 +43,7 @@ pub(super) async fn handle(
             None => store::reservation_status(tx, order_id)?,
             decided => decided,
         };
-        if status.as_deref() != Some("reserved") {
+        if status != Some(ReservationStatus::Reserved) {
             return Ok(());
         }
         // `None`: released meanwhile, by another replica; it announced the release.

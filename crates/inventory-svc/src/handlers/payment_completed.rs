@@ -5,6 +5,9 @@
 //! [`store`]): replicas reserving from the same stock at once never oversell it, and an order
 //! cancelled meanwhile (perhaps on another replica) is decided once — whichever claim comes
 //! first stands, and the other changes nothing and announces nothing.
+//!
+//! On redelivery: the inbox drops an event already handled; a payment for an order that already
+//! has a decision (however it came) changes nothing and announces nothing again.
 
 use events::{
     Envelope, Event, PaymentCompleted, StockRejected, StockRejectionReason, StockReserved,
@@ -13,7 +16,6 @@ use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
-use platform::time::now_text;
 
 use super::{Inventory, SOURCE};
 use crate::store;
@@ -30,10 +32,9 @@ pub(super) async fn handle(
             tracing::info!("Order already has a reservation decision.");
             return Ok(());
         }
-        let now = now_text();
         let (shortages, unknown) = store::shortages(tx, &payment.items)?;
         let event: Event = if shortages.is_empty() {
-            if !store::reserve(tx, order_id, &payment.items, &now)? {
+            if !store::reserve(tx, order_id, &payment.items)? {
                 tracing::info!("Order got a reservation decision meanwhile.");
                 return Ok(());
             }
@@ -60,7 +61,7 @@ pub(super) async fn handle(
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            if !store::reject(tx, order_id, &detail, &now)? {
+            if !store::reject(tx, order_id, &detail)? {
                 tracing::info!("Order got a reservation decision meanwhile.");
                 return Ok(());
             }

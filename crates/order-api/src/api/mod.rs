@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
+use events::Catalog;
 use platform::Db;
-use platform::catalog::Catalog;
 use platform::http::{Problem, Readiness, health_routes, observe};
 use platform::sql::SqlError;
 

@@ -2,9 +2,9 @@
 //! start-up.
 //!
 //! Database calls block, so they run on threads of their own, each owning one connection (see
-//! [`writer`]): one writer connection serialises a replica's writers, which is what SQLite does
-//! anyway, and write transactions that wait together are committed together; a second,
-//! read-only connection serves reads beside it. With SQLite, WAL lets other processes (tests,
+//! [`writer`] and [`reader`]): one writer connection serialises a replica's writers, which is
+//! what SQLite does anyway, and write transactions that wait together are committed together;
+//! a second, read-only connection serves reads beside it. With SQLite, WAL lets other processes (tests,
 //! `sqlite3`) read while the service writes. With Postgres, several replicas of a service share
 //! one database; what only one of them may do at a time is guarded by a [`lease`].
 
@@ -13,6 +13,7 @@ mod deferred;
 pub mod lease;
 mod migrations;
 pub mod notify;
+mod reader;
 mod writer;
 
 pub use deferred::after_commit;
@@ -191,7 +192,7 @@ impl Db {
                 &read_queue,
                 move |conn| {
                     configure(conn, busy_timeout, synchronous)?;
-                    Ok(writer::run_reads)
+                    Ok(reader::run)
                 },
             )?;
         }

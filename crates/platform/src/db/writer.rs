@@ -208,33 +208,6 @@ impl Iterator for Batch<'_> {
     }
 }
 
-/// The reader's loop: runs read jobs one after the other until every handle is gone.
-pub(super) fn run_reads(conn: Connection, jobs: Queue) {
-    loop {
-        let job = match jobs.lock() {
-            Ok(queue) => match queue.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-            Err(_) => return,
-        };
-        match job {
-            Job::Call(f) => {
-                f(conn.conn());
-                if conn.in_transaction() && conn.rollback().is_err() {
-                    tracing::error!("Could not end a transaction left open by a read.");
-                }
-            }
-            // Never sent here; refusing keeps a mistake loud instead of writing through a
-            // read-only connection.
-            Job::Write(write) => write.fail(&SqlError::new(
-                ErrorKind::ReadOnly,
-                "write sent to the read-only connection",
-            )),
-        }
-    }
-}
-
 /// Runs the jobs of `batch` in one transaction, each in its own savepoint, and answers every
 /// job once the transaction's fate is known.
 ///

@@ -4,6 +4,14 @@
 //! process can connect to (produce, consume, consumer groups, offsets), kept in memory. It does
 //! not persist, does not compact, has no Admin API and does not implement transactions — which
 //! is why correctness here rests on the outbox and inbox, never on Kafka transactions.
+//!
+//! A crate of its own so that no service links it: `shopctl up`, `shopctl broker` and the
+//! benchmarks use it; the services only ever see `KAFKA_BOOTSTRAP_SERVERS`. The faster
+//! message-set lookup patched into the mock cluster lives with the program that runs it
+//! (`crates/shopctl/native`), because a link argument reaches only the linking package's own
+//! binaries.
+
+mod fault;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -11,7 +19,15 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use events::Topic;
 
-use crate::PlatformError;
+pub use fault::{Fault, FaultApi};
+
+/// What starting the cluster or injecting a fault fails with.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// librdkafka refused: no mock cluster, a topic it cannot create, an unknown broker id.
+    #[error("kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
 
 /// Partitions of each saga topic. Enough for several consumers per group, and since the mock
 /// cluster keeps a bounded amount of data per partition, more partitions keep more history.
@@ -19,54 +35,6 @@ pub const SAGA_PARTITIONS: i32 = 8;
 
 /// Partitions of each dead-letter topic.
 pub const DEAD_LETTER_PARTITIONS: i32 = 1;
-
-/// A fault the embedded broker can inject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Broker `id` refuses connections (leaders do not move: clients wait and retry).
-    BrokerDown(i32),
-    /// Broker `id` accepts connections again.
-    BrokerUp(i32),
-    /// The next `count` requests of `api` fail with a retriable error.
-    RequestErrors {
-        /// Which requests.
-        api: FaultApi,
-        /// How many.
-        count: usize,
-    },
-}
-
-/// Which Kafka requests a [`Fault::RequestErrors`] hits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultApi {
-    /// Produce: "not leader for partition".
-    Produce,
-    /// Fetch: "not leader for partition".
-    Fetch,
-    /// Offset commit: "request timed out".
-    OffsetCommit,
-    /// Group heartbeat: "request timed out".
-    Heartbeat,
-    /// The connection is dropped.
-    Disconnect,
-}
-
-impl std::str::FromStr for FaultApi {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "produce" => Ok(Self::Produce),
-            "fetch" => Ok(Self::Fetch),
-            "commit" => Ok(Self::OffsetCommit),
-            "heartbeat" => Ok(Self::Heartbeat),
-            "disconnect" => Ok(Self::Disconnect),
-            other => Err(format!(
-                "unknown request kind {other:?} (produce, fetch, commit, heartbeat, disconnect)"
-            )),
-        }
-    }
-}
 
 /// A running embedded cluster; stops when dropped.
 pub struct EmbeddedBroker {
@@ -90,7 +58,7 @@ impl std::fmt::Debug for EmbeddedBroker {
 impl EmbeddedBroker {
     /// Starts a cluster of `brokers` brokers on free loopback ports and creates the saga topics
     /// and their dead-letter topics.
-    pub fn start(brokers: i32) -> Result<Self, PlatformError> {
+    pub fn start(brokers: i32) -> Result<Self, BrokerError> {
         let owner: BaseProducer = ClientConfig::new()
             .set("test.mock.num.brokers", brokers.to_string())
             .create()?;
@@ -126,7 +94,7 @@ impl EmbeddedBroker {
     }
 
     /// Creates another topic (the mock cluster has no Admin API).
-    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), PlatformError> {
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BrokerError> {
         if let Some(cluster) = self.owner.client().mock_cluster() {
             cluster.create_topic(name, partitions, self.brokers.min(3))?;
         }
@@ -134,7 +102,7 @@ impl EmbeddedBroker {
     }
 
     /// Injects a fault, for failure testing.
-    pub fn inject(&self, fault: Fault) -> Result<(), PlatformError> {
+    pub fn inject(&self, fault: Fault) -> Result<(), BrokerError> {
         let Some(cluster) = self.owner.client().mock_cluster() else {
             return Ok(());
         };

@@ -8,12 +8,16 @@
 //! same binaries run against the embedded broker and Apache Kafka: only
 //! `KAFKA_BOOTSTRAP_SERVERS` changes.
 
+mod file;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+
+pub use file::load_file;
 
 /// Parses `T` from the process's arguments and environment; prints help, the version or a
 /// usage error and exits as clap does.

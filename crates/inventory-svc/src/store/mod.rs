@@ -6,14 +6,20 @@
 //! circle), decides on what it locked, and takes the stock with updates that are conditional on
 //! enough being left; the CHECK constraint stays the last word. Every reservation decision is
 //! claimed by inserting its row, which only one transaction can do.
+//!
+//! Values are bound and read as their types (`OrderId`, `Sku`, the transaction's
+//! [`Conn::now`]); rows come back as the records of [`records`].
+
+mod records;
 
 use std::collections::BTreeMap;
 
-use events::{LineItem, OrderId, StockShortage};
-use platform::catalog::Catalog;
+use events::{Catalog, LineItem, OrderId, StockShortage};
 use platform::db::Migration;
 use platform::params;
 use platform::sql::{Conn, Dialect, ErrorKind, OptionalExtension, Result, SqlError};
+
+pub(crate) use records::{ReservationItem, ReservationStatus, StockLevel};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "inventory-svc/stock/1",
@@ -49,7 +55,7 @@ pub(crate) fn seed(tx: &Conn<'_>, catalog: &Catalog) -> Result<()> {
         tx.execute(
             "INSERT INTO stock (sku, available, initial) VALUES (?1, ?2, ?2)
              ON CONFLICT (sku) DO NOTHING",
-            params![product.sku.as_str(), product.initial_stock],
+            params![product.sku, product.initial_stock],
         )?;
     }
     Ok(())
@@ -60,7 +66,7 @@ pub(crate) fn seed(tx: &Conn<'_>, catalog: &Catalog) -> Result<()> {
 pub(crate) fn has_reservation(tx: &Conn<'_>, order_id: OrderId) -> Result<bool> {
     tx.query_row(
         "SELECT 1 FROM reservations WHERE order_id = ?1",
-        &[order_id.to_string()],
+        params![order_id],
         |_| Ok(()),
     )
     .optional()
@@ -74,32 +80,40 @@ pub(crate) fn has_reservation(tx: &Conn<'_>, order_id: OrderId) -> Result<bool> 
 /// locked in SKU order: two reservations sharing SKUs lock them in the same order, so neither
 /// holds one that the other waits for while waiting for one the other holds.
 pub(crate) fn shortages(tx: &Conn<'_>, items: &[LineItem]) -> Result<(Vec<StockShortage>, bool)> {
-    let sql = match tx.dialect() {
-        Dialect::Sqlite => "SELECT available FROM stock WHERE sku = ?1",
-        Dialect::Postgres => "SELECT available FROM stock WHERE sku = ?1 FOR UPDATE",
+    let lock = match tx.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
     };
-    let mut levels = BTreeMap::new();
+    let sql = format!(
+        "SELECT {} FROM stock WHERE sku = ?1{lock}",
+        StockLevel::COLUMNS
+    );
+    // Keyed by the SKU's text: sorted by bytes, the order every stock-locking transaction uses.
+    let mut levels: BTreeMap<&str, Option<StockLevel>> = BTreeMap::new();
     for item in items {
         levels.insert(item.sku.as_str(), None);
     }
     for (sku, level) in &mut levels {
         *level = tx
-            .query_row(sql, &[*sku], |row| row.get::<i64>(0))
+            .query_row(&sql, params![*sku], StockLevel::from_row)
             .optional()?;
     }
     let mut shortages = Vec::new();
     let mut unknown = false;
     for item in items {
-        let available = levels.get(item.sku.as_str()).copied().flatten();
-        let available = available.unwrap_or_else(|| {
-            unknown = true;
-            0
-        });
-        if available < i64::from(item.quantity) {
+        let level = levels.get(item.sku.as_str()).and_then(Option::as_ref);
+        let available = level.map_or_else(
+            || {
+                unknown = true;
+                0
+            },
+            |level| level.available,
+        );
+        if available < item.quantity {
             shortages.push(StockShortage {
                 sku: item.sku.clone(),
                 requested: item.quantity,
-                available: u32::try_from(available).unwrap_or(0),
+                available,
             });
         }
     }
@@ -113,17 +127,11 @@ pub(crate) fn shortages(tx: &Conn<'_>, items: &[LineItem]) -> Result<(Vec<StockS
 /// then. Each take is still conditional on enough being left, and a take that finds too little
 /// (or no row) fails the whole transaction as transient, so that it is decided again; stock
 /// never goes below zero either way.
-pub(crate) fn reserve(
-    tx: &Conn<'_>,
-    order_id: OrderId,
-    items: &[LineItem],
-    now: &str,
-) -> Result<bool> {
-    let id = order_id.to_string();
+pub(crate) fn reserve(tx: &Conn<'_>, order_id: OrderId, items: &[LineItem]) -> Result<bool> {
     let claimed = tx.execute(
         "INSERT INTO reservations (order_id, status, created_at) VALUES (?1, 'reserved', ?2)
          ON CONFLICT (order_id) DO NOTHING",
-        params![id, now],
+        params![order_id, tx.now()],
     )?;
     if claimed == 0 {
         return Ok(false);
@@ -134,7 +142,7 @@ pub(crate) fn reserve(
         let taken = tx.execute(
             "UPDATE stock SET available = available - ?2, reserved = reserved + ?2
              WHERE sku = ?1 AND available >= ?2",
-            params![item.sku.as_str(), item.quantity],
+            params![item.sku, item.quantity],
         )?;
         if taken == 0 {
             return Err(SqlError::new(
@@ -144,7 +152,7 @@ pub(crate) fn reserve(
         }
         tx.execute(
             "INSERT INTO reservation_items (order_id, sku, quantity) VALUES (?1, ?2, ?3)",
-            params![id, item.sku.as_str(), item.quantity],
+            params![order_id, item.sku, item.quantity],
         )?;
     }
     Ok(true)
@@ -152,20 +160,23 @@ pub(crate) fn reserve(
 
 /// Records that nothing was reserved for the order, and why; `false` if the order already has
 /// a reservation decision.
-pub(crate) fn reject(tx: &Conn<'_>, order_id: OrderId, reason: &str, now: &str) -> Result<bool> {
+pub(crate) fn reject(tx: &Conn<'_>, order_id: OrderId, reason: &str) -> Result<bool> {
     let claimed = tx.execute(
         "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)
          ON CONFLICT (order_id) DO NOTHING",
-        params![order_id.to_string(), reason, now],
+        params![order_id, reason, tx.now()],
     )?;
     Ok(claimed == 1)
 }
 
 /// The reservation's status, if the order has one.
-pub(crate) fn reservation_status(tx: &Conn<'_>, order_id: OrderId) -> Result<Option<String>> {
+pub(crate) fn reservation_status(
+    tx: &Conn<'_>,
+    order_id: OrderId,
+) -> Result<Option<ReservationStatus>> {
     tx.query_row(
         "SELECT status FROM reservations WHERE order_id = ?1",
-        &[order_id.to_string()],
+        params![order_id],
         |row| row.get(0),
     )
     .optional()
@@ -181,11 +192,10 @@ pub(crate) fn release(
     order_id: OrderId,
     reason: &str,
 ) -> Result<Option<Vec<LineItem>>> {
-    let id = order_id.to_string();
     let changed = tx.execute(
         "UPDATE reservations SET status = 'released', reason = ?2
          WHERE order_id = ?1 AND status = 'reserved'",
-        params![id, reason],
+        params![order_id, reason],
     )?;
     if changed == 0 {
         return Ok(None);
@@ -193,36 +203,32 @@ pub(crate) fn release(
     // In SKU order, like every other transaction that locks stock rows: sorted here, by bytes,
     // as the others sort theirs (a database's collation may order `AB-2` and `AB1` otherwise).
     let mut items = tx.query_map(
-        "SELECT sku, quantity FROM reservation_items WHERE order_id = ?1",
-        &[&id],
-        |row| Ok((row.get::<String>(0)?, row.get::<u32>(1)?)),
+        &format!(
+            "SELECT {} FROM reservation_items WHERE order_id = ?1",
+            ReservationItem::COLUMNS
+        ),
+        params![order_id],
+        ReservationItem::from_row,
     )?;
-    items.sort();
+    items.sort_by(|a, b| a.sku.as_str().cmp(b.sku.as_str()));
     let mut released = Vec::with_capacity(items.len());
-    for (sku, quantity) in items {
+    for item in items {
         tx.execute(
             "UPDATE stock SET available = available + ?2, reserved = reserved - ?2 WHERE sku = ?1",
-            params![sku, quantity],
+            params![item.sku, item.quantity],
         )?;
-        if let Ok(sku) = events::Sku::parse(sku) {
-            released.push(LineItem { sku, quantity });
-        }
+        released.push(LineItem::from(item));
     }
     Ok(Some(released))
 }
 
 /// Records that the order was cancelled before any reservation decision; `false` if it had
 /// one after all (decided meanwhile, perhaps by another replica: the insert waited for it).
-pub(crate) fn mark_cancelled(
-    tx: &Conn<'_>,
-    order_id: OrderId,
-    reason: &str,
-    now: &str,
-) -> Result<bool> {
+pub(crate) fn mark_cancelled(tx: &Conn<'_>, order_id: OrderId, reason: &str) -> Result<bool> {
     let claimed = tx.execute(
         "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'cancelled', ?2, ?3)
          ON CONFLICT (order_id) DO NOTHING",
-        params![order_id.to_string(), reason, now],
+        params![order_id, reason, tx.now()],
     )?;
     Ok(claimed == 1)
 }

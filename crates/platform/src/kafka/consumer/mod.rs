@@ -15,60 +15,29 @@
 //! so per-order (per-key) order holds, while a slow handler in one partition does not hold up
 //! the others.
 
+mod lag;
+mod settings;
+mod span;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use opentelemetry::propagation::Extractor;
 use rand::Rng;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use tracing::field::Empty;
 
 use events::{Envelope, EventKind, Topic};
 
 use super::dead_letter::Failure;
 use super::{DeadLetter, EVENT_TYPE_HEADER, EventHandler, HandlerError, MessageInfo};
+use crate::PlatformError;
 use crate::config::KafkaConfig;
-use crate::{PlatformError, telemetry};
-
-/// How a consumer retries and spreads its work.
-#[derive(clap::Args, Clone, Debug)]
-#[command(next_help_heading = "Kafka consumer")]
-pub struct ConsumerSettings {
-    /// Attempts for a transient handler failure before the message is dead-lettered.
-    #[arg(long = "consumer-max-attempts", env = "CONSUMER_MAX_ATTEMPTS", default_value_t = 6, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_attempts: u32,
-    /// Pause before the second attempt; doubles each time, with jitter.
-    #[arg(long = "consumer-initial-backoff-ms", env = "CONSUMER_INITIAL_BACKOFF_MS",
-          default_value = "50", value_parser = crate::config::millis, value_name = "MS")]
-    pub initial_backoff: Duration,
-    /// Longest pause between attempts.
-    #[arg(long = "consumer-max-backoff-ms", env = "CONSUMER_MAX_BACKOFF_MS",
-          default_value = "2000", value_parser = crate::config::millis, value_name = "MS")]
-    pub max_backoff: Duration,
-    /// Lanes handling partitions concurrently; a partition always stays in one lane, so
-    /// per-order order holds.
-    #[arg(long = "consumer-concurrency", env = "CONSUMER_CONCURRENCY", default_value_t = 8, value_name = "N",
-          value_parser = crate::config::at_least_one)]
-    pub concurrency: usize,
-}
-
-impl Default for ConsumerSettings {
-    fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
-            concurrency: 8,
-        }
-    }
-}
+use lag::LagReporter;
+pub use settings::ConsumerSettings;
 
 /// Messages queued per lane before the dispatch waits.
 const LANE_DEPTH: usize = 64;
@@ -119,79 +88,6 @@ fn count_skipped(topic: &str, kind: EventKind) {
     )
     .increment(1);
 }
-
-/// Reads trace context from Kafka message headers.
-struct HeaderExtractor<'a>(&'a OwnedHeaders);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|header| header.key == key)
-            .and_then(|header| header.value)
-            .and_then(|value| std::str::from_utf8(value).ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|header| header.key).collect()
-    }
-}
-
-/// Publishes the client's per-partition consumer lag as a gauge each statistics interval.
-///
-/// A partition that moved to another replica (a rebalance) is set to 0 here rather than left
-/// at its last value: its lag is the new owner's now, and a sum over replicas stays right.
-struct LagReporter {
-    group: String,
-    /// The partitions given a lag at the last interval.
-    reported: std::sync::Mutex<std::collections::HashSet<(String, i32)>>,
-}
-
-impl LagReporter {
-    fn new(group: String) -> Self {
-        Self {
-            group,
-            reported: std::sync::Mutex::default(),
-        }
-    }
-
-    fn set(&self, topic: &str, partition: i32, lag: i64) {
-        metrics::gauge!(
-            crate::metrics::CONSUMER_LAG,
-            "group" => self.group.clone(),
-            "topic" => topic.to_owned(),
-            "partition" => partition.to_string(),
-        )
-        // A lag is far below 2^53: exact as a float.
-        .set(lag as f64);
-    }
-}
-
-impl ClientContext for LagReporter {
-    fn stats(&self, statistics: Statistics) {
-        let mut now = std::collections::HashSet::new();
-        for (topic, stats) in &statistics.topics {
-            for (partition, stats) in &stats.partitions {
-                // -1: not assigned here (or not known yet).
-                if *partition < 0 || stats.consumer_lag < 0 {
-                    continue;
-                }
-                self.set(topic, *partition, stats.consumer_lag);
-                now.insert((topic.clone(), *partition));
-            }
-        }
-        let mut reported = self
-            .reported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (topic, partition) in reported.difference(&now) {
-            self.set(topic, *partition, 0);
-        }
-        *reported = now;
-    }
-}
-
-impl ConsumerContext for LagReporter {}
 
 /// A subscribed consumer in the service's consumer group.
 pub struct EventConsumer {
@@ -373,31 +269,7 @@ impl EventConsumer {
             partition: message.partition(),
             offset: message.offset(),
         };
-        let key = message
-            .key()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let span = tracing::info_span!(
-            "process",
-            otel.name = %format_args!("process {}", info.topic),
-            otel.kind = "consumer",
-            otel.status_code = Empty,
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = %info.topic,
-            messaging.consumer.group.name = %self.group,
-            messaging.destination.partition.id = %info.partition,
-            messaging.kafka.offset = info.offset,
-            messaging.kafka.message.key = %key,
-            messaging.message.id = Empty,
-            event_type = Empty,
-            order_id = Empty,
-            correlation_id = Empty,
-            service.name = %self.group,
-        );
-        if let Some(headers) = message.headers() {
-            telemetry::set_parent_from(&span, &HeaderExtractor(headers));
-        }
+        let span = span::process(message, &info, &self.group);
         let started = Instant::now();
         let (kind, outcome) = async {
             let envelope = match message.payload().map(Envelope::decode) {

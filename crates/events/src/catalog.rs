@@ -1,19 +1,17 @@
 //! The product catalog: prices for order-api, initial stock for inventory-svc.
 //!
-//! One file (`config/catalog.json`, or `CATALOG_PATH`) so both services agree on what exists.
+//! One file (`config/catalog.json`, or `CATALOG_PATH`) so both services agree on what exists;
+//! here, in the shared vocabulary, so that neither service depends on the other for it.
 //! Prices are decimal strings in the file ("24.99"), integer minor units in memory.
+//!
+//! Parsing only: each service reads the file it is configured with and hands its text to
+//! [`Catalog::parse`].
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::Deserialize;
 
-use events::{Currency, Money, Sku};
-
-use crate::PlatformError;
-
-/// The catalog shipped with the project, used when no file is configured or found.
-pub const DEFAULT_CATALOG: &str = include_str!("../../../config/catalog.json");
+use crate::{Currency, EventError, Money, Sku};
 
 /// One product.
 #[derive(Clone, Debug)]
@@ -53,34 +51,27 @@ struct ProductFile {
 }
 
 impl Catalog {
-    /// Loads `path` if given, else the built-in catalog.
-    pub fn load(path: Option<&Path>) -> Result<Self, PlatformError> {
-        match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)?;
-                Self::parse(&text).map_err(|reason| PlatformError::Config {
-                    name: "CATALOG_PATH".into(),
-                    value: path.display().to_string(),
-                    reason,
-                })
-            }
-            None => Self::parse(DEFAULT_CATALOG).map_err(|reason| PlatformError::Config {
-                name: "CATALOG_PATH".into(),
-                value: "(built-in)".into(),
-                reason,
-            }),
-        }
+    /// The catalog shipped with the project (`config/catalog.json`), used when no file is
+    /// configured.
+    pub const BUILT_IN: &'static str = include_str!("../../../config/catalog.json");
+
+    /// The built-in catalog, parsed.
+    pub fn built_in() -> Result<Self, EventError> {
+        Self::parse(Self::BUILT_IN)
     }
 
     /// Parses catalog JSON.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: CatalogFile = serde_json::from_str(text).map_err(|err| err.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, EventError> {
+        let file: CatalogFile = serde_json::from_str(text).map_err(EventError::InvalidCatalog)?;
         let mut products = HashMap::with_capacity(file.products.len());
         for product in file.products {
             let minor = parse_price(&product.unit_price).ok_or_else(|| {
-                format!(
-                    "{}: price {:?} is not like \"24.99\"",
-                    product.sku, product.unit_price
+                EventError::invalid(
+                    "catalog",
+                    format!(
+                        "{}: price {:?} is not like \"24.99\"",
+                        product.sku, product.unit_price
+                    ),
                 )
             })?;
             let product = Product {
@@ -90,7 +81,10 @@ impl Catalog {
                 initial_stock: product.initial_stock,
             };
             if let Some(previous) = products.insert(product.sku.clone(), product) {
-                return Err(format!("{} is listed twice", previous.sku));
+                return Err(EventError::invalid(
+                    "catalog",
+                    format!("{} is listed twice", previous.sku),
+                ));
             }
         }
         Ok(Self {
@@ -138,6 +132,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bad_catalog_is_an_error() {
+        let listed_twice = r#"{"currency": "USD", "products": [
+            {"sku": "A-1", "name": "a", "unit_price": "1.00", "initial_stock": 1},
+            {"sku": "A-1", "name": "a", "unit_price": "2.00", "initial_stock": 1}]}"#;
+        let bad_price = r#"{"currency": "USD", "products": [
+            {"sku": "A-1", "name": "a", "unit_price": "1,00", "initial_stock": 1}]}"#;
+        for text in [listed_twice, bad_price, "{}", "not json"] {
+            assert!(Catalog::parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
     fn parses_prices_exactly() {
         assert_eq!(parse_price("24.99"), Some(2499));
         assert_eq!(parse_price("12.5"), Some(1250));
@@ -148,13 +154,9 @@ mod tests {
     }
 
     #[test]
-    fn built_in_catalog_has_the_documented_products() -> Result<(), PlatformError> {
-        let catalog = Catalog::load(None)?;
-        let widget = catalog.get(&Sku::parse("WIDGET-42").map_err(|_| PlatformError::Config {
-            name: "sku".into(),
-            value: String::new(),
-            reason: String::new(),
-        })?);
+    fn built_in_catalog_has_the_documented_products() -> Result<(), EventError> {
+        let catalog = Catalog::built_in()?;
+        let widget = catalog.get(&Sku::parse("WIDGET-42")?);
         assert_eq!(widget.map(|p| p.unit_price.amount_minor), Some(2499));
         assert!(
             catalog.products().any(|p| p.initial_stock == 0),
