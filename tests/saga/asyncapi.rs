@@ -12,8 +12,8 @@
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use embedded_broker::{DEAD_LETTER_PARTITIONS, SAGA_PARTITIONS};
 use events::{EventKind, Topic};
-use platform::broker::{DEAD_LETTER_PARTITIONS, SAGA_PARTITIONS};
 use platform::kafka::{EVENT_TYPE_HEADER, dead_letter_headers as dlq};
 
 use saga_tests::repo_root;

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use events::{Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId};
-use platform::catalog::Catalog;
+use events::{
+    Catalog, Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId,
+};
 
 use crate::saga::SOURCE;
 
