@@ -3,7 +3,6 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use events::Catalog;
 use platform::Db;
 use platform::config::refuse_development_secret;
 use platform::http::{Readiness, health_routes, observe};
@@ -34,12 +33,7 @@ impl Application {
             let url = url.as_ref().map_or("", |url| url.expose());
             refuse_development_secret(name, url, config.common.allow_development_secrets)?;
         }
-        let catalog = platform::config::load_file(
-            "CATALOG_PATH",
-            config.catalog_path.as_deref(),
-            Catalog::BUILT_IN,
-            Catalog::parse,
-        )?;
+        let catalog = platform::config::load_catalog(config.catalog_path.as_deref())?;
         let db = Db::open_with(
             &config.database_target(),
             &config.common.db,

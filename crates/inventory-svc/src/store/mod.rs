@@ -161,12 +161,7 @@ pub(crate) fn reserve(tx: &Conn<'_>, order_id: OrderId, items: &[LineItem]) -> R
 /// Records that nothing was reserved for the order, and why; `false` if the order already has
 /// a reservation decision.
 pub(crate) fn reject(tx: &Conn<'_>, order_id: OrderId, reason: &str) -> Result<bool> {
-    let claimed = tx.execute(
-        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'rejected', ?2, ?3)
-         ON CONFLICT (order_id) DO NOTHING",
-        params![order_id, reason, tx.now()],
-    )?;
-    Ok(claimed == 1)
+    decide_without_stock(tx, order_id, "rejected", reason)
 }
 
 /// The reservation's status, if the order has one.
@@ -225,10 +220,21 @@ pub(crate) fn release(
 /// Records that the order was cancelled before any reservation decision; `false` if it had
 /// one after all (decided meanwhile, perhaps by another replica: the insert waited for it).
 pub(crate) fn mark_cancelled(tx: &Conn<'_>, order_id: OrderId, reason: &str) -> Result<bool> {
+    decide_without_stock(tx, order_id, "cancelled", reason)
+}
+
+/// Records the order's reservation decision as `status` with nothing reserved, unless it has
+/// one already (the unique order id makes the first decision win).
+fn decide_without_stock(
+    tx: &Conn<'_>,
+    order_id: OrderId,
+    status: &str,
+    reason: &str,
+) -> Result<bool> {
     let claimed = tx.execute(
-        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, 'cancelled', ?2, ?3)
+        "INSERT INTO reservations (order_id, status, reason, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (order_id) DO NOTHING",
-        params![order_id, reason, tx.now()],
+        params![order_id, status, reason, tx.now()],
     )?;
     Ok(claimed == 1)
 }

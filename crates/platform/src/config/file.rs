@@ -29,6 +29,17 @@ pub fn load_file<T, E: Display>(
     parse(&text).map_err(|error| invalid(value, error.to_string()))
 }
 
+/// The product catalog every service that prices or stocks products reads: `CATALOG_PATH`, or
+/// the catalog built into the program.
+pub fn load_catalog(path: Option<&Path>) -> Result<events::Catalog, PlatformError> {
+    load_file(
+        "CATALOG_PATH",
+        path,
+        events::Catalog::BUILT_IN,
+        events::Catalog::parse,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-pub use file::load_file;
+pub use file::{load_catalog, load_file};
 
 /// Parses `T` from the process's arguments and environment; prints help, the version or a
 /// usage error and exits as clap does.
