@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use psp_contract::{LATENCY_PATH, Latency};
 
 pub use args::{BenchArgs, parse_duration};
 pub use client::Observe;
@@ -295,10 +296,12 @@ async fn one_run(
 
 /// `PUT {psp}/v1/simulator/latency`.
 async fn set_provider_latency(http: &reqwest::Client, psp: &str, ms: u64) -> Result<()> {
-    let url = format!("{}/v1/simulator/latency", psp.trim_end_matches('/'));
+    let url = format!("{}{LATENCY_PATH}", psp.trim_end_matches('/'));
     let response = http
         .put(&url)
-        .json(&serde_json::json!({"charge_latency_ms": ms}))
+        .json(&Latency {
+            charge_latency_ms: ms,
+        })
         .send()
         .await
         .with_context(|| format!("setting the provider latency at {url}"))?;
@@ -310,15 +313,14 @@ async fn set_provider_latency(http: &reqwest::Client, psp: &str, ms: u64) -> Res
 
 /// `GET {psp}/v1/simulator/latency`.
 async fn provider_latency(http: &reqwest::Client, psp: &str) -> Result<u64> {
-    let url = format!("{}/v1/simulator/latency", psp.trim_end_matches('/'));
-    let body: serde_json::Value = http
+    let url = format!("{}{LATENCY_PATH}", psp.trim_end_matches('/'));
+    let latency: Latency = http
         .get(&url)
         .send()
         .await?
         .error_for_status()?
         .json()
-        .await?;
-    body["charge_latency_ms"]
-        .as_u64()
-        .context("no charge_latency_ms")
+        .await
+        .with_context(|| format!("reading the provider latency at {url}"))?;
+    Ok(latency.charge_latency_ms)
 }
