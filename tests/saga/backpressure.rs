@@ -30,11 +30,7 @@ async fn orders_are_refused_with_retry_after_when_the_outbox_backs_up() -> Resul
     );
     assert_eq!(accepted, 4, "orders up to the limit are accepted");
     // Every accepted order is still there, waiting in the outbox.
-    let waiting = stack.query_i64(
-        saga_tests::ServiceKind::OrderApi,
-        "SELECT COUNT(*) FROM outbox",
-        &[],
-    )?;
+    let waiting = stack.rows_in(saga_tests::ServiceKind::OrderApi, "outbox")?;
     assert_eq!(waiting, 4);
     Ok(())
 }

@@ -81,14 +81,8 @@ async fn bad_orders_are_refused_with_a_problem_and_nothing_is_written() -> Resul
         );
     }
 
-    assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", &[])?,
-        0
-    );
-    assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM outbox", &[])?,
-        0
-    );
+    assert_eq!(stack.rows_in(ServiceKind::OrderApi, "orders")?, 0);
+    assert_eq!(stack.rows_in(ServiceKind::OrderApi, "outbox")?, 0);
     assert!(
         stack.kafka()?.read_all("orders")?.is_empty(),
         "an event was published for a refused order"

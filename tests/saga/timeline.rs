@@ -11,7 +11,7 @@ use chrono::{DateTime, FixedOffset};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use saga_tests::{ServiceKind, Stack};
+use saga_tests::{Stack, wait_for};
 
 /// The trace viewer order-api is told about; nothing listens there, the page only links to it.
 const JAEGER_UI_URL: &str = "http://jaeger.example:16686";
@@ -31,14 +31,12 @@ const OUT_OF_STOCK: [&str; 6] = [
 async fn out_of_stock_order(stack: &Stack) -> Result<String> {
     let order_id = stack.place_order("GIZMO-9", 1, "pm_visa_4242").await?;
     stack.wait_terminal(&order_id).await?;
-    stack
-        .wait_query(
-            ServiceKind::OrderApi,
-            "SELECT COUNT(*) FROM saga_events WHERE order_id = ?1",
-            &order_id,
-            i64::try_from(OUT_OF_STOCK.len())?,
-        )
-        .await?;
+    let expected = i64::try_from(OUT_OF_STOCK.len())?;
+    wait_for(
+        || stack.saga_events_for(&order_id),
+        |recorded| *recorded == expected,
+    )
+    .await?;
     Ok(order_id)
 }
 
