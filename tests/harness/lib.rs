@@ -27,6 +27,7 @@ mod receiver;
 mod records;
 mod sse;
 mod stack;
+mod timeline;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub use records::{
 pub use sse::{SseEvent, read_sse};
 pub use stack::Stack;
 pub use test_support::{DEADLINE, eventually, eventually_within};
+pub use timeline::{Timeline, TimelineEvent};
 pub use up::ShopUp;
 
 /// The sum of the Prometheus samples of `name` in `metrics` whose labels include every one of

@@ -236,6 +236,30 @@ impl Stack {
         )
     }
 
+    /// The orders order-api cancelled because their saga ran out of time: (order id, payment
+    /// method), by id.
+    pub fn timed_out_orders(&self) -> Result<Vec<(String, String)>> {
+        self.with_db(ServiceKind::OrderApi, |conn| {
+            Ok(conn.query_map(
+                "SELECT order_id, payment_method FROM orders \
+                 WHERE cancellation_reason = 'timeout' ORDER BY order_id",
+                &[],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?)
+        })
+    }
+
+    /// `kind`'s leases on its singleton jobs: (name, holder `<host>/<pid>/<random>`), by name.
+    pub fn leases(&self, kind: ServiceKind) -> Result<Vec<(String, String)>> {
+        self.with_db(kind, |conn| {
+            Ok(conn.query_map(
+                "SELECT name, holder FROM leases ORDER BY name",
+                &[],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?)
+        })
+    }
+
     /// How many rows `table` of `kind`'s database holds: for the guarantees that are counts
     /// (no order stored for a refused request, one payment however often `order.created` came,
     /// an outbox drained).
