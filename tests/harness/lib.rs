@@ -36,7 +36,7 @@ use anyhow::{Context, Result};
 
 pub use db::DbLock;
 pub use kafka::{FoundMessage, KafkaTool, is_event};
-pub use orders::{Accepted, Line, Order, Status, StatusUpdate, Transition};
+pub use orders::{Accepted, Line, Order, Orders, Status, StatusUpdate, Transition};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Service, ServiceKind};
 pub use receiver::{Seen, receiver, secret_key, webhook_signature};

@@ -4,7 +4,8 @@
 use anyhow::{Context, Result, bail};
 use events::{CancellationReason, Currency, Money, OrderId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
 
 use crate::eventually;
 
@@ -61,22 +62,28 @@ pub struct Transition {
     pub cause: String,
 }
 
-/// The `data` of a `status_update` on an order's event stream: one transition.
+/// The `data` of a `status_update` on an order's event stream: one transition of the order.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "Map<String, Value>")]
 pub struct StatusUpdate {
     /// The order that moved.
     pub order_id: OrderId,
-    /// Its place in the order's history, from 1 (also the event's `id`).
-    pub seq: i64,
-    /// The status the order moved to.
-    pub status: Status,
-    /// When (RFC 3339).
-    pub timestamp: String,
-    /// Why it was cancelled, on the transition to `cancelled`.
-    pub reason: Option<CancellationReason>,
-    /// What caused it (an event id or `api`).
-    pub cause: String,
+    /// How it moved, as its history shows it (`seq` is also the event's `id`).
+    pub transition: Transition,
+}
+
+impl TryFrom<Map<String, Value>> for StatusUpdate {
+    type Error = serde_json::Error;
+
+    fn try_from(mut fields: Map<String, Value>) -> Result<Self, Self::Error> {
+        let order_id = fields
+            .remove("order_id")
+            .ok_or_else(|| serde::de::Error::missing_field("order_id"))?;
+        Ok(Self {
+            order_id: serde_json::from_value(order_id)?,
+            transition: serde_json::from_value(Value::Object(fields))?,
+        })
+    }
 }
 
 /// An order as `GET /api/orders/{id}` shows it.
@@ -174,18 +181,41 @@ impl std::fmt::Display for Order {
     }
 }
 
-/// order-api's order routes at `base`, as a test client uses them: shared by [`Stack`] and
-/// [`crate::ShopUp`].
-#[derive(Debug)]
-pub(crate) struct Orders<'a> {
-    pub(crate) http: &'a reqwest::Client,
-    /// order-api's base URL (`http://127.0.0.1:PORT`).
-    pub(crate) base: String,
+/// The body of `response`, which must have status `expected`, as `T`; errors name `what` and
+/// show the body.
+pub(crate) async fn expect_json<T: DeserializeOwned>(
+    response: reqwest::Response,
+    expected: reqwest::StatusCode,
+    what: &str,
+) -> Result<T> {
+    let status = response.status();
+    let body = response.text().await?;
+    if status != expected {
+        bail!("{what}: {status} {body}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("{what}: {body}"))
 }
 
-impl Orders<'_> {
+/// order-api's order routes, as a client uses them: the same for a [`crate::Stack`] and a
+/// [`crate::ShopUp`].
+#[derive(Clone, Debug)]
+pub struct Orders {
+    http: reqwest::Client,
+    /// order-api's base URL (`http://127.0.0.1:PORT`).
+    base: String,
+}
+
+impl Orders {
+    /// The routes of the order-api at `base`, called with `http`.
+    pub(crate) fn new(http: &reqwest::Client, base: String) -> Self {
+        Self {
+            http: http.clone(),
+            base,
+        }
+    }
+
     /// Places an order that must be accepted; returns its id.
-    pub(crate) async fn place_order(
+    pub async fn place_order(
         &self,
         sku: &str,
         quantity: u32,
@@ -202,43 +232,34 @@ impl Orders<'_> {
             .json(&body)
             .send()
             .await?;
-        let status = response.status();
-        let body = response.text().await?;
-        if status != reqwest::StatusCode::ACCEPTED {
-            bail!("order not accepted: {status} {body}");
-        }
         let accepted: Accepted =
-            serde_json::from_str(&body).with_context(|| format!("the 202 body {body}"))?;
+            expect_json(response, reqwest::StatusCode::ACCEPTED, "placing an order").await?;
         Ok(accepted.order_id.to_string())
     }
 
     /// `GET /api/orders/{id}`, which must find the order.
-    pub(crate) async fn order(&self, order_id: &str) -> Result<Order> {
+    pub async fn order(&self, order_id: &str) -> Result<Order> {
         let response = self
             .http
             .get(format!("{}/api/orders/{order_id}", self.base))
             .send()
             .await?;
-        let status = response.status();
-        let body = response.text().await?;
-        if status != reqwest::StatusCode::OK {
-            bail!("order {order_id}: {status} {body}");
-        }
-        serde_json::from_str(&body).with_context(|| format!("order {order_id}: {body}"))
+        expect_json(
+            response,
+            reqwest::StatusCode::OK,
+            &format!("order {order_id}"),
+        )
+        .await
     }
 
     /// Polls the order until its status is terminal (`confirmed` / `cancelled`).
-    pub(crate) async fn wait_terminal(&self, order_id: &str) -> Result<Order> {
+    pub async fn wait_terminal(&self, order_id: &str) -> Result<Order> {
         self.wait_order(order_id, |order| order.status.is_terminal())
             .await
     }
 
     /// Polls the order until `done` holds, failing after [`crate::DEADLINE`].
-    pub(crate) async fn wait_order(
-        &self,
-        order_id: &str,
-        done: impl Fn(&Order) -> bool,
-    ) -> Result<Order> {
+    pub async fn wait_order(&self, order_id: &str, done: impl Fn(&Order) -> bool) -> Result<Order> {
         eventually(|| async {
             // Connection errors are expected while order-api restarts.
             match self.order(order_id).await {

@@ -11,7 +11,6 @@ use platform::sql::{Conn, Params};
 use serde_json::Value;
 
 use crate::db::{self, DbLock};
-use crate::eventually;
 use crate::kafka::KafkaTool;
 use crate::orders::{Order, Orders};
 use crate::process::{self, Service, ServiceKind};
@@ -185,11 +184,9 @@ impl Stack {
         self.orders().wait_order(order_id, done).await
     }
 
-    fn orders(&self) -> Orders<'_> {
-        Orders {
-            http: &self.http,
-            base: self.order_api.base_url(),
-        }
+    /// order-api's order routes.
+    pub fn orders(&self) -> Orders {
+        Orders::new(&self.http, self.order_api.base_url())
     }
 
     /// Runs `f` with a connection to a service's database (for checking invariants from its own
@@ -205,8 +202,8 @@ impl Stack {
     }
 
     /// One integer from a query on a service's database: `params` are `&[x]`, `&[]` or
-    /// `platform::params![a, b]`.
-    pub fn query_i64<P: Params + ?Sized>(
+    /// `platform::params![a, b]`. For the named queries of the records module.
+    pub(crate) fn query_i64<P: Params + ?Sized>(
         &self,
         kind: ServiceKind,
         sql: &str,
@@ -216,25 +213,6 @@ impl Stack {
         self.with_db(kind, |conn| {
             Ok(conn.query_row(sql, &params, |row| row.get(0))?)
         })
-    }
-
-    /// Polls a query on a service's database until it returns `expected`.
-    pub async fn wait_query(
-        &self,
-        kind: ServiceKind,
-        sql: &str,
-        param: &str,
-        expected: i64,
-    ) -> Result<()> {
-        eventually(|| async {
-            match self.query_i64(kind, sql, &[param]).ok() {
-                Some(value) if value == expected => Ok(()),
-                last => Err(format!(
-                    "`{sql}` with {param:?} gave {last:?}, expected {expected}"
-                )),
-            }
-        })
-        .await
     }
 
     /// Holds a service's database so that its writes fail as transient errors until the

@@ -1,11 +1,12 @@
 //! An order's saga as `GET /api/orders/{id}/timeline` shows it: every event of the saga, which
 //! service announced it, when, and how long after the one before.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use events::OrderId;
 use serde::Deserialize;
 
+use crate::orders::expect_json;
 use crate::{Stack, Status};
 
 /// The timeline of one order.
@@ -72,11 +73,7 @@ impl Stack {
             .get(self.url(&format!("/api/orders/{order_id}/timeline")))
             .send()
             .await?;
-        let status = response.status();
-        let body = response.text().await?;
-        if status != reqwest::StatusCode::OK {
-            bail!("the timeline of {order_id}: {status} {body}");
-        }
-        serde_json::from_str(&body).with_context(|| format!("the timeline of {order_id}: {body}"))
+        let what = format!("the timeline of {order_id}");
+        expect_json(response, reqwest::StatusCode::OK, &what).await
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! [`Stack`]: crate::Stack
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::orders::{Order, Orders};
+use crate::orders::Orders;
 use crate::{binary, eventually_within};
 
 /// How long `shopctl up` may take to start: it builds nothing, but starts a broker, four
@@ -71,8 +71,8 @@ pub struct ShopUp {
     /// order-api's base URL (`http://127.0.0.1:PORT`), from the `shop ready` line.
     base: String,
     /// Its `TMPDIR`: the temporary data directory goes in here, so that nothing is left behind
-    /// even when the program is killed.
-    dir: tempfile::TempDir,
+    /// even when the program is killed. Removed when this is dropped.
+    _tmpdir: tempfile::TempDir,
     http: reqwest::Client,
 }
 
@@ -127,7 +127,7 @@ impl ShopUp {
             stdout_reader,
             log,
             base,
-            dir,
+            _tmpdir: dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -164,11 +164,6 @@ impl ShopUp {
         format!("{}{path}", self.base)
     }
 
-    /// What it printed so far.
-    pub fn printed(&self) -> Vec<String> {
-        self.printed.all()
-    }
-
     /// The first log line containing `needle`, waiting up to [`crate::DEADLINE`] for it.
     pub async fn logged(&self, needle: &str) -> Result<String> {
         crate::eventually(|| async {
@@ -189,33 +184,9 @@ impl ShopUp {
             .context("no data line in the banner")
     }
 
-    /// The directory it keeps its temporary data in (its `TMPDIR`).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Places an order that must be accepted; returns its id.
-    pub async fn place_order(
-        &self,
-        sku: &str,
-        quantity: u32,
-        payment_method: &str,
-    ) -> Result<String> {
-        self.orders()
-            .place_order(sku, quantity, payment_method)
-            .await
-    }
-
-    /// Polls the order until its status is terminal (`confirmed` / `cancelled`).
-    pub async fn wait_terminal(&self, order_id: &str) -> Result<Order> {
-        self.orders().wait_terminal(order_id).await
-    }
-
-    fn orders(&self) -> Orders<'_> {
-        Orders {
-            http: &self.http,
-            base: self.base.clone(),
-        }
+    /// Its order-api's order routes.
+    pub fn orders(&self) -> Orders {
+        Orders::new(&self.http, self.base.clone())
     }
 
     /// SIGTERM; it must exit successfully within 20 s. Returns everything it printed. Its

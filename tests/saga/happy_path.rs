@@ -33,7 +33,10 @@ async fn a_paid_order_in_stock_is_confirmed_and_streamed() -> Result<()> {
     let events_url = stack.url(&format!("/api/orders/{order_id}/events"));
     let (events, _) = read_sse(&stack.http, &events_url, DEADLINE).await?;
     let updates: Vec<StatusUpdate> = events.iter().map(SseEvent::update).collect::<Result<_>>()?;
-    let statuses: Vec<Status> = updates.iter().map(|update| update.status).collect();
+    let statuses: Vec<Status> = updates
+        .iter()
+        .map(|update| update.transition.status)
+        .collect();
     assert_eq!(
         statuses,
         [

@@ -43,7 +43,7 @@ pub(crate) fn check_invariants(stack: &Stack, accepted: &[String]) -> Result<Str
         (ServiceKind::Payment, "payment-svc"),
         (ServiceKind::Inventory, "inventory-svc"),
     ] {
-        let backlog = stack.query_i64(kind, "SELECT COUNT(*) FROM outbox", &[])?;
+        let backlog = stack.rows_in(kind, "outbox")?;
         if backlog > 0 {
             bail!("{name} still has {backlog} unpublished events");
         }

@@ -72,7 +72,7 @@ async fn the_quick_start_does_what_readme_says() -> Result<()> {
     for event in &events {
         let update = event.update()?;
         assert_eq!(update.order_id.to_string(), order_id, "{update:?}");
-        statuses.push(update.status);
+        statuses.push(update.transition.status);
     }
     assert_eq!(statuses, quick.transitions);
 

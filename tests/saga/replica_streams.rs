@@ -69,7 +69,7 @@ async fn streams_and_waits_follow_an_order_whichever_replica_moves_it() -> Resul
         for (replica, (events, _)) in [first, second].iter().enumerate() {
             let last = events.last().context("an empty stream")?.update()?;
             ensure!(
-                last.status == Status::Confirmed,
+                last.transition.status == Status::Confirmed,
                 "order {order_id}: the stream on replica {} ended at {last:?}",
                 replica + 1
             );

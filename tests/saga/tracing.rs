@@ -392,9 +392,10 @@ async fn in_one_process_each_span_is_exported_under_the_service_that_made_it() -
     )
     .await?;
 
-    let confirmed = shop.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
+    let orders = shop.orders();
+    let confirmed = orders.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
     assert_eq!(
-        shop.wait_terminal(&confirmed).await?.status,
+        orders.wait_terminal(&confirmed).await?.status,
         Status::Confirmed
     );
     let (_, trace) = wait_for_trace(&receiver, &confirmed, CONFIRMED).await?;
