@@ -18,6 +18,7 @@
 //! is dropped. `KEEP_TEST_DIR=1` keeps them (and the directory with the logs) for a look after
 //! the run. The tests' own queries ([`Stack::with_db`]) are portable SQL and run on both.
 
+mod audit;
 mod db;
 mod kafka;
 mod orders;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+pub use audit::StoredOrder;
 pub use db::DbLock;
 pub use kafka::{FoundMessage, KafkaTool, is_event};
 pub use orders::{Accepted, Line, Order, Orders, Status, StatusUpdate, Transition};

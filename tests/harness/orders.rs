@@ -26,6 +26,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::PaymentProcessing => "payment_processing",
+            Status::PaymentConfirmed => "payment_confirmed",
+            Status::Confirmed => "confirmed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether the saga is over.
     pub fn is_terminal(self) -> bool {
         matches!(self, Status::Confirmed | Status::Cancelled)

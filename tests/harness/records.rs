@@ -7,10 +7,11 @@ use std::fmt::Debug;
 
 use anyhow::{Context, Result};
 use events::CancellationReason;
-use platform::sql::{OptionalExtension, Row};
+use platform::sql::{OptionalExtension, Params, Row};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::db::Bound;
 use crate::{ServiceKind, Stack, eventually};
 
 /// Polls `read` (one of the typed views of a service's records) until `done` holds for what it
@@ -133,46 +134,79 @@ impl Stack {
 
     /// payment-svc's payment of `order_id`, if it has one.
     pub fn payment_for(&self, order_id: &str) -> Result<Option<PaymentRecord>> {
-        self.with_db(ServiceKind::Payment, |conn| {
-            let row = conn
-                .query_row(
-                    "SELECT status, amount_minor, charge_id, submissions FROM payments \
-                     WHERE order_id = ?1",
-                    &[order_id],
-                    |row| Ok((text(row, 0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-                )
-                .optional()?;
-            row.map(|(status, amount_minor, charge_id, submissions)| {
-                Ok(PaymentRecord {
+        let payments = self.payments_where("WHERE order_id = ?1", &[order_id])?;
+        Ok(payments.into_iter().next().map(|(_, payment)| payment))
+    }
+
+    /// payment-svc's payments matching `condition` (a `WHERE` clause, or none), by order id.
+    pub(crate) fn payments_where<P: Params + ?Sized>(
+        &self,
+        condition: &str,
+        params: &P,
+    ) -> Result<Vec<(String, PaymentRecord)>> {
+        let sql = format!(
+            "SELECT order_id, status, amount_minor, charge_id, submissions FROM payments \
+             {condition} ORDER BY order_id"
+        );
+        let params = Bound(params.values()?);
+        let rows: Vec<(String, String, i64, Option<String>, i64)> =
+            self.with_db(ServiceKind::Payment, |conn| {
+                Ok(conn.query_map(&sql, &params, |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })?)
+            })?;
+        rows.into_iter()
+            .map(|(order_id, status, amount_minor, charge_id, submissions)| {
+                let payment = PaymentRecord {
                     status: parse(&status)?,
                     amount_minor,
                     charge_id,
                     submissions,
-                })
+                };
+                Ok((order_id, payment))
             })
-            .transpose()
-        })
+            .collect()
     }
 
     /// payment-svc's refund of `order_id`, if it has one.
     pub fn refund_for(&self, order_id: &str) -> Result<Option<Refund>> {
-        self.with_db(ServiceKind::Payment, |conn| {
-            let row = conn
-                .query_row(
-                    "SELECT status, reason, amount_minor FROM refunds WHERE order_id = ?1",
-                    &[order_id],
-                    |row| Ok((text(row, 0)?, text(row, 1)?, row.get(2)?)),
-                )
-                .optional()?;
-            row.map(|(status, reason, amount_minor)| {
-                Ok(Refund {
+        let refunds = self.refunds_where("WHERE order_id = ?1", &[order_id])?;
+        Ok(refunds.into_iter().next().map(|(_, refund)| refund))
+    }
+
+    /// payment-svc's refunds matching `condition` (a `WHERE` clause, or none), by order id.
+    pub(crate) fn refunds_where<P: Params + ?Sized>(
+        &self,
+        condition: &str,
+        params: &P,
+    ) -> Result<Vec<(String, Refund)>> {
+        let sql = format!(
+            "SELECT order_id, status, reason, amount_minor FROM refunds {condition} \
+             ORDER BY order_id"
+        );
+        let params = Bound(params.values()?);
+        let rows: Vec<(String, String, String, i64)> =
+            self.with_db(ServiceKind::Payment, |conn| {
+                Ok(conn.query_map(&sql, &params, |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?)
+            })?;
+        rows.into_iter()
+            .map(|(order_id, status, reason, amount_minor)| {
+                let refund = Refund {
                     status: parse(&status)?,
                     reason: parse(&reason)?,
                     amount_minor,
-                })
+                };
+                Ok((order_id, refund))
             })
-            .transpose()
-        })
+            .collect()
     }
 
     /// inventory-svc's reservation for `order_id`, if it has one.
@@ -296,7 +330,7 @@ fn text(row: &Row<'_>, index: usize) -> platform::sql::Result<String> {
 }
 
 /// A status or reason column's text as its enum.
-fn parse<T: DeserializeOwned>(text: &str) -> Result<T> {
+pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .with_context(|| format!("unexpected value {text:?}"))
 }
