@@ -23,6 +23,7 @@ mod db;
 mod kafka;
 mod orders;
 mod otlp;
+mod problem;
 mod process;
 mod receiver;
 mod records;
@@ -40,6 +41,7 @@ pub use db::DbLock;
 pub use kafka::{FoundMessage, KafkaTool, is_event};
 pub use orders::{Accepted, Line, Order, Orders, Status, StatusUpdate, Transition};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use problem::Problem;
 pub use process::{Service, ServiceKind};
 pub use receiver::{Seen, receiver, secret_key, webhook_signature};
 pub use records::{

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use events::CancellationReason;
 
-use saga_tests::{Accepted, DEADLINE, Order, ServiceKind, Stack, Status, eventually, read_sse};
+use saga_tests::{
+    Accepted, DEADLINE, Order, Problem, ServiceKind, Stack, Status, eventually, read_sse,
+};
 
 fn order(quantity: u32) -> Value {
     json!({"user_id": "usr_retry", "items": [{"sku": "WIDGET-42", "quantity": quantity}], "payment_method": "pm_visa_4242"})
@@ -51,11 +53,7 @@ async fn the_same_idempotency_key_twenty_times_at_once_creates_one_order() -> Re
 
     // The same key with another body is a client bug, not a retry.
     let conflict = post(order(3)).await?;
-    assert_eq!(conflict.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        conflict.headers()["content-type"],
-        "application/problem+json"
-    );
+    Problem::expect(conflict, StatusCode::UNPROCESSABLE_ENTITY).await?;
     // A malformed key is refused; without a key, a retry is a new order.
     let bad = stack
         .http
@@ -194,11 +192,7 @@ async fn orders_belong_to_the_principal_that_placed_them_and_posting_is_rate_lim
 
     // No key, or a wrong one: 401 problem, nothing written.
     let anonymous = stack.http.post(&url).json(&order(1)).send().await?;
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        anonymous.headers()["content-type"],
-        "application/problem+json"
-    );
+    Problem::expect(anonymous, StatusCode::UNAUTHORIZED).await?;
     let wrong = stack
         .http
         .post(&url)
@@ -255,10 +249,7 @@ async fn orders_belong_to_the_principal_that_placed_them_and_posting_is_rate_lim
         statuses.push(response.status());
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             assert!(response.headers().contains_key("retry-after"));
-            assert_eq!(
-                response.headers()["content-type"],
-                "application/problem+json"
-            );
+            Problem::expect(response, StatusCode::TOO_MANY_REQUESTS).await?;
         }
     }
     assert!(
@@ -293,9 +284,8 @@ async fn open_streams_are_bounded_in_number_and_idle_time() -> Result<()> {
     let first = stack.http.get(&url).timeout(DEADLINE).send().await?;
     assert_eq!(first.status(), StatusCode::OK);
     let second = stack.http.get(&url).send().await?;
-    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(second.headers().contains_key("retry-after"));
-    assert_eq!(second.headers()["content-type"], "application/problem+json");
+    Problem::expect(second, StatusCode::SERVICE_UNAVAILABLE).await?;
 
     // The idle stream ends by itself (the saga is stuck for a minute), freeing its slot.
     let text = first.text().await?;

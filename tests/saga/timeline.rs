@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use reqwest::StatusCode;
 
-use saga_tests::{Stack, Status, TimelineEvent, wait_for};
+use saga_tests::{Problem, Stack, Status, TimelineEvent, wait_for};
 
 /// The trace viewer order-api is told about; nothing listens there, the page only links to it.
 const JAEGER_UI_URL: &str = "http://jaeger.example:16686";
@@ -118,12 +118,9 @@ async fn an_out_of_stock_order_reads_as_a_timeline_of_its_events() -> Result<()>
     // Unknown and malformed ids are not found, as problems.
     for id in ["ord_0123456789abcdef0123456789abcdef", "nope"] {
         let response = get(&stack, &format!("/api/orders/{id}/timeline")).await?;
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{id}"
-        );
+        Problem::expect(response, StatusCode::NOT_FOUND)
+            .await
+            .context(id)?;
     }
     Ok(())
 }
@@ -192,11 +189,7 @@ async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
     }
 
     let response = get(&stack, "/orders/ord_0123456789abcdef0123456789abcdef").await?;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    Problem::expect(response, StatusCode::NOT_FOUND).await?;
     Ok(())
 }
 
