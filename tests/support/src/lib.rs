@@ -1,5 +1,5 @@
 //! Waiting for an outcome in a test: poll until it shows, fail after a deadline, never sleep a
-//! fixed time and hope. One helper for the whole workspace, so that every test waits the same
+//! fixed time and hope. One function for the whole workspace, so that every test waits the same
 //! way and every timeout says what it saw last.
 //!
 //! A dev-dependency only: the services never wait like this.
