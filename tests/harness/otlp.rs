@@ -1,15 +1,12 @@
 //! An OTLP/gRPC trace receiver inside the test process: services export to it exactly as they
-//! would to Jaeger or a collector, and the test inspects what arrived. Also the shop as
-//! `shopctl up` runs it, every service in one process, to export to it.
+//! would to Jaeger or a collector, and the test inspects what arrived.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -19,7 +16,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use serde_json::Value;
 
 /// One received span, flattened for assertions.
 #[derive(Clone, Debug)]
@@ -84,20 +80,19 @@ impl OtlpReceiver {
         deadline: Duration,
         done: impl Fn(&[ReceivedSpan]) -> bool,
     ) -> Result<Vec<ReceivedSpan>> {
-        let started = Instant::now();
-        loop {
+        crate::eventually_within(deadline, || {
             let spans = self.spans();
-            if done(&spans) {
-                return Ok(spans);
-            }
-            if started.elapsed() > deadline {
-                bail!(
-                    "the expected spans did not arrive within {deadline:?}; got {} spans",
+            let seen = if done(&spans) {
+                Ok(spans)
+            } else {
+                Err(format!(
+                    "the expected spans did not arrive; got {} spans",
                     spans.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                ))
+            };
+            std::future::ready(seen)
+        })
+        .await
     }
 }
 
@@ -156,111 +151,5 @@ impl TraceService for OtlpReceiver {
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
-    }
-}
-
-/// `shopctl up`: the embedded broker and every service in one process, as a developer runs
-/// them, with its data and log (`shopctl-up.log`) in a directory of its own. Killed when
-/// dropped.
-#[derive(Debug)]
-pub struct OneProcessShop {
-    child: Child,
-    /// order-api's base URL, as the ready line printed it.
-    url: String,
-    dir: tempfile::TempDir,
-    http: reqwest::Client,
-}
-
-impl OneProcessShop {
-    /// Starts it with `env` on top of the test's environment (`OTEL_SERVICE_NAME` removed) and
-    /// waits for its ready line. order-api listens on a free port, found by binding port 0.
-    pub async fn start(env: &[(&str, &str)]) -> Result<Self> {
-        let shopctl = crate::process::binaries()?.path("shopctl");
-        let dir = tempfile::Builder::new().prefix("shop-up-test-").tempdir()?;
-        let log = std::fs::File::create(dir.path().join("shopctl-up.log"))?;
-        let mut child = Command::new(shopctl)
-            .args(["up", "--http-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env_remove("OTEL_SERVICE_NAME")
-            .env("RUST_LOG", "info,rdkafka=warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting shopctl up")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        // Reads to the end, so that the pipe never fills.
-        std::thread::spawn(move || {
-            let mut sender = Some(sender);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("ready")
-                    && let Some(sender) = sender.take()
-                {
-                    let _ = sender.send(line);
-                }
-            }
-        });
-        let ready = tokio::time::timeout(Duration::from_secs(60), receiver).await;
-        let line = match ready {
-            Ok(Ok(line)) => line,
-            _ => {
-                let _ = child.kill();
-                let log =
-                    std::fs::read_to_string(dir.path().join("shopctl-up.log")).unwrap_or_default();
-                bail!("shopctl up did not print its ready line; its log:\n{log}");
-            }
-        };
-        // `shop ready: POST http://127.0.0.1:PORT/api/orders`
-        let url = line
-            .split_once("POST ")
-            .and_then(|(_, rest)| rest.trim().strip_suffix("/api/orders"))
-            .with_context(|| format!("no order URL in the ready line {line:?}"))?
-            .to_owned();
-        Ok(Self {
-            child,
-            url,
-            dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
-        })
-    }
-
-    /// Places an order that must be accepted; returns its id.
-    pub async fn place_order(
-        &self,
-        sku: &str,
-        quantity: u32,
-        payment_method: &str,
-    ) -> Result<String> {
-        self.orders()
-            .place_order(sku, quantity, payment_method)
-            .await
-    }
-
-    /// Polls the order until its status is terminal (`confirmed` / `cancelled`).
-    pub async fn wait_terminal(&self, order_id: &str) -> Result<Value> {
-        self.orders().wait_terminal(order_id).await
-    }
-
-    fn orders(&self) -> crate::Orders<'_> {
-        crate::Orders {
-            http: &self.http,
-            base: self.url.clone(),
-        }
-    }
-
-    /// Where its data and log are.
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for OneProcessShop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

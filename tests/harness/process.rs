@@ -284,7 +284,7 @@ impl Service {
         Ok(())
     }
 
-    /// SIGTERM and wait (up to 20 s) for the process to exit; returns whether it exited
+    /// SIGTERM and wait (up to [`crate::DEADLINE`]) for the process to exit; returns whether it exited
     /// successfully.
     pub async fn terminate(&mut self) -> Result<bool> {
         let Some(mut child) = self.child.take() else {
@@ -293,17 +293,19 @@ impl Service {
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status.success());
-            }
-            if std::time::Instant::now() > deadline {
-                child.kill()?;
-                bail!("{} did not stop within 20 s of SIGTERM", self.kind.binary());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let exited = crate::eventually(|| {
+            let seen = match child.try_wait() {
+                Ok(Some(status)) => Ok(status.success()),
+                Ok(None) => Err(format!("{} is still running", self.kind.binary())),
+                Err(error) => Err(error.to_string()),
+            };
+            std::future::ready(seen)
+        })
+        .await;
+        if exited.is_err() {
+            child.kill()?;
         }
+        exited.with_context(|| format!("{} did not stop after SIGTERM", self.kind.binary()))
     }
 
     pub(crate) async fn restart(&mut self, bins: &Binaries, dir: &Path) -> Result<()> {

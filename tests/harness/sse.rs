@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use futures::StreamExt;
+
+use crate::orders::StatusUpdate;
 
 /// One SSE event.
 #[derive(Clone, Debug, Default)]
@@ -14,6 +16,16 @@ pub struct SseEvent {
     pub id: Option<String>,
     /// `data:` lines joined.
     pub data: String,
+}
+
+impl SseEvent {
+    /// The data of an order's `status_update`.
+    pub fn update(&self) -> Result<StatusUpdate> {
+        if self.event != "status_update" {
+            bail!("not a status update: {self:?}");
+        }
+        serde_json::from_str(&self.data).with_context(|| format!("status update {}", self.data))
+    }
 }
 
 /// Reads events from `url` until the server ends the stream; fails after `deadline`.

@@ -1,11 +1,11 @@
 //! Bad requests get a 4xx `application/problem+json` answer that says what is wrong, and
 //! nothing is written.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use saga_tests::{ServiceKind, Stack};
+use saga_tests::{Problem, ServiceKind, Stack};
 
 fn order(items: Value) -> String {
     json!({"user_id": "usr_8a3f", "items": items, "payment_method": "pm_visa_4242"}).to_string()
@@ -62,33 +62,16 @@ async fn bad_orders_are_refused_with_a_problem_and_nothing_is_written() -> Resul
             .body(body)
             .send()
             .await?;
-        assert_eq!(response.status(), status, "{what}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{what}"
-        );
-        let problem: Value = response.json().await?;
-        assert_eq!(problem["status"], status.as_u16(), "{what}: {problem}");
-        assert!(
-            problem["title"].is_string() && problem["type"].is_string(),
-            "{what}: {problem}"
-        );
-        let detail = problem["detail"].as_str().unwrap_or_default();
+        let problem = Problem::expect(response, status).await.context(what)?;
+        let detail = &problem.detail;
         assert!(
             detail.contains(word),
             "{what}: detail {detail:?} should mention {word:?}"
         );
     }
 
-    assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", &[])?,
-        0
-    );
-    assert_eq!(
-        stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM outbox", &[])?,
-        0
-    );
+    assert_eq!(stack.rows_in(ServiceKind::OrderApi, "orders")?, 0);
+    assert_eq!(stack.rows_in(ServiceKind::OrderApi, "outbox")?, 0);
     assert!(
         stack.kafka()?.read_all("orders")?.is_empty(),
         "an event was published for a refused order"
@@ -106,12 +89,9 @@ async fn unknown_orders_are_not_found() -> Result<()> {
         "/api/nothing-here",
     ] {
         let response = stack.http.get(stack.url(path)).send().await?;
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{path}"
-        );
+        Problem::expect(response, StatusCode::NOT_FOUND)
+            .await
+            .context(path)?;
     }
     Ok(())
 }

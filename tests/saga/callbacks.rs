@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use saga_tests::{Stack, eventually, receiver, webhook_signature as signature};
+use saga_tests::{Order, Stack, Status, eventually, receiver, webhook_signature as signature};
 
 #[tokio::test]
 async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lands() -> Result<()> {
@@ -149,7 +149,7 @@ async fn a_hanging_endpoint_delays_only_its_own_principals_callbacks() -> Result
         alice_orders.push(place("sk_test_alice_0001", format!("{hanging}/hook")).await?);
     }
     for order_id in &alice_orders {
-        wait_status(&stack, "sk_test_alice_0001", order_id, "confirmed").await?;
+        wait_status(&stack, "sk_test_alice_0001", order_id, Status::Confirmed).await?;
     }
     eventually(|| async {
         match connections.load(Ordering::SeqCst) {
@@ -218,9 +218,9 @@ async fn hanging_endpoint() -> Result<(String, Arc<AtomicUsize>)> {
 }
 
 /// Polls an order (as the principal with `key`) until it has `status`.
-async fn wait_status(stack: &Stack, key: &str, order_id: &str, status: &str) -> Result<()> {
+async fn wait_status(stack: &Stack, key: &str, order_id: &str, status: Status) -> Result<()> {
     eventually(|| async {
-        let order: Value = async {
+        let order: Order = async {
             let url = stack.url(&format!("/api/orders/{order_id}"));
             stack
                 .http
@@ -233,10 +233,10 @@ async fn wait_status(stack: &Stack, key: &str, order_id: &str, status: &str) -> 
         }
         .await
         .map_err(|error| format!("order {order_id}: {error}"))?;
-        if order["status"] == status {
+        if order.status == status {
             Ok(())
         } else {
-            Err(format!("order {order_id} never became {status}: {order}"))
+            Err(format!("order {order_id} never became {status:?}: {order}"))
         }
     })
     .await

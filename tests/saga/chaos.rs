@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use saga_tests::{ServiceKind, Stack};
+use saga_tests::{Accepted, ServiceKind, Stack, eventually_within};
 
 use crate::invariants::check_invariants;
 
@@ -92,18 +92,13 @@ async fn the_saga_survives_crashes_broker_faults_duplicates_and_poison() -> Resu
 
     // Every accepted order ends, and the books balance.
     let settle_started = Instant::now();
-    let report = loop {
-        match check_invariants(&stack, &accepted) {
-            Ok(report) => break report,
-            Err(error) if settle_started.elapsed() < SETTLE => {
-                let _ = error;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(error) => {
-                return Err(error.context("invariants did not hold after the chaos settled"));
-            }
-        }
-    };
+    let report = eventually_within(SETTLE, || {
+        std::future::ready(
+            check_invariants(&stack, &accepted).map_err(|error| format!("{error:#}")),
+        )
+    })
+    .await
+    .context("invariants did not hold after the chaos settled")?;
     let dlq = stack.kafka()?.read_all("payments.dlq")?;
     let poison = dlq
         .iter()
@@ -141,26 +136,26 @@ async fn place_orders(
     for _ in 0..count {
         let (sku, quantity, method) = MIX[rng.random_range(0..MIX.len())];
         let body = json!({"user_id": "usr_chaos", "items": [{"sku": sku, "quantity": quantity}], "payment_method": method});
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let order_id = eventually_within(Duration::from_secs(30), || async {
             let response = http
                 .post(&url)
                 .json(&body)
                 .timeout(Duration::from_secs(5))
                 .send()
-                .await;
-            if let Ok(response) = response
-                && response.status() == reqwest::StatusCode::ACCEPTED
-            {
-                let body: serde_json::Value = response.json().await?;
-                accepted.push(body["order_id"].as_str().context("no order id")?.to_owned());
-                break;
+                .await
+                .map_err(|error| format!("order-api did not accept an order: {error}"))?;
+            if response.status() != reqwest::StatusCode::ACCEPTED {
+                return Err(format!(
+                    "order-api did not accept an order: {}",
+                    response.status()
+                ));
             }
-            if Instant::now() > deadline {
-                bail!("order-api did not accept an order for 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let accepted: Accepted = response.json().await.map_err(|error| error.to_string())?;
+            Ok(accepted.order_id.to_string())
+        })
+        .await?;
+        accepted.push(order_id);
+        // Pacing: orders arrive at a steady rate, not all at once.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(accepted)

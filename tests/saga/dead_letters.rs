@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 
-use saga_tests::{ServiceKind, Stack, is_event};
+use saga_tests::{ServiceKind, Stack, Status, is_event, wait_for};
 
 #[tokio::test]
 async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()> {
@@ -14,8 +14,7 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
         ("CONSUMER_INITIAL_BACKOFF_MS", "10"),
     ])
     .await?;
-    let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
+    let initial = stack.stock("WIDGET-42")?.available;
 
     // Hold inventory-svc's database: every write it tries waits out its 20 ms and fails
     // (SQLite: "database is locked"; Postgres: "canceling statement due to lock timeout").
@@ -42,7 +41,7 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
         dead.headers
     );
     stack
-        .wait_order(&order_id, |o| o["status"] == "payment_confirmed")
+        .wait_order(&order_id, |o| o.status == Status::PaymentConfirmed)
         .await?;
     lock.release()?;
 
@@ -61,11 +60,8 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
     stack.shopctl(&["dlq", "replay", &id])?;
 
     let order = stack.wait_terminal(&order_id).await?;
-    assert_eq!(order["status"], "confirmed", "{order}");
-    assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
-        initial - 2
-    );
+    assert_eq!(order.status, Status::Confirmed, "{order}");
+    assert_eq!(stack.stock("WIDGET-42")?.available, initial - 2);
 
     // The replayed letter has left the list of those to handle, and `--all` passes it over.
     let listing = stack.shopctl(&["dlq", "list"])?;
@@ -88,19 +84,12 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
         .unwrap_or_default()
         .to_owned();
     stack.shopctl(&["dlq", "replay", "--all", "--include-replayed"])?;
-    stack
-        .wait_query(
-            ServiceKind::Inventory,
-            "SELECT redeliveries FROM inbox WHERE event_id = ?1",
-            &event_id,
-            1,
-        )
-        .await?;
-    assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
-        initial - 2
-    );
-    let (_, again) = stack.get_order(&order_id).await?;
-    assert_eq!(again["history"], order["history"]);
+    wait_for(
+        || stack.redeliveries(ServiceKind::Inventory, &event_id),
+        |redeliveries| *redeliveries == Some(1),
+    )
+    .await?;
+    assert_eq!(stack.stock("WIDGET-42")?.available, initial - 2);
+    assert_eq!(stack.order(&order_id).await?.history, order.history);
     Ok(())
 }

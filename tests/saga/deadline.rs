@@ -2,35 +2,28 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
-use serde_json::Value;
+use anyhow::{Context, Result};
+use events::CancellationReason;
 
-use saga_tests::{ServiceKind, Stack, is_event};
+use saga_tests::{
+    PaymentStatus, RefundStatus, ReservationStatus, ServiceKind, Stack, Status, is_event, wait_for,
+};
 
-fn statuses(order: &Value) -> Vec<String> {
-    order["history"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .filter_map(|e| e["status"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether the order's refund was made, for the timeout.
+fn refunded_for_timeout(refund: &Option<saga_tests::Refund>) -> bool {
+    refund.as_ref().is_some_and(|refund| {
+        refund.status == RefundStatus::Refunded && refund.reason == CancellationReason::Timeout
+    })
 }
 
-/// Waits until the wall clock is past the order's stored deadline.
+/// Waits until the wall clock is past the order's stored deadline: time passing, not an
+/// outcome, so one sleep for the time left.
 async fn wait_past_deadline(stack: &Stack, order_id: &str) -> Result<()> {
-    let deadline: String = stack.with_db(ServiceKind::OrderApi, |conn| {
-        Ok(conn.query_row(
-            "SELECT deadline_at FROM orders WHERE order_id = ?1",
-            &[order_id],
-            |row| row.get(0),
-        )?)
-    })?;
-    let deadline = chrono::DateTime::parse_from_rfc3339(&deadline)?;
-    while chrono::Utc::now() <= deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let deadline = stack.saga_deadline(order_id)?;
+    let left = (deadline.to_utc() - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(1)).await;
     Ok(())
 }
 
@@ -44,40 +37,34 @@ async fn a_timed_out_order_is_cancelled_and_its_late_charge_refunded_even_across
         ("PAYMENT_RESUBMIT_AFTER_MS", "60000"),
     ])
     .await?;
-    let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
+    let initial = stack.stock("WIDGET-42")?.available;
 
     // The provider takes 5 s; the saga may take 1.5 s. order-api is down when the deadline
     // passes: the timer is in its database, so it fires when order-api is back.
     let order_id = stack.place_order("WIDGET-42", 1, "pm_slow_3s").await?;
     stack
-        .wait_order(&order_id, |o| o["status"] == "payment_processing")
+        .wait_order(&order_id, |o| o.status == Status::PaymentProcessing)
         .await?;
     stack.order_api.kill()?;
     wait_past_deadline(&stack, &order_id).await?;
     stack.restart(ServiceKind::OrderApi).await?;
 
     let order = stack.wait_terminal(&order_id).await?;
-    assert_eq!(order["status"], "cancelled", "{order}");
-    assert_eq!(order["cancellation_reason"], "timeout");
+    assert_eq!(order.status, Status::Cancelled, "{order}");
+    assert_eq!(order.cancellation_reason, Some(CancellationReason::Timeout));
     assert_eq!(
-        statuses(&order),
-        ["pending", "payment_processing", "cancelled"]
+        order.statuses(),
+        [
+            Status::Pending,
+            Status::PaymentProcessing,
+            Status::Cancelled
+        ]
     );
 
     // The charge succeeds after the cancellation: it is refunded, once, for the timeout.
-    let refunded = "SELECT COUNT(*) FROM refunds WHERE order_id = ?1 AND status = 'refunded' AND reason = 'timeout'";
-    stack
-        .wait_query(ServiceKind::Payment, refunded, &order_id, 1)
-        .await?;
-    assert_eq!(
-        stack.query_i64(
-            ServiceKind::Payment,
-            "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'refunded'",
-            &[&order_id]
-        )?,
-        1
-    );
+    wait_for(|| stack.refund_for(&order_id), refunded_for_timeout).await?;
+    let payment = stack.payment_for(&order_id)?.context("no payment")?;
+    assert_eq!(payment.status, PaymentStatus::Refunded);
     // The refund row is committed with payment.refunded in the outbox, published after it.
     let kafka = stack.kafka()?;
     kafka.find("payments", |m| {
@@ -97,13 +84,9 @@ async fn a_timed_out_order_is_cancelled_and_its_late_charge_refunded_even_across
         "a cancelled order's charge must not move on"
     );
     // Nothing was reserved, and nothing will be.
-    assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
-        initial
-    );
+    assert_eq!(stack.stock("WIDGET-42")?.available, initial);
     // Late replies do not reopen the order.
-    let (_, again) = stack.get_order(&order_id).await?;
-    assert_eq!(again["history"], order["history"]);
+    assert_eq!(stack.order(&order_id).await?.history, order.history);
     Ok(())
 }
 
@@ -114,44 +97,39 @@ async fn stock_reserved_for_a_timed_out_order_is_released_once() -> Result<()> {
         ("SAGA_REAPER_INTERVAL_MS", "100"),
     ])
     .await?;
-    let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["GADGET-7"])?;
+    let initial = stack.stock("GADGET-7")?.available;
 
     // inventory-svc is down: the payment completes, the saga times out, the charge is refunded.
     stack.inventory.kill()?;
     let order_id = stack.place_order("GADGET-7", 4, "pm_visa_4242").await?;
     let order = stack.wait_terminal(&order_id).await?;
-    assert_eq!(order["cancellation_reason"], "timeout", "{order}");
-    let refunded = "SELECT COUNT(*) FROM refunds WHERE order_id = ?1 AND status = 'refunded' AND reason = 'timeout'";
-    stack
-        .wait_query(ServiceKind::Payment, refunded, &order_id, 1)
-        .await?;
+    assert_eq!(
+        order.cancellation_reason,
+        Some(CancellationReason::Timeout),
+        "{order}"
+    );
+    wait_for(|| stack.refund_for(&order_id), refunded_for_timeout).await?;
 
     // inventory-svc comes back to payment.completed and order.cancelled: whichever it applies
     // first, the stock ends where it started and the order holds no reservation.
     stack.restart(ServiceKind::Inventory).await?;
-    let settled = "SELECT COUNT(*) FROM reservations WHERE order_id = ?1 AND status IN ('released', 'cancelled')";
-    stack
-        .wait_query(ServiceKind::Inventory, settled, &order_id, 1)
-        .await?;
-    assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, &["GADGET-7"])?,
-        initial
-    );
-    assert_eq!(
-        stack.query_i64(
-            ServiceKind::Inventory,
-            "SELECT reserved FROM stock WHERE sku = ?1",
-            &["GADGET-7"]
-        )?,
-        0
-    );
-    let released = stack.query_i64(
-        ServiceKind::Inventory,
-        "SELECT COUNT(*) FROM reservations WHERE order_id = ?1 AND status = 'released'",
-        &[&order_id],
-    )?;
-    if released == 1 {
+    let reservation = wait_for(
+        || stack.reservation_for(&order_id),
+        |reservation| {
+            reservation.as_ref().is_some_and(|r| {
+                matches!(
+                    r.status,
+                    ReservationStatus::Released | ReservationStatus::Cancelled
+                )
+            })
+        },
+    )
+    .await?
+    .context("no reservation")?;
+    let stock = stack.stock("GADGET-7")?;
+    assert_eq!(stock.available, initial);
+    assert_eq!(stock.reserved, 0);
+    if reservation.status == ReservationStatus::Released {
         let kafka = stack.kafka()?;
         kafka.find("inventory", |m| {
             is_event(m, "shop.stock.released.v1", &order_id)

@@ -201,7 +201,7 @@ async fn garbage_never_gets_a_5xx_and_never_gets_in() -> Result<()> {
         accepted > 0,
         "no valid order was accepted among the garbage"
     );
-    let orders = stack.query_i64(ServiceKind::OrderApi, "SELECT COUNT(*) FROM orders", &[])?;
+    let orders = stack.rows_in(ServiceKind::OrderApi, "orders")?;
     assert_eq!(orders, accepted);
     Ok(())
 }
@@ -312,11 +312,7 @@ async fn webhook_garbage_never_gets_a_5xx_and_is_never_applied() -> Result<()> {
     }
     eprintln!("webhook fuzz: 300 requests, {unauthorized} refused as unsigned, {bad} as malformed");
     assert!(unauthorized > 0 && bad > 0, "both checks were exercised");
-    let applied = stack.query_i64(
-        ServiceKind::Payment,
-        "SELECT COUNT(*) FROM provider_notifications",
-        &[],
-    )?;
+    let applied = stack.rows_in(ServiceKind::Payment, "provider_notifications")?;
     assert_eq!(applied, 0, "nothing was applied");
     let health = stack
         .http

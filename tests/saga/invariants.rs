@@ -6,44 +6,42 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result, bail};
 
-use saga_tests::{ServiceKind, Stack, is_event};
+use events::CancellationReason;
+
+use saga_tests::{
+    PaymentStatus, RefundStatus, ServiceKind, Stack, Status, Stock, StoredOrder, is_event,
+};
 
 /// The books, from each service's own database. Fails (to be retried until the run settles)
 /// while any invariant does not hold yet; returns a printable report once all do.
 pub(crate) fn check_invariants(stack: &Stack, accepted: &[String]) -> Result<String> {
     // Every accepted order is confirmed or cancelled; none is stuck.
-    let orders: Vec<(String, String, Option<String>, i64)> =
-        stack.with_db(ServiceKind::OrderApi, |conn| {
-            Ok(conn.query_map(
-                "SELECT order_id, status, cancellation_reason, total_minor FROM orders",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?)
-        })?;
-    let status: HashMap<String, (String, Option<String>, i64)> = orders
+    let status: HashMap<String, StoredOrder> = stack
+        .all_orders()?
         .into_iter()
-        .map(|(id, s, reason, total)| (id, (s, reason, total)))
+        .map(|order| (order.order_id.clone(), order))
         .collect();
     for id in accepted {
-        let (s, _, _) = status
+        let order = status
             .get(id)
             .with_context(|| format!("accepted order {id} is missing"))?;
-        if s != "confirmed" && s != "cancelled" {
-            bail!("order {id} is still {s}");
+        if !order.status.is_terminal() {
+            bail!("order {id} is still {}", order.status.as_str());
         }
     }
-    if let Some((id, (s, _, _))) = status
-        .iter()
-        .find(|(_, (s, _, _))| s != "confirmed" && s != "cancelled")
-    {
-        bail!("order {id} is still {s}");
+    if let Some(order) = status.values().find(|order| !order.status.is_terminal()) {
+        bail!(
+            "order {} is still {}",
+            order.order_id,
+            order.status.as_str()
+        );
     }
     for (kind, name) in [
         (ServiceKind::OrderApi, "order-api"),
         (ServiceKind::Payment, "payment-svc"),
         (ServiceKind::Inventory, "inventory-svc"),
     ] {
-        let backlog = stack.query_i64(kind, "SELECT COUNT(*) FROM outbox", &[])?;
+        let backlog = stack.rows_in(kind, "outbox")?;
         if backlog > 0 {
             bail!("{name} still has {backlog} unpublished events");
         }
@@ -51,50 +49,45 @@ pub(crate) fn check_invariants(stack: &Stack, accepted: &[String]) -> Result<Str
 
     // Charges and refunds: at most one of each per order, refunds exactly for charged
     // cancellations, and the money adds up.
-    let (payments, refunds) = stack.with_db(ServiceKind::Payment, |conn| {
-        let rows = |sql: &str| -> Result<Vec<(String, i64, String)>> {
-            Ok(conn.query_map(sql, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
-        };
-        Ok((
-            rows("SELECT order_id, amount_minor, status FROM payments WHERE status IN ('charging', 'charged', 'refunding', 'refunded')")?,
-            rows("SELECT order_id, amount_minor, status FROM refunds")?,
-        ))
-    })?;
     let mut charged: HashMap<String, i64> = HashMap::new();
-    for (id, amount, s) in payments {
-        match s.as_str() {
-            "charging" | "refunding" => bail!("payment of {id} is still {s}"),
-            _ => {
-                charged.insert(id, amount);
+    for (id, payment) in stack.all_payments()? {
+        match payment.status {
+            PaymentStatus::Failed => {}
+            PaymentStatus::Charging | PaymentStatus::Refunding => {
+                bail!("payment of {id} is still {:?}", payment.status)
+            }
+            PaymentStatus::Charged | PaymentStatus::Refunded => {
+                charged.insert(id, payment.amount_minor);
             }
         }
     }
     let mut refunded: HashMap<String, i64> = HashMap::new();
-    for (id, amount, s) in refunds {
-        if s != "refunded" {
-            bail!("refund of {id} is still {s}");
+    for (id, refund) in stack.all_refunds()? {
+        if refund.status != RefundStatus::Refunded {
+            bail!("refund of {id} is still {:?}", refund.status);
         }
-        refunded.insert(id, amount);
+        refunded.insert(id, refund.amount_minor);
     }
     let mut confirmed_total = 0;
-    let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
-    for (id, (s, reason, total)) in &status {
-        *by_outcome
-            .entry(reason.clone().unwrap_or_else(|| s.clone()))
-            .or_default() += 1;
+    let mut by_outcome: BTreeMap<&str, usize> = BTreeMap::new();
+    for (id, order) in &status {
+        let outcome = order
+            .cancellation_reason
+            .map_or(order.status.as_str(), CancellationReason::as_str);
+        *by_outcome.entry(outcome).or_default() += 1;
         match (
-            s.as_str(),
+            order.status,
             charged.contains_key(id),
             refunded.contains_key(id),
         ) {
-            ("confirmed", true, false) => confirmed_total += total,
-            ("confirmed", charged, refunded) => {
+            (Status::Confirmed, true, false) => confirmed_total += order.total_minor,
+            (Status::Confirmed, charged, refunded) => {
                 bail!("confirmed order {id}: charged {charged}, refunded {refunded}")
             }
-            ("cancelled", true, false) => {
+            (Status::Cancelled, true, false) => {
                 bail!("cancelled order {id} was charged and not refunded")
             }
-            ("cancelled", false, true) => bail!("order {id} refunded without a charge"),
+            (Status::Cancelled, false, true) => bail!("order {id} refunded without a charge"),
             _ => {}
         }
     }
@@ -105,44 +98,26 @@ pub(crate) fn check_invariants(stack: &Stack, accepted: &[String]) -> Result<Str
     }
 
     // Stock: never negative, nothing lost, and held exactly by confirmed orders.
-    type StockLine = (String, i64, i64, i64, i64);
-    let (stock, holding): (Vec<StockLine>, HashSet<String>) =
-        stack.with_db(ServiceKind::Inventory, |conn| {
-            let lines: Vec<(String, i64, i64, i64)> = conn.query_map(
-                "SELECT sku, available, reserved, initial FROM stock",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
-            let mut stock = Vec::with_capacity(lines.len());
-            for (sku, available, reserved, initial) in lines {
-                let held: i64 = conn.query_row(
-                    "SELECT COALESCE(SUM(i.quantity), 0) FROM reservation_items i JOIN reservations r ON r.order_id = i.order_id
-                     WHERE r.status = 'reserved' AND i.sku = ?1",
-                    &[&sku],
-                    |r| r.get(0),
-                )?;
-                stock.push((sku, available, reserved, initial, held));
-            }
-            let holding: Vec<String> = conn.query_map(
-                "SELECT order_id FROM reservations WHERE status = 'reserved'",
-                &[],
-                |r| r.get(0),
-            )?;
-            Ok((stock, holding.into_iter().collect()))
-        })?;
     let mut stock_lines = Vec::new();
-    for (sku, available, reserved, initial, held) in stock {
+    for (sku, stock) in stack.all_stock()? {
+        let Stock {
+            available,
+            reserved,
+            initial,
+        } = stock;
         if available < 0 || available + reserved != initial {
             bail!("{sku}: available {available} + reserved {reserved} != initial {initial}");
         }
+        let held = stack.held_by_reservations(&sku)?;
         if held != reserved {
             bail!("{sku}: reserved {reserved} but reservations hold {held}");
         }
         stock_lines.push(format!("{sku} {available}+{reserved}={initial}"));
     }
+    let holding = stack.reserved_orders()?;
     let confirmed: HashSet<String> = status
         .iter()
-        .filter(|(_, (s, _, _))| s == "confirmed")
+        .filter(|(_, order)| order.status == Status::Confirmed)
         .map(|(id, _)| id.clone())
         .collect();
     if holding != confirmed {

@@ -1,18 +1,8 @@
-use anyhow::Result;
+use anyhow::{Context, Result};
+use events::CancellationReason;
 use serde_json::{Value, json};
 
-use saga_tests::{ServiceKind, Stack};
-
-fn statuses(order: &Value) -> Vec<String> {
-    order["history"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .filter_map(|e| e["status"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use saga_tests::{PaymentStatus, RefundStatus, ReservationStatus, Stack, Status};
 
 #[tokio::test]
 async fn out_of_stock_after_payment_is_refunded_exactly_once() -> Result<()> {
@@ -21,38 +11,29 @@ async fn out_of_stock_after_payment_is_refunded_exactly_once() -> Result<()> {
     let order_id = stack.place_order("GIZMO-9", 1, "pm_visa_4242").await?;
     let order = stack.wait_terminal(&order_id).await?;
 
-    assert_eq!(order["status"], "cancelled");
-    assert_eq!(order["cancellation_reason"], "out_of_stock");
+    assert_eq!(order.status, Status::Cancelled);
     assert_eq!(
-        statuses(&order),
+        order.cancellation_reason,
+        Some(CancellationReason::OutOfStock)
+    );
+    assert_eq!(
+        order.statuses(),
         [
-            "pending",
-            "payment_processing",
-            "payment_confirmed",
-            "cancelled"
+            Status::Pending,
+            Status::PaymentProcessing,
+            Status::PaymentConfirmed,
+            Status::Cancelled
         ]
     );
-    let one = |sql: &str| stack.query_i64(ServiceKind::Payment, sql, &[&order_id]);
-    assert_eq!(
-        one("SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND charge_id IS NOT NULL")?,
-        1
-    );
-    assert_eq!(
-        one("SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'refunded'")?,
-        1
-    );
-    assert_eq!(
-        one("SELECT COUNT(*) FROM refunds WHERE order_id = ?1 AND status = 'refunded'")?,
-        1
-    );
-    assert_eq!(
-        stack.query_i64(
-            ServiceKind::Inventory,
-            "SELECT COUNT(*) FROM reservations WHERE order_id = ?1 AND status = 'rejected'",
-            &[&order_id]
-        )?,
-        1
-    );
+    let payment = stack.payment_for(&order_id)?.context("no payment")?;
+    assert!(payment.charge_id.is_some(), "{payment:?}");
+    assert_eq!(payment.status, PaymentStatus::Refunded);
+    let refund = stack.refund_for(&order_id)?.context("no refund")?;
+    assert_eq!(refund.status, RefundStatus::Refunded);
+    let reservation = stack
+        .reservation_for(&order_id)?
+        .context("no reservation")?;
+    assert_eq!(reservation.status, ReservationStatus::Rejected);
     let payments = stack.kafka()?.read_all("payments")?;
     let count = |event_type: &str| {
         payments
@@ -68,8 +49,7 @@ async fn out_of_stock_after_payment_is_refunded_exactly_once() -> Result<()> {
 #[tokio::test]
 async fn reservation_is_all_or_nothing() -> Result<()> {
     let stack = Stack::start().await?;
-    let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let widgets = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
+    let widgets = stack.stock("WIDGET-42")?.available;
 
     // One line in stock, one not: nothing may be reserved.
     let response = stack
@@ -84,23 +64,20 @@ async fn reservation_is_all_or_nothing() -> Result<()> {
         .unwrap_or_default()
         .to_owned();
     let order = stack.wait_terminal(&order_id).await?;
-    assert_eq!(order["cancellation_reason"], "out_of_stock");
     assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
-        widgets
+        order.cancellation_reason,
+        Some(CancellationReason::OutOfStock)
     );
+    assert_eq!(stack.stock("WIDGET-42")?.available, widgets);
 
     // A limited item sells out: 5 units, orders of 3 then 3.
     let first = stack.place_order("LIMITED-1", 3, "pm_visa_4242").await?;
-    assert_eq!(stack.wait_terminal(&first).await?["status"], "confirmed");
+    assert_eq!(stack.wait_terminal(&first).await?.status, Status::Confirmed);
     let second = stack.place_order("LIMITED-1", 3, "pm_visa_4242").await?;
     assert_eq!(
-        stack.wait_terminal(&second).await?["cancellation_reason"],
-        "out_of_stock"
+        stack.wait_terminal(&second).await?.cancellation_reason,
+        Some(CancellationReason::OutOfStock)
     );
-    assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, &["LIMITED-1"])?,
-        2
-    );
+    assert_eq!(stack.stock("LIMITED-1")?.available, 2);
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 
-use saga_tests::{FoundMessage, Service, Stack, eventually, is_event, metric_total};
+use saga_tests::{FoundMessage, Service, Stack, Status, eventually, is_event, metric_total};
 
 const CONSUMED: &str = "messaging_events_consumed_total";
 
@@ -34,7 +34,7 @@ async fn events_a_service_does_not_handle_are_passed_over() -> Result<()> {
     let stack = Stack::start().await?;
     let kafka = stack.kafka()?;
     let order = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
-    assert_eq!(stack.wait_terminal(&order).await?["status"], "confirmed");
+    assert_eq!(stack.wait_terminal(&order).await?.status, Status::Confirmed);
 
     // Each saga event names its type in a header, next to the CloudEvent that carries it.
     let confirmed = kafka.find("orders", |m| is_event(m, "shop.order.confirmed.v1", &order))?;
@@ -104,8 +104,12 @@ async fn events_a_service_does_not_handle_are_passed_over() -> Result<()> {
     // The consumers went on.
     let next = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
     assert_eq!(
-        stack.wait_terminal(&next).await.context("the next order")?["status"],
-        "confirmed"
+        stack
+            .wait_terminal(&next)
+            .await
+            .context("the next order")?
+            .status,
+        Status::Confirmed
     );
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use saga_tests::Stack;
+use saga_tests::{Stack, Status};
 
 fn header<'a>(message: &'a saga_tests::FoundMessage, name: &str) -> Option<&'a str> {
     message
@@ -69,6 +69,9 @@ async fn poison_messages_are_dead_lettered_and_consumers_go_on() -> Result<()> {
 
     // …and the consumers went on: a new order still completes.
     let order_id = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
-    assert_eq!(stack.wait_terminal(&order_id).await?["status"], "confirmed");
+    assert_eq!(
+        stack.wait_terminal(&order_id).await?.status,
+        Status::Confirmed
+    );
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! The payment provider's side: psp-sim's API, its signed webhooks, and payment-svc's checks on
 //! `POST /webhooks/payments` — forged, expired, tampered, replayed and duplicate messages.
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Result, bail};
+use anyhow::Result;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use saga_tests::{DEADLINE, ServiceKind, Stack, receiver, secret_key, webhook_signature};
+use saga_tests::{
+    PaymentStatus, ServiceKind, Stack, Status, eventually, receiver, secret_key, wait_for,
+    webhook_signature,
+};
 
 /// A webhook message as the provider would send it, signed with `key` at `timestamp`.
 struct Message {
@@ -78,24 +79,12 @@ async fn deliver(stack: &Stack, message: &Message) -> Result<(StatusCode, String
 
 /// Polls until the order's charge was submitted to the provider; returns its charge id.
 async fn charge_id(stack: &Stack, order_id: &str) -> Result<String> {
-    let started = Instant::now();
-    while started.elapsed() < DEADLINE {
-        let id: Option<String> = stack
-            .with_db(ServiceKind::Payment, |conn| {
-                Ok(conn.query_row(
-                    "SELECT charge_id FROM payments WHERE order_id = ?1",
-                    &[order_id],
-                    |row| row.get(0),
-                )?)
-            })
-            .ok()
-            .flatten();
-        if let Some(id) = id {
-            return Ok(id);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("the charge of {order_id} was never submitted")
+    let payment = wait_for(
+        || stack.payment_for(order_id),
+        |payment| payment.as_ref().is_some_and(|p| p.charge_id.is_some()),
+    )
+    .await?;
+    Ok(payment.and_then(|p| p.charge_id).unwrap_or_default())
 }
 
 #[tokio::test]
@@ -163,18 +152,14 @@ async fn forged_stale_and_tampered_webhooks_change_nothing_and_repeats_apply_onc
         StatusCode::BAD_REQUEST,
         "a reference that is no order id"
     );
-    let recorded = stack.query_i64(
-        ServiceKind::Payment,
-        "SELECT COUNT(*) FROM provider_notifications WHERE order_id = ?1",
-        &[order_id.as_str()],
-    )?;
+    let recorded = stack.notifications_for(&order_id)?;
     assert_eq!(recorded, 0, "nothing refused was recorded");
     // order-api learns of the submitted charge through Kafka, a moment after payment-svc: wait
     // for the order to leave `pending`, then check that none of the refused messages moved it on.
     let order = stack
-        .wait_order(&order_id, |order| order["status"] != "pending")
+        .wait_order(&order_id, |order| order.status != Status::Pending)
         .await?;
-    assert_eq!(order["status"], "payment_processing", "{order}");
+    assert_eq!(order.status, Status::PaymentProcessing, "{order}");
 
     // The genuine outcome, delivered three times (the provider's retries, re-signed each time).
     let success = Message::charge(&key, "evt_success", &charge, &order_id, "succeeded")?;
@@ -183,7 +168,7 @@ async fn forged_stale_and_tampered_webhooks_change_nothing_and_repeats_apply_onc
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
     let order = stack.wait_terminal(&order_id).await?;
-    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(order.status, Status::Confirmed, "{order}");
     // A decline arriving after the success (a different message) changes nothing either.
     let (status, _) = deliver(&stack, &decline.resigned(&key, now)?).await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -205,14 +190,10 @@ async fn forged_stale_and_tampered_webhooks_change_nothing_and_repeats_apply_onc
         "one payment outcome event for the order"
     );
     assert!(String::from_utf8_lossy(&completed[0].payload).contains("shop.payment.completed.v1"));
-    let recorded = stack.query_i64(
-        ServiceKind::Payment,
-        "SELECT COUNT(*) FROM provider_notifications WHERE notification_id = 'evt_success'",
-        &[],
-    )?;
+    let recorded = stack.notification_applied("evt_success")?;
     assert_eq!(recorded, 1);
-    let (_, order) = stack.get_order(&order_id).await?;
-    assert_eq!(order["status"], "confirmed", "still confirmed: {order}");
+    let order = stack.order(&order_id).await?;
+    assert_eq!(order.status, Status::Confirmed, "still confirmed: {order}");
     Ok(())
 }
 
@@ -239,8 +220,7 @@ async fn the_provider_is_idempotent_and_retries_refused_webhooks_with_the_same_i
     assert_eq!(first["status"], "pending", "{first}");
 
     // The receiver refuses twice; the provider tries again with the same id until it lands.
-    let started = Instant::now();
-    let attempts = loop {
+    let attempts = eventually(|| {
         let attempts: Vec<_> = seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -248,14 +228,13 @@ async fn the_provider_is_idempotent_and_retries_refused_webhooks_with_the_same_i
             .filter(|(path, ..)| path == "/flaky")
             .cloned()
             .collect();
-        if attempts.iter().any(|(.., status)| *status == 200) {
-            break attempts;
-        }
-        if started.elapsed() > DEADLINE {
-            bail!("the webhook never got through: {attempts:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        std::future::ready(if attempts.iter().any(|(.., status)| *status == 200) {
+            Ok(attempts)
+        } else {
+            Err(format!("the webhook never got through: {attempts:?}"))
+        })
+    })
+    .await?;
     let statuses: Vec<u16> = attempts.iter().map(|(.., status)| *status).collect();
     assert_eq!(statuses, [500, 500, 200]);
     let id = &attempts[0].1["webhook-id"];
@@ -334,55 +313,56 @@ async fn orders_wait_out_a_slow_or_absent_provider_and_then_complete() -> Result
     let flaky = stack.place_order("WIDGET-42", 1, "pm_flaky").await?;
     wait_for_timeouts(&stack, 2).await?;
     let order = stack
-        .wait_order(&slow, |order| order["status"] != "pending")
+        .wait_order(&slow, |order| order.status != Status::Pending)
         .await?;
-    assert_eq!(order["status"], "payment_processing", "{order}");
+    assert_eq!(order.status, Status::PaymentProcessing, "{order}");
     assert_eq!(latency(0).await?.status(), StatusCode::OK);
     for order_id in [&slow, &flaky] {
         let order = stack.wait_terminal(order_id).await?;
-        assert_eq!(order["status"], "confirmed", "{order}");
+        assert_eq!(order.status, Status::Confirmed, "{order}");
     }
 
     // The provider crashes (and forgets everything): orders placed meanwhile complete once it
     // is back, because payment-svc asks again with the same idempotency key.
     stack.psp.kill()?;
     let waiting = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
-    stack
-        .wait_query(
-            ServiceKind::Payment,
-            "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'charging'",
-            &waiting,
-            1,
-        )
-        .await?;
+    wait_for(
+        || stack.payment_for(&waiting),
+        |payment| {
+            payment
+                .as_ref()
+                .is_some_and(|p| p.status == PaymentStatus::Charging)
+        },
+    )
+    .await?;
     stack.restart(ServiceKind::Psp).await?;
     let order = stack.wait_terminal(&waiting).await?;
-    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(order.status, Status::Confirmed, "{order}");
     for order_id in [&slow, &flaky, &waiting] {
-        let charged = stack.query_i64(
-            ServiceKind::Payment,
-            "SELECT COUNT(*) FROM payments WHERE order_id = ?1 AND status = 'charged'",
-            &[order_id.as_str()],
-        )?;
-        assert_eq!(charged, 1, "{order_id} charged once");
+        let payment = stack.payment_for(order_id)?;
+        assert_eq!(
+            payment.map(|p| p.status),
+            Some(PaymentStatus::Charged),
+            "{order_id} charged once"
+        );
     }
     Ok(())
 }
 
 /// Polls payment-svc's log until it reports `count` failed (timed-out) charge requests.
 async fn wait_for_timeouts(stack: &Stack, count: usize) -> Result<()> {
-    let started = Instant::now();
     let log = stack.dir().join("payment-svc.1.log");
-    while started.elapsed() < DEADLINE {
+    eventually(|| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let failures = text.matches("Charge request failed").count();
-        if failures >= count {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!(
-        "payment-svc never logged {count} failed charge requests (see {})",
-        log.display()
-    )
+        std::future::ready(if failures >= count {
+            Ok(())
+        } else {
+            Err(format!(
+                "payment-svc logged {failures} of {count} failed charge requests (see {})",
+                log.display()
+            ))
+        })
+    })
+    .await
 }

@@ -6,16 +6,13 @@
 //! README talks to `localhost:8080`; the test starts `shopctl up --http-addr 127.0.0.1:0`, so
 //! the system picks a free port, and reads the address from the `ready` line.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use regex::Regex;
 use serde_json::Value;
 
-use saga_tests::{DEADLINE, read_sse, repo_root};
+use saga_tests::{DEADLINE, Order, ShopUp, Status, read_sse, repo_root};
 
 /// How README writes an order id it cannot know.
 const PLACEHOLDER: &str = "ord_01a2…";
@@ -32,13 +29,13 @@ async fn the_quick_start_does_what_readme_says() -> Result<()> {
     );
     let quick = QuickStart::parse(&readme)?;
     assert_eq!(
-        quick.transitions.last().map(String::as_str),
-        Some("confirmed"),
+        quick.transitions.last(),
+        Some(&Status::Confirmed),
         "{quick:?}"
     );
 
-    let dir = tempfile::Builder::new().prefix("readme-test-").tempdir()?;
-    let mut shop = ShopUp::start(dir.path()).await?;
+    // README's quick start runs on SQLite, on a free port instead of README's.
+    let mut shop = ShopUp::start(&[], &[]).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
@@ -73,29 +70,25 @@ async fn the_quick_start_does_what_readme_says() -> Result<()> {
     let (events, _) = read_sse(&http, &shop.url(&ours(&quick.events_path)), DEADLINE).await?;
     let mut statuses = Vec::new();
     for event in &events {
-        assert_eq!(event.event, "status_update", "{event:?}");
-        let update: Value = serde_json::from_str(&event.data)?;
-        assert_eq!(update["order_id"], order_id.as_str(), "{update}");
-        statuses.push(update["status"].as_str().unwrap_or_default().to_owned());
+        let update = event.update()?;
+        assert_eq!(update.order_id.to_string(), order_id, "{update:?}");
+        statuses.push(update.transition.status);
     }
     assert_eq!(statuses, quick.transitions);
 
-    let order: Value = http
+    let order: Order = http
         .get(shop.url(&ours(&quick.order_path)))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    assert_eq!(order["status"], "confirmed", "{order}");
-    assert_eq!(order["total"].as_f64(), Some(quick.total), "{order}");
-    assert_eq!(order["currency"], quick.currency.as_str(), "{order}");
+    assert_eq!(order.status, Status::Confirmed, "{order}");
+    assert_eq!(order.total_major, quick.total, "{order}");
+    assert_eq!(order.total.currency.as_str(), quick.currency, "{order}");
 
-    let stopped = shop.terminate().await?;
-    assert!(
-        stopped.success(),
-        "shopctl up did not stop cleanly: {stopped}"
-    );
+    // It stops cleanly.
+    shop.stop().await?;
     Ok(())
 }
 
@@ -137,7 +130,7 @@ struct QuickStart {
     /// The path of the `curl -sN` that follows the event stream.
     events_path: String,
     /// The transitions named in the text (`pending → … → confirmed`).
-    transitions: Vec<String>,
+    transitions: Vec<Status>,
     /// The path of the `curl -s` that reads the order.
     order_path: String,
     /// The order's `"total"` and `"currency"` shown.
@@ -186,97 +179,11 @@ impl QuickStart {
             events_path: find(&format!(r"(?m)^curl -sN {addr}(\S+)"), section)?,
             transitions: find(r"`([a-z_]+(?:\s+→\s+[a-z_]+)+)`", section)?
                 .split('→')
-                .map(|status| status.trim().to_owned())
-                .collect(),
+                .map(|status| Ok(serde_json::from_value(Value::from(status.trim()))?))
+                .collect::<Result<_>>()?,
             order_path: find(&format!(r"(?m)^curl -s {addr}(\S+)"), section)?,
             total: find(r#""total":([0-9.]+)"#, section)?.parse()?,
             currency: find(r#""currency":"([A-Z]{3})""#, section)?,
         })
-    }
-}
-
-/// `shopctl up` as a child process; killed if the test ends before stopping it.
-struct ShopUp {
-    child: Child,
-    /// `http://127.0.0.1:<port>` of order-api, from the `ready` line.
-    base: String,
-}
-
-impl ShopUp {
-    /// Starts `shopctl up` on a free loopback port and waits for its `ready` line.
-    async fn start(dir: &Path) -> Result<Self> {
-        let log = dir.join("shopctl-up.log");
-        let mut child = Command::new(saga_tests::binary("shopctl")?)
-            .args(["up", "--http-addr", "127.0.0.1:0"])
-            // Its data directory goes under the system's temporary directory: ours.
-            .env("TMPDIR", dir)
-            // README's quick start runs on SQLite.
-            .env_remove("SHOP_POSTGRES_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting shopctl up")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (ready, ready_line) = tokio::sync::oneshot::channel();
-        // Reads stdout to its end, so that the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut ready = Some(ready);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("ready")
-                    && let Some(ready) = ready.take()
-                {
-                    let _ = ready.send(line);
-                }
-            }
-        });
-        let mut shop = Self {
-            child,
-            base: String::new(),
-        };
-        let line = tokio::time::timeout(Duration::from_secs(60), ready_line)
-            .await
-            .context("shopctl up did not print `ready` within 60 s")?
-            .with_context(|| format!("shopctl up exited before `ready`; see {}", log.display()))?;
-        shop.base = Regex::new(r"http://[^/\s]+")?
-            .find(&line)
-            .with_context(|| format!("no URL in the ready line: {line}"))?
-            .as_str()
-            .to_owned();
-        Ok(shop)
-    }
-
-    /// README's `localhost:8080` path, on this shop.
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGTERM, then waits (at most 20 s) for the process to exit.
-    async fn terminate(&mut self) -> Result<ExitStatus> {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        if !sent.success() {
-            bail!("kill -TERM failed: {sent}");
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!("shopctl up did not stop within 20 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for ShopUp {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

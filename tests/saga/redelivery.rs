@@ -3,16 +3,15 @@
 
 use anyhow::Result;
 
-use saga_tests::{ServiceKind, Stack, is_event};
+use saga_tests::{ServiceKind, Stack, Status, is_event, wait_for};
 
 #[tokio::test]
 async fn redelivered_events_change_nothing() -> Result<()> {
     let stack = Stack::start().await?;
-    let stock_sql = "SELECT available FROM stock WHERE sku = ?1";
-    let initial = stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?;
+    let initial = stack.stock("WIDGET-42")?.available;
     let order_id = stack.place_order("WIDGET-42", 3, "pm_visa_4242").await?;
     let before = stack.wait_terminal(&order_id).await?;
-    assert_eq!(before["status"], "confirmed");
+    assert_eq!(before.status, Status::Confirmed);
 
     // Put exact copies of order.created and payment.completed back on their topics.
     let kafka = stack.kafka()?;
@@ -39,48 +38,30 @@ async fn redelivered_events_change_nothing() -> Result<()> {
         let doc: serde_json::Value = serde_json::from_slice(payload)?;
         Ok(doc["id"].as_str().unwrap_or_default().to_owned())
     };
-    let redelivered = "SELECT redeliveries FROM inbox WHERE event_id = ?1";
-    stack
-        .wait_query(
-            ServiceKind::Payment,
-            redelivered,
-            &event_id(&created.payload)?,
-            1,
+    for (kind, event_id) in [
+        (ServiceKind::Payment, event_id(&created.payload)?),
+        (ServiceKind::Inventory, event_id(&completed.payload)?),
+        (ServiceKind::OrderApi, event_id(&completed.payload)?),
+    ] {
+        wait_for(
+            || stack.redeliveries(kind, &event_id),
+            |redeliveries| *redeliveries == Some(1),
         )
         .await?;
-    stack
-        .wait_query(
-            ServiceKind::Inventory,
-            redelivered,
-            &event_id(&completed.payload)?,
-            1,
-        )
-        .await?;
-    stack
-        .wait_query(
-            ServiceKind::OrderApi,
-            redelivered,
-            &event_id(&completed.payload)?,
-            1,
-        )
-        .await?;
+    }
 
     // Nothing changed.
-    let (_, after) = stack.get_order(&order_id).await?;
-    assert_eq!(after["history"], before["history"]);
-    assert_eq!(
-        stack.query_i64(ServiceKind::Inventory, stock_sql, &["WIDGET-42"])?,
-        initial - 3
-    );
-    assert_eq!(
-        stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments", &[])?,
-        1
-    );
+    assert_eq!(stack.order(&order_id).await?.history, before.history);
+    assert_eq!(stack.stock("WIDGET-42")?.available, initial - 3);
+    assert_eq!(stack.rows_in(ServiceKind::Payment, "payments")?, 1);
     // Each outbox row is deleted once the broker acknowledged it, which may come after the
     // event was consumed.
-    let outbox = "SELECT COUNT(*) FROM outbox WHERE msg_key = ?1";
     for kind in [ServiceKind::Payment, ServiceKind::Inventory] {
-        stack.wait_query(kind, outbox, &order_id, 0).await?;
+        wait_for(
+            || stack.outbox_for(kind, &order_id),
+            |waiting| *waiting == 0,
+        )
+        .await?;
     }
     let payments = kafka.read_all("payments")?;
     let initiated = payments

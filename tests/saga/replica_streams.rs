@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use saga_tests::{ServiceKind, Stack, read_sse};
+use saga_tests::{Order, ServiceKind, Stack, Status, read_sse};
 
 /// Well below the 10 s a `?wait=10` would take to give up, and than an idle stream lives.
 const FOLLOW: Duration = Duration::from_secs(8);
@@ -57,7 +57,7 @@ async fn streams_and_waits_follow_an_order_whichever_replica_moves_it() -> Resul
                 .get(format!("{url}/api/orders/{order_id}?wait=10"))
                 .timeout(FOLLOW)
                 .send();
-            async move { Ok::<Value, anyhow::Error>(request.await?.json().await?) }
+            async move { Ok::<Order, anyhow::Error>(request.await?.json().await?) }
         };
         let (first, second, first_wait, second_wait) = tokio::try_join!(
             stream(&urls[0]),
@@ -67,20 +67,18 @@ async fn streams_and_waits_follow_an_order_whichever_replica_moves_it() -> Resul
         )
         .with_context(|| format!("following order {order_id} on both replicas"))?;
         for (replica, (events, _)) in [first, second].iter().enumerate() {
-            let last: Value =
-                serde_json::from_str(&events.last().context("an empty stream")?.data)?;
+            let last = events.last().context("an empty stream")?.update()?;
             ensure!(
-                last["status"] == "confirmed",
-                "order {order_id}: the stream on replica {} ended at {last}",
+                last.transition.status == Status::Confirmed,
+                "order {order_id}: the stream on replica {} ended at {last:?}",
                 replica + 1
             );
         }
         for (replica, order) in [first_wait, second_wait].iter().enumerate() {
             ensure!(
-                order["status"] == "confirmed",
-                "order {order_id}: ?wait on replica {} answered {}",
+                order.status == Status::Confirmed,
+                "order {order_id}: ?wait on replica {} answered {order}",
                 replica + 1,
-                order["status"]
             );
         }
     }

@@ -6,18 +6,25 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use futures::future::try_join_all;
 
-use saga_tests::{DEADLINE, ServiceKind, Stack, is_event};
+use events::CancellationReason;
+
+use saga_tests::{DEADLINE, ServiceKind, Stack, Status, is_event};
 
 /// (sku, payment method, expected status, expected reason)
-const MIX: [(&str, &str, &str, Option<&str>); 3] = [
-    ("WIDGET-42", "pm_visa_4242", "confirmed", None),
+const MIX: [(&str, &str, Status, Option<CancellationReason>); 3] = [
+    ("WIDGET-42", "pm_visa_4242", Status::Confirmed, None),
     (
         "WIDGET-42",
         "pm_card_declined",
-        "cancelled",
-        Some("payment_declined"),
+        Status::Cancelled,
+        Some(CancellationReason::PaymentDeclined),
     ),
-    ("GIZMO-9", "pm_visa_4242", "cancelled", Some("out_of_stock")),
+    (
+        "GIZMO-9",
+        "pm_visa_4242",
+        Status::Cancelled,
+        Some(CancellationReason::OutOfStock),
+    ),
 ];
 
 #[tokio::test]
@@ -50,8 +57,8 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
     for (order_id, case) in &expected {
         let (_, _, status, reason) = MIX[*case];
         let order = stack.wait_terminal(order_id).await?;
-        assert_eq!(order["status"], status, "{order}");
-        assert_eq!(order["cancellation_reason"].as_str(), reason, "{order}");
+        assert_eq!(order.status, status, "{order}");
+        assert_eq!(order.cancellation_reason, reason, "{order}");
     }
 
     // No order was charged twice or refunded twice.
@@ -63,8 +70,10 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
                 .filter(|m| is_event(m, event_type, order_id))
                 .count()
         };
-        let charged =
-            usize::from(MIX[*case].2 == "confirmed" || MIX[*case].3 == Some("out_of_stock"));
+        let charged = usize::from(
+            MIX[*case].2 == Status::Confirmed
+                || MIX[*case].3 == Some(CancellationReason::OutOfStock),
+        );
         assert_eq!(
             count("shop.payment.completed.v1"),
             charged,
@@ -72,11 +81,11 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
         );
         assert_eq!(
             count("shop.payment.refunded.v1"),
-            usize::from(MIX[*case].3 == Some("out_of_stock")),
+            usize::from(MIX[*case].3 == Some(CancellationReason::OutOfStock)),
             "refunds of {order_id}"
         );
     }
-    let rows = stack.query_i64(ServiceKind::Payment, "SELECT COUNT(*) FROM payments", &[])?;
+    let rows = stack.rows_in(ServiceKind::Payment, "payments")?;
     assert_eq!(rows, i64::try_from(expected.len())?);
     Ok(())
 }
@@ -89,7 +98,7 @@ async fn services_stop_cleanly_on_sigterm_even_with_streams_open() -> Result<()>
     // An order that will not finish for a minute, and a client following it.
     let open = stack.place_order("WIDGET-42", 1, "pm_slow_3s").await?;
     stack
-        .wait_order(&open, |o| o["status"] == "payment_processing")
+        .wait_order(&open, |o| o.status == Status::PaymentProcessing)
         .await?;
     let response = stack
         .http

@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use saga_tests::{ServiceKind, Stack};
+use saga_tests::{Accepted, Order, ServiceKind, Stack, eventually, eventually_within};
 
 use crate::invariants::check_invariants;
 use Check::{Fatal, NotYet};
@@ -128,9 +128,15 @@ async fn run(stack: &mut Stack, urls: [String; 2], started: Instant) -> Result<(
     ));
 
     // A third of the way in, with sagas in flight: SIGKILL one replica of each service.
-    while progress.load(Ordering::SeqCst) < KILL_AFTER && !placer.is_finished() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(|| {
+        let placed = progress.load(Ordering::SeqCst);
+        std::future::ready(if placed >= KILL_AFTER || placer.is_finished() {
+            Ok(())
+        } else {
+            Err(format!("{placed} of {KILL_AFTER} orders placed"))
+        })
+    })
+    .await?;
     let mut victims = Vec::new();
     for kind in SERVICES {
         victims.push(kill_lease_holder(stack, kind)?);
@@ -170,22 +176,17 @@ async fn run(stack: &mut Stack, urls: [String; 2], started: Instant) -> Result<(
 
     // Every accepted order ends and the books balance — polled until the run settles.
     let settle_started = Instant::now();
-    let (report, leases, completed) = loop {
-        let checked = settled(stack, &accepted, &placed, &on_killed, &urls[alive]).await;
-        match checked {
-            Ok(done) => break done,
-            Err(Fatal(error)) => return Err(error),
-            Err(NotYet(error)) if settle_started.elapsed() < SETTLE => {
-                let _ = error;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(NotYet(error)) => {
-                return Err(error.context(format!(
-                    "the run did not settle within {SETTLE:?} after the last order"
-                )));
-            }
+    let checked = eventually_within(SETTLE, || async {
+        match settled(stack, &accepted, &placed, &on_killed, &urls[alive]).await {
+            Ok(done) => Ok(Ok(done)),
+            // Waiting longer cannot help: out of the poll at once.
+            Err(Fatal(error)) => Ok(Err(error)),
+            Err(NotYet(error)) => Err(format!("{error:#}")),
         }
-    };
+    })
+    .await
+    .with_context(|| format!("the run did not settle within {SETTLE:?} after the last order"))?;
+    let (report, leases, completed) = checked?;
 
     let by_replica = placed.iter().fold([0, 0], |mut n, p| {
         n[p.replica] += 1;
@@ -231,55 +232,57 @@ async fn place_orders(
             "payment_method": method,
         });
         let key = format!("scale-out-{run}-{i}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for attempt in 0_u32.. {
+        let mut attempts = 0_u32..;
+        let (order, fatal) = eventually(|| {
+            let attempt = attempts.next().unwrap_or_default();
             let replica = (i + attempt as usize) % 2;
-            let response = http
-                .post(format!("{}/api/orders", urls[replica]))
-                .header("idempotency-key", &key)
-                .json(&body)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await;
-            let failure = match response {
-                Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
+            let (http, url, body, key) = (&http, &urls[replica], &body, &key);
+            async move {
+                let response = http
+                    .post(format!("{url}/api/orders"))
+                    .header("idempotency-key", key)
+                    .json(body)
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let status = response.status();
+                if status == reqwest::StatusCode::ACCEPTED {
                     let replayed = response.headers().get("idempotent-replayed").is_some();
-                    let answer: Value = response.json().await?;
-                    placed.push(Placed {
-                        order_id: answer["order_id"]
-                            .as_str()
-                            .with_context(|| format!("no order_id in {answer}"))?
-                            .to_owned(),
-                        replica,
-                        // Every earlier attempt failed.
-                        failed_attempts: attempt,
-                        replayed,
-                    });
-                    break;
-                }
-                Ok(response)
-                    if response.status().is_client_error()
-                        && response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS =>
+                    let answer: Accepted =
+                        response.json().await.map_err(|error| error.to_string())?;
+                    Ok((
+                        Some(Placed {
+                            order_id: answer.order_id.to_string(),
+                            replica,
+                            // Every earlier attempt failed.
+                            failed_attempts: attempt,
+                            replayed,
+                        }),
+                        None,
+                    ))
+                } else if status.is_client_error()
+                    && status != reqwest::StatusCode::TOO_MANY_REQUESTS
                 {
-                    let status = response.status();
-                    bail!(
-                        "order {i} refused by order-api #{}: {status} {}",
-                        replica + 1,
-                        response.text().await.unwrap_or_default()
-                    );
+                    // Refused for good: out of the poll at once.
+                    let text = response.text().await.unwrap_or_default();
+                    Ok((
+                        None,
+                        Some(format!("order-api #{}: {status} {text}", replica + 1)),
+                    ))
+                } else {
+                    Err(format!("order-api #{}: {status}", replica + 1))
                 }
-                Ok(response) => response.status().to_string(),
-                Err(error) => error.to_string(),
-            };
-            if Instant::now() > deadline {
-                bail!("neither order-api replica accepted order {i} for 20 s: {failure}");
             }
-            if attempt % 2 == 1 {
-                // Both replicas failed: a pause before the next round.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        })
+        .await
+        .with_context(|| format!("neither order-api replica accepted order {i}"))?;
+        if let Some(refusal) = fatal {
+            bail!("order {i} refused by {refusal}");
         }
+        placed.extend(order);
         progress.store(i + 1, Ordering::SeqCst);
+        // Pacing: orders arrive at a steady rate, not all at once.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(placed)
@@ -288,7 +291,7 @@ async fn place_orders(
 /// SIGKILLs the replica of `kind` that holds most of the service's leases (the first replica if
 /// none holds any): the takeover of its singleton jobs is what the test is about.
 fn kill_lease_holder(stack: &mut Stack, kind: ServiceKind) -> Result<Victim> {
-    let leases = leases(stack, kind)?;
+    let leases = stack.leases(kind)?;
     let mut best: Option<(usize, u32, Vec<String>)> = None;
     for service in stack.instances(kind) {
         let pid = service
@@ -316,17 +319,6 @@ fn kill_lease_holder(stack: &mut Stack, kind: ServiceKind) -> Result<Victim> {
     })
 }
 
-/// The service's leases: (name, holder `<host>/<pid>/<random>`).
-fn leases(stack: &Stack, kind: ServiceKind) -> Result<Vec<(String, String)>> {
-    stack.with_db(kind, |conn| {
-        Ok(
-            conn.query_map("SELECT name, holder FROM leases ORDER BY name", &[], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?,
-        )
-    })
-}
-
 fn holder_pid(holder: &str) -> Option<u32> {
     holder.rsplit('/').nth(1)?.parse().ok()
 }
@@ -351,16 +343,7 @@ async fn settled(
     on_killed: &[&Placed],
     survivor: &str,
 ) -> Result<(String, Vec<String>, BTreeMap<String, usize>), Check> {
-    let timed_out: Vec<(String, String)> = stack
-        .with_db(ServiceKind::OrderApi, |conn| {
-            Ok(conn.query_map(
-                "SELECT order_id, payment_method FROM orders WHERE cancellation_reason = 'timeout' \
-                 ORDER BY order_id",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
-        })
-        .map_err(NotYet)?;
+    let timed_out = stack.timed_out_orders().map_err(NotYet)?;
     if !timed_out.is_empty() {
         return Err(Fatal(stalled(stack, placed, &timed_out)));
     }
@@ -373,18 +356,23 @@ async fn settled(
         let fetched = async {
             let response = stack.http.get(&url).send().await?;
             let status = response.status();
-            let order: Value = response.json().await?;
-            anyhow::Ok((status, order))
+            let text = response.text().await?;
+            anyhow::Ok((status, text))
         };
-        let (status, order) = fetched.await.map_err(NotYet)?;
-        let state = order["status"].as_str().unwrap_or_default();
-        if status != reqwest::StatusCode::OK || !matches!(state, "confirmed" | "cancelled") {
-            return Err(NotYet(anyhow::anyhow!(
-                "order {} placed on the killed order-api replica: {status} {order}",
-                p.order_id
-            )));
-        }
-        let outcome = order["cancellation_reason"].as_str().unwrap_or(state);
+        let (status, text) = fetched.await.map_err(NotYet)?;
+        let order = serde_json::from_str::<Order>(&text)
+            .ok()
+            .filter(|order| status == reqwest::StatusCode::OK && order.status.is_terminal())
+            .ok_or_else(|| {
+                NotYet(anyhow::anyhow!(
+                    "order {} placed on the killed order-api replica: {status} {text}",
+                    p.order_id
+                ))
+            })?;
+        let outcome = match order.cancellation_reason {
+            Some(reason) => reason.as_str(),
+            None => "confirmed",
+        };
         *completed.entry(outcome.to_owned()).or_default() += 1;
     }
 
@@ -395,7 +383,7 @@ async fn settled(
             .into_iter()
             .filter_map(|service| Some((service.pid()?, service.replica())))
             .collect();
-        for (name, holder) in leases(stack, kind).map_err(NotYet)? {
+        for (name, holder) in stack.leases(kind).map_err(NotYet)? {
             let Some(number) = holder_pid(&holder).and_then(|pid| live.get(&pid)) else {
                 return Err(NotYet(anyhow::anyhow!(
                     "{} lease {name} is still held by {holder}, not a live replica",
@@ -417,20 +405,11 @@ fn stalled(stack: &Stack, placed: &[Placed], timed_out: &[(String, String)]) -> 
         .collect();
     let mut which = Vec::with_capacity(timed_out.len());
     for (id, method) in timed_out {
-        let payment: Option<(String, i64)> = stack
-            .with_db(ServiceKind::Payment, |conn| {
-                let rows: Vec<(String, i64)> = conn.query_map(
-                    "SELECT status, submissions FROM payments WHERE order_id = ?1",
-                    &[id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                Ok(rows.into_iter().next())
-            })
-            .unwrap_or_default();
-        let payment = match payment {
-            Some((status, submissions)) => {
-                format!("payment {status}, {submissions} submission(s) to the provider")
-            }
+        let payment = match stack.payment_for(id).ok().flatten() {
+            Some(payment) => format!(
+                "payment {:?}, {} submission(s) to the provider",
+                payment.status, payment.submissions
+            ),
             None => "no payment".to_owned(),
         };
         let replica = replica.get(id.as_str()).map_or_else(

@@ -6,12 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use chrono::{DateTime, FixedOffset};
+use anyhow::{Context, Result, bail};
 use reqwest::StatusCode;
-use serde_json::Value;
 
-use saga_tests::{ServiceKind, Stack};
+use saga_tests::{Problem, Stack, Status, TimelineEvent, wait_for};
 
 /// The trace viewer order-api is told about; nothing listens there, the page only links to it.
 const JAEGER_UI_URL: &str = "http://jaeger.example:16686";
@@ -31,36 +29,17 @@ const OUT_OF_STOCK: [&str; 6] = [
 async fn out_of_stock_order(stack: &Stack) -> Result<String> {
     let order_id = stack.place_order("GIZMO-9", 1, "pm_visa_4242").await?;
     stack.wait_terminal(&order_id).await?;
-    stack
-        .wait_query(
-            ServiceKind::OrderApi,
-            "SELECT COUNT(*) FROM saga_events WHERE order_id = ?1",
-            &order_id,
-            i64::try_from(OUT_OF_STOCK.len())?,
-        )
-        .await?;
+    let expected = i64::try_from(OUT_OF_STOCK.len())?;
+    wait_for(
+        || stack.saga_events_for(&order_id),
+        |recorded| *recorded == expected,
+    )
+    .await?;
     Ok(order_id)
 }
 
 async fn get(stack: &Stack, path: &str) -> Result<reqwest::Response> {
     Ok(stack.http.get(stack.url(path)).send().await?)
-}
-
-async fn timeline(stack: &Stack, order_id: &str) -> Result<Value> {
-    let response = get(stack, &format!("/api/orders/{order_id}/timeline")).await?;
-    ensure!(response.status() == StatusCode::OK, "{}", response.status());
-    Ok(response.json().await?)
-}
-
-fn time(value: &Value) -> Result<DateTime<FixedOffset>> {
-    let text = value
-        .as_str()
-        .with_context(|| format!("not a time: {value}"))?;
-    Ok(DateTime::parse_from_rfc3339(text)?)
-}
-
-fn strings<'a>(events: &'a [Value], field: &str) -> Vec<&'a str> {
-    events.iter().filter_map(|e| e[field].as_str()).collect()
 }
 
 fn service_of(event_type: &str) -> &'static str {
@@ -76,76 +55,72 @@ fn service_of(event_type: &str) -> &'static str {
 async fn an_out_of_stock_order_reads_as_a_timeline_of_its_events() -> Result<()> {
     let stack = Stack::start().await?;
     let order_id = out_of_stock_order(&stack).await?;
-    let timeline = timeline(&stack, &order_id).await?;
-    let events = timeline["events"].as_array().cloned().unwrap_or_default();
+    let timeline = stack.timeline(&order_id).await?;
+    let events = &timeline.events;
 
-    assert_eq!(timeline["order_id"], order_id.as_str());
-    assert_eq!(timeline["status"], "cancelled");
+    assert_eq!(timeline.order_id.to_string(), order_id);
+    assert_eq!(timeline.status, Status::Cancelled);
 
     // Every event once; in time order, where only the two replies of different services may
     // swap places, and only because their own times say so.
-    let types = strings(&events, "event_type");
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let (mut sorted, mut expected) = (types.clone(), OUT_OF_STOCK.to_vec());
     sorted.sort_unstable();
     expected.sort_unstable();
-    assert_eq!(sorted, expected, "{timeline:#}");
+    assert_eq!(sorted, expected, "{timeline:#?}");
     let mut swapped = OUT_OF_STOCK;
     swapped.swap(2, 3);
     assert!(
         types == OUT_OF_STOCK || types == swapped,
-        "{types:?}\n{timeline:#}"
+        "{types:?}\n{timeline:#?}"
     );
     let times = events
         .iter()
-        .map(|e| time(&e["occurred_at"]))
+        .map(TimelineEvent::occurred)
         .collect::<Result<Vec<_>>>()?;
     assert!(
         times.windows(2).all(|pair| pair[0] <= pair[1]),
-        "{timeline:#}"
+        "{timeline:#?}"
     );
 
     for (index, event) in events.iter().enumerate() {
-        let event_type = event["event_type"].as_str().unwrap_or_default();
-        assert_eq!(event["seq"], index + 1, "{event}");
-        assert_eq!(event["service"], service_of(event_type), "{event}");
-        time(&event["recorded_at"])?;
-        let delay = event["delay_ms"].as_f64().context("delay_ms")?;
-        assert!(delay >= 0.0, "{event}");
+        assert_eq!(event.seq, index + 1, "{event:?}");
+        assert_eq!(event.service, service_of(&event.event_type), "{event:?}");
+        event.recorded()?;
+        let delay = event.delay_ms;
+        assert!(delay >= 0.0, "{event:?}");
         if index == 0 {
-            assert!(delay.abs() < f64::EPSILON, "{event}");
+            assert!(delay.abs() < f64::EPSILON, "{event:?}");
         } else {
             let micros = (times[index] - times[index - 1])
                 .num_microseconds()
                 .context("delay")?;
             assert!(
                 (delay * 1000.0 - micros as f64).abs() < 1.0,
-                "{delay} ms vs {micros} µs: {event}"
+                "{delay} ms vs {micros} µs: {event:?}"
             );
         }
     }
 
     // The saga runs from its first event to its terminal one.
-    assert_eq!(timeline["started_at"], events[0]["occurred_at"]);
-    assert_eq!(timeline["finished_at"], events[5]["occurred_at"]);
-    let duration = timeline["duration_ms"].as_f64().context("duration_ms")?;
+    assert_eq!(timeline.started_at, events[0].occurred_at);
+    assert_eq!(timeline.finished_at.as_ref(), Some(&events[5].occurred_at));
+    let duration = timeline.duration_ms;
     let micros = (times[5] - times[0]).num_microseconds().context("span")?;
     assert!(
         (duration * 1000.0 - micros as f64).abs() < 1.0,
-        "{timeline:#}"
+        "{timeline:#?}"
     );
     // The order's trace id is the first an event has (none while trace export is off).
-    let first_trace = events.iter().find_map(|e| e["trace_id"].as_str());
-    assert_eq!(timeline["trace_id"].as_str(), first_trace, "{timeline:#}");
+    let first_trace = events.iter().find_map(|e| e.trace_id.as_ref());
+    assert_eq!(timeline.trace_id.as_ref(), first_trace, "{timeline:#?}");
 
     // Unknown and malformed ids are not found, as problems.
     for id in ["ord_0123456789abcdef0123456789abcdef", "nope"] {
         let response = get(&stack, &format!("/api/orders/{id}/timeline")).await?;
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{id}"
-        );
+        Problem::expect(response, StatusCode::NOT_FOUND)
+            .await
+            .context(id)?;
     }
     Ok(())
 }
@@ -155,8 +130,8 @@ async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
     let chromium = chromium()?;
     let stack = Stack::start_with_env(&[("JAEGER_UI_URL", JAEGER_UI_URL)]).await?;
     let order_id = out_of_stock_order(&stack).await?;
-    let timeline = timeline(&stack, &order_id).await?;
-    let events = timeline["events"].as_array().cloned().unwrap_or_default();
+    let timeline = stack.timeline(&order_id).await?;
+    let events = &timeline.events;
     let page_path = format!("/orders/{order_id}");
 
     let response = get(&stack, &page_path).await?;
@@ -183,19 +158,25 @@ async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
     assert_eq!(texts(&dom, "id=\"order-id\""), [order_id.as_str()], "{dom}");
     assert_eq!(
         texts(&dom, "class=\"ev-type\""),
-        strings(&events, "event_type"),
+        events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
         "{dom}"
     );
     assert_eq!(
         texts(&dom, "class=\"ev-service\""),
-        strings(&events, "service"),
+        events
+            .iter()
+            .map(|e| e.service.as_str())
+            .collect::<Vec<_>>(),
         "{dom}"
     );
     assert_eq!(texts(&dom, "class=\"ev-delay num\"").len(), events.len());
     assert_eq!(texts(&dom, "class=\"ev-bar\"").len(), events.len());
 
     // The trace id links to the trace viewer when there is one.
-    match timeline["trace_id"].as_str() {
+    match &timeline.trace_id {
         Some(trace_id) => {
             let link = format!("href=\"{JAEGER_UI_URL}/trace/{trace_id}\"");
             assert!(dom.contains(&link), "no {link} in {dom}");
@@ -208,11 +189,7 @@ async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
     }
 
     let response = get(&stack, "/orders/ord_0123456789abcdef0123456789abcdef").await?;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    Problem::expect(response, StatusCode::NOT_FOUND).await?;
     Ok(())
 }
 

@@ -9,8 +9,10 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
+use events::CancellationReason;
+
 use saga_tests::{
-    DEADLINE, OneProcessShop, OtlpReceiver, ReceivedSpan, Stack, eventually, metric_total,
+    DEADLINE, OtlpReceiver, ReceivedSpan, ShopUp, Stack, Status, eventually, metric_total,
 };
 
 const SERVICES: [&str; 4] = ["order-api", "payment-svc", "inventory-svc", "psp-sim"];
@@ -247,8 +249,8 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     // Happy path.
     let confirmed = stack.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
     assert_eq!(
-        stack.wait_terminal(&confirmed).await?["status"],
-        "confirmed"
+        stack.wait_terminal(&confirmed).await?.status,
+        Status::Confirmed
     );
     let (trace_id, trace) = wait_for_trace(&receiver, &confirmed, CONFIRMED).await?;
     assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
@@ -268,8 +270,8 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
     // Out of stock: the compensation (refund) is in the same trace.
     let refunded = stack.place_order("GIZMO-9", 1, "pm_visa_4242").await?;
     assert_eq!(
-        stack.wait_terminal(&refunded).await?["cancellation_reason"],
-        "out_of_stock"
+        stack.wait_terminal(&refunded).await?.cancellation_reason,
+        Some(CancellationReason::OutOfStock)
     );
     let (_, trace) = wait_for_trace(
         &receiver,
@@ -381,14 +383,21 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
 #[tokio::test]
 async fn in_one_process_each_span_is_exported_under_the_service_that_made_it() -> Result<()> {
     let (receiver, endpoint) = OtlpReceiver::start().await?;
-    let shop = OneProcessShop::start(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ])
+    let shop = ShopUp::start(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
     .await?;
 
-    let confirmed = shop.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
-    assert_eq!(shop.wait_terminal(&confirmed).await?["status"], "confirmed");
+    let orders = shop.orders();
+    let confirmed = orders.place_order("WIDGET-42", 2, "pm_visa_4242").await?;
+    assert_eq!(
+        orders.wait_terminal(&confirmed).await?.status,
+        Status::Confirmed
+    );
     let (_, trace) = wait_for_trace(&receiver, &confirmed, CONFIRMED).await?;
     assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
     assert_exported_by_their_makers(&trace);
@@ -409,10 +418,6 @@ async fn in_one_process_each_span_is_exported_under_the_service_that_made_it() -
         .filter(|s| !SERVICES.contains(&s.service.as_str()))
         .map(|s| (s.service, s.name))
         .collect();
-    assert!(
-        strays.is_empty(),
-        "spans of no service (log in {}): {strays:?}",
-        shop.dir().display()
-    );
+    assert!(strays.is_empty(), "spans of no service: {strays:?}");
     Ok(())
 }

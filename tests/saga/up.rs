@@ -10,140 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use anyhow::{Context, Result, ensure};
+use tokio::process::Command;
 
-use saga_tests::binary;
+use saga_tests::{ShopUp, binary};
 
 /// Longest a refused start may take: it must not start a broker or services first.
 const REFUSAL: Duration = Duration::from_secs(5);
 
-/// `shopctl up` started with `args`, its stdout read line by line.
-struct Up {
-    child: Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    /// Everything it printed so far.
-    printed: Vec<String>,
-    /// Its log (stderr), read all along by a task of its own: a pipe nobody reads fills up and
-    /// stops the program at its next log line.
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Up {
-    async fn start(args: &[&str]) -> Result<Self> {
-        let mut child = Command::new(binary("shopctl")?)
-            .arg("up")
-            .args(args)
-            .env_remove("ORDER_API_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let log = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
-        let collected = std::sync::Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                collected
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(line);
-            }
-        });
-        Ok(Self {
-            child,
-            lines: BufReader::new(stdout).lines(),
-            printed: Vec::new(),
-            log,
-        })
-    }
-
-    /// The first log line containing `needle`, polled until `deadline`.
-    async fn logged(&self, needle: &str, deadline: Duration) -> Result<String> {
-        let started = Instant::now();
-        loop {
-            let found = self
-                .log
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .iter()
-                .find(|line| line.contains(needle))
-                .cloned();
-            if let Some(line) = found {
-                return Ok(line);
-            }
-            if started.elapsed() > deadline {
-                bail!("no log line with {needle:?} within {deadline:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Reads lines until one contains `needle`, failing after `deadline` or at the end.
-    async fn until(&mut self, needle: &str, deadline: Duration) -> Result<String> {
-        let read = async {
-            while let Some(line) = self.lines.next_line().await? {
-                self.printed.push(line.clone());
-                if line.contains(needle) {
-                    return Ok(line);
-                }
-            }
-            bail!(
-                "`shopctl up` ended without printing {needle:?}: {:?}",
-                self.printed
-            )
-        };
-        tokio::time::timeout(deadline, read)
-            .await
-            .with_context(|| format!("no {needle:?} within {deadline:?}"))?
-    }
-
-    /// The data directory from the banner (`  data  <dir>`).
-    fn data_dir(&self) -> Result<PathBuf> {
-        self.printed
-            .iter()
-            .find_map(|line| line.trim().strip_prefix("data"))
-            .map(|dir| PathBuf::from(dir.trim()))
-            .context("no data line in the banner")
-    }
-
-    /// SIGTERM, a clean exit within the deadline, and the rest of stdout.
-    async fn stop(mut self) -> Result<Vec<String>> {
-        let pid = self.child.id().context("already exited")?;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await?;
-        ensure!(status.success(), "kill failed");
-        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await??;
-        ensure!(exited.success(), "`shopctl up` exited with {exited}");
-        while let Some(line) = self.lines.next_line().await? {
-            self.printed.push(line);
-        }
-        Ok(self.printed)
-    }
-}
-
 /// `shopctl up <args>` that must refuse to start: its exit status, stdout and stderr.
 async fn refused(args: &[&str]) -> Result<(std::process::ExitStatus, String, String)> {
-    let program = binary("shopctl")?;
     let started = Instant::now();
-    let output = tokio::time::timeout(
-        REFUSAL,
-        Command::new(program)
-            .arg("up")
-            .args(args)
-            .env_remove("ORDER_API_ADDR")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .context("`shopctl up` neither started nor refused in time")??;
+    let output = ShopUp::run_to_end(args, REFUSAL).await?;
     assert!(started.elapsed() < REFUSAL);
     Ok((
         output.status,
@@ -172,9 +50,8 @@ async fn anonymous_orders_on_a_reachable_address_are_refused_unless_asked_for() 
     // Asked for: it starts, says what it means, and refuses callbacks to private addresses.
     let port = free_port()?;
     let addr = format!("0.0.0.0:{port}");
-    let mut up = Up::start(&["--http-addr", &addr, "--allow-anonymous-remote"]).await?;
-    up.until("ready", Duration::from_secs(60)).await?;
-    let warning = up.logged("WARNING", Duration::from_secs(10)).await?;
+    let mut up = ShopUp::start(&["--http-addr", &addr, "--allow-anonymous-remote"], &[]).await?;
+    let warning = up.logged("WARNING").await?;
     assert!(warning.contains("without an API key"), "{warning}");
     let answer = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/orders"))
@@ -193,8 +70,7 @@ async fn anonymous_orders_on_a_reachable_address_are_refused_unless_asked_for() 
 
 #[tokio::test]
 async fn the_temporary_data_directory_is_private_and_removed_on_exit() -> Result<()> {
-    let mut up = Up::start(&["--http-addr", "127.0.0.1:0"]).await?;
-    up.until("Press Ctrl-C", Duration::from_secs(60)).await?;
+    let mut up = ShopUp::start(&[], &[]).await?;
     let dir = up.data_dir()?;
     assert!(dir.join("order-api.db").exists(), "{}", dir.display());
     assert_private(&dir)?;
@@ -206,8 +82,7 @@ async fn the_temporary_data_directory_is_private_and_removed_on_exit() -> Result
     );
 
     // `--keep-data` keeps it, and says where.
-    let mut up = Up::start(&["--http-addr", "127.0.0.1:0", "--keep-data"]).await?;
-    up.until("Press Ctrl-C", Duration::from_secs(60)).await?;
+    let mut up = ShopUp::start(&["--keep-data"], &[]).await?;
     let kept = up.data_dir()?;
     up.stop().await?;
     assert!(kept.join("order-api.db").exists());
@@ -220,15 +95,7 @@ async fn a_failed_start_leaves_no_data_directory() -> Result<()> {
     // order-api cannot bind: the port is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = taken.local_addr()?.to_string();
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(binary("shopctl")?)
-            .args(["up", "--http-addr", &addr])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await??;
+    let output = ShopUp::run_to_end(&["--http-addr", &addr], Duration::from_secs(60)).await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");

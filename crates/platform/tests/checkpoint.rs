@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use platform::Db;
 use platform::db::Migration;
 use platform::params;
 use platform::sql::{DbTarget, SqlError};
+use test_support::eventually_within;
 
 const TABLE: Migration = Migration::new(
     "test/t/1",
@@ -53,15 +54,18 @@ async fn commits_reach_the_database_file_long_before_sqlite_would_checkpoint() {
         insert(&db, chunk * 10, 10, 4_000).await;
     }
     let wanted = before + 90 * 4_096;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while size(&path) < wanted {
-        assert!(
-            Instant::now() < deadline,
-            "the database file stayed at {} bytes (from {before}); the rows are only in the WAL",
-            size(&path)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_within(Duration::from_secs(10), || {
+        let now = size(&path);
+        std::future::ready(if now >= wanted {
+            Ok(())
+        } else {
+            Err(format!(
+                "the database file stayed at {now} bytes (from {before}); the rows are only in the WAL"
+            ))
+        })
+    })
+    .await
+    .expect("the commits reach the database file");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use platform::Db;
 use platform::db::lease::Lease;
 use platform::sql::ScratchDb;
+use test_support::eventually_within;
 
 const TTL: Duration = Duration::from_millis(600);
 
@@ -23,10 +24,15 @@ fn two_replicas() -> (ScratchDb, Lease, Lease) {
 
 async fn until_held(lease: &Lease) -> Duration {
     let started = Instant::now();
-    while !lease.held().await.expect("the lease query runs") {
-        assert!(started.elapsed() < 10 * TTL, "never taken over");
-        tokio::time::sleep(TTL / 20).await;
-    }
+    eventually_within(10 * TTL, || async {
+        if lease.held().await.expect("the lease query runs") {
+            Ok(())
+        } else {
+            Err("not taken over".to_owned())
+        }
+    })
+    .await
+    .expect("the lease is taken over");
     started.elapsed()
 }
 

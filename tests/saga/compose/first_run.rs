@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::checks::{built_images, dependencies, has_healthcheck, services, words};
+use super::document::{built_images, services, words};
+use super::startup::{dependencies, has_healthcheck};
 
 /// The image built here must be built by exactly one service (`up --build` then builds it
 /// once, not once per service), and every other service running it must not try to pull it:

@@ -9,7 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::checks::{listen_addrs, services};
+use super::document::services;
+use super::ports::listen_addrs;
 
 /// The file Prometheus is given, as mounted in docker-compose.yml.
 pub(super) const PROMETHEUS_CONFIG: &str = "deploy/prometheus/prometheus.yml";

@@ -3,7 +3,7 @@
 //! Postgres (`TEST_POSTGRES_URL` naming a server's admin database) they run side by side.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,7 @@ use platform::db::lease::Lease;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::params;
 use platform::sql::ScratchDb;
+use test_support::eventually_within;
 
 use super::Payments;
 use crate::provider::{
@@ -181,29 +182,39 @@ where
 
 /// Polls `condition` until it holds; fails the test after 10 s.
 async fn wait_for(what: &str, condition: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what}: not within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_within(Duration::from_secs(10), || {
+        std::future::ready(if condition() {
+            Ok(())
+        } else {
+            Err(what.to_owned())
+        })
+    })
+    .await
+    .expect("the condition holds");
 }
 
 /// Waits until `seen` (requests made in the background) reaches `expected` and no replica has
 /// a provider request in flight any more: a handler takes its request's slot before it returns,
 /// so a request too many would have shown by then.
 async fn settle(replicas: &[Replica; 2], expected: usize, seen: impl Fn() -> usize) {
-    let started = Instant::now();
     let idle = || {
         replicas
             .iter()
             .all(|replica| replica.payments.requests.free_slots() == SLOTS)
     };
-    while !(seen() >= expected && idle()) && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_within(Duration::from_secs(10), || {
+        let requests = seen();
+        std::future::ready(if requests >= expected && idle() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{requests} of {expected} provider requests, idle: {}",
+                idle()
+            ))
+        })
+    })
+    .await
+    .expect("the replicas settle");
 }
 
 async fn count(db: &Db, sql: &'static str) -> i64 {

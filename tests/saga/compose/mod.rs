@@ -22,11 +22,14 @@
 //! Each check is a function returning the problems it found, so `broken_copies_are_rejected`
 //! can show that the same functions catch a broken copy.
 
-mod checks;
+mod contents;
+mod document;
 mod first_run;
 mod load;
 mod monitoring;
+mod ports;
 mod source;
+mod startup;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,10 +38,12 @@ use serde_json::Value;
 
 use saga_tests::repo_root;
 
-use checks::*;
+use contents::*;
 use first_run::{bind_mount_problems, build_problems, healthcheck_problems};
 use load::{interpolation_problems, load_compose, parse_env_file};
+use ports::*;
 use source::{env_names_read_by_code, partition_counts, workspace_binaries};
+use startup::*;
 
 /// Variables read by libraries rather than by our code, so no literal in `crates/` names them.
 /// Keep this list to third-party names only: every name of ours must come from the code.
