@@ -23,7 +23,7 @@
 //! under the service that made it, so its trace reads as the separate processes' would — same
 //! spans, same tree, same names. How a span's service is found is in [`services`]: in short,
 //! the `service.name` field that platform code gives the spans it makes for a service (the
-//! HTTP server span, the Kafka `process` and `publish` spans), else the crate that made the
+//! HTTP server span, the Kafka `process` and `send` spans), else the crate that made the
 //! span, else its parent's. Spans of no service — none today — go out under the process's own
 //! name: `OTEL_SERVICE_NAME` if set, else the name given to [`init_services`]; so
 //! `OTEL_SERVICE_NAME` names the process there, never one of its services.
