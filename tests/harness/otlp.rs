@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 /// One received span, flattened for assertions.
 #[derive(Clone, Debug)]
@@ -34,6 +35,10 @@ pub struct ReceivedSpan {
     pub kind: SpanKind,
     /// Attributes as text.
     pub attributes: HashMap<String, String>,
+    /// Status code: `Unset` unless the span says its operation failed (or succeeded).
+    pub status: StatusCode,
+    /// The status's description (set with `Error`).
+    pub status_message: String,
 }
 
 impl ReceivedSpan {
@@ -140,6 +145,15 @@ impl TraceService for OtlpReceiver {
                         kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
                         name: span.name,
                         attributes: attributes(&span.attributes),
+                        status: span
+                            .status
+                            .as_ref()
+                            .and_then(|status| StatusCode::try_from(status.code).ok())
+                            .unwrap_or(StatusCode::Unset),
+                        status_message: span
+                            .status
+                            .map(|status| status.message)
+                            .unwrap_or_default(),
                     });
                 }
             }

@@ -20,6 +20,7 @@ mod edges;
 mod fuzz;
 mod happy_path;
 mod invariants;
+mod metric_names;
 mod openapi;
 mod order_callbacks;
 mod out_of_stock;

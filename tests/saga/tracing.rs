@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use events::CancellationReason;
 
@@ -22,20 +23,21 @@ const SERVICES: [&str; 4] = ["order-api", "payment-svc", "inventory-svc", "psp-s
 /// waits for every span it then counts).
 const CONFIRMED: &[(&str, &str)] = &[
     ("order-api", "POST /api/orders"),
-    ("order-api", "publish orders"),
+    ("order-api", "send orders"),
     ("payment-svc", "process orders"),
     ("payment-svc", "psp charge"),
+    ("payment-svc", "POST"),
     ("psp-sim", "POST /v1/charges"),
     ("psp-sim", "POST webhook charge.succeeded"),
     ("payment-svc", "POST /webhooks/payments"),
     ("payment-svc", "provider notification"),
-    ("payment-svc", "publish payments"),
+    ("payment-svc", "send payments"),
     ("inventory-svc", "process payments"),
-    ("inventory-svc", "publish inventory"),
+    ("inventory-svc", "send inventory"),
     ("order-api", "process inventory"),
     // order.confirmed, payment.initiated, and order-api following the payment.
-    ("order-api", "publish orders"),
-    ("payment-svc", "publish payments"),
+    ("order-api", "send orders"),
+    ("payment-svc", "send payments"),
     ("order-api", "process payments"),
 ];
 
@@ -103,8 +105,89 @@ async fn wait_for_trace(
     Ok((trace, in_trace))
 }
 
-/// The shape every saga trace must have.
-fn assert_one_connected_trace(order_id: &str, all: &[ReceivedSpan], trace: &[ReceivedSpan]) {
+/// What the messaging conventions ask of every Kafka span (v1.27+: "Semantic Conventions for
+/// Messaging Spans" §Span name and §Operation types, "Semantic Conventions for Kafka"): the
+/// operation named and typed, the broker (the first of `broker`'s bootstrap servers, when
+/// known), the partition,
+/// and a saga's spans all succeeded.
+fn assert_messaging_span(span: &ReceivedSpan, operation: &str, broker: Option<&str>) {
+    assert_eq!(span.attr("messaging.system"), Some("kafka"), "{span:?}");
+    assert_eq!(
+        span.attr("messaging.operation.name"),
+        Some(operation),
+        "{span:?}"
+    );
+    assert_eq!(
+        span.attr("messaging.operation.type"),
+        Some(operation),
+        "{span:?}"
+    );
+    match broker.and_then(|broker| broker.split(',').next()?.rsplit_once(':')) {
+        Some((host, port)) => {
+            assert_eq!(span.attr("server.address"), Some(host), "{span:?}");
+            assert_eq!(span.attr("server.port"), Some(port), "{span:?}");
+        }
+        None => {
+            assert!(span.attr("server.address").is_some(), "{span:?}");
+            assert!(span.attr("server.port").is_some(), "{span:?}");
+        }
+    }
+    assert!(
+        span.attr("messaging.destination.partition.id")
+            .is_some_and(|id| id.parse::<i32>().is_ok()),
+        "{span:?}"
+    );
+    assert_eq!(span.status, StatusCode::Unset, "{span:?}");
+}
+
+/// What the HTTP conventions ask of the server and client spans of a saga that went well
+/// ("Semantic conventions for HTTP spans", §HTTP server, §HTTP client).
+fn assert_http_spans(trace: &[ReceivedSpan]) {
+    let servers: Vec<&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server)
+        .collect();
+    assert!(servers.len() >= 3, "{servers:#?}");
+    for span in servers {
+        let method = span.attr("http.request.method").unwrap_or_default();
+        let route = span.attr("http.route").unwrap_or_default();
+        assert_eq!(span.name, format!("{method} {route}"), "{span:?}");
+        assert_eq!(span.attr("url.scheme"), Some("http"), "{span:?}");
+        assert!(
+            span.attr("url.path").is_some_and(|p| p.starts_with('/')),
+            "{span:?}"
+        );
+        assert!(span.attr("http.response.status_code").is_some(), "{span:?}");
+        assert_eq!(span.status, StatusCode::Unset, "{span:?}");
+    }
+    // The payment provider client's request: named after its method, to the provider's address.
+    let client = trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Client && s.service == "payment-svc")
+        .expect("the payment provider client's span");
+    assert_eq!(client.name, "POST");
+    assert_eq!(client.attr("http.request.method"), Some("POST"));
+    assert_eq!(client.attr("server.address"), Some("127.0.0.1"));
+    let port = client.attr("server.port").unwrap_or_default();
+    assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "{client:?}");
+    assert_eq!(
+        client.attr("url.full"),
+        Some(format!("http://127.0.0.1:{port}/v1/charges").as_str())
+    );
+    assert!(
+        client.attr("http.response.status_code").is_some(),
+        "{client:?}"
+    );
+    assert_eq!(client.status, StatusCode::Unset, "{client:?}");
+}
+
+/// The shape every saga trace must have; `broker` is the services' bootstrap list, if known.
+fn assert_one_connected_trace(
+    order_id: &str,
+    all: &[ReceivedSpan],
+    trace: &[ReceivedSpan],
+    broker: Option<&str>,
+) {
     let ids: HashSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
     let roots: Vec<&ReceivedSpan> = trace
         .iter()
@@ -159,15 +242,15 @@ fn assert_one_connected_trace(order_id: &str, all: &[ReceivedSpan], trace: &[Rec
     );
     for span in &producers {
         let topic = span.attr("messaging.destination.name").unwrap_or_default();
-        assert_eq!(span.name, format!("publish {topic}"));
-        assert_eq!(span.attr("messaging.system"), Some("kafka"));
+        assert_eq!(span.name, format!("send {topic}"));
+        assert_messaging_span(span, "send", broker);
         assert_eq!(span.attr("messaging.kafka.message.key"), Some(order_id));
         assert!(span.attr("messaging.kafka.offset").is_some(), "{span:?}");
     }
     for span in &consumers {
         let topic = span.attr("messaging.destination.name").unwrap_or_default();
         assert_eq!(span.name, format!("process {topic}"));
-        assert_eq!(span.attr("messaging.system"), Some("kafka"));
+        assert_messaging_span(span, "process", broker);
         assert_eq!(
             span.attr("messaging.consumer.group.name"),
             Some(span.service.as_str())
@@ -193,6 +276,7 @@ fn assert_one_connected_trace(order_id: &str, all: &[ReceivedSpan], trace: &[Rec
 fn maker(span: &ReceivedSpan) -> Option<&str> {
     match (span.kind, span.name.as_str()) {
         (SpanKind::Consumer, _) => span.attr("messaging.consumer.group.name"),
+        (SpanKind::Client, "POST") => Some("payment-svc"),
         (SpanKind::Producer, _) => match span.attr("messaging.destination.name")? {
             "orders" => Some("order-api"),
             "payments" => Some("payment-svc"),
@@ -253,8 +337,14 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         Status::Confirmed
     );
     let (trace_id, trace) = wait_for_trace(&receiver, &confirmed, CONFIRMED).await?;
-    assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
+    assert_one_connected_trace(
+        &confirmed,
+        &receiver.spans(),
+        &trace,
+        Some(&stack.bootstrap),
+    );
     assert_exported_by_their_makers(&trace);
+    assert_http_spans(&trace);
     // The provider's answer arrives by webhook, a child of the provider's delivery span.
     let by_name = |service: &str, name: &str| {
         trace
@@ -277,20 +367,20 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         &receiver,
         &refunded,
         &[
-            ("order-api", "publish orders"),
+            ("order-api", "send orders"),
             ("payment-svc", "process orders"),
-            ("payment-svc", "publish payments"),
-            ("payment-svc", "publish payments"),
+            ("payment-svc", "send payments"),
+            ("payment-svc", "send payments"),
             ("inventory-svc", "process payments"),
-            ("inventory-svc", "publish inventory"),
+            ("inventory-svc", "send inventory"),
             ("order-api", "process inventory"),
             ("payment-svc", "psp refund"),
             ("order-api", "process payments"),
-            ("order-api", "publish orders"),
+            ("order-api", "send orders"),
         ],
     )
     .await?;
-    assert_one_connected_trace(&refunded, &receiver.spans(), &trace);
+    assert_one_connected_trace(&refunded, &receiver.spans(), &trace, Some(&stack.bootstrap));
     assert_exported_by_their_makers(&trace);
     // The compensation's reply is consumed inside the same trace (it may arrive a little later).
     let refund_trace = trace[0].trace_id.clone();
@@ -304,6 +394,48 @@ async fn one_order_is_one_trace_across_all_services() -> Result<()> {
         })
         .await
         .context("payment.refunded was not consumed inside the trace")?;
+
+    // Failures: a message no handler understands is dead-lettered, and its `process` span
+    // says so with status Error; a request refused with a 4xx leaves the server span Unset
+    // (the client's mistake, not the server's failure).
+    stack
+        .kafka()?
+        .produce("payments", b"ord_poison", b"{not json", &[])
+        .await?;
+    let refused = stack
+        .post_order(&serde_json::json!({ "user_id": "u", "items": [] }))
+        .await?;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let refused_status = refused.status().as_u16().to_string();
+    let spans = receiver
+        .wait_for(DEADLINE, |spans| {
+            let dead = spans.iter().any(|s| {
+                s.kind == SpanKind::Consumer
+                    && s.attr("messaging.kafka.message.key") == Some("ord_poison")
+            });
+            let refused = spans.iter().any(|s| {
+                s.kind == SpanKind::Server
+                    && s.attr("http.response.status_code") == Some(refused_status.as_str())
+            });
+            dead && refused
+        })
+        .await?;
+    for span in spans.iter().filter(|s| {
+        s.kind == SpanKind::Consumer && s.attr("messaging.kafka.message.key") == Some("ord_poison")
+    }) {
+        assert_eq!(span.status, StatusCode::Error, "{span:?}");
+        assert!(span.status_message.contains("dead-lettered"), "{span:?}");
+        assert_eq!(span.attr("error.type"), Some("poison"), "{span:?}");
+    }
+    let refused_span = spans
+        .iter()
+        .find(|s| {
+            s.kind == SpanKind::Server
+                && s.attr("http.response.status_code") == Some(refused_status.as_str())
+        })
+        .context("the refused request's span")?;
+    assert_eq!(refused_span.name, "POST /api/orders");
+    assert_eq!(refused_span.status, StatusCode::Unset, "{refused_span:?}");
 
     // Metrics moved.
     let payment_after = metric_total(
@@ -399,8 +531,9 @@ async fn in_one_process_each_span_is_exported_under_the_service_that_made_it() -
         Status::Confirmed
     );
     let (_, trace) = wait_for_trace(&receiver, &confirmed, CONFIRMED).await?;
-    assert_one_connected_trace(&confirmed, &receiver.spans(), &trace);
+    assert_one_connected_trace(&confirmed, &receiver.spans(), &trace, None);
     assert_exported_by_their_makers(&trace);
+    assert_http_spans(&trace);
     let webhook = trace
         .iter()
         .find(|s| s.name == "POST /webhooks/payments")

@@ -178,10 +178,10 @@ impl Application {
             self.producer.clone(),
             vec![
                 (
-                    "sagas_in_flight",
+                    crate::metrics::SAGAS_IN_FLIGHT,
                     "SELECT COUNT(*) FROM orders WHERE status NOT IN ('confirmed', 'cancelled')",
                 ),
-                ("orders_total", "SELECT COUNT(*) FROM orders"),
+                (crate::metrics::ORDERS, "SELECT COUNT(*) FROM orders"),
                 // `sagas_open_longer_than_10s` needs the current time: see `api::router`.
             ],
             self.metrics_token.clone(),

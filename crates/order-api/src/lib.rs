@@ -37,6 +37,7 @@ mod app;
 pub mod auth;
 mod config;
 mod idempotency;
+mod metrics;
 mod placement;
 pub mod rate_limit;
 pub mod saga;

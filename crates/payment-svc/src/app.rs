@@ -163,6 +163,7 @@ pub(crate) fn router(webhooks: Arc<WebhookState>, readiness: Readiness) -> Route
         .with_state(webhooks)
         // `GET /healthz`, `GET /readyz`, `GET /metrics`: the same in every service.
         .merge(health_routes(readiness));
+    platform::metrics::describe(crate::metrics::DESCRIPTIONS);
     observe(Config::SERVICE, routes)
 }
 

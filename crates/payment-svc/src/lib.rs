@@ -30,6 +30,7 @@
 mod app;
 mod config;
 pub mod handlers;
+mod metrics;
 pub mod provider;
 mod recovery;
 mod refund;

@@ -1,12 +1,17 @@
 //! Prometheus metrics: one recorder per process, rendered by `GET /metrics` on every service.
 //!
-//! Names carry their unit (`_seconds`, `_total`). Labels are low-cardinality on purpose: topic,
-//! event type, outcome, route — never an order id, and never a value a client chooses freely
-//! (an HTTP method is mapped to the standard set first, see `http::method_label`): every label
-//! value makes a series that lives in memory and in every scrape.
+//! Conventions (Prometheus, "Metric and label naming"): names carry their base unit
+//! (`_seconds`); counters end in `_total` and nothing else does; every metric has a `# HELP`
+//! line, from a [`Description`] given to [`describe`] once the recorder is installed (the
+//! platform's own in [`PLATFORM`], each service's next to the code that records them). Labels
+//! are low-cardinality on purpose: topic, event type, outcome, route — never an order id, and
+//! never a value a client chooses freely (an HTTP method is mapped to the standard set first,
+//! see `http::method_label`): every label value makes a series that lives in memory and in
+//! every scrape.
 
 use std::sync::OnceLock;
 
+use metrics::Unit;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
@@ -24,10 +29,119 @@ pub const HANDLER_DURATION: &str = "messaging_handler_duration_seconds";
 pub const DEAD_LETTERS: &str = "messaging_dead_letters_total";
 /// Consumer lag per partition {group, topic, partition}, from the client's statistics.
 pub const CONSUMER_LAG: &str = "messaging_kafka_consumer_lag";
-/// Rows waiting in the outbox (set at scrape time).
+/// Rows waiting in the outbox (set at scrape time, from the service's `scrape_gauges` too).
 pub const OUTBOX_BACKLOG: &str = "outbox_backlog";
 /// Time from an outbox row's commit to the broker's acknowledgement.
 pub const OUTBOX_PUBLISH_LATENCY: &str = "outbox_publish_latency_seconds";
+
+/// What kind of metric a [`Description`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up; its name ends in `_total`.
+    Counter,
+    /// Goes up and down; its name never ends in `_total`.
+    Gauge,
+    /// A distribution in buckets; its name ends in its unit.
+    Histogram,
+}
+
+/// One metric as a scrape describes it: its `# HELP` text, and its unit.
+#[derive(Clone, Copy, Debug)]
+pub struct Description {
+    /// The metric's name, as recorded.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// The unit of its values, when it has one besides "how many".
+    pub unit: Option<Unit>,
+    /// One sentence for the `# HELP` line: what is measured, with its labels.
+    pub help: &'static str,
+}
+
+/// The metrics platform code records, in every service.
+pub const PLATFORM: &[Description] = &[
+    Description {
+        name: HTTP_REQUEST_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time to answer an HTTP request, in seconds, by method, route and status.",
+    },
+    Description {
+        name: EVENTS_PRODUCED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events sent to Kafka, by topic, type and outcome (ok: acknowledged, error: not).",
+    },
+    Description {
+        name: EVENTS_CONSUMED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events consumed, by topic, type and outcome (handled, skipped, dead_lettered, interrupted).",
+    },
+    Description {
+        name: EVENTS_DUPLICATE,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Events that arrived again after being handled (absorbed by the inbox), by type.",
+    },
+    Description {
+        name: HANDLER_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time to handle a consumed event, retries included, in seconds, by topic and type.",
+    },
+    Description {
+        name: DEAD_LETTERS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Messages copied to a dead-letter topic, by original topic and error class.",
+    },
+    Description {
+        name: CONSUMER_LAG,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Messages not yet consumed, per consumer group, topic and partition (from the client's statistics).",
+    },
+    Description {
+        name: OUTBOX_BACKLOG,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Outbox rows written but not yet acknowledged by the broker.",
+    },
+    Description {
+        name: OUTBOX_PUBLISH_LATENCY,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time from an outbox row's commit to the broker's acknowledgement, in seconds.",
+    },
+];
+
+/// Gives each of `descriptions` to the recorder (installing it first), so that every scrape
+/// shows their `# HELP` lines. Describing a metric twice is harmless: the last text wins.
+pub fn describe(descriptions: &[Description]) {
+    if install().is_some() {
+        describe_installed(descriptions);
+    }
+}
+
+fn describe_installed(descriptions: &[Description]) {
+    for description in descriptions {
+        let Description {
+            name,
+            kind,
+            unit,
+            help,
+        } = *description;
+        match (kind, unit) {
+            (Kind::Counter, Some(unit)) => metrics::describe_counter!(name, unit, help),
+            (Kind::Counter, None) => metrics::describe_counter!(name, help),
+            (Kind::Gauge, Some(unit)) => metrics::describe_gauge!(name, unit, help),
+            (Kind::Gauge, None) => metrics::describe_gauge!(name, help),
+            (Kind::Histogram, Some(unit)) => metrics::describe_histogram!(name, unit, help),
+            (Kind::Histogram, None) => metrics::describe_histogram!(name, help),
+        }
+    }
+}
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -52,6 +166,7 @@ pub fn install() -> Option<PrometheusHandle> {
                 .set_buckets(&buckets);
             match builder.and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => {
+                    describe_installed(PLATFORM);
                     spawn_upkeep(handle.clone());
                     Some(handle)
                 }
@@ -94,5 +209,30 @@ pub fn render() -> String {
             handle.render()
         }
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, PLATFORM};
+
+    #[test]
+    fn only_counters_end_in_total_and_durations_name_their_unit() {
+        for description in PLATFORM {
+            assert_eq!(
+                description.name.ends_with("_total"),
+                description.kind == Kind::Counter,
+                "{}",
+                description.name
+            );
+            if description.unit == Some(metrics::Unit::Seconds) {
+                assert!(
+                    description.name.ends_with("_seconds"),
+                    "{}",
+                    description.name
+                );
+            }
+            assert!(description.help.ends_with('.'), "{}", description.name);
+        }
     }
 }

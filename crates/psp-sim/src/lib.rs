@@ -120,6 +120,7 @@ impl Application {
 
     /// Serves until `shutdown`; pending webhooks are dropped then (see [`notifier`]).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), PspSimError> {
+        platform::metrics::describe(notifier::METRICS);
         let router = platform::http::observe(Config::SERVICE, api::router(self.state.clone()));
         let served = platform::http::serve(self.listener, router, shutdown).await;
         self.shutdown.cancel();

@@ -19,6 +19,14 @@ use psp_contract::WebhookEvent;
 /// Webhook attempts {outcome = delivered | refused | unreachable | abandoned}.
 pub const WEBHOOK_ATTEMPTS: &str = "psp_webhook_attempts_total";
 
+/// The `# HELP` lines of the metrics the simulator records besides the platform's.
+pub(crate) const METRICS: &[platform::metrics::Description] = &[platform::metrics::Description {
+    name: WEBHOOK_ATTEMPTS,
+    kind: platform::metrics::Kind::Counter,
+    unit: None,
+    help: "Webhook delivery attempts, by outcome (delivered, refused, unreachable, abandoned).",
+}];
+
 /// Retry policy and signing key.
 #[derive(Clone, Debug)]
 pub struct Notifier {

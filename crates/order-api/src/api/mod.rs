@@ -94,6 +94,7 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
     };
     let health =
         health_routes(readiness).layer(middleware::from_fn_with_state(gauges, time_gauges));
+    platform::metrics::describe(crate::metrics::DESCRIPTIONS);
     observe(
         crate::Config::SERVICE,
         api.merge(health)
@@ -151,7 +152,9 @@ async fn time_gauges(State(gauges): State<TimeGauges>, request: Request, next: N
                 .await
             {
                 #[allow(clippy::cast_precision_loss)]
-                Ok(count) => metrics::gauge!("sagas_open_longer_than_10s").set(count as f64),
+                Ok(count) => {
+                    metrics::gauge!(crate::metrics::SAGAS_OPEN_LONGER_THAN_10S).set(count as f64)
+                }
                 Err(error) => {
                     tracing::warn!(%error, "Could not count long-open sagas for /metrics.");
                 }

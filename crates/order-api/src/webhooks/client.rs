@@ -14,7 +14,9 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
+use platform::telemetry::HttpClientSpan;
 use platform::webhook;
+use tracing::Instrument;
 
 use super::address::is_global;
 use super::deliverer::DelivererConfig;
@@ -143,7 +145,10 @@ pub(crate) async fn send(
     })?;
     let timestamp = chrono::Utc::now().timestamp();
     let signature = secret.sign(message.id, timestamp, message.payload.as_bytes());
-    let response = http
+    // The receiver is the client's, not ours: the span names it (URL without credentials or
+    // query values), but no trace context is sent to it.
+    let span = HttpClientSpan::new("POST", message.url);
+    let sent = http
         .post(url)
         .header(CONTENT_TYPE, "application/json")
         .header(webhook::ID, message.id)
@@ -151,9 +156,19 @@ pub(crate) async fn send(
         .header(webhook::SIGNATURE, signature)
         .body(message.payload.to_owned())
         .send()
-        .await
-        .map_err(classify)?;
-    Ok(response.status().as_u16())
+        .instrument(span.span().clone())
+        .await;
+    match sent {
+        Ok(response) => {
+            span.record_status(response.status().as_u16());
+            Ok(response.status().as_u16())
+        }
+        Err(error) => {
+            let failure = classify(error);
+            span.record_failure(failure.class.as_str(), &failure.detail);
+            Err(failure)
+        }
+    }
 }
 
 /// The class of a client error, and its whole chain as the detail.

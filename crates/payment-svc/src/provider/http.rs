@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use platform::telemetry::HttpClientSpan;
 use psp_contract::{
     CHARGES_PATH, CreateCharge, CreateRefund, FailureCode, IDEMPOTENCY_KEY, Object, REFUNDS_PATH,
     Status, WebhookEvent,
 };
 use reqwest::StatusCode;
+use tracing::Instrument;
 
 use events::{OrderId, PaymentFailureReason};
 
@@ -47,25 +49,35 @@ impl HttpProvider {
         })
     }
 
+    /// POSTs `body` to `path` inside an HTTP `CLIENT` span (whose context the provider's
+    /// server span continues), and reads the object the provider answers with.
     async fn post(
         &self,
         path: &str,
         key: String,
         body: &impl serde::Serialize,
     ) -> Result<Accepted, ProviderError> {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .header(IDEMPOTENCY_KEY, key)
-            .json(body);
-        for (name, value) in platform::telemetry::inject(&tracing::Span::current()) {
+        let url = format!("{}{path}", self.base_url);
+        let client_span = HttpClientSpan::new("POST", &url);
+        let span = client_span.span().clone();
+        let mut request = self.http.post(url).header(IDEMPOTENCY_KEY, key).json(body);
+        for (name, value) in platform::telemetry::inject(&span) {
             request = request.header(name, value);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| ProviderError::down(format!("POST {path}: {error}")))?;
+        let response = match request.send().instrument(span).await {
+            Ok(response) => response,
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timeout"
+                } else {
+                    "connect"
+                };
+                client_span.record_failure(kind, &error);
+                return Err(ProviderError::down(format!("POST {path}: {error}")));
+            }
+        };
         let status = response.status();
+        client_span.record_status(status.as_u16());
         if status != StatusCode::OK && status != StatusCode::ACCEPTED {
             let detail = response.text().await.unwrap_or_default();
             let availability =

@@ -101,8 +101,9 @@ impl Requests {
         let span = tracing::info_span!(
             "payment provider charge",
             otel.name = "psp charge",
-            otel.kind = "client",
+            otel.kind = "internal",
             otel.status_code = Empty,
+            otel.status_description = Empty,
             payment.amount_minor = payment.amount.amount_minor,
             payment.method = %payment.payment_method,
         );
@@ -138,8 +139,9 @@ impl Requests {
         let span = tracing::info_span!(
             "payment provider refund",
             otel.name = "psp refund",
-            otel.kind = "client",
+            otel.kind = "internal",
             otel.status_code = Empty,
+            otel.status_description = Empty,
             payment.amount_minor = refund.amount.amount_minor,
         );
         match traced(span, self.provider.refund(request)).await {
@@ -190,14 +192,15 @@ impl Requests {
     }
 }
 
-/// Awaits a provider call inside its client `span`, marking the span failed on error.
-async fn traced<T, E>(
+/// Awaits a provider call inside its `span` (the HTTP client's span is its child), marking
+/// the span failed on error.
+async fn traced<T, E: std::fmt::Display>(
     span: tracing::Span,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     let result = call.instrument(span.clone()).await;
-    if result.is_err() {
-        span.record("otel.status_code", "ERROR");
+    if let Err(error) = &result {
+        platform::telemetry::mark_error(&span, error);
     }
     result
 }

@@ -315,7 +315,7 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 /// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions; `HTTP
 ///   <route>` for a method outside the standard set), child of the caller's `traceparent` if
 ///   it sent one, and marked as `service`'s work (which names it in a trace when several
-///   services share a process, see [`telemetry`]);
+///   services share a process, see [`telemetry`]); status `Error` on a 5xx answer only;
 /// - request ids: a client's `X-Request-Id` is kept if it is safe ([`MAX_REQUEST_ID_LEN`]
 ///   characters of `[A-Za-z0-9._-]` at most), otherwise a UUID is made; either way it is echoed
 ///   on the answer and recorded on the span.
@@ -328,9 +328,13 @@ pub fn observe(service: &'static str, router: Router) -> Router {
                 .make_span_with(move |request: &Request| request_span(service, request))
                 .on_response(
                     |response: &Response, _latency: Duration, span: &tracing::Span| {
-                        span.record("http.response.status_code", response.status().as_u16());
-                        if response.status().is_server_error() {
-                            span.record("otel.status_code", "ERROR");
+                        let status = response.status();
+                        span.record("http.response.status_code", status.as_u16());
+                        // A 5xx is the server's failure; a 4xx is the client's, and leaves the
+                        // server span's status unset (HTTP semantic conventions, §Status).
+                        if status.is_server_error() {
+                            span.record("error.type", status.as_str());
+                            telemetry::mark_error(span, format_args!("answered {status}"));
                         }
                     },
                 ),
@@ -406,10 +410,14 @@ fn request_span(service: &'static str, request: &Request) -> tracing::Span {
         otel.name = %format_args!("{name_method} {route}"),
         otel.kind = "server",
         otel.status_code = Empty,
+        otel.status_description = Empty,
         http.request.method = method,
         http.route = %route,
+        // Served over plain HTTP: TLS, where there is any, ends in front of the service.
+        url.scheme = "http",
         url.path = %request.uri().path(),
         http.response.status_code = Empty,
+        error.type = Empty,
         request_id = %request_id,
         service.name = service,
     );

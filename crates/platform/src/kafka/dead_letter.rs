@@ -43,6 +43,21 @@ pub(crate) struct Failure {
     pub(crate) last_failure: DateTime<Utc>,
 }
 
+impl Failure {
+    /// Ends the `process` span of the failed message with status `Error`: the class as
+    /// `error.type`, and what failed after how many attempts as the description.
+    pub(crate) fn mark_span(&self, span: &tracing::Span) {
+        span.record("error.type", self.class);
+        crate::telemetry::mark_error(
+            span,
+            format_args!(
+                "dead-lettered after {} attempt(s): {}",
+                self.attempts, self.message
+            ),
+        );
+    }
+}
+
 /// Publishes failed messages to their topic's dead-letter twin.
 #[derive(Clone, Debug)]
 pub struct DeadLetter {

@@ -4,6 +4,7 @@
 mod consumer;
 mod dead_letter;
 mod producer;
+mod semconv;
 
 use std::future::Future;
 

@@ -14,6 +14,8 @@ use crate::PlatformError;
 use crate::config::KafkaConfig;
 use crate::telemetry::{self, MapExtractor};
 
+use super::semconv::{self, Broker};
+
 /// A message ready to be published.
 #[derive(Clone, Debug)]
 pub struct OutgoingMessage {
@@ -54,8 +56,10 @@ pub const EVENT_TYPE_HEADER: &str = "event-type";
 #[derive(Clone)]
 pub struct EventProducer {
     inner: FutureProducer,
-    /// The client id: the service whose work its `publish` spans are (see [`telemetry`]).
+    /// The client id: the service whose work its `send` spans are (see [`telemetry`]).
     service: Arc<str>,
+    /// The broker its spans name (`server.address`, `server.port`).
+    broker: Arc<Broker>,
 }
 
 impl std::fmt::Debug for EventProducer {
@@ -82,6 +86,7 @@ impl EventProducer {
         Ok(Self {
             inner,
             service: config.client_id.as_str().into(),
+            broker: Arc::new(Broker::of_bootstrap(&config.bootstrap_servers)),
         })
     }
 
@@ -92,25 +97,30 @@ impl EventProducer {
 
     /// Sends one message with extra headers and waits for the acknowledgement.
     ///
-    /// The send is a `PRODUCER` span `publish <topic>` (OpenTelemetry messaging conventions)
-    /// whose context travels in the `traceparent` / `tracestate` headers, so the consumer's span
-    /// becomes its child and one saga stays one trace.
+    /// The send is a `PRODUCER` span `send <topic>` (OpenTelemetry messaging conventions, see
+    /// [`semconv`]) whose context travels in the `traceparent` / `tracestate` headers, so the
+    /// consumer's span becomes its child and one saga stays one trace. A send the broker does
+    /// not acknowledge ends the span with status `Error`.
     pub async fn send_with_headers(
         &self,
         message: &OutgoingMessage,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
         let span = tracing::info_span!(
-            "publish",
-            otel.name = %format_args!("publish {}", message.topic),
+            "send",
+            otel.name = %format_args!("{} {}", semconv::SEND, message.topic),
             otel.kind = "producer",
             otel.status_code = Empty,
+            otel.status_description = Empty,
             messaging.system = "kafka",
-            messaging.operation.type = "send",
+            messaging.operation.name = semconv::SEND,
+            messaging.operation.type = semconv::SEND,
             messaging.destination.name = %message.topic,
             messaging.kafka.message.key = %message.key,
             messaging.destination.partition.id = Empty,
             messaging.kafka.offset = Empty,
+            server.address = %self.broker.address,
+            server.port = self.broker.port,
             error.type = Empty,
             service.name = %self.service,
         );
@@ -152,8 +162,12 @@ impl EventProducer {
                 Ok(())
             }
             Err((error, _)) => {
-                span.record("otel.status_code", "ERROR");
-                span.record("error.type", error.to_string());
+                // `error.type` is the class (Kafka's error code), the description the detail.
+                let class = error
+                    .rdkafka_error_code()
+                    .map_or_else(|| "_OTHER".to_owned(), |code| format!("{code:?}"));
+                span.record("error.type", class);
+                telemetry::mark_error(&span, format_args!("not acknowledged: {error}"));
                 Err(error)
             }
         }

@@ -11,6 +11,8 @@
 //!   (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_SCHEDULE_DELAY`, …). Without an
 //!   endpoint no OpenTelemetry layer is installed at all: no cost.
 //! - [`inject`] / [`set_parent_from`] move the context through Kafka headers and outbox rows.
+//! - A span's status is `Error` only where code says its operation failed ([`mark_error`]);
+//!   outgoing HTTP requests are `CLIENT` spans made by [`HttpClientSpan`].
 //!
 //! # Several services in one process
 //!
@@ -21,7 +23,7 @@
 //! under the service that made it, so its trace reads as the separate processes' would — same
 //! spans, same tree, same names. How a span's service is found is in [`services`]: in short,
 //! the `service.name` field that platform code gives the spans it makes for a service (the
-//! HTTP server span, the Kafka `process` and `publish` spans), else the crate that made the
+//! HTTP server span, the Kafka `process` and `send` spans), else the crate that made the
 //! span, else its parent's. Spans of no service — none today — go out under the process's own
 //! name: `OTEL_SERVICE_NAME` if set, else the name given to [`init_services`]; so
 //! `OTEL_SERVICE_NAME` names the process there, never one of its services.
@@ -31,7 +33,9 @@
 //! map of the open spans, a removal when it ends; and one OTLP connection per service besides
 //! the process's own.
 
+mod http_client;
 mod services;
+mod status;
 mod text;
 
 use std::collections::HashMap;
@@ -54,7 +58,9 @@ use tracing_subscriber::{EnvFilter, fmt as subscriber_fmt};
 
 use crate::config::{LogFormat, LogSettings};
 
+pub use http_client::{HttpClientSpan, redacted_url};
 use services::{ForgetOnEnd, ServiceExporter, ServiceTracer, Services};
+pub use status::mark_error;
 
 /// Flushes and stops the trace exporter when dropped; `main` keeps it alive.
 #[must_use = "dropping the guard stops trace export"]
@@ -126,9 +132,11 @@ fn install(process: &str, services: &[&'static str], log: &LogSettings) -> Telem
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let tracer = ServiceTracer::new(provider.tracer(process.to_owned()), Arc::clone(services));
         // The module path of each span (`code.module.name`) is how a service's own spans are
-        // told apart (see `services`).
+        // told apart (see `services`). A span's status is set where its operation fails, not
+        // from log lines that carry an `error` field (see `status`).
         tracing_opentelemetry::layer()
             .with_location(true)
+            .with_error_events_to_status(false)
             .with_tracer(tracer)
     });
     let log_layer = if json {

@@ -33,6 +33,7 @@ use tracing::Instrument;
 use events::{Envelope, EventKind, Topic};
 
 use super::dead_letter::Failure;
+use super::semconv::Broker;
 use super::{DeadLetter, EVENT_TYPE_HEADER, EventHandler, HandlerError, MessageInfo};
 use crate::PlatformError;
 use crate::config::KafkaConfig;
@@ -97,6 +98,8 @@ pub struct EventConsumer {
     dead_letter: DeadLetter,
     settings: ConsumerSettings,
     group: String,
+    /// The broker its spans name (`server.address`, `server.port`).
+    broker: Broker,
 }
 
 impl std::fmt::Debug for EventConsumer {
@@ -153,6 +156,7 @@ impl EventConsumer {
             dead_letter,
             settings,
             group: config.client_id.clone(),
+            broker: Broker::of_bootstrap(&config.bootstrap_servers),
         })
     }
 
@@ -251,7 +255,9 @@ impl EventConsumer {
     ///
     /// The work is a `CONSUMER` span `process <topic>`, child of the producer's span (from the
     /// `traceparent` header), carrying the order and correlation ids for every log line, and
-    /// marked as the work of the service the group is named after (see [`telemetry`]).
+    /// marked as the work of the service the group is named after (see [`telemetry`]). A
+    /// message that goes to the dead-letter topic ends the span with status `Error`, saying
+    /// why; one handled after retries does not (each failed attempt is a warning in it).
     async fn process<H: EventHandler>(
         &self,
         handler: &H,
@@ -269,7 +275,7 @@ impl EventConsumer {
             partition: message.partition(),
             offset: message.offset(),
         };
-        let span = span::process(message, &info, &self.group);
+        let span = span::process(message, &info, &self.group, &self.broker);
         let started = Instant::now();
         let (kind, outcome) = async {
             let envelope = match message.payload().map(Envelope::decode) {
@@ -320,10 +326,7 @@ impl EventConsumer {
         }
         let outcome_label = match outcome {
             Outcome::Handled => "handled",
-            Outcome::DeadLettered => {
-                span.record("otel.status_code", "ERROR");
-                "dead_lettered"
-            }
+            Outcome::DeadLettered => "dead_lettered",
             Outcome::Interrupted => "interrupted",
             Outcome::Skipped => "skipped",
         };
@@ -365,6 +368,7 @@ impl EventConsumer {
                     first_failure: first,
                     last_failure: now,
                 };
+                failure.mark_span(&tracing::Span::current());
                 let done = self
                     .dead_letter
                     .publish(info, message.key(), message.payload(), &failure, shutdown)
@@ -400,6 +404,7 @@ impl EventConsumer {
             first_failure: now,
             last_failure: now,
         };
+        failure.mark_span(&tracing::Span::current());
         self.dead_letter
             .publish(info, message.key(), message.payload(), &failure, shutdown)
             .await

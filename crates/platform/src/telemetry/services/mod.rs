@@ -11,7 +11,7 @@
 //! 1. the `service.name` field it was made with. Shared platform code that works for a service
 //!    names it, as nothing else tells one service's HTTP server or Kafka client from another's:
 //!    the HTTP server span names the router's service, the consumer's `process` span its group,
-//!    the producer's `publish` span its client id;
+//!    the producer's `send` span its client id;
 //! 2. the service whose crate made it (`payment_svc::recovery` → `payment-svc`, from the span's
 //!    module path). This covers a service's own spans in tasks it spawned, which have no parent
 //!    in the process: psp-sim's webhook deliveries, order-api's deadline sweep;
