@@ -6,6 +6,7 @@ mod backpressure;
 mod bad_input;
 mod bench;
 mod callbacks;
+mod causation;
 mod chaos;
 mod cli;
 mod compose;
