@@ -16,6 +16,7 @@ mod dashboard;
 mod dead_letters;
 mod deadline;
 mod declined;
+mod dlq_origins;
 mod docs;
 mod edges;
 mod fuzz;
