@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use embedded_broker::{DEAD_LETTER_PARTITIONS, SAGA_PARTITIONS};
 use events::{EventKind, Topic};
-use platform::kafka::{EVENT_TYPE_HEADER, dead_letter_headers as dlq};
+use platform::kafka::cloudevents::{CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TYPE};
+use platform::kafka::dead_letter_headers as dlq;
 
 use saga_tests::repo_root;
 
@@ -161,7 +162,10 @@ fn header_problems(doc: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     for header in [
         "content-type",
-        EVENT_TYPE_HEADER,
+        CE_SPECVERSION,
+        CE_ID,
+        CE_SOURCE,
+        CE_TYPE,
         "traceparent",
         "tracestate",
     ] {

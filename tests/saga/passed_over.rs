@@ -1,6 +1,7 @@
 //! A topic carries every event of its producer, and a service handles only some of them: the
-//! others are passed over — by their `event-type` header, before any decoding, or after decoding
-//! when a message has no such header — counted, never dead-lettered, and the consumer goes on.
+//! others are passed over — by their `ce_type` header (CloudEvents Kafka binding), before any
+//! decoding, or after decoding when a message has no such header — counted, never
+//! dead-lettered, and the consumer goes on.
 
 use anyhow::{Context, Result};
 
@@ -36,13 +37,27 @@ async fn events_a_service_does_not_handle_are_passed_over() -> Result<()> {
     let order = stack.place_order("WIDGET-42", 1, "pm_visa_4242").await?;
     assert_eq!(stack.wait_terminal(&order).await?.status, Status::Confirmed);
 
-    // Each saga event names its type in a header, next to the CloudEvent that carries it.
+    // Each saga event's attributes are repeated in `ce_` headers, next to the CloudEvent that
+    // carries them.
     let confirmed = kafka.find("orders", |m| is_event(m, "shop.order.confirmed.v1", &order))?;
+    let document: serde_json::Value = serde_json::from_slice(&confirmed.payload)?;
+    for (name, attribute) in [
+        ("ce_specversion", "specversion"),
+        ("ce_id", "id"),
+        ("ce_source", "source"),
+        ("ce_type", "type"),
+    ] {
+        assert_eq!(
+            header(&confirmed, name),
+            document[attribute].as_str(),
+            "{confirmed:?}"
+        );
+    }
     assert_eq!(
-        header(&confirmed, "event-type"),
-        Some("shop.order.confirmed.v1"),
-        "{confirmed:?}"
+        header(&confirmed, "ce_type"),
+        Some("shop.order.confirmed.v1")
     );
+    assert_eq!(header(&confirmed, "event-type"), None, "{confirmed:?}");
     // inventory-svc handles neither order.created nor order.confirmed; payment-svc does not
     // handle stock.reserved.
     eventually(|| async {

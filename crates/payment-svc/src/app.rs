@@ -50,11 +50,7 @@ impl Application {
             let value = value.as_ref().map_or("", |value| value.expose());
             refuse_development_secret(name, value, development)?;
         }
-        let db = Db::open_with(
-            &config.database_target(),
-            &common.db,
-            &[store::MIGRATION, store::MIGRATION_WEBHOOK_URL],
-        )?;
+        let db = Db::open_with(&config.database_target(), &common.db, store::MIGRATIONS)?;
         let sweep_lease = Lease::new(&db, recovery::LEASE)?;
         let producer = EventProducer::new(&common.kafka)?;
         let consumer = EventConsumer::subscribe(

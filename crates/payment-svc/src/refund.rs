@@ -1,12 +1,13 @@
 //! Starting a refund: shared by every reason to give money back (out of stock, timeout, a charge
 //! that succeeded after its order was cancelled).
 
-use events::CancellationReason;
+use events::{CancellationReason, EventId};
 use platform::sql::{Conn, Result};
 
 use crate::store::{self, Payment, PaymentStatus, Refund};
 
-/// Moves a payment from `from` to `refunding` and records its refund, inside `tx`. Returns the
+/// Moves a payment from `from` to `refunding` and records its refund, asked for by the event
+/// `cause` (named as the cause of `payment.refunded`), inside `tx`. Returns the
 /// refund to send to the provider after commit, or `None` if the payment has no charge, was no
 /// longer in `from` or already has a refund (so a refund is started at most once per order).
 ///
@@ -20,6 +21,7 @@ pub(crate) fn begin(
     from: PaymentStatus,
     charge_id: Option<&str>,
     reason: CancellationReason,
+    cause: Option<EventId>,
 ) -> Result<Option<Refund>> {
     let Some(charge_id) = charge_id.or(payment.charge_id.as_deref()) else {
         return Ok(None);
@@ -30,6 +32,7 @@ pub(crate) fn begin(
         charge_id: charge_id.to_owned(),
         reason,
         webhook_url: payment.webhook_url.clone(),
+        causation_id: cause,
     };
     if !store::transition(
         tx,

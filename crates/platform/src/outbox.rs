@@ -6,6 +6,10 @@
 //! published — after a crash, by the next relay run; if it rolls back, the event never existed.
 //! A row is deleted only after the broker acknowledged it (delivery report), so publishing is at
 //! least once, and consumers deduplicate by event id (see [`crate::inbox`]).
+//!
+//! Each message carries the CloudEvents document as its value and the event's `specversion`,
+//! `id`, `source` and `type` as `ce_` headers (see [`crate::kafka::cloudevents`]); the row keeps
+//! them in columns so the relay never parses a payload.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +21,7 @@ use events::Envelope;
 
 use crate::db::Migration;
 use crate::db::lease::Lease;
-use crate::kafka::{EventProducer, OutgoingMessage};
+use crate::kafka::{CloudEventHeaders, EventProducer, OutgoingMessage};
 use crate::metrics as m;
 use crate::params;
 use crate::sql::{Conn, Dialect, Result};
@@ -39,6 +43,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at  TEXT NOT NULL
 );
 ",
+);
+
+/// The producing service of each row, for the `ce_source` header. Rows written before this
+/// column existed have none; the relay reads it from their payload.
+pub(crate) const MIGRATION_SOURCE: Migration = Migration::new(
+    "platform/outbox/2",
+    "ALTER TABLE outbox ADD COLUMN source TEXT;",
 );
 
 /// The notification channel that wakes the relay of whichever replica holds it.
@@ -64,8 +75,8 @@ pub fn enqueue(tx: &Conn<'_>, envelope: &Envelope) -> Result<()> {
     // transaction into one notification).
     crate::db::notify::announce(tx, CHANNEL, "")?;
     tx.execute(
-        "INSERT INTO outbox (event_id, topic, msg_key, event_type, payload, traceparent, tracestate, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO outbox (event_id, topic, msg_key, event_type, payload, traceparent, tracestate, created_at, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
         envelope.meta.id,
         envelope.kind().topic().name(),
@@ -75,6 +86,7 @@ pub fn enqueue(tx: &Conn<'_>, envelope: &Envelope) -> Result<()> {
         traceparent,
         tracestate,
         tx.now(),
+        envelope.meta.source,
         ],
     )?;
     Ok(())
@@ -110,7 +122,20 @@ impl Default for RelayConfig {
 struct Row {
     id: i64,
     created_at: String,
+    /// The CloudEvents `type`, for the metrics' labels.
+    event_type: String,
     message: OutgoingMessage,
+}
+
+/// The `source` of an envelope written before the `source` column: read from its payload.
+fn source_in(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Source {
+        source: String,
+    }
+    serde_json::from_slice::<Source>(payload)
+        .ok()
+        .map(|envelope| envelope.source)
 }
 
 /// Publishes outbox rows in insertion order until `shutdown`, then publishes what is left
@@ -244,7 +269,8 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
     let rows: Vec<Row> = db
         .read(move |conn| {
             conn.query_map(
-                "SELECT id, topic, msg_key, payload, traceparent, tracestate, event_type, created_at
+                "SELECT id, topic, msg_key, payload, traceparent, tracestate, event_type, created_at,
+                        event_id, source
                  FROM outbox ORDER BY id LIMIT ?1",
                 params![limit],
                 |row| {
@@ -256,15 +282,24 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
                     trace.insert("tracestate".to_owned(), tracestate);
                 }
                 let event_type: String = row.get(6)?;
+                let payload: Vec<u8> = row.get(3)?;
+                let id: String = row.get(8)?;
+                let source = row.get::<Option<String>>(9)?.or_else(|| source_in(&payload));
+                let cloud_event = source.map(|source| CloudEventHeaders {
+                    id,
+                    source,
+                    event_type: event_type.clone(),
+                });
                 Ok(Row {
                     id: row.get(0)?,
                     created_at: row.get(7)?,
+                    event_type,
                     message: OutgoingMessage {
                         topic: row.get(1)?,
                         key: row.get(2)?,
-                        payload: row.get(3)?,
+                        payload,
                         trace,
-                        event_type: Some(event_type),
+                        cloud_event,
                     },
                 })
                 },
@@ -285,7 +320,7 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
     for (row, result) in rows.iter().zip(results) {
         let labels = [
             ("topic", row.message.topic.clone()),
-            ("type", row.message.event_type.clone().unwrap_or_default()),
+            ("type", row.event_type.clone()),
         ];
         match result {
             Ok(()) => {

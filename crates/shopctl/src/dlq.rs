@@ -6,6 +6,16 @@
 //! event keeps its id, so a consumer that already handled it (or a second replay) changes
 //! nothing — its inbox drops the repeat.
 //!
+//! One message can be dead-lettered more than once: a poison message on a topic two services
+//! consume is given up by each of their groups. The copies share their origin (original topic,
+//! partition and offset, [`DeadLetter::origin`]); replay sends each origin once
+//! ([`once_per_origin`]), and a letter counts as replayed once any copy of its origin was.
+//!
+//! Replay only ever sends to a saga topic that exists ([`original_topic`], checked against the
+//! broker's topic list, never created by the send): a letter whose original was not on a saga
+//! topic — a failed callback delivery of order-api, whose original was an HTTP request — is
+//! refused rather than published where nothing reads it.
+//!
 //! A one-shot command talks to the broker for a moment and then exits, so the Kafka client's
 //! own log (dozens of lines a second while a broker is unreachable) would bury the one line
 //! that matters: [`Quiet`] keeps it to itself unless `--verbose` asks for it, and [`read`]
@@ -79,6 +89,28 @@ impl DeadLetter {
     fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", String::as_str)
     }
+
+    /// Where the original message was, `topic/partition/offset`, as the `dlq.original.*`
+    /// headers say; `None` when they do not say it all.
+    pub fn origin(&self) -> Option<String> {
+        let [topic, partition, offset] =
+            [h::ORIGINAL_TOPIC, h::ORIGINAL_PARTITION, h::ORIGINAL_OFFSET]
+                .map(|name| self.headers.get(name).filter(|value| !value.is_empty()));
+        Some(format!("{}/{}/{}", topic?, partition?, offset?))
+    }
+}
+
+/// `letters` with one letter per origin (the first by id), in their order: copies of one
+/// message dead-lettered by several consumer groups are sent back once. Letters whose origin
+/// is unknown are all kept.
+pub fn once_per_origin(letters: Vec<DeadLetter>) -> Vec<DeadLetter> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut sorted = letters;
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    sorted
+        .into_iter()
+        .filter(|letter| letter.origin().is_none_or(|origin| seen.insert(origin)))
+        .collect()
 }
 
 /// How long a command waits for the broker's first answer before it gives up: a broker that
@@ -295,8 +327,17 @@ pub fn read(bootstrap: &str, verbose: bool, only: Option<&str>) -> Result<Vec<De
             replayed: false,
         });
     }
+    // A copy of a message replayed through another copy is replayed too.
+    let replayed_origins: std::collections::BTreeSet<String> = letters
+        .iter()
+        .filter(|letter| replayed.contains(&letter.id))
+        .filter_map(DeadLetter::origin)
+        .collect();
     for letter in &mut letters {
-        letter.replayed = replayed.contains(&letter.id);
+        letter.replayed = replayed.contains(&letter.id)
+            || letter
+                .origin()
+                .is_some_and(|origin| replayed_origins.contains(&origin));
     }
     letters.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(letters)
@@ -364,19 +405,39 @@ pub fn show(letter: &DeadLetter) {
     println!("payload:\n{}", printable(&payload, true));
 }
 
-/// Sends `letters` back to their original topics; returns how many were acknowledged. The
-/// Kafka client's log goes to stderr only when `verbose`.
+/// Sends `letters` back to their original topics; returns how many were acknowledged. A letter
+/// that cannot go back (see the module's documentation) is passed over and the others are
+/// sent; the command then fails naming it. The Kafka client's log goes to stderr only when
+/// `verbose`.
 pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> Result<usize> {
     let producer: FutureProducer<Quiet> = client_config()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "0")
         .create_with_context(Quiet::new(verbose))?;
+    let existing = existing_topics(&producer)?;
     let mut replayed = 0;
+    let mut refused = Vec::new();
     for letter in letters {
         let Some(topic) = original_topic(&letter.dlq_topic) else {
             bail!("{} is not in a dead-letter topic of the shop", letter.id);
         };
+        let from = letter.header(h::ORIGINAL_TOPIC);
+        if !from.is_empty() && from != topic {
+            refused.push(format!(
+                "{}: its original was on {:?}, not on {topic}, and no service consumes that",
+                letter.id,
+                printable(from, false)
+            ));
+            continue;
+        }
+        if !existing.iter().any(|name| name == topic) {
+            refused.push(format!(
+                "{}: {topic} does not exist on the broker",
+                letter.id
+            ));
+            continue;
+        }
         let mut headers = OwnedHeaders::new();
         for (name, value) in letter
             .headers
@@ -427,7 +488,28 @@ pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> R
         println!("replayed {} -> {topic}", letter.id);
         replayed += 1;
     }
+    if !refused.is_empty() {
+        bail!(
+            "{replayed} dead letter(s) replayed; not replayed (see docs/operations.md): {}",
+            refused.join("; ")
+        );
+    }
     Ok(replayed)
+}
+
+/// The topics the broker has, asked without naming any: a metadata request naming a topic may
+/// create it on a broker that auto-creates topics.
+fn existing_topics(producer: &FutureProducer<Quiet>) -> Result<Vec<String>> {
+    use rdkafka::producer::Producer;
+    let metadata = producer
+        .client()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("listing the broker's topics")?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|topic| topic.name().to_owned())
+        .collect())
 }
 
 /// A client with the `KAFKA_CLIENT_*` properties (TLS, SASL…), like the services'.
@@ -439,7 +521,55 @@ fn client_config() -> ClientConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::{original_topic, printable, without_broker_name};
+    use std::collections::BTreeMap;
+
+    use super::{DeadLetter, once_per_origin, original_topic, printable, without_broker_name};
+
+    fn letter(id: &str, origin: Option<(&str, &str, &str)>) -> DeadLetter {
+        let mut headers = BTreeMap::new();
+        if let Some((topic, partition, offset)) = origin {
+            headers.insert("dlq.original.topic".to_owned(), topic.to_owned());
+            headers.insert("dlq.original.partition".to_owned(), partition.to_owned());
+            headers.insert("dlq.original.offset".to_owned(), offset.to_owned());
+        }
+        DeadLetter {
+            id: id.to_owned(),
+            dlq_topic: "orders.dlq".to_owned(),
+            key: Vec::new(),
+            payload: Vec::new(),
+            headers,
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn copies_of_one_message_are_replayed_once() {
+        let letters = vec![
+            letter("orders.dlq/1/7", Some(("orders", "2", "40"))),
+            letter("orders.dlq/0/3", Some(("orders", "2", "40"))),
+            letter("orders.dlq/0/4", Some(("orders", "2", "41"))),
+            letter("orders.dlq/0/5", None),
+            letter("orders.dlq/0/6", None),
+        ];
+        assert_eq!(
+            letters[0].origin().as_deref(),
+            Some("orders/2/40"),
+            "topic/partition/offset"
+        );
+        let once: Vec<String> = once_per_origin(letters)
+            .into_iter()
+            .map(|letter| letter.id)
+            .collect();
+        assert_eq!(
+            once,
+            [
+                "orders.dlq/0/3",
+                "orders.dlq/0/4",
+                "orders.dlq/0/5",
+                "orders.dlq/0/6"
+            ]
+        );
+    }
 
     #[test]
     fn letters_go_back_to_their_dead_letter_topic_s_own_topic() {

@@ -186,7 +186,7 @@ async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow
                 }
                 chosen
             };
-            let replayed = dlq::replay(bootstrap, verbose, &chosen).await?;
+            let replayed = dlq::replay(bootstrap, verbose, &dlq::once_per_origin(chosen)).await?;
             println!("{replayed} dead letter(s) replayed");
         }
     }

@@ -165,7 +165,7 @@ fn message(copy: &Owed) -> (OutgoingMessage, OwnedHeaders) {
         key: copy.order_id.to_string(),
         payload: copy.payload.as_bytes().to_vec(),
         trace: HashMap::new(),
-        event_type: None,
+        cloud_event: None,
     };
     (message, platform::kafka::headers(&pairs))
 }

@@ -25,7 +25,8 @@ pub(super) async fn handle(
     cancelled: OrderCancelled,
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
-    let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, _| {
+    let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {
+        let cause = envelope.meta.id;
         let Some(payment) = store::lock_payment(tx, cancelled.order_id)? else {
             return Ok(None);
         };
@@ -36,12 +37,14 @@ pub(super) async fn handle(
                 PaymentStatus::Charged,
                 None,
                 cancelled.reason,
+                Some(cause),
             )?),
             PaymentStatus::Charging => {
                 if !store::request_cancellation(
                     tx,
                     cancelled.order_id,
                     cancelled.reason,
+                    cause,
                 )? {
                     // Not while the row is locked; should it happen anyway, undo everything
                     // and decide again (the retry reads the payment's new state).

@@ -34,6 +34,7 @@ pub(super) async fn handle(
         status: PaymentStatus::Charging,
         charge_id: None,
         webhook_url: payments.webhook_url.clone(),
+        causation_id: Some(envelope.meta.id),
     };
     let record = payment.clone();
     let created = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {

@@ -22,7 +22,7 @@ pub(super) async fn handle(
     rejection: StockRejected,
     info: &MessageInfo,
 ) -> Result<(), HandlerError> {
-    let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, _| {
+    let refund = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {
         let Some(payment) = store::lock_payment(tx, rejection.order_id)? else {
             return Err(HandlerError::Permanent(anyhow::anyhow!(
                 "stock.rejected for order {} which has no payment",
@@ -42,6 +42,7 @@ pub(super) async fn handle(
             PaymentStatus::Charged,
             None,
             CancellationReason::OutOfStock,
+            Some(envelope.meta.id),
         )?)
     })
     .await?

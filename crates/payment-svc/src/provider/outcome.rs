@@ -6,15 +6,20 @@
 //! the state it leaves. The outcome is decided on the locked payment row (see
 //! [`store::lock_payment`]), so that a cancellation flag set by another replica is either seen
 //! here or set after this outcome, never lost in between.
+//!
+//! The announcing event names as its `causationid` the event that asked for the request — the
+//! `order.created` of a charge, the `stock.rejected` or `order.cancelled` of a refund — stored
+//! with the payment or refund when the request was decided: the outcome itself arrives by
+//! webhook or recovery, with no event in hand.
 
-use events::{Envelope, Event, OrderId, PaymentCompleted, PaymentFailed, PaymentRefunded};
+use events::{Envelope, Event, EventId, OrderId, PaymentCompleted, PaymentFailed, PaymentRefunded};
 use platform::Db;
 use platform::outbox;
 use platform::sql::{Conn, Result};
 use tracing::Instrument;
 
 use super::{Notification, Outcome};
-use crate::store::{self, PaymentStatus, Refund};
+use crate::store::{self, CancellationRequest, CompletedRefund, PaymentStatus, Refund};
 use crate::{SOURCE, refund};
 
 /// Applies `notification` in one transaction. Returns a refund to send when the charge
@@ -52,12 +57,12 @@ async fn apply_in_transaction(db: &Db, notification: Notification) -> Result<Opt
             return Ok(None);
         }
         match apply_outcome(tx, notification.order_id, &notification.outcome)? {
-            Effect::Publish(event) => {
+            Effect::Publish { event, cause } => {
                 let event_type = event.kind().short_name();
                 platform::db::after_commit(move || {
                     tracing::info!(event_type, "Payment provider outcome applied.");
                 });
-                outbox::enqueue(tx, &Envelope::new(SOURCE, event, None))?;
+                outbox::enqueue(tx, &Envelope::new(SOURCE, event, cause))?;
                 Ok(None)
             }
             Effect::Refund(refund) => Ok(Some(refund)),
@@ -69,8 +74,11 @@ async fn apply_in_transaction(db: &Db, notification: Notification) -> Result<Opt
 
 /// What an outcome leads to.
 enum Effect {
-    /// Announce this event.
-    Publish(Event),
+    /// Announce `event`, caused by the event `cause` that asked for the request.
+    Publish {
+        event: Event,
+        cause: Option<EventId>,
+    },
     /// The charge succeeded for an order cancelled meanwhile: refund it at once.
     Refund(Refund),
     /// The payment was not waiting for this outcome (a repeat).
@@ -83,10 +91,13 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
         tracing::warn!(%order_id, "Provider outcome for an unknown payment.");
         return Ok(Effect::Nothing);
     };
+    // The charge's cause, unless the outcome is a refund's.
+    let mut cause = payment.causation_id;
     let event: Event = match outcome {
         Outcome::ChargeSucceeded { charge_id } => {
             if payment.status == PaymentStatus::Charging
-                && let Some(reason) = store::cancellation_requested(tx, order_id)?
+                && let Some(CancellationRequest { reason, cause }) =
+                    store::cancellation_requested(tx, order_id)?
             {
                 // No payment.completed: the order is over; nothing downstream should act on it.
                 tracing::info!(
@@ -99,6 +110,7 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
                     PaymentStatus::Charging,
                     Some(charge_id),
                     reason,
+                    cause,
                 )?
                 .map_or(Effect::Nothing, Effect::Refund));
             }
@@ -143,9 +155,14 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
             .into()
         }
         Outcome::RefundSucceeded { refund_id } => {
-            let Some(reason) = store::complete_refund(tx, order_id, refund_id)? else {
+            let Some(CompletedRefund {
+                reason,
+                cause: refund_cause,
+            }) = store::complete_refund(tx, order_id, refund_id)?
+            else {
                 return Ok(Effect::Nothing);
             };
+            cause = refund_cause;
             store::transition(
                 tx,
                 order_id,
@@ -164,5 +181,5 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
             .into()
         }
     };
-    Ok(Effect::Publish(event))
+    Ok(Effect::Publish { event, cause })
 }

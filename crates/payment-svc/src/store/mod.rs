@@ -21,11 +21,11 @@ use platform::sql::{Conn, ErrorKind, OptionalExtension, Result, SqlError};
 
 pub(crate) use notifications::record_notification;
 pub(crate) use payments::{
-    Payment, PaymentStatus, cancellation_requested, insert_payment, lock_payment,
-    mark_charge_submitted, request_cancellation, stale_charges, transition,
+    CancellationRequest, Payment, PaymentStatus, cancellation_requested, insert_payment,
+    lock_payment, mark_charge_submitted, request_cancellation, stale_charges, transition,
 };
 pub(crate) use refunds::{
-    Refund, complete_refund, insert_refund, mark_refund_submitted, stale_refunds,
+    CompletedRefund, Refund, complete_refund, insert_refund, mark_refund_submitted, stale_refunds,
 };
 
 pub(crate) const MIGRATION: Migration = Migration::new(
@@ -80,6 +80,25 @@ pub(crate) const MIGRATION_WEBHOOK_URL: Migration = Migration::new(
     "payment-svc/payments/2",
     "ALTER TABLE payments ADD COLUMN webhook_url TEXT;",
 );
+
+/// The event behind each provider request, kept so that the event announcing its outcome
+/// (`payment.completed`, `payment.failed`, `payment.refunded`) names it as its `causationid`:
+/// the outcome arrives by webhook or recovery, long after the handling that asked for it, and
+/// without this a refund could not be traced back to the `stock.rejected` or `order.cancelled`
+/// that caused it. `cancel_causation_id` is the `order.cancelled` that flagged a charge in
+/// flight: the refund of its success is that event's doing.
+pub(crate) const MIGRATION_CAUSATION: Migration = Migration::new(
+    "payment-svc/payments/3",
+    "
+ALTER TABLE payments ADD COLUMN causation_id TEXT;
+ALTER TABLE payments ADD COLUMN cancel_causation_id TEXT;
+ALTER TABLE refunds ADD COLUMN causation_id TEXT;
+",
+);
+
+/// Every migration of payment-svc's tables, in order: what a database is opened with.
+pub(crate) const MIGRATIONS: &[Migration] =
+    &[MIGRATION, MIGRATION_WEBHOOK_URL, MIGRATION_CAUSATION];
 
 /// The W3C `traceparent` of the current span, to store with a row.
 fn current_traceparent() -> Option<String> {

@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use events::{CancellationReason, LineItem, Money, OrderId, PaymentFailureReason, PaymentMethod};
+use events::{
+    CancellationReason, EventId, LineItem, Money, OrderId, PaymentFailureReason, PaymentMethod,
+};
 use platform::params;
 use platform::sql::{
     Conn, Dialect, FromValue, OptionalExtension, Result, Row, ToValue, Value, ValueRef,
@@ -69,12 +71,16 @@ pub(crate) struct Payment {
     /// The webhook URL of the first charge request (see [`super::MIGRATION_WEBHOOK_URL`]);
     /// `None`: the provider's default.
     pub(crate) webhook_url: Option<String>,
+    /// The event that asked for the charge (`order.created`), named as the cause of the event
+    /// announcing its outcome (see [`super::MIGRATION_CAUSATION`]); `None` in rows older than
+    /// that column.
+    pub(crate) causation_id: Option<EventId>,
 }
 
 /// The columns [`Payment::from_row`] reads, in its order.
 macro_rules! payment_columns {
     () => {
-        "order_id, amount_minor, currency, payment_method, items, status, charge_id, webhook_url"
+        "order_id, amount_minor, currency, payment_method, items, status, charge_id, webhook_url, causation_id"
     };
 }
 
@@ -92,6 +98,7 @@ impl Payment {
             status: row.get(5)?,
             charge_id: row.get(6)?,
             webhook_url: row.get(7)?,
+            causation_id: row.get(8)?,
         })
     }
 }
@@ -105,8 +112,8 @@ pub(crate) fn insert_payment(tx: &Conn<'_>, payment: &Payment) -> Result<bool> {
     let items = serde_json::to_string(&payment.items)
         .map_err(|error| corrupt(format!("order lines that do not serialise: {error}")))?;
     let inserted = tx.execute(
-        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at, webhook_url)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?7, ?7, ?8)
+        "INSERT INTO payments (order_id, amount_minor, currency, payment_method, items, status, traceparent, created_at, updated_at, webhook_url, causation_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'charging', ?6, ?7, ?7, ?8, ?9)
          ON CONFLICT (order_id) DO NOTHING",
         params![
             payment.order_id,
@@ -116,7 +123,8 @@ pub(crate) fn insert_payment(tx: &Conn<'_>, payment: &Payment) -> Result<bool> {
             items,
             current_traceparent(),
             tx.now(),
-            payment.webhook_url
+            payment.webhook_url,
+            payment.causation_id
         ],
     )?;
     Ok(inserted == 1)
@@ -214,32 +222,54 @@ pub(crate) fn stale_charges(
     )
 }
 
-/// Flags a `charging` payment so that, if the charge succeeds, it is refunded for `reason`;
-/// `false` if the payment was no longer `charging`.
+/// Flags a `charging` payment so that, if the charge succeeds, it is refunded for `reason`,
+/// `cause` (the `order.cancelled` event) being recorded as the refund's cause; `false` if the
+/// payment was no longer `charging`.
 pub(crate) fn request_cancellation(
     tx: &Conn<'_>,
     order_id: OrderId,
     reason: CancellationReason,
+    cause: EventId,
 ) -> Result<bool> {
     let changed = tx.execute(
-        "UPDATE payments SET cancel_reason = ?2, updated_at = ?3
+        "UPDATE payments SET cancel_reason = ?2, cancel_causation_id = ?3, updated_at = ?4
          WHERE order_id = ?1 AND status = 'charging'",
-        params![order_id, reason.as_str(), tx.now()],
+        params![order_id, reason.as_str(), cause, tx.now()],
     )?;
     Ok(changed == 1)
 }
 
-/// The reason the order was cancelled while its charge was in flight, if it was.
+/// A cancellation that arrived while the charge was in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CancellationRequest {
+    /// Why the order was cancelled.
+    pub(crate) reason: CancellationReason,
+    /// The `order.cancelled` event that said so (`None` in rows older than its column).
+    pub(crate) cause: Option<EventId>,
+}
+
+/// The cancellation of the order while its charge was in flight, if there was one.
 pub(crate) fn cancellation_requested(
     tx: &Conn<'_>,
     order_id: OrderId,
-) -> Result<Option<CancellationReason>> {
+) -> Result<Option<CancellationRequest>> {
     let flagged = tx
         .query_row(
-            "SELECT cancel_reason FROM payments WHERE order_id = ?1",
+            "SELECT cancel_reason, cancel_causation_id FROM payments WHERE order_id = ?1",
             params![order_id],
-            |row| row.get::<Option<String>>(0),
+            |row| {
+                Ok((
+                    row.get::<Option<String>>(0)?,
+                    row.get::<Option<EventId>>(1)?,
+                ))
+            },
         )
         .optional()?;
-    flagged.flatten().as_deref().map(parse_reason).transpose()
+    let Some((Some(reason), cause)) = flagged else {
+        return Ok(None);
+    };
+    Ok(Some(CancellationRequest {
+        reason: parse_reason(&reason)?,
+        cause,
+    }))
 }

@@ -1,7 +1,7 @@
 //! The `refunds` table: at most one refund per order, from its request to its outcome.
 
 use chrono::{DateTime, Utc};
-use events::{CancellationReason, Money, OrderId};
+use events::{CancellationReason, EventId, Money, OrderId};
 use platform::params;
 use platform::sql::{Conn, OptionalExtension, Result, Row};
 
@@ -16,12 +16,15 @@ pub(crate) struct Refund {
     pub(crate) reason: CancellationReason,
     /// The payment's webhook URL: the refund's outcome goes where the charge's went.
     pub(crate) webhook_url: Option<String>,
+    /// The event that asked for the refund (`stock.rejected`, `order.cancelled`), named as the
+    /// cause of `payment.refunded`.
+    pub(crate) causation_id: Option<EventId>,
 }
 
 /// The columns [`Refund::from_row`] reads, in its order, from `refunds r JOIN payments p`.
 macro_rules! refund_columns {
     () => {
-        "r.order_id, r.amount_minor, r.currency, p.charge_id, r.reason, p.webhook_url"
+        "r.order_id, r.amount_minor, r.currency, p.charge_id, r.reason, p.webhook_url, r.causation_id"
     };
 }
 
@@ -35,6 +38,7 @@ impl Refund {
             charge_id: row.get(3)?,
             reason: parse_reason(&row.get::<String>(4)?)?,
             webhook_url: row.get(5)?,
+            causation_id: row.get(6)?,
         })
     }
 }
@@ -43,8 +47,8 @@ impl Refund {
 /// already has one.
 pub(crate) fn insert_refund(tx: &Conn<'_>, refund: &Refund) -> Result<bool> {
     let inserted = tx.execute(
-        "INSERT INTO refunds (order_id, amount_minor, currency, reason, status, traceparent, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'refunding', ?5, ?6, ?6)
+        "INSERT INTO refunds (order_id, amount_minor, currency, reason, status, traceparent, created_at, updated_at, causation_id)
+         VALUES (?1, ?2, ?3, ?4, 'refunding', ?5, ?6, ?6, ?7)
          ON CONFLICT (order_id) DO NOTHING",
         params![
             refund.order_id,
@@ -52,27 +56,44 @@ pub(crate) fn insert_refund(tx: &Conn<'_>, refund: &Refund) -> Result<bool> {
             refund.amount.currency,
             refund.reason.as_str(),
             current_traceparent(),
-            tx.now()
+            tx.now(),
+            refund.causation_id
         ],
     )?;
     Ok(inserted == 1)
 }
 
-/// Completes a refund in `refunding`; returns its reason, or `None` if it was not refunding.
+/// A refund that has just been completed: what `payment.refunded` says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CompletedRefund {
+    /// Why the money went back.
+    pub(crate) reason: CancellationReason,
+    /// The event that asked for the refund (`None` in rows older than its column).
+    pub(crate) cause: Option<EventId>,
+}
+
+/// Completes a refund in `refunding`; `None` if it was not refunding.
 pub(crate) fn complete_refund(
     tx: &Conn<'_>,
     order_id: OrderId,
     refund_id: &str,
-) -> Result<Option<CancellationReason>> {
-    let reason: Option<String> = tx
+) -> Result<Option<CompletedRefund>> {
+    let completed = tx
         .query_row(
             "UPDATE refunds SET status = 'refunded', refund_id = ?2, updated_at = ?3
-             WHERE order_id = ?1 AND status = 'refunding' RETURNING reason",
+             WHERE order_id = ?1 AND status = 'refunding' RETURNING reason, causation_id",
             params![order_id, refund_id, tx.now()],
-            |row| row.get(0),
+            |row| Ok((row.get::<String>(0)?, row.get::<Option<EventId>>(1)?)),
         )
         .optional()?;
-    reason.as_deref().map(parse_reason).transpose()
+    completed
+        .map(|(reason, cause)| {
+            Ok(CompletedRefund {
+                reason: parse_reason(&reason)?,
+                cause,
+            })
+        })
+        .transpose()
 }
 
 /// Notes that a refund request was sent, if the refund is still waiting for its outcome.

@@ -1,18 +1,18 @@
 //! The SQL edge of payment-svc's tables, on a real database: what is written reads back as
 //! written, timestamps keep the one stored text form, and a corrupt row is an error.
 
-use events::{CancellationReason, Currency, LineItem, Money, OrderId, PaymentMethod, Sku};
+use events::{CancellationReason, Currency, EventId, LineItem, Money, OrderId, PaymentMethod, Sku};
 use platform::Db;
 use platform::params;
 use platform::sql::{ErrorKind, ScratchDb};
 
 use super::{
-    MIGRATION, MIGRATION_WEBHOOK_URL, Payment, PaymentStatus, Refund, insert_payment,
-    insert_refund, lock_payment, stale_charges, stale_refunds, transition,
+    MIGRATIONS, Payment, PaymentStatus, Refund, insert_payment, insert_refund, lock_payment,
+    stale_charges, stale_refunds, transition,
 };
 
 fn open(scratch: &ScratchDb) -> Db {
-    Db::open(scratch.target(), &[MIGRATION, MIGRATION_WEBHOOK_URL]).expect("the database opens")
+    Db::open(scratch.target(), MIGRATIONS).expect("the database opens")
 }
 
 fn payment(order_id: OrderId) -> Payment {
@@ -27,6 +27,7 @@ fn payment(order_id: OrderId) -> Payment {
         status: PaymentStatus::Charging,
         charge_id: None,
         webhook_url: Some("http://127.0.0.1:1/webhooks/payments".into()),
+        causation_id: Some(EventId::new()),
     }
 }
 
@@ -49,6 +50,7 @@ async fn refunding(db: &Db) -> OrderId {
             charge_id: "ch_1".into(),
             reason: CancellationReason::OutOfStock,
             webhook_url: None,
+            causation_id: Some(EventId::new()),
         };
         insert_refund(tx, &refund)
     })

@@ -47,11 +47,7 @@ impl PaymentProvider for NoProvider {
 }
 
 fn app(scratch: &ScratchDb) -> axum::Router {
-    let db = Db::open(
-        scratch.target(),
-        &[store::MIGRATION, store::MIGRATION_WEBHOOK_URL],
-    )
-    .expect("the database opens");
+    let db = Db::open(scratch.target(), store::MIGRATIONS).expect("the database opens");
     // No broker: readiness is not what these tests ask about.
     let kafka = KafkaConfig {
         bootstrap_servers: "127.0.0.1:1".to_owned(),

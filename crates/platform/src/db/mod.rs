@@ -139,7 +139,12 @@ impl Db {
     ) -> Result<Self, PlatformError> {
         let busy_timeout = settings.busy_timeout;
         let synchronous = settings.synchronous.unwrap_or_default();
-        let mut all = vec![outbox::MIGRATION, inbox::MIGRATION, lease::MIGRATION];
+        let mut all = vec![
+            outbox::MIGRATION,
+            inbox::MIGRATION,
+            lease::MIGRATION,
+            outbox::MIGRATION_SOURCE,
+        ];
         all.extend_from_slice(migrations);
         let committed = Arc::new(Notify::new());
         // SQLite: one writer (it has one write lock anyway) that commits in batches, and one

@@ -92,7 +92,7 @@ impl DeadLetter {
                 .unwrap_or_default(),
             payload: payload.map(<[u8]>::to_vec).unwrap_or_default(),
             trace: HashMap::new(),
-            event_type: None,
+            cloud_event: None,
         };
         let mut backoff = Duration::from_millis(100);
         loop {

@@ -1,6 +1,7 @@
 //! Kafka plumbing: a producer that reports delivery, a consumer loop that stores offsets only
 //! after a message is fully handled, and the dead-letter path for messages that cannot be.
 
+pub mod cloudevents;
 mod consumer;
 mod dead_letter;
 mod producer;
@@ -10,9 +11,10 @@ use std::future::Future;
 
 use events::Envelope;
 
+pub use cloudevents::CloudEventHeaders;
 pub use consumer::{ConsumerSettings, EventConsumer};
 pub use dead_letter::{DeadLetter, headers as dead_letter_headers};
-pub use producer::{EVENT_TYPE_HEADER, EventProducer, OutgoingMessage, headers};
+pub use producer::{EventProducer, OutgoingMessage, headers};
 
 /// Where a consumed message came from; handlers store it in the inbox.
 #[derive(Clone, Debug)]

@@ -10,6 +10,7 @@ use rdkafka::util::Timeout;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use super::CloudEventHeaders;
 use crate::PlatformError;
 use crate::config::KafkaConfig;
 use crate::telemetry::{self, MapExtractor};
@@ -28,9 +29,10 @@ pub struct OutgoingMessage {
     /// W3C trace context (`traceparent`, `tracestate`) the publish span continues; empty to
     /// continue the current span.
     pub trace: HashMap<String, String>,
-    /// The event's CloudEvents `type`, sent in the [`EVENT_TYPE_HEADER`] so that consumers can
-    /// pass over events they do not handle without decoding them.
-    pub event_type: Option<String>,
+    /// The event's CloudEvents attributes, sent as `ce_` headers (see [`super::cloudevents`]) so
+    /// that consumers can pass over events they do not handle without decoding them; `None`
+    /// for messages that are not saga events of their own (dead-letter copies).
+    pub cloud_event: Option<CloudEventHeaders>,
 }
 
 /// Kafka headers with these names and text values, in this order.
@@ -44,10 +46,6 @@ pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
             })
         })
 }
-
-/// The header naming a saga event's CloudEvents `type` (`shop.order.created.v1`), next to the
-/// structured CloudEvents payload that carries it too.
-pub const EVENT_TYPE_HEADER: &str = "event-type";
 
 /// Publishes messages and reports whether the broker acknowledged each one.
 ///
@@ -131,11 +129,8 @@ impl EventProducer {
             key: "content-type",
             value: Some("application/cloudevents+json; charset=UTF-8"),
         });
-        if let Some(event_type) = &message.event_type {
-            headers = headers.insert(Header {
-                key: EVENT_TYPE_HEADER,
-                value: Some(event_type),
-            });
+        if let Some(cloud_event) = &message.cloud_event {
+            headers = cloud_event.write(headers);
         }
         for (key, value) in telemetry::inject(&span) {
             headers = headers.insert(Header {

@@ -6,9 +6,10 @@
 //! A crash can therefore only cause redelivery, which the inbox absorbs; never a loss.
 //!
 //! A service subscribes to the event kinds it handles, and so to their topics. The other kinds
-//! on those topics (a topic carries every event of its producer) are passed over, by the
-//! [`EVENT_TYPE_HEADER`] before any decoding when the message has one: half of the messages a
-//! saga's services consume are not for them.
+//! on those topics (a topic carries every event of its producer) are passed over, by their
+//! `ce_type` header before any decoding when the message has one (see
+//! [`super::cloudevents::declared_kind`]): half of the messages a saga's services consume are
+//! not for them.
 //!
 //! Partitions are handled concurrently, each by one of `CONSUMER_CONCURRENCY` lanes: the
 //! messages of one partition always go to the same lane and are handled one after the other,
@@ -25,16 +26,17 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use events::{Envelope, EventKind, Topic};
 
+use super::cloudevents::declared_kind;
 use super::dead_letter::Failure;
 use super::semconv::Broker;
-use super::{DeadLetter, EVENT_TYPE_HEADER, EventHandler, HandlerError, MessageInfo};
+use super::{DeadLetter, EventHandler, HandlerError, MessageInfo};
 use crate::PlatformError;
 use crate::config::KafkaConfig;
 use lag::LagReporter;
@@ -67,16 +69,6 @@ fn outcome_of(done: bool, dead_lettered: bool) -> Outcome {
         (true, true) => Outcome::DeadLettered,
         (true, false) => Outcome::Handled,
     }
-}
-
-/// The event kind a message's [`EVENT_TYPE_HEADER`] names, if it has a known one.
-fn declared_kind(message: &OwnedMessage) -> Option<EventKind> {
-    let headers = message.headers()?;
-    let value = headers
-        .iter()
-        .find(|header| header.key == EVENT_TYPE_HEADER)?
-        .value?;
-    EventKind::from_type_name(std::str::from_utf8(value).ok()?)
 }
 
 /// Counts a message passed over by its header, as `events_consumed{outcome="skipped"}`.
@@ -264,7 +256,7 @@ impl EventConsumer {
         message: &OwnedMessage,
         shutdown: &CancellationToken,
     ) -> bool {
-        if let Some(kind) = declared_kind(message)
+        if let Some(kind) = message.headers().and_then(declared_kind)
             && !self.kinds.contains(&kind)
         {
             count_skipped(message.topic(), kind);

@@ -91,11 +91,7 @@ struct Replica {
 
 fn two_replicas(scratch: &ScratchDb) -> [Replica; 2] {
     [0, 1].map(|_| {
-        let db = Db::open(
-            scratch.target(),
-            &[store::MIGRATION, store::MIGRATION_WEBHOOK_URL],
-        )
-        .expect("the database opens");
+        let db = Db::open(scratch.target(), store::MIGRATIONS).expect("the database opens");
         let provider = Arc::new(Recorder::default());
         Replica {
             payments: Payments::new(db, provider.clone(), SLOTS, None),
@@ -501,3 +497,5 @@ async fn payments_live_their_whole_lives_across_replicas() {
     }
     assert_eq!(charges(&replicas).len(), 2, "no charge asked twice");
 }
+
+mod causation;
