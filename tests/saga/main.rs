@@ -34,3 +34,4 @@ mod scale_out;
 mod timeline;
 mod tracing;
 mod up;
+mod webhook_secrets;
