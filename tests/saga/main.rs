@@ -25,6 +25,7 @@ mod order_callbacks;
 mod out_of_stock;
 mod passed_over;
 mod poison;
+mod problem_answers;
 mod provider;
 mod readme;
 mod redelivery;
