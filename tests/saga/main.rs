@@ -19,6 +19,7 @@ mod docs;
 mod edges;
 mod fuzz;
 mod happy_path;
+mod idempotency_key;
 mod invariants;
 mod openapi;
 mod order_callbacks;
