@@ -261,6 +261,15 @@ impl Stack {
         )
     }
 
+    /// How many orders order-api holds for `user_id`: the check that duplicates made one order.
+    pub fn orders_of_user(&self, user_id: &str) -> Result<i64> {
+        self.query_i64(
+            ServiceKind::OrderApi,
+            "SELECT COUNT(*) FROM orders WHERE user_id = ?1",
+            &[user_id],
+        )
+    }
+
     /// How many events of `order_id`'s saga order-api recorded for its timeline.
     pub fn saga_events_for(&self, order_id: &str) -> Result<i64> {
         self.query_i64(

@@ -113,8 +113,8 @@ async fn a_hanging_endpoint_delays_only_its_own_principals_callbacks() -> Result
     let secret = |key: &str| format!("whsec_{}", STANDARD.encode(key));
     let secrets = format!(
         "alice:{},bob:{}",
-        secret("alice-callback-secret"),
-        secret("bob-callback-secret")
+        secret("alice-callback-signing-secret"),
+        secret("bob-callback-signing-secret")
     );
     let stack = Stack::start_with_env(&[
         ("API_KEYS", "alice:sk_test_alice_0001,bob:sk_test_bob_00002"),

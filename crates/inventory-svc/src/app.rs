@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use platform::Db;
 use platform::config::refuse_development_secret;
-use platform::http::{Readiness, health_routes, observe};
+use platform::http::{Readiness, health_routes, observe, problem_answers};
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
 
@@ -100,5 +100,5 @@ impl Application {
 /// | `GET /readyz`  | database and broker reachable: it can do its work     |
 /// | `GET /metrics` | Prometheus text (`Authorization: Bearer` if `METRICS_TOKEN`) |
 fn router(readiness: Readiness) -> axum::Router {
-    observe(Config::SERVICE, health_routes(readiness))
+    observe(Config::SERVICE, problem_answers(health_routes(readiness)))
 }

@@ -107,7 +107,11 @@ impl Application {
             let parsed = pair
                 .split_once(':')
                 .ok_or_else(|| "expected principal:whsec_…".to_owned())
-                .and_then(|(principal, secret)| Ok((principal.to_owned(), Secret::parse(secret)?)));
+                .and_then(|(principal, secret)| {
+                    let secret = Secret::parse(secret)
+                        .map_err(|error| format!("{principal}'s secret: {error}"))?;
+                    Ok((principal.to_owned(), secret))
+                });
             let (principal, secret) = parsed.map_err(|reason| platform::PlatformError::Config {
                 name: "CALLBACK_SECRETS".into(),
                 value: "(hidden)".into(),

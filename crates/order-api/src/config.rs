@@ -127,8 +127,8 @@ pub struct Settings {
     #[arg(long = "sse-max-idle-ms", env = "SSE_MAX_IDLE_MS", default_value = "300000",
           value_parser = millis, value_name = "MS")]
     pub sse_max_idle: Duration,
-    /// `principal:whsec_…` pairs: the secrets order callbacks are signed with; a principal needs
-    /// one to set `callback_url`.
+    /// `principal:whsec_…` pairs: the secrets order callbacks are signed with (keys of 24 to 64
+    /// bytes); a principal needs one to set `callback_url`.
     #[arg(
         long,
         env = "CALLBACK_SECRETS",

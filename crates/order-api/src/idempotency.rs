@@ -9,6 +9,12 @@
 //! concurrent transaction holding the same key to end, then reads what it stored. A key is
 //! remembered for a configurable window; the same key with a different body is refused,
 //! because answering it with the first order would hide a client bug.
+//!
+//! One deviation from draft-ietf-httpapi-idempotency-key-header, section 2.6 ("Error
+//! Scenarios"), which answers `409` to a duplicate arriving while the first request is still
+//! processed: here no such moment is visible. The key and the order are committed together, so
+//! a duplicate waits for the first's transaction and is answered with its order, like a retry
+//! (documented in `docs/http-api.md` and `schemas/openapi.yaml`).
 
 use chrono::{DateTime, Utc};
 
@@ -82,23 +88,56 @@ pub(crate) async fn purge_expired(db: &platform::Db, now: DateTime<Utc>) -> Resu
 /// The request header.
 pub(crate) const HEADER: &str = "idempotency-key";
 
-/// A validated `Idempotency-Key`: 1 to 255 visible ASCII characters.
+/// A validated `Idempotency-Key`: 1 to 255 printable ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct IdempotencyKey(String);
+
+/// Longest key accepted, in characters (after unquoting).
+const MAX_KEY_LEN: usize = 255;
 
 impl IdempotencyKey {
     /// Parses the header value; `Err` says what is wrong. Keys are per principal: two clients
     /// choosing the same key do not see each other's orders.
+    ///
+    /// The value is a Structured Field String (draft-ietf-httpapi-idempotency-key-header,
+    /// section 2.1 "Syntax"; RFC 8941, section 3.3.3): `"8e03978e-…"`, quoted, with `\"` and
+    /// `\\` escapes. A bare value of visible characters (`8e03978e-…`) is accepted too, as the
+    /// clients written before this form send it; `"k1"` and `k1` are the same key.
     pub(crate) fn parse(principal: &str, value: &[u8]) -> Result<Self, String> {
-        let visible = value.iter().all(|b| (0x21..=0x7e).contains(b));
-        if value.is_empty() || value.len() > 255 || !visible {
-            return Err("Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice).".into());
+        let key = match value.first() {
+            Some(b'"') => unquote(value)?,
+            _ if value.iter().all(|b| (0x21..=0x7e).contains(b)) => value.to_vec(),
+            _ => return Err(Self::RULE.into()),
+        };
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(Self::RULE.into());
         }
         Ok(Self(format!(
             "{principal}:{}",
-            String::from_utf8_lossy(value)
+            String::from_utf8_lossy(&key)
         )))
     }
+
+    const RULE: &str = "Idempotency-Key must be a quoted string of 1 to 255 printable ASCII characters, such as \"8e03978e-40d5-43e8-bc93-6894a57f9324\" (a UUID is a good choice).";
+}
+
+/// The content of an sf-string (RFC 8941, section 4.2.5): `"` … `"`, printable ASCII, `\` only
+/// before `"` or `\`. Parameters after it (`"k";p=1`) are refused: the draft defines none.
+fn unquote(value: &[u8]) -> Result<Vec<u8>, String> {
+    let mut key = Vec::with_capacity(value.len());
+    let mut bytes = value.iter().skip(1);
+    while let Some(&byte) = bytes.next() {
+        match byte {
+            b'\\' => match bytes.next() {
+                Some(&escaped @ (b'"' | b'\\')) => key.push(escaped),
+                _ => return Err(IdempotencyKey::RULE.into()),
+            },
+            b'"' if bytes.next().is_none() => return Ok(key),
+            0x20..=0x7e if byte != b'"' => key.push(byte),
+            _ => return Err(IdempotencyKey::RULE.into()),
+        }
+    }
+    Err(IdempotencyKey::RULE.into())
 }
 
 /// What a key says about a request.
@@ -188,6 +227,33 @@ pub(crate) fn claim(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_structured_field_strings_or_bare_tokens() {
+        let key = |value: &str| IdempotencyKey::parse("alice", value.as_bytes());
+        let uuid = "8e03978e-40d5-43e8-bc93-6894a57f9324";
+        assert_eq!(
+            key(&format!("\"{uuid}\"")),
+            key(uuid),
+            "quoted and bare: one key"
+        );
+        assert_eq!(
+            key(r#""a \"b\" \\c""#),
+            Ok(IdempotencyKey(r#"alice:a "b" \c"#.into()))
+        );
+        assert!(key(&format!("\"{}\"", "k".repeat(255))).is_ok());
+        for refused in [
+            "\"unterminated",
+            "\"\"",
+            "\"k\";param=1",
+            "\"k\" trailing",
+            r#""bad \escape""#,
+            "\"tab\there\"",
+            &format!("\"{}\"", "k".repeat(256)),
+        ] {
+            assert!(key(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn keys_are_visible_ascii_of_bounded_length() {

@@ -12,7 +12,7 @@ use tower_http::timeout::TimeoutLayer;
 use platform::Db;
 use platform::config::refuse_development_secret;
 use platform::db::lease::Lease;
-use platform::http::{Readiness, health_routes, observe};
+use platform::http::{Readiness, health_routes, observe, problem_answers};
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
 use platform::webhook::Secret;
@@ -160,7 +160,8 @@ pub(crate) fn router(webhooks: Arc<WebhookState>, readiness: Readiness) -> Route
         // `GET /healthz`, `GET /readyz`, `GET /metrics`: the same in every service.
         .merge(health_routes(readiness));
     platform::metrics::describe(crate::metrics::DESCRIPTIONS);
-    observe(Config::SERVICE, routes)
+    // Unknown routes, other methods, the body limit and the timeout answer problems too.
+    observe(Config::SERVICE, problem_answers(routes))
 }
 
 /// `http://<listen address>/webhooks/payments`, with a wildcard address replaced by loopback

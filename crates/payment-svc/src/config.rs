@@ -34,8 +34,8 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database_url: Option<Sensitive>,
-    /// The `whsec_…` secret the payment provider signs its webhooks with. Required: never built
-    /// in.
+    /// The `whsec_…` secret the payment provider signs its webhooks with (a key of 24 to 64
+    /// bytes). Required: never built in.
     #[arg(
         long,
         env = "PSP_WEBHOOK_SECRET",

@@ -47,6 +47,35 @@ pub const MAX_ID_BYTES: usize = 256;
 /// An HMAC-SHA256 tag.
 type Tag = CtOutput<Hmac<Sha256>>;
 
+/// Fewest key bytes a secret may hold (Standard Webhooks, "Signature scheme": 24 to 64 bytes).
+/// Below it an HMAC key is guessable; a secret from elsewhere that is shorter is refused at
+/// start-up rather than used.
+pub const MIN_SECRET_BYTES: usize = 24;
+
+/// Most key bytes a secret may hold (Standard Webhooks). HMAC-SHA256 hashes a longer key down
+/// to 32 bytes anyway, so more adds nothing; other implementations of the specification refuse
+/// such a secret, and a secret shared with them must work on both ends.
+pub const MAX_SECRET_BYTES: usize = 64;
+
+/// Why a configured secret is refused. Each says what a valid one looks like, because the
+/// person reading it is setting up a service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The text does not start with `whsec_`.
+    #[error("a webhook secret starts with whsec_ (whsec_<base64 of 24 to 64 random bytes>)")]
+    Prefix,
+    /// What follows `whsec_` is not standard base64.
+    #[error(
+        "a webhook secret is whsec_ followed by standard base64 (whsec_<base64 of 24 to 64 random bytes>)"
+    )]
+    NotBase64,
+    /// The key is shorter than [`MIN_SECRET_BYTES`] or longer than [`MAX_SECRET_BYTES`].
+    #[error(
+        "a webhook secret's key holds 24 to 64 bytes, this one {0} (make one with `echo whsec_$(openssl rand -base64 32)`)"
+    )]
+    Length(usize),
+}
+
 /// A signing secret. `Debug` does not show it.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
@@ -96,16 +125,15 @@ pub enum VerifyError {
 }
 
 impl Secret {
-    /// Parses `whsec_<base64>`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let encoded = text
-            .strip_prefix("whsec_")
-            .ok_or("a webhook secret starts with whsec_")?;
+    /// Parses `whsec_<base64>`; the key (the decoded base64) must hold [`MIN_SECRET_BYTES`] to
+    /// [`MAX_SECRET_BYTES`] bytes, as the Standard Webhooks specification requires.
+    pub fn parse(text: &str) -> Result<Self, SecretError> {
+        let encoded = text.strip_prefix("whsec_").ok_or(SecretError::Prefix)?;
         let key = STANDARD
             .decode(encoded)
-            .map_err(|_| "a webhook secret is whsec_ and base64".to_owned())?;
-        if key.len() < 16 {
-            return Err("a webhook secret holds at least 16 bytes".into());
+            .map_err(|_| SecretError::NotBase64)?;
+        if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
+            return Err(SecretError::Length(key.len()));
         }
         Ok(Self(key))
     }
@@ -296,6 +324,11 @@ mod tests {
     const SPEC_TS: i64 = 1_614_265_330;
     const SPEC_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 
+    /// The specification's test secret (a 24-byte key).
+    fn spec_secret() -> Secret {
+        Secret::parse(SPEC_SECRET).expect("the specification's secret is valid")
+    }
+
     fn headers(signature: &str) -> [(&'static str, String); 3] {
         [
             (ID, SPEC_ID.to_owned()),
@@ -311,19 +344,34 @@ mod tests {
     }
 
     #[test]
-    fn signs_like_the_standard_webhooks_reference() -> Result<(), String> {
+    fn signs_like_the_standard_webhooks_reference() {
         // Test vector from the Standard Webhooks specification's reference implementations.
-        let secret = Secret::parse(SPEC_SECRET)?;
-        assert_eq!(secret.sign(SPEC_ID, SPEC_TS, SPEC_BODY), SPEC_SIGNATURE);
-        assert!(Secret::parse("nope").is_err());
-        assert!(Secret::parse("whsec_c2hvcnQ=").is_err(), "too short a key");
-        assert!(Secret::parse(&Secret::generate()).is_ok());
-        Ok(())
+        assert_eq!(
+            spec_secret().sign(SPEC_ID, SPEC_TS, SPEC_BODY),
+            SPEC_SIGNATURE
+        );
     }
 
     #[test]
-    fn verifies_the_reference_message_and_refuses_tampering() -> Result<(), String> {
-        let secret = Secret::parse(SPEC_SECRET)?;
+    fn secrets_hold_24_to_64_bytes() {
+        let of = |len: usize| Secret::parse(&format!("whsec_{}", STANDARD.encode(vec![7; len])));
+        assert_eq!(of(23).err(), Some(SecretError::Length(23)));
+        assert!(of(24).is_ok());
+        assert!(of(64).is_ok());
+        assert_eq!(of(65).err(), Some(SecretError::Length(65)));
+        assert_eq!(Secret::parse("nope").err(), Some(SecretError::Prefix));
+        assert_eq!(
+            Secret::parse("whsec_not base64!").err(),
+            Some(SecretError::NotBase64)
+        );
+        assert!(Secret::parse(&Secret::generate()).is_ok());
+        // The development default (docker-compose, `.env.example`) is a valid secret too.
+        assert!(Secret::parse(crate::config::DEVELOPMENT_SECRETS[1]).is_ok());
+    }
+
+    #[test]
+    fn verifies_the_reference_message_and_refuses_tampering() -> Result<(), SecretError> {
+        let secret = spec_secret();
         assert_eq!(check(&secret, SPEC_SIGNATURE, SPEC_BODY, SPEC_TS), Ok(()));
         // Several signatures (key rotation): any match is enough.
         let rotated = format!("v1,AAAA {SPEC_SIGNATURE}");
@@ -345,8 +393,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_old_and_future_timestamps() -> Result<(), String> {
-        let secret = Secret::parse(SPEC_SECRET)?;
+    fn refuses_old_and_future_timestamps() -> Result<(), SecretError> {
+        let secret = spec_secret();
         assert_eq!(
             check(&secret, SPEC_SIGNATURE, SPEC_BODY, SPEC_TS + 301),
             Err(VerifyError::OutsideTolerance {
@@ -367,8 +415,8 @@ mod tests {
     }
 
     #[test]
-    fn a_message_costs_one_hmac_however_many_signatures_it_carries() -> Result<(), String> {
-        let secret = Secret::parse(SPEC_SECRET)?;
+    fn a_message_costs_one_hmac_however_many_signatures_it_carries() -> Result<(), SecretError> {
+        let secret = spec_secret();
         let body = vec![b'x'; 64 * 1024];
         let other = Secret::parse(&Secret::generate())?;
         let wrong = other.sign(SPEC_ID, SPEC_TS, &body);
@@ -391,8 +439,8 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_signatures_is_refused_without_computing_any_hmac() -> Result<(), String> {
-        let secret = Secret::parse(SPEC_SECRET)?;
+    fn a_flood_of_signatures_is_refused_without_computing_any_hmac() -> Result<(), SecretError> {
+        let secret = spec_secret();
         let body = vec![b'x'; 64 * 1024];
         let other = Secret::parse(&Secret::generate())?;
         let flood = vec![other.sign(SPEC_ID, SPEC_TS, &body); 20_000].join(" ");
@@ -410,8 +458,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_more_signatures_or_longer_headers_than_a_sender_makes() -> Result<(), String> {
-        let secret = Secret::parse(SPEC_SECRET)?;
+    fn refuses_more_signatures_or_longer_headers_than_a_sender_makes() -> Result<(), SecretError> {
+        let secret = spec_secret();
         let mut candidates = vec!["v1,AAAA"; MAX_SIGNATURES - 1];
         candidates.push(SPEC_SIGNATURE);
         assert_eq!(
@@ -453,15 +501,14 @@ mod tests {
     }
 
     #[test]
-    fn headers_are_checked_before_there_is_a_body() -> Result<(), String> {
-        let secret = Secret::parse(SPEC_SECRET)?;
+    fn headers_are_checked_before_there_is_a_body() -> Result<(), VerifyError> {
+        let secret = spec_secret();
         let owned = headers(SPEC_SIGNATURE);
         let list: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let before = macs_computed();
         let stale = SignedHeaders::check(list.as_slice(), SPEC_TS + 3_600, DEFAULT_TOLERANCE_S);
         assert!(matches!(stale, Err(VerifyError::OutsideTolerance { .. })));
-        let signed = SignedHeaders::check(list.as_slice(), SPEC_TS, DEFAULT_TOLERANCE_S)
-            .map_err(|error| error.to_string())?;
+        let signed = SignedHeaders::check(list.as_slice(), SPEC_TS, DEFAULT_TOLERANCE_S)?;
         assert_eq!(signed.id(), SPEC_ID);
         assert_eq!(macs_computed() - before, 0, "no HMAC without the body");
         assert_eq!(secret.verify_body(&signed, SPEC_BODY), Ok(()));

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use platform::http::{JsonBody, Problem};
+use platform::http::{JsonBody, Problem, problem_answers};
 use psp_contract::{
     CHARGES_PATH, CreateCharge, CreateRefund, IDEMPOTENCY_KEY, LATENCY_PATH, Latency, Object,
     REFUNDS_PATH, WebhookEvent,
@@ -42,9 +42,9 @@ pub struct ApiState {
     pub charge_latency_ms: AtomicU64,
 }
 
-/// The routes.
+/// The routes; every error answer is a problem document ([`problem_answers`]).
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(CHARGES_PATH, post(create_charge))
         .route(REFUNDS_PATH, post(create_refund))
         .route(LATENCY_PATH, get(latency).put(set_latency))
@@ -55,7 +55,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/metrics", get(|| async { platform::metrics::render() }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    problem_answers(routes)
 }
 
 async fn create_charge(

@@ -21,8 +21,8 @@ pub struct Config {
         value_name = "ADDR"
     )]
     pub http_addr: SocketAddr,
-    /// The `whsec_…` secret webhooks are signed with, shared with the merchant (payment-svc).
-    /// Required: a provider never signs with a built-in key.
+    /// The `whsec_…` secret webhooks are signed with (a key of 24 to 64 bytes), shared with the
+    /// merchant (payment-svc). Required: a provider never signs with a built-in key.
     #[arg(
         long,
         env = "PSP_WEBHOOK_SECRET",

@@ -21,7 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use events::Catalog;
 use platform::Db;
-use platform::http::{Problem, Readiness, health_routes, observe};
+use platform::http::{Problem, Readiness, health_routes, observe, problem_answers};
 use platform::sql::SqlError;
 
 use crate::auth::{self, ApiKeys, Principal};
@@ -86,8 +86,7 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
             auth::require_principal,
         ))
         .with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .fallback(|| async { Problem::not_found("No such route.") });
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let gauges = TimeGauges {
         db: readiness.db.clone(),
         last: Arc::default(),
@@ -95,17 +94,17 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
     let health =
         health_routes(readiness).layer(middleware::from_fn_with_state(gauges, time_gauges));
     platform::metrics::describe(crate::metrics::DESCRIPTIONS);
-    observe(
-        crate::Config::SERVICE,
-        api.merge(health)
-            // SSE streams are long-lived by design; the timeout bounds how long a request waits
-            // for its answer to start, which is what protects the server.
-            .layer(TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                // Above the longest `Prefer: wait`, so a waiting request answers itself.
-                Duration::from_secs(15),
-            )),
-    )
+    let routes = api
+        .merge(health)
+        // SSE streams are long-lived by design; the timeout bounds how long a request waits
+        // for its answer to start, which is what protects the server.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            // Above the longest `Prefer: wait`, so a waiting request answers itself.
+            Duration::from_secs(15),
+        ));
+    // Unknown routes, other methods, extractor rejections and the timeout: problems too.
+    observe(crate::Config::SERVICE, problem_answers(routes))
 }
 
 /// How long a saga may stay open before `sagas_open_longer_than_10s` counts it.

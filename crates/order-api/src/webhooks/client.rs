@@ -208,7 +208,8 @@ mod tests {
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn config(allow_private: bool) -> DelivererConfig {
-        let secret = Secret::parse("whsec_c2VjcmV0LWZvci10ZXN0cw==").expect("a valid secret");
+        let secret = Secret::parse("whsec_c2VjcmV0LWZvci10ZXN0cy1vZi1jYWxsYmFja3M=")
+            .expect("a valid secret");
         DelivererConfig {
             secrets: Arc::new(HashMap::from([("alice".to_owned(), secret)])),
             max_attempts: 3,

@@ -202,7 +202,8 @@ mod tests {
             "2026-01-01T00:01:00.000000Z",
         )
         .await;
-        let secret = Secret::parse("whsec_c2VjcmV0LWZvci10ZXN0cw==").map_err(anyhow::Error::msg)?;
+        let secret = Secret::parse("whsec_c2VjcmV0LWZvci10ZXN0cy1vZi1jYWxsYmFja3M=")
+            .map_err(anyhow::Error::msg)?;
         let config = DelivererConfig {
             secrets: Arc::new(HashMap::from([
                 ("slow".to_owned(), secret.clone()),

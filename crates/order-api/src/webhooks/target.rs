@@ -11,9 +11,25 @@ use reqwest::Url;
 
 use super::address::is_global;
 
+/// Longest accepted `callback_url`, in bytes, as sent and once normalised. Browsers and proxies
+/// commonly cut URLs at about 2 KiB, so a longer one is a mistake or an attempt to make the
+/// order's row, every delivery log line and every attempt's record large.
+pub(crate) const MAX_CALLBACK_URL_BYTES: usize = 2048;
+
 /// Checks a callback URL when an order is placed; returns it normalised.
 pub(crate) fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
+    let too_long = |len: usize| {
+        format!("callback_url is {len} bytes long; it may hold at most {MAX_CALLBACK_URL_BYTES}")
+    };
+    // Before parsing: a huge text costs nothing more than its length.
+    if text.len() > MAX_CALLBACK_URL_BYTES {
+        return Err(too_long(text.len()));
+    }
     let url = Url::parse(text).map_err(|error| format!("callback_url is not a URL: {error}"))?;
+    // Normalising may lengthen it (percent-encoding, punycode); what is stored must fit too.
+    if url.as_str().len() > MAX_CALLBACK_URL_BYTES {
+        return Err(too_long(url.as_str().len()));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err("callback_url must be an http or https URL".into());
     }
@@ -64,5 +80,22 @@ mod tests {
         }
         assert!(check_url("https://hooks.example.com/orders", false).is_ok());
         assert!(check_url("http://127.0.0.1:9000/hook", true).is_ok());
+    }
+
+    #[test]
+    fn urls_longer_than_2048_bytes_are_refused_naming_the_field() {
+        let base = "https://hooks.example.com/";
+        let longest = format!("{base}{}", "a".repeat(MAX_CALLBACK_URL_BYTES - base.len()));
+        assert_eq!(longest.len(), MAX_CALLBACK_URL_BYTES);
+        assert!(check_url(&longest, false).is_ok());
+        let refused = check_url(&format!("{longest}a"), false).expect_err("too long");
+        assert!(
+            refused.starts_with("callback_url") && refused.contains("2048"),
+            "{refused}"
+        );
+        // Short as sent, too long once its spaces are percent-encoded.
+        let spaced = format!("{base}{}", " x".repeat(1000));
+        assert!(spaced.len() <= MAX_CALLBACK_URL_BYTES);
+        assert!(check_url(&spaced, false).is_err());
     }
 }
