@@ -107,7 +107,137 @@ pub fn redacted_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted_url;
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use opentelemetry::trace::{SpanKind, Status};
+    use opentelemetry_sdk::trace::SpanData;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+    use tracing::Instrument;
+
+    use super::{HttpClientSpan, redacted_url};
+    use crate::telemetry::capture::{SpanCapture, attribute};
+
+    /// The one `CLIENT` span among `spans`.
+    fn client_span(spans: &[SpanData]) -> &SpanData {
+        let clients: Vec<&SpanData> = spans
+            .iter()
+            .filter(|span| span.span_kind == SpanKind::Client)
+            .collect();
+        assert_eq!(clients.len(), 1, "one client span in {spans:#?}");
+        clients[0]
+    }
+
+    #[tokio::test]
+    async fn a_call_nobody_answers_ends_its_span_in_error() {
+        let capture = SpanCapture::start();
+        // A port nothing listens on any more: connecting to it is refused.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        drop(listener);
+        let url = format!("http://user:secret@{addr}/v1/charges?token=abc");
+
+        let span = HttpClientSpan::new("POST", &url);
+        let connected = TcpStream::connect(addr)
+            .instrument(span.span().clone())
+            .await;
+        let error = connected.expect_err("nothing listens on the port");
+        span.record_failure("connect", &error);
+        drop(span);
+
+        let spans = capture.finished();
+        let client = client_span(&spans);
+        assert_eq!(client.name, "POST");
+        assert_eq!(
+            client.status,
+            Status::Error {
+                description: error.to_string().into()
+            }
+        );
+        assert_eq!(attribute(client, "error.type").as_deref(), Some("connect"));
+        assert_eq!(
+            attribute(client, "http.request.method").as_deref(),
+            Some("POST")
+        );
+        assert_eq!(
+            attribute(client, "server.address").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            attribute(client, "server.port"),
+            Some(addr.port().to_string())
+        );
+        assert_eq!(
+            attribute(client, "url.full"),
+            Some(format!("http://{addr}/v1/charges?token=REDACTED"))
+        );
+        assert_eq!(attribute(client, "http.response.status_code"), None);
+    }
+
+    #[tokio::test]
+    async fn a_call_answered_with_a_server_error_ends_its_span_in_error() {
+        let capture = SpanCapture::start();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let shutdown = CancellationToken::new();
+        let router = Router::new().route(
+            "/v1/charges",
+            post(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        );
+        let server = tokio::spawn(crate::http::serve(listener, router, shutdown.clone()));
+
+        let span = HttpClientSpan::new(
+            "POST",
+            &format!("http://localhost:{}/v1/charges", addr.port()),
+        );
+        let status = post_empty(addr, "/v1/charges")
+            .instrument(span.span().clone())
+            .await;
+        span.record_status(status);
+        drop(span);
+        shutdown.cancel();
+        server.await.expect("joined").expect("served");
+
+        let spans = capture.finished();
+        let client = client_span(&spans);
+        assert_eq!(
+            client.status,
+            Status::Error {
+                description: "the server answered 503".into()
+            }
+        );
+        assert_eq!(
+            attribute(client, "http.response.status_code").as_deref(),
+            Some("503")
+        );
+        assert_eq!(attribute(client, "error.type").as_deref(), Some("503"));
+        assert_eq!(
+            attribute(client, "server.address").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(
+            attribute(client, "server.port"),
+            Some(addr.port().to_string())
+        );
+    }
+
+    /// POSTs nothing to `path` at `addr` over a fresh connection; the answer's status code.
+    async fn post_empty(addr: std::net::SocketAddr, path: &str) -> u16 {
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("a status line in {answer:?}"))
+    }
 
     #[test]
     fn credentials_and_query_values_are_left_out() {

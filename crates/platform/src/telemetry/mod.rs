@@ -33,6 +33,8 @@
 //! map of the open spans, a removal when it ends; and one OTLP connection per service besides
 //! the process's own.
 
+#[cfg(test)]
+pub(crate) mod capture;
 mod http_client;
 mod services;
 mod status;
@@ -131,13 +133,7 @@ fn install(process: &str, services: &[&'static str], log: &LogSettings) -> Telem
     let otel_layer = provider.as_ref().map(|(provider, services)| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let tracer = ServiceTracer::new(provider.tracer(process.to_owned()), Arc::clone(services));
-        // The module path of each span (`code.module.name`) is how a service's own spans are
-        // told apart (see `services`). A span's status is set where its operation fails, not
-        // from log lines that carry an `error` field (see `status`).
-        tracing_opentelemetry::layer()
-            .with_location(true)
-            .with_error_events_to_status(false)
-            .with_tracer(tracer)
+        bridge(tracer)
     });
     let log_layer = if json {
         subscriber_fmt::layer()
@@ -162,6 +158,22 @@ fn install(process: &str, services: &[&'static str], log: &LogSettings) -> Telem
     TelemetryGuard {
         provider: provider.filter(|_| installed).map(|(provider, _)| provider),
     }
+}
+
+/// The layer that turns `tracing` spans into OpenTelemetry spans of `tracer`. The module path
+/// of each span (`code.module.name`) is how a service's own spans are told apart (see
+/// `services`). A span's status is set where its operation fails, not from log lines that carry
+/// an `error` field (see `status`).
+fn bridge<S, T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<S, T>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+    T: opentelemetry::trace::Tracer + 'static,
+    T::Span: Send + Sync,
+{
+    tracing_opentelemetry::layer()
+        .with_location(true)
+        .with_error_events_to_status(false)
+        .with_tracer(tracer)
 }
 
 /// The tracer provider exporting to the OTLP endpoint: one exporter per service (see

@@ -1,6 +1,8 @@
 //! What every service's HTTP surface does before any route runs: bounded metric labels, request
 //! ids, and serving over real TCP with a header timeout, a connection limit and graceful
-//! shutdown.
+//! shutdown; and the span each request leaves (in [`spans`]).
+
+mod spans;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
