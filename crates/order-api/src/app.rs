@@ -76,6 +76,7 @@ impl Application {
                 crate::idempotency::EXPIRY_MIGRATION,
                 crate::webhooks::MIGRATION,
                 crate::webhooks::DEAD_LETTER_MIGRATION,
+                crate::webhooks::RETRY_MIGRATION,
             ],
         )?;
         let leases = Leases {
@@ -150,6 +151,10 @@ impl Application {
             saga_timeout: chrono::TimeDelta::from_std(settings.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
             jaeger_ui_url: settings.jaeger_ui_url.clone(),
+            admin_token: settings
+                .admin_token
+                .clone()
+                .filter(|token| !token.is_empty()),
         };
         Ok(Self {
             keys: Arc::new(keys),
