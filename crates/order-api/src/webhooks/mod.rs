@@ -8,7 +8,7 @@
 
 mod address;
 mod client;
-mod dead_letter;
+pub mod dead_letter;
 pub mod deliverer;
 mod in_flight;
 mod resolver;

@@ -13,8 +13,9 @@
 //!
 //! Replay only ever sends to a saga topic that exists ([`original_topic`], checked against the
 //! broker's topic list, never created by the send): a letter whose original was not on a saga
-//! topic — a failed callback delivery of order-api, whose original was an HTTP request — is
-//! refused rather than published where nothing reads it.
+//! topic is refused rather than published where nothing reads it. The one exception is
+//! order-api's copy of a failed callback, whose original was an HTTP request: replaying it asks
+//! order-api to send the callback again ([`callback`]).
 //!
 //! A one-shot command talks to the broker for a moment and then exits, so the Kafka client's
 //! own log (dozens of lines a second while a broker is unreachable) would bury the one line
@@ -38,6 +39,10 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use events::Topic;
 use platform::kafka::dead_letter_headers as h;
+
+pub mod callback;
+
+pub use callback::OrderApi;
 
 /// One dead letter.
 #[derive(Debug, Clone)]
@@ -405,11 +410,16 @@ pub fn show(letter: &DeadLetter) {
     println!("payload:\n{}", printable(&payload, true));
 }
 
-/// Sends `letters` back to their original topics; returns how many were acknowledged. A letter
-/// that cannot go back (see the module's documentation) is passed over and the others are
-/// sent; the command then fails naming it. The Kafka client's log goes to stderr only when
-/// `verbose`.
-pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> Result<usize> {
+/// Sends `letters` back to their original topics, and failed callbacks back to `order_api`'s
+/// deliverer; returns how many were acknowledged. A letter that cannot go back (see the
+/// module's documentation) is passed over and the others are sent; the command then fails
+/// naming it. The Kafka client's log goes to stderr only when `verbose`.
+pub async fn replay(
+    bootstrap: &str,
+    verbose: bool,
+    letters: &[DeadLetter],
+    order_api: &OrderApi,
+) -> Result<usize> {
     let producer: FutureProducer<Quiet> = client_config()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -419,6 +429,25 @@ pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> R
     let mut replayed = 0;
     let mut refused = Vec::new();
     for letter in letters {
+        if let Some(delivery) = callback::delivery_id(letter) {
+            match callback::retry(order_api, delivery).await {
+                Ok(retried) => {
+                    mark_replayed(&producer, letter, "order-api").await?;
+                    let what = if retried.requeued {
+                        "requeued".to_owned()
+                    } else {
+                        format!("already {}: nothing changed", retried.status)
+                    };
+                    println!(
+                        "replayed {} -> order-api delivery {delivery} ({what})",
+                        letter.id
+                    );
+                    replayed += 1;
+                }
+                Err(error) => refused.push(format!("{}: {error:#}", letter.id)),
+            }
+            continue;
+        }
         let Some(topic) = original_topic(&letter.dlq_topic) else {
             bail!("{} is not in a dead-letter topic of the shop", letter.id);
         };
@@ -464,27 +493,7 @@ pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> R
             .await
             .map_err(|(error, _)| error)
             .with_context(|| format!("replaying {}", letter.id))?;
-        // Marks the letter as handled in its dead-letter topic (see `REPLAY_OF`).
-        let marker = OwnedHeaders::new()
-            .insert(Header {
-                key: REPLAY_OF,
-                value: Some(&letter.id),
-            })
-            .insert(Header {
-                key: "dlq.replayed_to",
-                value: Some(topic),
-            });
-        producer
-            .send(
-                FutureRecord::to(&letter.dlq_topic)
-                    .key(&letter.key)
-                    .payload(&[] as &[u8])
-                    .headers(marker),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(error, _)| error)
-            .with_context(|| format!("marking {} as replayed", letter.id))?;
+        mark_replayed(&producer, letter, topic).await?;
         println!("replayed {} -> {topic}", letter.id);
         replayed += 1;
     }
@@ -495,6 +504,36 @@ pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> R
         );
     }
     Ok(replayed)
+}
+
+/// Marks `letter` as handled in its dead-letter topic (see [`REPLAY_OF`]), sent back `to` a
+/// topic or a service.
+async fn mark_replayed(
+    producer: &FutureProducer<Quiet>,
+    letter: &DeadLetter,
+    to: &str,
+) -> Result<()> {
+    let marker = OwnedHeaders::new()
+        .insert(Header {
+            key: REPLAY_OF,
+            value: Some(&letter.id),
+        })
+        .insert(Header {
+            key: "dlq.replayed_to",
+            value: Some(to),
+        });
+    producer
+        .send(
+            FutureRecord::to(&letter.dlq_topic)
+                .key(&letter.key)
+                .payload(&[] as &[u8])
+                .headers(marker),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(error, _)| error)
+        .with_context(|| format!("marking {} as replayed", letter.id))?;
+    Ok(())
 }
 
 /// The topics the broker has, asked without naming any: a metadata request naming a topic may
