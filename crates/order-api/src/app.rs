@@ -97,6 +97,16 @@ impl Application {
                 reason,
             },
         )?;
+        if let Some(token) = settings.admin_token.as_ref().filter(|t| !t.is_empty())
+            && keys.contains(token.expose())
+        {
+            return Err(platform::PlatformError::Config {
+                name: "ADMIN_TOKEN".into(),
+                value: "(hidden)".into(),
+                reason: "is also an API key: a client holding it could act as the operator".into(),
+            }
+            .into());
+        }
         let mut secrets = HashMap::new();
         for pair in settings
             .callback_secrets
