@@ -76,6 +76,7 @@ impl Application {
                 crate::idempotency::EXPIRY_MIGRATION,
                 crate::webhooks::MIGRATION,
                 crate::webhooks::DEAD_LETTER_MIGRATION,
+                crate::webhooks::RETRY_MIGRATION,
             ],
         )?;
         let leases = Leases {
@@ -96,6 +97,16 @@ impl Application {
                 reason,
             },
         )?;
+        if let Some(token) = settings.admin_token.as_ref().filter(|t| !t.is_empty())
+            && keys.contains(token.expose())
+        {
+            return Err(platform::PlatformError::Config {
+                name: "ADMIN_TOKEN".into(),
+                value: "(hidden)".into(),
+                reason: "is also an API key: a client holding it could act as the operator".into(),
+            }
+            .into());
+        }
         let mut secrets = HashMap::new();
         for pair in settings
             .callback_secrets
@@ -150,6 +161,10 @@ impl Application {
             saga_timeout: chrono::TimeDelta::from_std(settings.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
             jaeger_ui_url: settings.jaeger_ui_url.clone(),
+            admin_token: settings
+                .admin_token
+                .clone()
+                .filter(|token| !token.is_empty()),
         };
         Ok(Self {
             keys: Arc::new(keys),

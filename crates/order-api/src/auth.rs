@@ -69,6 +69,14 @@ impl ApiKeys {
         })
     }
 
+    /// Whether `token` is one of the keys: the operator's token must not be, or that
+    /// principal's key would open the operator endpoints.
+    pub fn contains(&self, token: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|(key, _)| constant_time_eq(key, token.as_bytes()))
+    }
+
     /// Who sent `headers`, or why not known.
     fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, &'static str> {
         let bearer = headers
@@ -146,6 +154,8 @@ mod tests {
                 .is_err()
         );
         assert!(keys.authenticate(&HeaderMap::new()).is_err());
+        assert!(keys.contains("sk_bob_4567"));
+        assert!(!keys.contains("sk_bob_4568"));
         Ok(())
     }
 

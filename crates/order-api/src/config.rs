@@ -154,6 +154,16 @@ pub struct Settings {
     /// links each order's trace to `<url>/trace/<trace id>`.
     #[arg(long, env = "JAEGER_UI_URL", value_parser = jaeger_ui_url, value_name = "URL")]
     pub jaeger_ui_url: Option<String>,
+    /// The operator's token: `Authorization: Bearer <token>` opens the operator endpoints
+    /// (`/admin/…`, e.g. retrying a dead-lettered callback). Unset, they answer `404`. Give it
+    /// only to operators: it is no API key and acts for no principal.
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<Sensitive>,
 }
 
 impl Config {

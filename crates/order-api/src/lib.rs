@@ -6,17 +6,20 @@
 //!
 //! # Entry points
 //!
-//! HTTP routes ([`api::router`]), all but the last three behind an API key:
+//! HTTP routes ([`api::router`]): the order routes behind an API key, the operator route
+//! behind `ADMIN_TOKEN` (never an API key; `404` while it is unset), and `/healthz`, `/readyz`
+//! and `/metrics` open:
 //!
-//! | Route                                   | Module                        |
-//! |-----------------------------------------|-------------------------------|
-//! | `POST /api/orders`                      | [`api`]`::create_order`       |
-//! | `GET /api/orders/{id}` (`?wait=N`)      | [`api`]`::get_order`          |
-//! | `GET /api/orders/{id}/events` (SSE)     | [`api`]`::order_events`       |
-//! | `GET /api/orders/{id}/timeline`         | [`api`]`::timeline`           |
-//! | `GET /api/orders/{id}/deliveries`       | [`api`]`::deliveries`         |
-//! | `GET /orders/{id}` (HTML page)          | [`api`]`::timeline_page`      |
-//! | `GET /healthz`, `/readyz`, `/metrics`   | [`platform::http`]            |
+//! | Route                                   | Module                           |
+//! |-----------------------------------------|----------------------------------|
+//! | `POST /api/orders`                      | [`api`]`::create_order`          |
+//! | `GET /api/orders/{id}` (`?wait=N`)      | [`api`]`::get_order`             |
+//! | `GET /api/orders/{id}/events` (SSE)     | [`api`]`::order_events`          |
+//! | `GET /api/orders/{id}/timeline`         | [`api`]`::timeline`              |
+//! | `GET /api/orders/{id}/deliveries`       | [`api`]`::deliveries`            |
+//! | `GET /orders/{id}` (HTML page)          | [`api`]`::timeline_page`         |
+//! | `POST /admin/deliveries/{id}/retry`     | [`api`]`::admin::retry_delivery` |
+//! | `GET /healthz`, `/readyz`, `/metrics`   | [`platform::http`]               |
 //!
 //! Events consumed ([`saga::HANDLES`], one [`saga::Coordinator`] deciding through
 //! [`saga::decide`]): `payment.initiated`, `payment.completed`, `payment.failed`,

@@ -8,13 +8,14 @@ use crate::saga::OrderStatus;
 use crate::store::HistoryEntry;
 
 /// order-api's migrations, in the order the service applies them.
-pub(crate) fn migrations() -> [platform::db::Migration; 5] {
+pub(crate) fn migrations() -> [platform::db::Migration; 6] {
     [
         crate::store::MIGRATION,
         crate::idempotency::MIGRATION,
         crate::idempotency::EXPIRY_MIGRATION,
         crate::webhooks::MIGRATION,
         crate::webhooks::DEAD_LETTER_MIGRATION,
+        crate::webhooks::RETRY_MIGRATION,
     ]
 }
 

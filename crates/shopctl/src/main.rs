@@ -74,7 +74,8 @@ enum DlqAction {
         /// Its id, as printed by `list` (`<dlq topic>/<partition>/<offset>`).
         id: String,
     },
-    /// Send dead letters back to their original topic (idempotent: handled events are dropped).
+    /// Send dead letters back to their original topic (idempotent: handled events are dropped);
+    /// failed callbacks back to order-api's deliverer (idempotent: receivers drop repeats).
     Replay {
         /// Ids as printed by `list`.
         ids: Vec<String>,
@@ -88,6 +89,18 @@ enum DlqAction {
         /// events they handled).
         #[arg(long, requires = "all")]
         include_replayed: bool,
+        /// order-api's base URL: a failed callback is replayed by asking order-api to send
+        /// it again.
+        #[arg(long, env = "ORDER_API_URL", value_name = "URL")]
+        order_api_url: Option<String>,
+        /// order-api's operator token (its `ADMIN_TOKEN`), for replaying failed callbacks.
+        #[arg(
+            long,
+            env = "ADMIN_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        admin_token: Option<String>,
     },
 }
 
@@ -163,7 +176,13 @@ async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow
             all,
             topic,
             include_replayed,
+            order_api_url,
+            admin_token,
         } => {
+            let order_api = dlq::OrderApi {
+                url: order_api_url,
+                admin_token,
+            };
             let letters = dlq::read(bootstrap, verbose, topic.as_deref())?;
             let chosen: Vec<_> = if all {
                 letters
@@ -186,7 +205,13 @@ async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow
                 }
                 chosen
             };
-            let replayed = dlq::replay(bootstrap, verbose, &dlq::once_per_origin(chosen)).await?;
+            let replayed = dlq::replay(
+                bootstrap,
+                verbose,
+                &dlq::once_per_origin(chosen),
+                &order_api,
+            )
+            .await?;
             println!("{replayed} dead letter(s) replayed");
         }
     }

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per route, and [`router`], the table of every route the service
 //! answers.
 
+mod admin;
 mod create_order;
 mod deliveries;
 mod get_order;
@@ -63,13 +64,16 @@ pub struct AppState {
     pub held: Arc<crate::rate_limit::HeldPerPrincipal>,
     /// Base URL of the trace viewer the timeline page links traces to, if any.
     pub jaeger_ui_url: Option<String>,
+    /// The operator's token (`ADMIN_TOKEN`), if set: without it the operator endpoints are off.
+    pub admin_token: Option<platform::config::Sensitive>,
 }
 
 /// The whole HTTP application; testable without a socket.
 ///
 /// Every route is listed here, so that this table is the map of the API: the order routes
-/// behind authentication and the read budget, then the platform's `/healthz`, `/readyz` and
-/// `/metrics` (see [`health_routes`]), which answer before any authentication.
+/// behind authentication and the read budget, the operator routes behind the operator's token
+/// (never an API key), then the platform's `/healthz`, `/readyz` and `/metrics` (see
+/// [`health_routes`]), which answer before any authentication.
 pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Router {
     let api = Router::new()
         .route("/api/orders", post(create_order::handle))
@@ -85,6 +89,17 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
             keys,
             auth::require_principal,
         ))
+        .with_state(state.clone())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let operator = Router::new()
+        .route(
+            "/admin/deliveries/{delivery_id}/retry",
+            post(admin::retry_delivery::handle),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_operator,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let gauges = TimeGauges {
@@ -95,6 +110,7 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
         health_routes(readiness).layer(middleware::from_fn_with_state(gauges, time_gauges));
     platform::metrics::describe(crate::metrics::DESCRIPTIONS);
     let routes = api
+        .merge(operator)
         .merge(health)
         // SSE streams are long-lived by design; the timeout bounds how long a request waits
         // for its answer to start, which is what protects the server.
@@ -172,6 +188,9 @@ pub enum ApiError {
     /// The path names an order that does not exist.
     #[error("order not found")]
     OrderNotFound,
+    /// The path names a callback delivery that does not exist (operator endpoints).
+    #[error("delivery not found")]
+    DeliveryNotFound,
     /// The path's order id is not an order id.
     #[error("{0}")]
     BadOrderId(String),
@@ -214,6 +233,7 @@ impl IntoResponse for ApiError {
                 detail.clone(),
             ),
             ApiError::OrderNotFound => Problem::not_found("No order has this id."),
+            ApiError::DeliveryNotFound => Problem::not_found("No callback delivery has this id."),
             ApiError::BadOrderId(detail) => Problem::not_found(detail.clone()),
             ApiError::BadIdempotencyKey(detail) => Problem::bad_request(detail.clone()),
             ApiError::IdempotencyConflict => Problem::new(

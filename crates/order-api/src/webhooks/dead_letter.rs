@@ -22,7 +22,14 @@ use platform::params;
 use platform::sql::{Conn, Result, Row};
 
 /// Where copies go: the dead-letter topic of the saga's order events.
-const TOPIC: &str = "orders.dlq";
+pub const TOPIC: &str = "orders.dlq";
+
+/// The `dlq.original.topic` of a copy: its original was no message but an HTTP request, so
+/// replaying it means asking order-api to send it again (`POST /admin/deliveries/{id}/retry`).
+pub const ORIGIN: &str = "webhooks";
+
+/// The header of a copy naming its delivery (the `webhook-id` receivers saw).
+pub const DELIVERY_ID_HEADER: &str = "webhook.id";
 
 /// Most copies sent per round; they are sent together.
 const BATCH: i64 = 20;
@@ -151,14 +158,14 @@ fn message(copy: &Owed) -> (OutgoingMessage, OwnedHeaders) {
         .map(platform::time::format)
         .unwrap_or_default();
     let pairs = [
-        (h::ORIGINAL_TOPIC, "webhooks"),
+        (h::ORIGINAL_TOPIC, ORIGIN),
         (h::ERROR_CLASS, "webhook"),
         (h::ERROR_MESSAGE, copy.error.as_str()),
         (h::ATTEMPTS, attempts.as_str()),
         (h::LAST_FAILURE, failed_at.as_str()),
         (h::SERVICE, "order-api"),
         ("webhook.url", copy.url.as_str()),
-        ("webhook.id", copy.id.as_str()),
+        (DELIVERY_ID_HEADER, copy.id.as_str()),
     ];
     let message = OutgoingMessage {
         topic: TOPIC.to_owned(),

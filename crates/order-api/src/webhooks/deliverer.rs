@@ -72,11 +72,14 @@ pub(super) struct Due {
     payload: String,
     /// Attempts made so far.
     attempts: u32,
+    /// Attempts made before the current budget began (an operator's retry, see
+    /// [`super::retry`]); 0 for a delivery never retried.
+    budget_start: u32,
 }
 
 impl Due {
     /// Reads a row of `webhook_deliveries` selected as
-    /// `id, order_id, url, principal, payload, attempts`.
+    /// `id, order_id, url, principal, payload, attempts, budget_start`.
     fn from_row(row: &Row<'_>) -> Result<Self> {
         Ok(Self {
             id: row.get(0)?,
@@ -85,6 +88,7 @@ impl Due {
             principal: row.get(3)?,
             payload: row.get(4)?,
             attempts: row.get(5)?,
+            budget_start: row.get(6)?,
         })
     }
 }
@@ -168,8 +172,8 @@ async fn deliver_due(
 /// principal: a principal with a long backlog does not fill the read and hide the others'.
 pub(super) fn due(conn: &Conn<'_>, now: DateTime<Utc>) -> Result<Vec<Due>> {
     conn.query_map(
-        "SELECT id, order_id, url, principal, payload, attempts FROM (
-             SELECT id, order_id, url, principal, payload, attempts, next_attempt_at,
+        "SELECT id, order_id, url, principal, payload, attempts, budget_start FROM (
+             SELECT id, order_id, url, principal, payload, attempts, budget_start, next_attempt_at,
                     ROW_NUMBER() OVER (PARTITION BY principal ORDER BY next_attempt_at, id) AS nth
              FROM webhook_deliveries
              WHERE status = 'pending' AND next_attempt_at <= ?1
@@ -286,9 +290,11 @@ pub(super) async fn deliver(db: Db, http: reqwest::Client, config: DelivererConf
         Err(failure) => (None, Some(failure.class), Some(failure.detail)),
     };
     let delivered = error.is_none();
-    let give_up = !delivered && attempt >= config.max_attempts;
+    // Counted within the current budget: a retried delivery gets `max_attempts` more.
+    let in_budget = attempt.saturating_sub(delivery.budget_start);
+    let give_up = !delivered && in_budget >= config.max_attempts;
     let backoff = config.base_backoff.mul_f64(
-        2f64.powi(i32::try_from(attempt - 1).unwrap_or(30))
+        2f64.powi(i32::try_from(in_budget.saturating_sub(1)).unwrap_or(30))
             .min(64.0)
             * rand::random_range(0.75..1.25),
     );

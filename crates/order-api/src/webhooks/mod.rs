@@ -1,17 +1,18 @@
 //! Webhooks to the client: an order placed with a `callback_url` is announced to that URL when
 //! its saga ends, signed with the client's secret (Standard Webhooks), retried with exponential
 //! backoff, logged per attempt (`GET /api/orders/{id}/deliveries`), and dead-lettered after the
-//! last attempt.
+//! last attempt; an operator may send a dead-lettered one again ([`retry`]).
 //!
 //! The delivery is recorded in the same transaction as the terminal status, so a crash between
 //! the two cannot lose it; the [`deliverer`] sends it afterwards, at least once.
 
 mod address;
 mod client;
-mod dead_letter;
+pub mod dead_letter;
 pub mod deliverer;
 mod in_flight;
 mod resolver;
+mod retry;
 pub mod target;
 #[cfg(test)]
 mod test_server;
@@ -26,6 +27,7 @@ use platform::sql::{Conn, OptionalExtension, Result, Row};
 use crate::store::HistoryEntry;
 
 pub(crate) use dead_letter::MIGRATION as DEAD_LETTER_MIGRATION;
+pub(crate) use retry::{MIGRATION as RETRY_MIGRATION, Retried, retry};
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "order-api/webhooks/1",

@@ -13,8 +13,9 @@
 //!
 //! Replay only ever sends to a saga topic that exists ([`original_topic`], checked against the
 //! broker's topic list, never created by the send): a letter whose original was not on a saga
-//! topic — a failed callback delivery of order-api, whose original was an HTTP request — is
-//! refused rather than published where nothing reads it.
+//! topic is refused rather than published where nothing reads it. The one exception is
+//! order-api's copy of a failed callback, whose original was an HTTP request: replaying it asks
+//! order-api to send the callback again ([`callback`]).
 //!
 //! A one-shot command talks to the broker for a moment and then exits, so the Kafka client's
 //! own log (dozens of lines a second while a broker is unreachable) would bury the one line
@@ -27,17 +28,22 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use events::Topic;
 use platform::kafka::dead_letter_headers as h;
+
+pub mod callback;
+mod replay;
+
+pub use callback::OrderApi;
+pub use replay::replay;
 
 /// One dead letter.
 #[derive(Debug, Clone)]
@@ -403,113 +409,6 @@ pub fn show(letter: &DeadLetter) {
         .and_then(|json| serde_json::to_string_pretty(&json).ok())
         .unwrap_or_else(|| String::from_utf8_lossy(&letter.payload).into_owned());
     println!("payload:\n{}", printable(&payload, true));
-}
-
-/// Sends `letters` back to their original topics; returns how many were acknowledged. A letter
-/// that cannot go back (see the module's documentation) is passed over and the others are
-/// sent; the command then fails naming it. The Kafka client's log goes to stderr only when
-/// `verbose`.
-pub async fn replay(bootstrap: &str, verbose: bool, letters: &[DeadLetter]) -> Result<usize> {
-    let producer: FutureProducer<Quiet> = client_config()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "0")
-        .create_with_context(Quiet::new(verbose))?;
-    let existing = existing_topics(&producer)?;
-    let mut replayed = 0;
-    let mut refused = Vec::new();
-    for letter in letters {
-        let Some(topic) = original_topic(&letter.dlq_topic) else {
-            bail!("{} is not in a dead-letter topic of the shop", letter.id);
-        };
-        let from = letter.header(h::ORIGINAL_TOPIC);
-        if !from.is_empty() && from != topic {
-            refused.push(format!(
-                "{}: its original was on {:?}, not on {topic}, and no service consumes that",
-                letter.id,
-                printable(from, false)
-            ));
-            continue;
-        }
-        if !existing.iter().any(|name| name == topic) {
-            refused.push(format!(
-                "{}: {topic} does not exist on the broker",
-                letter.id
-            ));
-            continue;
-        }
-        let mut headers = OwnedHeaders::new();
-        for (name, value) in letter
-            .headers
-            .iter()
-            .filter(|(name, _)| !name.starts_with("dlq."))
-        {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value),
-            });
-        }
-        headers = headers.insert(Header {
-            key: "dlq.replayed_from",
-            value: Some(&letter.id),
-        });
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(&letter.key)
-                    .payload(&letter.payload)
-                    .headers(headers),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(error, _)| error)
-            .with_context(|| format!("replaying {}", letter.id))?;
-        // Marks the letter as handled in its dead-letter topic (see `REPLAY_OF`).
-        let marker = OwnedHeaders::new()
-            .insert(Header {
-                key: REPLAY_OF,
-                value: Some(&letter.id),
-            })
-            .insert(Header {
-                key: "dlq.replayed_to",
-                value: Some(topic),
-            });
-        producer
-            .send(
-                FutureRecord::to(&letter.dlq_topic)
-                    .key(&letter.key)
-                    .payload(&[] as &[u8])
-                    .headers(marker),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(error, _)| error)
-            .with_context(|| format!("marking {} as replayed", letter.id))?;
-        println!("replayed {} -> {topic}", letter.id);
-        replayed += 1;
-    }
-    if !refused.is_empty() {
-        bail!(
-            "{replayed} dead letter(s) replayed; not replayed (see docs/operations.md): {}",
-            refused.join("; ")
-        );
-    }
-    Ok(replayed)
-}
-
-/// The topics the broker has, asked without naming any: a metadata request naming a topic may
-/// create it on a broker that auto-creates topics.
-fn existing_topics(producer: &FutureProducer<Quiet>) -> Result<Vec<String>> {
-    use rdkafka::producer::Producer;
-    let metadata = producer
-        .client()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .context("listing the broker's topics")?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .map(|topic| topic.name().to_owned())
-        .collect())
 }
 
 /// A client with the `KAFKA_CLIENT_*` properties (TLS, SASL…), like the services'.
