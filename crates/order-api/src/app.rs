@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use platform::Db;
 use platform::config::refuse_development_secret;
+use platform::db::Migration;
 use platform::db::lease::Lease;
 use platform::http::Readiness;
 use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
@@ -21,6 +22,17 @@ use crate::status_feed::StatusFeed;
 use crate::store;
 use crate::webhooks::{self, deliverer::DelivererConfig};
 use crate::{Config, OrderApiError};
+
+/// Every migration of order-api's tables, in the order they apply: what the service's database
+/// and the tests' scratch databases are opened with.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    store::MIGRATION,
+    crate::idempotency::MIGRATION,
+    crate::idempotency::EXPIRY_MIGRATION,
+    crate::webhooks::MIGRATION,
+    crate::webhooks::DEAD_LETTER_MIGRATION,
+    crate::webhooks::RETRY_MIGRATION,
+];
 
 /// order-api, built and ready to run: the listener is bound, the database migrated and the
 /// consumer subscribed, so orders are accepted from the moment `run_until_stopped` starts.
@@ -67,18 +79,7 @@ impl Application {
             refuse_development_secret(name, url, development)?;
         }
         let catalog = platform::config::load_catalog(config.catalog_path.as_deref())?;
-        let db = Db::open_with(
-            &config.database_target(),
-            &common.db,
-            &[
-                store::MIGRATION,
-                crate::idempotency::MIGRATION,
-                crate::idempotency::EXPIRY_MIGRATION,
-                crate::webhooks::MIGRATION,
-                crate::webhooks::DEAD_LETTER_MIGRATION,
-                crate::webhooks::RETRY_MIGRATION,
-            ],
-        )?;
+        let db = Db::open_with(&config.database_target(), &common.db, MIGRATIONS)?;
         let leases = Leases {
             reaper: Lease::new(&db, "order-api/deadline-reaper")?,
             deliverer: Lease::new(&db, "order-api/webhook-deliverer")?,

@@ -352,8 +352,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_retries_on_two_replicas_claim_the_key_once() {
         let (_dir, target, first) = crate::testing::fresh_db();
-        let second =
-            platform::Db::open(&target, &crate::testing::migrations()).expect("a second replica");
+        let second = platform::Db::open(&target, crate::app::MIGRATIONS).expect("a second replica");
         let tasks: Vec<_> = (0..12)
             .map(|n| {
                 let db = if n % 2 == 0 { &first } else { &second }.clone();

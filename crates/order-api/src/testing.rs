@@ -4,27 +4,16 @@ use events::{Currency, Money, OrderId, PaymentMethod, PricedLineItem, Sku, UserI
 use platform::Db;
 use platform::sql::{Access, Conn, Connection, DbTarget, Result, ScratchDb};
 
+use crate::app::MIGRATIONS;
 use crate::saga::OrderStatus;
 use crate::store::HistoryEntry;
-
-/// order-api's migrations, in the order the service applies them.
-pub(crate) fn migrations() -> [platform::db::Migration; 6] {
-    [
-        crate::store::MIGRATION,
-        crate::idempotency::MIGRATION,
-        crate::idempotency::EXPIRY_MIGRATION,
-        crate::webhooks::MIGRATION,
-        crate::webhooks::DEAD_LETTER_MIGRATION,
-        crate::webhooks::RETRY_MIGRATION,
-    ]
-}
 
 /// A scratch database with order-api's tables (not the platform's), for tests of single
 /// statements (see [`ScratchDb`]). Blocks: not for async tests.
 pub(crate) fn scratch() -> (ScratchDb, Connection) {
     let scratch = ScratchDb::new("order_api");
     let conn = Connection::open(scratch.target(), Access::ReadWrite).expect("the database opens");
-    for migration in migrations() {
+    for migration in MIGRATIONS {
         conn.conn()
             .execute_batch(&migration.sql_for(conn.dialect()))
             .expect("the schema applies");
@@ -37,7 +26,7 @@ pub(crate) fn scratch() -> (ScratchDb, Connection) {
 pub(crate) fn fresh_db() -> (ScratchDb, DbTarget, Db) {
     let scratch = ScratchDb::new("order_api");
     let target = scratch.target().clone();
-    let db = Db::open(&target, &migrations()).expect("the database opens");
+    let db = Db::open(&target, MIGRATIONS).expect("the database opens");
     (scratch, target, db)
 }
 

@@ -71,7 +71,7 @@ fn an_order_reads_back_as_written() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_transitions_of_one_order_take_turns() {
     let (_dir, target, first) = testing::fresh_db();
-    let second = platform::Db::open(&target, &testing::migrations()).expect("a second replica");
+    let second = platform::Db::open(&target, crate::app::MIGRATIONS).expect("a second replica");
     let order_id = OrderId::new();
     first
         .transaction(move |tx| new_order(tx, order_id))
