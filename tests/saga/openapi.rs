@@ -63,7 +63,8 @@ impl Spec {
     }
 }
 
-fn assert_valid(validator: &Validator, what: &str, value: &Value) {
+/// Fails the test with every schema error of `value`, named `what`.
+pub(crate) fn assert_valid(validator: &Validator, what: &str, value: &Value) {
     let errors: Vec<String> = validator
         .iter_errors(value)
         .map(|e| format!("{e} at {}", e.instance_path()))

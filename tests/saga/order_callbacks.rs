@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 use saga_tests::{Stack, eventually, receiver, repo_root};
 
+use crate::openapi::assert_valid;
+
 const SPEC_URI: &str = "urn:shop:openapi";
 
 /// A validator for the schema at `pointer` (a JSON pointer into the OpenAPI document).
@@ -19,17 +21,6 @@ fn validator(registry: &Registry<'static>, pointer: &str) -> Result<Validator> {
     Ok(jsonschema::options()
         .with_registry(registry)
         .build(&json!({"$ref": format!("{SPEC_URI}#{pointer}")}))?)
-}
-
-fn assert_valid(validator: &Validator, what: &str, value: &Value) {
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{what} does not match schemas/openapi.yaml: {errors:#?}\n{value:#}"
-    );
 }
 
 #[tokio::test]
