@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use saga_tests::{FoundMessage, Stack, eventually, receiver, webhook_signature as signature};
 
+use crate::callbacks::wait_log;
+
 /// order-api's `ADMIN_TOKEN` in these tests.
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0001";
 
@@ -173,24 +175,4 @@ async fn the_retry_endpoint_is_off_without_an_operator_token() -> Result<()> {
         .to_owned();
     assert_eq!(content_type, "application/problem+json");
     Ok(())
-}
-
-/// The delivery log of `order_id`, once its first delivery is `status`.
-async fn wait_log(stack: &Stack, order_id: &str, status: &str) -> Result<Value> {
-    eventually(|| async {
-        let log: Value = async {
-            let url = stack.url(&format!("/api/orders/{order_id}/deliveries"));
-            stack.http.get(url).send().await?.json().await
-        }
-        .await
-        .map_err(|error| format!("the delivery log of {order_id}: {error}"))?;
-        if log[0]["status"] == status {
-            Ok(log)
-        } else {
-            Err(format!(
-                "the delivery of {order_id} never became {status}: {log}"
-            ))
-        }
-    })
-    .await
 }

@@ -244,7 +244,7 @@ async fn wait_status(stack: &Stack, key: &str, order_id: &str, status: Status) -
 
 /// Polls an order's delivery log until its first delivery has `status`, failing after
 /// [`saga_tests::DEADLINE`] with the last log seen.
-async fn wait_log(stack: &Stack, order_id: &str, status: &str) -> Result<Value> {
+pub(crate) async fn wait_log(stack: &Stack, order_id: &str, status: &str) -> Result<Value> {
     eventually(|| async {
         let log: Value = async {
             let url = stack.url(&format!("/api/orders/{order_id}/deliveries"));
