@@ -161,7 +161,7 @@ impl Application {
                 .unwrap_or(chrono::TimeDelta::MAX),
             saga_timeout: chrono::TimeDelta::from_std(settings.saga_timeout)
                 .unwrap_or(chrono::TimeDelta::MAX),
-            jaeger_ui_url: settings.jaeger_ui_url.clone(),
+            trace_url: settings.trace_url(),
             admin_token: settings
                 .admin_token
                 .clone()

@@ -150,8 +150,15 @@ pub struct Settings {
     #[arg(long = "webhook-retry-base-ms", env = "WEBHOOK_RETRY_BASE_MS", default_value = "500",
           value_parser = millis, value_name = "MS")]
     pub webhook_retry_base: Duration,
-    /// A trace viewer (e.g. Jaeger UI, `http://localhost:16686`): the order timeline page then
-    /// links each order's trace to `<url>/trace/<trace id>`.
+    /// Where a trace viewer shows one trace: the order timeline page links each order's trace
+    /// there, `{trace_id}` replaced by the trace id. Jaeger:
+    /// `http://localhost:16686/trace/{trace_id}`; Phoenix:
+    /// `http://localhost:6006/redirects/traces/{trace_id}`.
+    #[arg(long, env = "TRACE_URL_TEMPLATE", value_parser = trace_url_template,
+          value_name = "URL", conflicts_with = "jaeger_ui_url")]
+    pub trace_url_template: Option<String>,
+    /// Shorthand for a Jaeger UI (e.g. `http://localhost:16686`): the same as
+    /// `TRACE_URL_TEMPLATE=<url>/trace/{trace_id}`.
     #[arg(long, env = "JAEGER_UI_URL", value_parser = jaeger_ui_url, value_name = "URL")]
     pub jaeger_ui_url: Option<String>,
     /// The operator's token: `Authorization: Bearer <token>` opens the operator endpoints
@@ -164,6 +171,18 @@ pub struct Settings {
         value_name = "TOKEN"
     )]
     pub admin_token: Option<Sensitive>,
+}
+
+impl Settings {
+    /// The trace viewer's URL for one trace, `{trace_id}` to fill in: `TRACE_URL_TEMPLATE`, or
+    /// Jaeger's trace page under `JAEGER_UI_URL`.
+    pub fn trace_url(&self) -> Option<String> {
+        self.trace_url_template.clone().or_else(|| {
+            self.jaeger_ui_url
+                .as_ref()
+                .map(|base| format!("{base}/trace/{TRACE_ID}"))
+        })
+    }
 }
 
 impl Config {
@@ -184,10 +203,33 @@ impl Config {
     }
 }
 
+/// The placeholder a trace URL template holds.
+const TRACE_ID: &str = "{trace_id}";
+
 /// Checks `JAEGER_UI_URL`: an `http(s)` URL, kept without trailing slashes. Anything else is
 /// refused at start-up, because the page would turn it into a link that does not work (or, for
 /// `javascript:`, one that runs code).
 fn jaeger_ui_url(value: &str) -> Result<String, PlatformError> {
+    http_url(value, "JAEGER_UI_URL", "http://localhost:16686")
+}
+
+/// Checks `TRACE_URL_TEMPLATE`: an `http(s)` URL holding `{trace_id}`, for the reasons of
+/// [`jaeger_ui_url`]; without the placeholder every order would link to the same page.
+fn trace_url_template(value: &str) -> Result<String, PlatformError> {
+    let example = "http://localhost:16686/trace/{trace_id}";
+    let url = http_url(value, "TRACE_URL_TEMPLATE", example)?;
+    if !url.contains(TRACE_ID) {
+        return Err(PlatformError::Config {
+            name: "TRACE_URL_TEMPLATE".to_owned(),
+            value: value.to_owned(),
+            reason: format!("expected {TRACE_ID} where the trace id goes, e.g. {example}"),
+        });
+    }
+    Ok(url)
+}
+
+/// `value` trimmed of spaces and trailing slashes, if it is an `http(s)` URL with a host.
+fn http_url(value: &str, name: &str, example: &str) -> Result<String, PlatformError> {
     let url = value.trim().trim_end_matches('/');
     let scheme_ok = ["http://", "https://"].iter().any(|scheme| {
         url.get(..scheme.len())
@@ -196,9 +238,9 @@ fn jaeger_ui_url(value: &str) -> Result<String, PlatformError> {
     });
     if !scheme_ok || url.chars().any(char::is_whitespace) {
         return Err(PlatformError::Config {
-            name: "JAEGER_UI_URL".to_owned(),
+            name: name.to_owned(),
             value: value.to_owned(),
-            reason: "expected an http:// or https:// URL, e.g. http://localhost:16686".to_owned(),
+            reason: format!("expected an http:// or https:// URL, e.g. {example}"),
         });
     }
     Ok(url.to_owned())
@@ -206,7 +248,7 @@ fn jaeger_ui_url(value: &str) -> Result<String, PlatformError> {
 
 #[cfg(test)]
 mod tests {
-    use super::jaeger_ui_url;
+    use super::{jaeger_ui_url, trace_url_template};
 
     #[test]
     fn jaeger_ui_url_is_optional_and_must_be_http() {
@@ -227,16 +269,55 @@ mod tests {
             "  ",
         ] {
             assert!(jaeger_ui_url(bad).is_err(), "{bad}");
+            assert!(trace_url_template(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_trace_url_template_must_say_where_the_trace_id_goes() {
+        assert_eq!(
+            trace_url_template("http://localhost:6006/redirects/traces/{trace_id}")
+                .ok()
+                .as_deref(),
+            Some("http://localhost:6006/redirects/traces/{trace_id}")
+        );
+        assert!(trace_url_template("http://localhost:16686/trace/").is_err());
     }
 }
 
 #[cfg(test)]
 mod command_line_tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+
+    use super::Config;
 
     #[test]
     fn the_command_line_is_well_formed() {
-        super::Config::command().debug_assert();
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn a_jaeger_ui_url_links_to_jaegers_trace_page_and_a_template_to_itself() {
+        let trace_url =
+            |args: &[&str]| Config::try_parse_from(args).map(|config| config.settings.trace_url());
+        let jaeger = trace_url(&["order-api", "--jaeger-ui-url", "http://localhost:16686/"]);
+        assert_eq!(
+            jaeger.expect("a Jaeger UI URL is accepted").as_deref(),
+            Some("http://localhost:16686/trace/{trace_id}")
+        );
+        let phoenix = "http://localhost:6006/redirects/traces/{trace_id}";
+        let template = trace_url(&["order-api", "--trace-url-template", phoenix]);
+        assert_eq!(
+            template.expect("a template is accepted").as_deref(),
+            Some(phoenix)
+        );
+        let both = trace_url(&[
+            "order-api",
+            "--trace-url-template",
+            phoenix,
+            "--jaeger-ui-url",
+            "http://localhost:16686",
+        ]);
+        assert!(both.is_err(), "two trace viewers at once are refused");
     }
 }

@@ -62,8 +62,9 @@ pub struct AppState {
     pub read_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// Event streams and waiting requests each principal holds open.
     pub held: Arc<crate::rate_limit::HeldPerPrincipal>,
-    /// Base URL of the trace viewer the timeline page links traces to, if any.
-    pub jaeger_ui_url: Option<String>,
+    /// The trace viewer's URL for one trace (`{trace_id}` to fill in), if there is one: the
+    /// timeline page links the order's trace there.
+    pub trace_url: Option<String>,
     /// The operator's token (`ADMIN_TOKEN`), if set: without it the operator endpoints are off.
     pub admin_token: Option<platform::config::Sensitive>,
 }

@@ -3,7 +3,7 @@
 //! One self-contained HTML document — inline style and script, no external resources — so it
 //! works offline and behind any proxy. Its script fetches `/api/orders/{id}/timeline` and draws
 //! one row per event with a bar as long as the time since the saga started, and redraws every
-//! second until the order is terminal. The trace id links to `JAEGER_UI_URL` when that is set.
+//! second until the order is terminal. The trace id links to the trace viewer when one is configured (`TRACE_URL_TEMPLATE`).
 //!
 //! The server puts values into the document only as escaped attribute or text content, and the
 //! script writes data with `textContent`, never as markup; the `Content-Security-Policy` header
@@ -20,7 +20,7 @@ use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::store::timeline;
 
-/// The page, with `{{order_id}}` and `{{jaeger_ui_url}}` to fill in.
+/// The page, with `{{order_id}}` and `{{trace_url}}` to fill in.
 const TEMPLATE: &str = include_str!("timeline_page.html");
 
 /// Inline code only; data from this origin only; no framing.
@@ -47,20 +47,18 @@ pub(crate) async fn handle(
             (header::CACHE_CONTROL, "no-store"),
             (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         ],
-        Html(render(order_id, state.jaeger_ui_url.as_deref())),
+        Html(render(order_id, state.trace_url.as_deref())),
     )
         .into_response())
 }
 
-/// The page for `order_id`, linking traces to `jaeger_ui_url` if given.
-fn render(order_id: OrderId, jaeger_ui_url: Option<&str>) -> String {
+/// The page for `order_id`, linking its trace to `trace_url` (a template, `{trace_id}` left for
+/// the script to fill in) if given.
+fn render(order_id: OrderId, trace_url: Option<&str>) -> String {
     // The order id goes in first: a URL containing a placeholder must not be filled in again.
     TEMPLATE
         .replace("{{order_id}}", &escape_html(&order_id.to_string()))
-        .replace(
-            "{{jaeger_ui_url}}",
-            &escape_html(jaeger_ui_url.unwrap_or("")),
-        )
+        .replace("{{trace_url}}", &escape_html(trace_url.unwrap_or("")))
 }
 
 /// Escapes text for HTML text and quoted attribute values.
@@ -94,14 +92,17 @@ mod tests {
     #[test]
     fn the_page_names_the_order_and_the_trace_viewer_and_nothing_is_left_unfilled() {
         let order_id = OrderId::new();
-        let page = render(order_id, Some("http://jaeger.example:16686/?a=1&b=\"2\""));
+        let page = render(
+            order_id,
+            Some("http://jaeger.example:16686/trace/{trace_id}?a=1&b=\"2\""),
+        );
         assert!(!page.contains("{{"), "unfilled placeholder");
         assert!(page.contains(&format!("data-order-id=\"{order_id}\"")));
         assert!(page.contains(
-            "data-jaeger-ui-url=\"http://jaeger.example:16686/?a=1&amp;b=&quot;2&quot;\""
+            "data-trace-url=\"http://jaeger.example:16686/trace/{trace_id}?a=1&amp;b=&quot;2&quot;\""
         ));
         let without = render(order_id, None);
-        assert!(without.contains("data-jaeger-ui-url=\"\""));
+        assert!(without.contains("data-trace-url=\"\""));
     }
 
     #[test]
