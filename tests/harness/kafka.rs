@@ -77,11 +77,21 @@ impl KafkaTool {
         consumer.assign(&assignment)?;
         let started = Instant::now();
         let mut found = Vec::new();
+        let mut last_error = None;
         while started.elapsed() < crate::DEADLINE {
             let Some(message) = consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
-            let message = message?;
+            // A consumer error (`AllBrokersDown` while a test holds the broker down, a dropped
+            // connection) is librdkafka telling, not giving up: it reconnects by itself, as the
+            // services' consumers do. Only the deadline ends the read.
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    last_error = Some(error);
+                    continue;
+                }
+            };
             let candidate = FoundMessage {
                 key: message.key().unwrap_or_default().to_vec(),
                 payload: message.payload().unwrap_or_default().to_vec(),
@@ -111,7 +121,8 @@ impl KafkaTool {
             }
         }
         bail!(
-            "found {} of {count} matching messages on {topic} within the deadline",
+            "found {} of {count} matching messages on {topic} within the deadline \
+             (last consumer error: {last_error:?})",
             found.len()
         )
     }
@@ -123,12 +134,15 @@ impl KafkaTool {
             .set("group.id", "saga-tests-reader")
             .set("enable.auto.commit", "false")
             .create()?;
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-        let partitions = metadata
-            .topics()
-            .first()
-            .map(|t| t.partitions().len())
-            .context("topic metadata missing")?;
+        let partitions = retrying(&format!("metadata of {topic}"), || {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+            metadata
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .filter(|&partitions| partitions > 0)
+                .context("topic metadata missing")
+        })?;
         Ok((consumer, partitions))
     }
 
@@ -138,8 +152,9 @@ impl KafkaTool {
         let mut expected = 0;
         let mut assignment = TopicPartitionList::new();
         for partition in 0..i32::try_from(partitions)? {
-            let (low, high) =
-                consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+            let (low, high) = retrying(&format!("watermarks of {topic}/{partition}"), || {
+                Ok(consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?)
+            })?;
             expected += usize::try_from(high - low)?;
             assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
         }
@@ -175,6 +190,24 @@ impl KafkaTool {
             .await
             .map_err(|(error, _)| error)?;
         Ok(())
+    }
+}
+
+/// `attempt` until it succeeds, for as long as [`crate::DEADLINE`] allows: a broker a test has
+/// taken down answers again within it. Blocking, like the `BaseConsumer` calls it wraps.
+fn retrying<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(error) if started.elapsed() >= crate::DEADLINE => {
+                return Err(
+                    error.context(format!("{what}: still failing after {:?}", crate::DEADLINE))
+                );
+            }
+            // Pacing between attempts of a blocking call (each waits up to 5 s itself).
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
     }
 }
 
