@@ -187,13 +187,13 @@ async fn each_principal_pages_through_its_own_orders_newest_first() -> Result<()
     })
     .await?;
     assert_eq!(cancelled, newest_first(&declined));
-    let (pending_or_confirmed, _) = alice.page("/api/orders?status=confirmed&limit=100").await?;
+    let (confirmed, _) = alice.page("/api/orders?status=confirmed&limit=100").await?;
     assert!(
-        pending_or_confirmed
+        confirmed
             .items
             .iter()
             .all(|order| order.status == Status::Confirmed && !declined.contains(&order.order_id)),
-        "{pending_or_confirmed:?}"
+        "{confirmed:?}"
     );
 
     // A cursor the API did not give, a bad status or limit: 400 problems.
