@@ -53,6 +53,29 @@ impl Spec {
         );
     }
 
+    /// Fails unless the operation's `status` answer lists header `name` and `value` matches
+    /// its schema.
+    fn assert_header(
+        &self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        name: &str,
+        value: &str,
+    ) -> Result<()> {
+        let schema = &self.doc["paths"][path][method]["responses"][status.as_str()]["headers"]
+            [name]["schema"];
+        assert!(
+            schema.is_object(),
+            "{method} {path} answered {status} with a {name} header the spec does not list"
+        );
+        let validator = jsonschema::options()
+            .with_registry(&self.registry)
+            .build(schema)?;
+        assert_valid(&validator, name, &json!(value));
+        Ok(())
+    }
+
     /// Fails unless the receiver of webhook `name` may answer `status`.
     fn assert_webhook_status(&self, name: &str, status: StatusCode) {
         let responses = &self.doc["webhooks"][name]["post"]["responses"];
@@ -121,6 +144,42 @@ async fn the_running_api_matches_its_openapi_description() -> Result<()> {
     assert_valid(&spec.schema("Order")?, "order", &order);
     let order = Order::deserialize(&order)?;
     assert_eq!(order.status, Status::Confirmed);
+    // The list: the two orders placed above, one a page, then a cursor that is not one.
+    let list = |query: &str| {
+        stack
+            .http
+            .get(stack.url(&format!("/api/orders?{query}")))
+            .send()
+    };
+    let first = list("limit=1").await?;
+    spec.assert_status("get", "/api/orders", first.status());
+    let link = first
+        .headers()
+        .get("link")
+        .context("the first page links to the next")?
+        .to_str()?
+        .to_owned();
+    spec.assert_header("get", "/api/orders", first.status(), "Link", &link)?;
+    let first: Value = first.json().await?;
+    assert_valid(&spec.schema("OrderPage")?, "first page", &first);
+    let cursor = first["next_cursor"].as_str().context("a next cursor")?;
+    let last = list(&format!("limit=1&cursor={cursor}")).await?;
+    spec.assert_status("get", "/api/orders", last.status());
+    assert!(
+        last.headers().get("link").is_none(),
+        "the last page links on"
+    );
+    let last: Value = last.json().await?;
+    assert_valid(&spec.schema("OrderPage")?, "last page", &last);
+    assert_eq!(last["next_cursor"], Value::Null, "{last}");
+    let bad_cursor = list("cursor=bm90IGEga2V5").await?;
+    spec.assert_status("get", "/api/orders", bad_cursor.status());
+    assert_valid(
+        &spec.schema("Problem")?,
+        "bad cursor",
+        &bad_cursor.json().await?,
+    );
+
     let missing = stack
         .http
         .get(stack.url("/api/orders/ord_00000000000000000000000000000000"))

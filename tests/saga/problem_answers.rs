@@ -149,10 +149,28 @@ async fn every_service_answers_malformed_requests_with_problems() -> Result<()> 
             "DELETE",
         ),
         Case::new(
-            Method::GET,
+            Method::DELETE,
             "/api/orders",
             StatusCode::METHOD_NOT_ALLOWED,
-            "GET",
+            "DELETE",
+        ),
+        Case::new(
+            Method::GET,
+            "/api/orders?status=done",
+            StatusCode::BAD_REQUEST,
+            "status",
+        ),
+        Case::new(
+            Method::GET,
+            "/api/orders?limit=0",
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        Case::new(
+            Method::GET,
+            "/api/orders?cursor=not-a-cursor",
+            StatusCode::BAD_REQUEST,
+            "cursor",
         ),
         Case::new(
             Method::POST,

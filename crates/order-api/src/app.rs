@@ -32,6 +32,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     crate::webhooks::MIGRATION,
     crate::webhooks::DEAD_LETTER_MIGRATION,
     crate::webhooks::RETRY_MIGRATION,
+    store::LISTING_MIGRATION,
 ];
 
 /// order-api, built and ready to run: the listener is bound, the database migrated and the

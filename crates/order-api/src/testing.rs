@@ -33,6 +33,15 @@ pub(crate) fn fresh_db() -> (ScratchDb, DbTarget, Db) {
 /// Stores a new order of one line, placed by `alice` at the transaction's time and already a
 /// second past its deadline, so that the deadline reaper finds it at once.
 pub(crate) fn new_order(tx: &Conn<'_>, order_id: OrderId) -> Result<HistoryEntry> {
+    new_order_by(tx, order_id, "alice")
+}
+
+/// Like [`new_order`], placed by `principal`.
+pub(crate) fn new_order_by(
+    tx: &Conn<'_>,
+    order_id: OrderId,
+    principal: &str,
+) -> Result<HistoryEntry> {
     let items = [PricedLineItem {
         sku: Sku::parse("SKU-1").expect("a valid sku"),
         quantity: 2,
@@ -42,7 +51,7 @@ pub(crate) fn new_order(tx: &Conn<'_>, order_id: OrderId) -> Result<HistoryEntry
         tx,
         &crate::store::NewOrder {
             order_id,
-            principal: "alice",
+            principal,
             user_id: &UserId::parse("u-1").expect("a valid user id"),
             payment_method: &PaymentMethod::parse("pm_card").expect("a valid payment method"),
             items: &items,

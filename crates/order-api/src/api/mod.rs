@@ -5,6 +5,7 @@ mod admin;
 mod create_order;
 mod deliveries;
 mod get_order;
+mod list_orders;
 mod order_events;
 mod timeline;
 mod timeline_page;
@@ -77,7 +78,10 @@ pub struct AppState {
 /// [`health_routes`]), which answer before any authentication.
 pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Router {
     let api = Router::new()
-        .route("/api/orders", post(create_order::handle))
+        .route(
+            "/api/orders",
+            post(create_order::handle).get(list_orders::handle),
+        )
         .route("/api/orders/{order_id}", get(get_order::handle))
         .route("/api/orders/{order_id}/events", get(order_events::handle))
         .route("/api/orders/{order_id}/timeline", get(timeline::handle))
@@ -195,6 +199,9 @@ pub enum ApiError {
     /// The path's order id is not an order id.
     #[error("{0}")]
     BadOrderId(String),
+    /// A query parameter is malformed (`GET /api/orders`' `status`, `limit` or `cursor`).
+    #[error("{0}")]
+    BadQuery(String),
     /// The `Idempotency-Key` header is malformed.
     #[error("{0}")]
     BadIdempotencyKey(String),
@@ -236,7 +243,9 @@ impl IntoResponse for ApiError {
             ApiError::OrderNotFound => Problem::not_found("No order has this id."),
             ApiError::DeliveryNotFound => Problem::not_found("No callback delivery has this id."),
             ApiError::BadOrderId(detail) => Problem::not_found(detail.clone()),
-            ApiError::BadIdempotencyKey(detail) => Problem::bad_request(detail.clone()),
+            ApiError::BadQuery(detail) | ApiError::BadIdempotencyKey(detail) => {
+                Problem::bad_request(detail.clone())
+            }
             ApiError::IdempotencyConflict => Problem::new(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",

@@ -14,8 +14,8 @@
 //! a default. Times are stored as RFC 3339 text with six fractional digits ([`platform::time`]),
 //! and a transaction writes its own time, [`platform::sql::Conn::now`], in every row it touches.
 //!
-//! `orders` holds the orders and their lines, `history` each order's transitions, and
-//! `timeline` the events of each saga.
+//! `orders` holds the orders and their lines, `history` each order's transitions, `listing`
+//! a principal's orders page by page, and `timeline` the events of each saga.
 
 use std::borrow::Cow;
 
@@ -26,12 +26,16 @@ use platform::sql::{ErrorKind, FromValue, Result, SqlError, ToValue, Value, Valu
 use crate::saga::OrderStatus;
 
 mod history;
+mod listing;
 mod orders;
 pub(crate) mod timeline;
 
 pub use history::HistoryEntry;
 pub(crate) use history::{
     HISTORY_CHANNEL, entry_for, history_after, record_transition, status_for_update,
+};
+pub(crate) use listing::{
+    MIGRATION as LISTING_MIGRATION, OrderKey, OrderSummary, Page, list_orders,
 };
 pub(crate) use orders::{
     NewOrder, Overdue, count_open_accepted_before, insert_order, load_order, overdue, owner_of,

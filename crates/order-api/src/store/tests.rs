@@ -3,7 +3,7 @@ use platform::sql::Result;
 
 use super::*;
 use crate::saga::OrderStatus;
-use crate::testing::{self, new_order, step};
+use crate::testing::{self, new_order, new_order_by, step};
 
 #[test]
 fn a_transition_changes_only_the_status_it_was_decided_on() -> Result<()> {
@@ -120,4 +120,147 @@ async fn concurrent_transitions_of_one_order_take_turns() {
         history.last().map(|entry| entry.status),
         Some(OrderStatus::Confirmed)
     );
+}
+
+/// Every page of `principal`'s orders (with `status`, if given) `limit` at a time, as the API
+/// walks them: each page starts after the last key of the one before. `between` runs after each
+/// page, so that a test can change the orders while they are listed.
+fn every_page(
+    conn: &platform::sql::Connection,
+    principal: &str,
+    status: Option<OrderStatus>,
+    limit: u32,
+    mut between: impl FnMut() -> Result<()>,
+) -> Result<Vec<Vec<OrderId>>> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = Page {
+            principal,
+            status,
+            after,
+            limit,
+        };
+        let orders = list_orders(&conn.conn(), &page)?;
+        let Some(last) = orders.last() else {
+            return Ok(pages);
+        };
+        after = Some(last.key());
+        pages.push(orders.iter().map(|order| order.order_id).collect());
+        between()?;
+    }
+}
+
+#[test]
+fn a_listing_pages_through_a_principals_orders_newest_first_each_once() -> Result<()> {
+    let (_scratch, db) = testing::scratch();
+    // Three orders accepted in one transaction (one time: the id breaks the tie), four in
+    // transactions of their own, and Bob's in between.
+    let mut alices = Vec::new();
+    let tied = db.conn();
+    for _ in 0..3 {
+        let order_id = OrderId::new();
+        new_order_by(&tied, order_id, "alice")?;
+        alices.push(order_id);
+    }
+    let mut bobs = Vec::new();
+    for _ in 0..4 {
+        let (alice, bob) = (OrderId::new(), OrderId::new());
+        new_order_by(&db.conn(), alice, "alice")?;
+        new_order_by(&db.conn(), bob, "bob")?;
+        alices.push(alice);
+        bobs.push(bob);
+    }
+    let newest_first = |ids: &[OrderId]| -> Result<Vec<OrderId>> {
+        let mut keyed = Vec::new();
+        for &order_id in ids {
+            let order = load_order(&db.conn(), order_id)?.expect("the order exists");
+            keyed.push((order.created_at, order_id));
+        }
+        keyed.sort_by(|a, b| b.cmp(a));
+        Ok(keyed.into_iter().map(|(_, order_id)| order_id).collect())
+    };
+    let expected = newest_first(&alices)?;
+
+    // Orders placed while Alice pages are newer than every page she holds: they shift nothing.
+    let late = std::cell::RefCell::new(Vec::new());
+    let pages = every_page(&db, "alice", None, 3, || {
+        let order_id = OrderId::new();
+        late.borrow_mut().push(order_id);
+        new_order_by(&db.conn(), order_id, "alice").map(drop)
+    })?;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(pages.concat(), expected);
+    assert_eq!(late.borrow().len(), 3);
+
+    // Bob sees his orders only, and Alice's newest page now starts with what she placed last.
+    let bobs_pages = every_page(&db, "bob", None, 10, || Ok(()))?;
+    assert_eq!(bobs_pages, [newest_first(&bobs)?]);
+    let first = &every_page(&db, "alice", None, 1, || Ok(()))?[0];
+    assert_eq!(first, &newest_first(&late.borrow())?[..1]);
+    assert!(every_page(&db, "carol", None, 10, || Ok(()))?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_listing_filters_by_status() -> Result<()> {
+    let (_scratch, db) = testing::scratch();
+    let conn = db.conn();
+    let ids: Vec<OrderId> = (0..4).map(|_| OrderId::new()).collect();
+    for &order_id in &ids {
+        new_order(&db.conn(), order_id)?;
+    }
+    for &order_id in &ids[1..3] {
+        let processing = step(order_id, 2, OrderStatus::PaymentProcessing);
+        assert!(record_transition(&conn, OrderStatus::Pending, &processing)?);
+    }
+    let listed = |status| -> Result<Vec<OrderId>> {
+        let mut ids = every_page(&db, "alice", Some(status), 1, || Ok(()))?.concat();
+        ids.sort();
+        Ok(ids)
+    };
+    let mut processing = ids[1..3].to_vec();
+    processing.sort();
+    assert_eq!(listed(OrderStatus::PaymentProcessing)?, processing);
+    let mut pending = vec![ids[0], ids[3]];
+    pending.sort();
+    assert_eq!(listed(OrderStatus::Pending)?, pending);
+    assert!(listed(OrderStatus::Confirmed)?.is_empty());
+    let summary = &list_orders(
+        &conn,
+        &Page {
+            principal: "alice",
+            status: Some(OrderStatus::PaymentProcessing),
+            after: None,
+            limit: 1,
+        },
+    )?[0];
+    assert_eq!(summary.status, OrderStatus::PaymentProcessing);
+    assert_eq!(summary.total, Money::new(2500, Currency::USD));
+    assert_eq!(summary.user_id.as_str(), "u-1");
+    assert_eq!(summary.cancellation_reason, None);
+    Ok(())
+}
+
+/// SQLite says how it runs a statement: a page is read from the principal's index, in its
+/// order, with no sort of all the principal's orders.
+#[test]
+fn a_page_is_read_from_the_principals_index() -> Result<()> {
+    let (_scratch, db) = testing::scratch();
+    let conn = db.conn();
+    if conn.dialect() != platform::sql::Dialect::Sqlite {
+        return Ok(());
+    }
+    let plan: Vec<String> = conn.query_map(
+        "EXPLAIN QUERY PLAN SELECT order_id FROM orders
+         WHERE principal = ?1 AND (created_at, order_id) < (?2, ?3)
+         ORDER BY created_at DESC, order_id DESC LIMIT ?4",
+        platform::params!["alice", "2026-01-01T00:00:00.000000Z", "ord_0", 20],
+        |row| row.get(3),
+    )?;
+    let plan = plan.join("\n");
+    assert!(plan.contains("orders_by_principal"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    Ok(())
 }
