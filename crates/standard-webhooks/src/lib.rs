@@ -211,6 +211,8 @@ pub struct SignedHeaders {
     id: String,
     /// `webhook-timestamp` as sent (trimmed): the signed content holds the text, not the number.
     timestamp: String,
+    /// `webhook-timestamp` as a number: how long a receiver must remember the id.
+    sent_at: i64,
     /// The `v1` signatures, decoded. Candidates of another scheme, or that are not base64 of
     /// a tag's length, cannot match and are left out.
     candidates: Vec<Tag>,
@@ -221,6 +223,7 @@ impl std::fmt::Debug for SignedHeaders {
         f.debug_struct("SignedHeaders")
             .field("id", &self.id)
             .field("timestamp", &self.timestamp)
+            .field("sent_at", &self.sent_at)
             .field("candidates", &self.candidates.len())
             .finish()
     }
@@ -280,6 +283,7 @@ impl SignedHeaders {
         Ok(Self {
             id: id.to_owned(),
             timestamp: timestamp_text.to_owned(),
+            sent_at: timestamp,
             candidates,
         })
     }
@@ -287,6 +291,13 @@ impl SignedHeaders {
     /// The message id (`webhook-id`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// When the sender says it sent the message (`webhook-timestamp`), Unix seconds. The
+    /// message is accepted until this plus the tolerance, so a receiver that refuses repeated
+    /// ids must remember the id until then, and need not remember it longer.
+    pub fn sent_at(&self) -> i64 {
+        self.sent_at
     }
 }
 
@@ -514,6 +525,7 @@ mod tests {
         assert!(matches!(stale, Err(VerifyError::OutsideTolerance { .. })));
         let signed = SignedHeaders::check(list.as_slice(), SPEC_TS, DEFAULT_TOLERANCE_S)?;
         assert_eq!(signed.id(), SPEC_ID);
+        assert_eq!(signed.sent_at(), SPEC_TS);
         assert_eq!(macs_computed() - before, 0, "no HMAC without the body");
         assert_eq!(secret.verify_body(&signed, SPEC_BODY), Ok(()));
         Ok(())
