@@ -20,7 +20,10 @@ pub mod shutdown;
 pub mod sql;
 pub mod telemetry;
 pub mod time;
-pub mod webhook;
+
+/// Standard Webhooks signatures; a crate of its own so that clients verify callbacks without
+/// depending on this one.
+pub use standard_webhooks as webhook;
 
 pub use db::Db;
 pub use error::PlatformError;

@@ -12,7 +12,7 @@
 //! Webhooks are signed following Standard Webhooks (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature` headers, HMAC-SHA256 with a `whsec_…` secret). That scheme is not the
 //! provider's own — the shop signs its callbacks the same way — so it lives in
-//! `platform::webhook`, not here.
+//! the `standard-webhooks` crate, not here.
 
 use serde::{Deserialize, Serialize};
 

@@ -426,6 +426,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_development_webhook_secret_is_a_valid_secret() {
+        // docker-compose and `.env.example` use it as the provider's webhook secret.
+        assert!(crate::webhook::Secret::parse(DEVELOPMENT_SECRETS[1]).is_ok());
+    }
+
+    #[test]
     fn client_variables_name_librdkafka_properties() {
         assert_eq!(
             property_name("KAFKA_CLIENT_SECURITY_PROTOCOL").as_deref(),
