@@ -10,6 +10,7 @@ mod callbacks;
 mod causation;
 mod chaos;
 mod cli;
+mod client;
 mod compose;
 mod configuration;
 mod contracts;
