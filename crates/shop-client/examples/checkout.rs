@@ -54,8 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let order_id = match placed {
         Placed::Finished(order) => {
             println!(
-                "{}: {} at once, total {}",
-                order.order_id, order.status, order.total
+                "{}: {} at once{}",
+                order.order_id,
+                order.status,
+                outcome(&order)
             );
             return Ok(());
         }
@@ -91,9 +93,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let order = client.get_order(order_id).await?;
-    println!(
-        "{}: {}, total {}",
-        order.order_id, order.status, order.total
-    );
+    println!("{}: {}{}", order.order_id, order.status, outcome(&order));
     Ok(())
+}
+
+/// The total of a confirmed order, the reason of a cancelled one.
+fn outcome(order: &shop_client::Order) -> String {
+    match order.cancellation_reason {
+        Some(reason) => format!(" ({})", reason.as_str()),
+        None => format!(", total {}", order.total),
+    }
 }
