@@ -176,9 +176,10 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-/// An order as `GET /api/orders/{id}` shows it.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(try_from = "WireOrder")]
+/// An order as `GET /api/orders/{id}` shows it. It serialises back to the same JSON, for tools
+/// that print what they read (`--json`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(from = "WireOrder", into = "WireOrder")]
 pub struct Order {
     /// The order.
     pub order_id: OrderId,
@@ -223,7 +224,7 @@ pub struct OrderLine {
 }
 
 /// One transition of an order's history: the order moved to `status`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct HistoryEntry {
     /// Its place in the history, from 1, without gaps; also its event id on the stream.
     pub seq: u64,
@@ -232,7 +233,7 @@ pub struct HistoryEntry {
     /// When.
     pub timestamp: DateTime<Utc>,
     /// Why it was cancelled, on the move to `cancelled`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<CancellationReason>,
     /// What moved it: `api` first, then the short event type (`payment.completed`) or
     /// `deadline`.
@@ -240,12 +241,15 @@ pub struct HistoryEntry {
 }
 
 /// The JSON of an order: amounts in major units, which [`Order`] turns into [`Money`].
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct WireOrder {
     order_id: OrderId,
     user_id: UserId,
     status: OrderStatus,
     items: Vec<WireLine>,
+    /// The same as `total_minor`, in major units; read, but `total_minor` is the exact one.
+    #[serde(default)]
+    total: f64,
     total_minor: i64,
     currency: Currency,
     payment_method: String,
@@ -255,7 +259,7 @@ struct WireOrder {
     history: Vec<HistoryEntry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct WireLine {
     sku: String,
     quantity: u32,
@@ -263,15 +267,13 @@ struct WireLine {
     line_total: f64,
 }
 
-impl TryFrom<WireOrder> for Order {
-    type Error = String;
-
-    fn try_from(wire: WireOrder) -> Result<Self, Self::Error> {
+impl From<WireOrder> for Order {
+    fn from(wire: WireOrder) -> Self {
         let currency = wire.currency;
         // The API writes line amounts in major units with at most two decimals (the catalog's
         // precision); the nearest cent is exact.
         let money = |major: f64| Money::new((major * 100.0).round() as i64, currency);
-        Ok(Self {
+        Self {
             order_id: wire.order_id,
             user_id: wire.user_id,
             status: wire.status,
@@ -291,7 +293,35 @@ impl TryFrom<WireOrder> for Order {
             created_at: wire.created_at,
             updated_at: wire.updated_at,
             history: wire.history,
-        })
+        }
+    }
+}
+
+impl From<Order> for WireOrder {
+    fn from(order: Order) -> Self {
+        Self {
+            order_id: order.order_id,
+            user_id: order.user_id,
+            status: order.status,
+            items: order
+                .items
+                .into_iter()
+                .map(|line| WireLine {
+                    sku: line.sku,
+                    quantity: line.quantity,
+                    unit_price: line.unit_price.to_major(),
+                    line_total: line.line_total.to_major(),
+                })
+                .collect(),
+            total: order.total.to_major(),
+            total_minor: order.total.amount_minor,
+            currency: order.total.currency,
+            payment_method: order.payment_method,
+            cancellation_reason: order.cancellation_reason,
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            history: order.history,
+        }
     }
 }
 
@@ -325,6 +355,19 @@ mod tests {
         assert_eq!(
             order.history[1].reason,
             Some(CancellationReason::PaymentDeclined)
+        );
+        // Serialised, it is the API's JSON again.
+        let again: serde_json::Value = serde_json::to_value(&order).expect("serialisable");
+        let original: serde_json::Value = serde_json::from_str(json).expect("JSON");
+        assert_eq!(again["total"], original["total"]);
+        assert_eq!(again["items"], original["items"]);
+        assert_eq!(
+            again["cancellation_reason"],
+            original["cancellation_reason"]
+        );
+        assert_eq!(
+            serde_json::from_value::<Order>(again).expect("an order"),
+            order
         );
     }
 

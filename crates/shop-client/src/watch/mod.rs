@@ -29,7 +29,10 @@ use crate::order::{HistoryEntry, OrderStatus};
 use crate::{Client, Error};
 
 /// One move of an order from one status to the next.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It serialises as `{"order_id", "seq", "from", "to", "at", "reason"?, "cause"}`, one line per
+/// transition for tools that print them as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Transition {
     /// The order that moved.
     pub order_id: OrderId,
@@ -43,6 +46,7 @@ pub struct Transition {
     /// When the order moved.
     pub at: DateTime<Utc>,
     /// Why the order was cancelled, on the move to `cancelled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<CancellationReason>,
     /// What moved it: `api`, the short event type (`payment.completed`) or `deadline`.
     pub cause: String,
