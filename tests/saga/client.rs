@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use shop_client::{
-    Client, Error, IdempotencyKey, NewOrder, OrderStatus, PlaceOptions, Placed, RetryPolicy,
-    Transition,
+    CancellationReason, Client, Error, IdempotencyKey, NewOrder, OrderId, OrderStatus,
+    PlaceOptions, Placed, RetryPolicy, Transition, WatchMode, WatchOptions,
 };
 
 use saga_tests::{DEADLINE, ServiceKind, Stack};
@@ -27,7 +27,7 @@ fn client(stack: &Stack) -> Result<Client> {
 }
 
 #[tokio::test]
-async fn a_placed_order_is_followed_to_its_confirmation() -> Result<()> {
+async fn orders_are_followed_to_their_end_and_refusals_are_typed() -> Result<()> {
     let stack = Stack::start().await?;
     let client = client(&stack)?;
 
@@ -41,11 +41,30 @@ async fn a_placed_order_is_followed_to_its_confirmation() -> Result<()> {
     assert_eq!(order.status, OrderStatus::Confirmed, "{order:?}");
     assert_eq!(order.total.amount_minor, 2499);
 
+    // The finished saga watched again, by its stream and by polling: the same history.
+    let history: Vec<(u64, OrderStatus)> =
+        order.history.iter().map(|h| (h.seq, h.status)).collect();
+    for mode in [WatchMode::Stream, WatchMode::Poll] {
+        let options = WatchOptions {
+            mode,
+            ..WatchOptions::default()
+        };
+        let watched: Vec<Transition> = tokio::time::timeout(
+            DEADLINE,
+            client.watch_with(order_id, options).collect::<Vec<_>>(),
+        )
+        .await?
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+        let watched: Vec<(u64, OrderStatus)> = watched.iter().map(|t| (t.seq, t.to)).collect();
+        assert_eq!(watched, history, "{mode:?}");
+    }
+
     // Asking the POST to wait gives the final order, or a 202 on a machine too slow for it:
     // either way the same outcome.
     let waited = client
         .place_order(
-            &new_order("pm_visa_4242")?,
+            &new_order("pm_card_declined")?,
             PlaceOptions::default().wait(Duration::from_secs(10)),
         )
         .await?;
@@ -53,7 +72,33 @@ async fn a_placed_order_is_followed_to_its_confirmation() -> Result<()> {
         Placed::Finished(order) => *order,
         Placed::Accepted { order_id, .. } => client.wait_for_outcome(order_id, DEADLINE).await?,
     };
-    assert_eq!(order.status, OrderStatus::Confirmed, "{order:?}");
+    assert_eq!(order.status, OrderStatus::Cancelled, "{order:?}");
+    assert_eq!(
+        order.cancellation_reason,
+        Some(CancellationReason::PaymentDeclined)
+    );
+
+    // Refusals: an invalid order names its field; an unknown order is not found, by every
+    // route, the watch included.
+    let invalid = new_order("pm_visa_4242")?.line("GADGET-7".parse()?, 0);
+    match client.place_order(&invalid, PlaceOptions::default()).await {
+        Err(Error::Validation { fields, .. }) => {
+            let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(names, ["items[1].quantity"]);
+        }
+        other => bail!("expected a validation error, got {other:?}"),
+    }
+    let unknown = OrderId::new();
+    let not_found = client.get_order(unknown).await;
+    ensure!(
+        matches!(not_found, Err(Error::NotFound { .. })),
+        "{not_found:?}"
+    );
+    let watched: Vec<_> = tokio::time::timeout(DEADLINE, client.watch(unknown).collect()).await?;
+    ensure!(
+        matches!(watched.as_slice(), [Err(Error::NotFound { .. })]),
+        "{watched:?}"
+    );
     Ok(())
 }
 
