@@ -285,7 +285,7 @@ impl Client {
     /// terminal one. Nothing is sent until the stream is polled; dropping it stops the watch.
     ///
     /// ```no_run
-    /// # async fn run(client: shop_client::Client, order_id: events::OrderId) -> Result<(), shop_client::Error> {
+    /// # async fn run(client: shop_client::Client, order_id: shop_client::OrderId) -> Result<(), shop_client::Error> {
     /// use futures::StreamExt;
     ///
     /// let mut transitions = client.watch(order_id);

@@ -59,7 +59,7 @@ mod watch;
 
 pub use client::{Client, ClientBuilder, MAX_WAIT};
 pub use error::Error;
-pub use events::{CancellationReason, Money, OrderId};
+pub use events::{CancellationReason, Currency, Money, OrderId, PaymentMethod, Sku, UserId};
 pub use idempotency::IdempotencyKey;
 pub use order::{
     HistoryEntry, NewLine, NewOrder, Order, OrderLine, OrderStatus, PlaceOptions, Placed,

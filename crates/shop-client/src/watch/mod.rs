@@ -250,6 +250,12 @@ impl Follower {
                 {
                     Ok(order) => {
                         let new = self.position.catch_up(self.order_id, &order.history);
+                        if new.is_empty() {
+                            // A long poll answers early only at the saga's end; one that did
+                            // without news comes from a server that does not hold requests.
+                            // Do not hammer it.
+                            tokio::time::sleep(self.client.retry_policy().base_delay).await;
+                        }
                         self.take(new);
                     }
                     Err(error) if error.is_retryable() => self.back_off(error).await?,
@@ -264,9 +270,18 @@ impl Follower {
     /// before it from the order's history, skips a repeat.
     async fn accept(&mut self, entry: &HistoryEntry) -> Result<(), Error> {
         if entry.seq > self.position.seq + 1 {
-            let order = self.client.get_order(self.order_id).await?;
-            let missing = self.position.catch_up(self.order_id, &order.history);
-            self.take(missing);
+            match self.client.get_order(self.order_id).await {
+                Ok(order) => {
+                    let missing = self.position.catch_up(self.order_id, &order.history);
+                    self.take(missing);
+                }
+                // Polling catches up from the history too, this entry included.
+                Err(error) if error.is_retryable() => {
+                    self.source = Source::Polling;
+                    return Ok(());
+                }
+                Err(error) => return Err(error),
+            }
         }
         if let Some(transition) = self.position.advance(self.order_id, entry) {
             self.take(vec![transition]);
