@@ -2,6 +2,7 @@
 //! its end, a watch that outlives a restarted order-api, retries that never place a second
 //! order, and a deadline that surfaces as `Error::Timeout`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,7 +158,8 @@ async fn a_watch_survives_a_restarted_order_api_and_reports_each_transition_once
 }
 
 #[tokio::test]
-async fn refused_and_lost_answers_are_retried_without_a_second_order() -> Result<()> {
+async fn lost_and_refused_answers_are_retried_as_one_order_and_a_blocked_stream_is_polled()
+-> Result<()> {
     let stack =
         Stack::start_with_env(&[("RATE_LIMIT_PER_S", "0.5"), ("RATE_LIMIT_BURST", "5")]).await?;
     let proxy = FlakyProxy::start(stack.order_api.base_url()).await?;
@@ -189,6 +191,21 @@ async fn refused_and_lost_answers_are_retried_without_a_second_order() -> Result
         proxy.first_order_id().as_deref(),
         Some(&*order_id.to_string())
     );
+
+    // The proxy does not route event streams: the watch polls instead, and still reports the
+    // order's history exactly.
+    let transitions: Vec<Transition> =
+        tokio::time::timeout(DEADLINE, through_proxy.watch(order_id).collect::<Vec<_>>())
+            .await?
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+    assert!(proxy.streams_refused() >= 1);
+    let order = through_proxy.get_order(order_id).await?;
+    assert_eq!(order.status, OrderStatus::Confirmed, "{order:?}");
+    let watched: Vec<(u64, OrderStatus)> = transitions.iter().map(|t| (t.seq, t.to)).collect();
+    let history: Vec<(u64, OrderStatus)> =
+        order.history.iter().map(|h| (h.seq, h.status)).collect();
+    assert_eq!(watched, history);
 
     // order-api's own rate limit: without retries the 429 surfaces, with its Retry-After …
     let direct = client(&stack)?;
@@ -261,7 +278,8 @@ async fn a_saga_that_outlasts_the_wait_is_a_timeout() -> Result<()> {
 }
 
 /// An HTTP proxy in front of order-api that loses the answer to the first `POST` (forwarding
-/// it, then answering `503`), refuses the second with `429`, and forwards everything else.
+/// it, then answering `503`), refuses the second with `429`, answers event streams `404` (a
+/// gateway that does not route them), and forwards everything else.
 struct FlakyProxy {
     url: String,
     state: Arc<ProxyState>,
@@ -275,6 +293,8 @@ struct ProxyState {
     keys: Mutex<Vec<String>>,
     /// The order id in the answer the client never saw.
     lost: Mutex<Option<String>>,
+    /// Requests for an event stream, all answered `404`.
+    streams_refused: AtomicUsize,
 }
 
 impl FlakyProxy {
@@ -284,6 +304,7 @@ impl FlakyProxy {
             http: reqwest::Client::new(),
             keys: Mutex::default(),
             lost: Mutex::default(),
+            streams_refused: AtomicUsize::default(),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -308,6 +329,10 @@ impl FlakyProxy {
             .unwrap_or_default()
     }
 
+    fn streams_refused(&self) -> usize {
+        self.state.streams_refused.load(Ordering::SeqCst)
+    }
+
     fn first_order_id(&self) -> Option<String> {
         self.state.lost.lock().ok().and_then(|lost| lost.clone())
     }
@@ -320,6 +345,10 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if uri.path().ends_with("/events") {
+        state.streams_refused.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::NOT_FOUND, "no route").into_response();
+    }
     let attempt = if method == Method::POST {
         let key = headers
             .get("idempotency-key")
