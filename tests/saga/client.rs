@@ -281,13 +281,18 @@ async fn a_saga_that_outlasts_the_wait_is_a_timeout() -> Result<()> {
 /// it, then answering `503`), refuses the second with `429`, answers event streams `404` (a
 /// gateway that does not route them), and forwards everything else.
 struct FlakyProxy {
+    /// Where clients send their requests.
     url: String,
+    /// What the proxy saw, for the test to check.
     state: Arc<ProxyState>,
+    /// The server task; it stops with the test's runtime.
     _server: tokio::task::JoinHandle<()>,
 }
 
 struct ProxyState {
+    /// order-api's base URL.
     upstream: String,
+    /// Forwards requests to it.
     http: reqwest::Client,
     /// The `Idempotency-Key` of every `POST`, in arrival order.
     keys: Mutex<Vec<String>>,

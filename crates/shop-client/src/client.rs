@@ -27,13 +27,17 @@ pub struct Client {
 }
 
 struct Inner {
+    /// The connection pool every clone shares.
     http: reqwest::Client,
     /// With a trailing `/`, so that relative paths join below it.
     base: Url,
     /// `Bearer <key>`, marked sensitive so that it never shows in logs.
     authorization: Option<HeaderValue>,
+    /// How placing and reading are retried.
     retry: RetryPolicy,
+    /// The limit of one request; waits asked of the server come on top.
     request_timeout: Duration,
+    /// What [`Client::watch`] uses.
     watch: WatchOptions,
 }
 
@@ -53,12 +57,19 @@ impl fmt::Debug for Client {
 #[derive(Debug)]
 #[must_use]
 pub struct ClientBuilder {
+    /// Checked in [`ClientBuilder::build`], so that setting it cannot fail.
     base_url: String,
+    /// Turned into a sensitive header value in [`ClientBuilder::build`].
     api_key: Option<String>,
+    /// The caller's own client, if it brought one.
     http: Option<reqwest::Client>,
+    /// See [`ClientBuilder::retry`].
     retry: RetryPolicy,
+    /// See [`ClientBuilder::connect_timeout`].
     connect_timeout: Duration,
+    /// See [`ClientBuilder::request_timeout`].
     request_timeout: Duration,
+    /// See [`ClientBuilder::watch`].
     watch: WatchOptions,
 }
 

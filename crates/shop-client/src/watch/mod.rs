@@ -103,6 +103,7 @@ impl Default for WatchOptions {
 pub struct Watch {
     /// The order followed.
     order_id: OrderId,
+    /// The [`Follower`] as a stream; boxed, so that the type names no future.
     inner: BoxStream<'static, Result<Transition, Error>>,
 }
 
@@ -166,11 +167,15 @@ enum Source {
 
 /// The state a [`Watch`] carries from one transition to the next.
 struct Follower {
+    /// Its settings and connection pool, shared with the caller's client.
     client: Client,
+    /// The order followed.
     order_id: OrderId,
+    /// How patiently.
     options: WatchOptions,
-    /// The last transition reported.
+    /// The last transition reported: where a stream resumes, what a poll skips.
     position: Position,
+    /// Where the next transitions come from.
     source: Source,
     /// Transitions known but not yet handed out (a poll may bring several).
     ready: VecDeque<Transition>,

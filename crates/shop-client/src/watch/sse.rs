@@ -31,8 +31,10 @@ pub(crate) struct SseEvent {
 pub(crate) struct SseDecoder {
     /// Bytes not yet split into lines.
     buffer: Vec<u8>,
-    /// The event being assembled.
+    /// The `event:` of the event being assembled.
     event: Option<String>,
+    /// Its `data:` lines, each followed by a newline; `None` until one came, for an event
+    /// without data is not dispatched.
     data: Option<String>,
     /// The last `id:` seen; it carries over to later events, as the specification says.
     last_id: Option<String>,
@@ -154,7 +156,9 @@ pub(crate) enum Next {
 
 /// One open event stream.
 pub(crate) struct SseStream {
+    /// The answer's body, chunk by chunk as it arrives.
     body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    /// What was read of it, not yet handed out.
     decoder: SseDecoder,
 }
 
