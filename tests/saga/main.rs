@@ -10,6 +10,7 @@ mod callbacks;
 mod causation;
 mod chaos;
 mod cli;
+mod client;
 mod client_callbacks;
 mod compose;
 mod configuration;
