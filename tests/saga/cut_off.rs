@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use saga_tests::{ServiceKind, Stack, Status, eventually_within};
+use saga_tests::{ServiceKind, Stack, Status};
 
-use crate::invariants::check_invariants;
+use crate::invariants::settled;
 use crate::load::Placer;
 
 /// Orders placed in each test.
@@ -50,10 +50,7 @@ async fn orders_are_accepted_while_payment_svc_is_cut_off_and_all_end_once_it_is
     );
 
     stack.broker_fault("clients/payment-svc/up").await?;
-    let report = eventually_within(SETTLE, || {
-        std::future::ready(check_invariants(&stack, &placed.accepted).map_err(|e| format!("{e:#}")))
-    })
-    .await?;
+    let report = settled(&stack, &placed.accepted, SETTLE).await?;
     eprintln!(
         "cut_off (payment-svc): {} orders accepted\n{report}",
         placed.accepted.len()
@@ -83,10 +80,7 @@ async fn order_api_cut_off_keeps_accepting_into_its_outbox_and_loses_nothing() -
     );
 
     stack.broker_fault("clients/order-api/up").await?;
-    let report = eventually_within(SETTLE, || {
-        std::future::ready(check_invariants(&stack, &placed.accepted).map_err(|e| format!("{e:#}")))
-    })
-    .await?;
+    let report = settled(&stack, &placed.accepted, SETTLE).await?;
     eprintln!("cut_off (order-api): {ORDERS} orders accepted into the outbox\n{report}");
     Ok(())
 }
