@@ -10,6 +10,7 @@ mod callbacks;
 mod causation;
 mod chaos;
 mod cli;
+mod clock_skew;
 mod compose;
 mod configuration;
 mod contracts;
