@@ -20,6 +20,7 @@
 
 mod audit;
 mod db;
+mod evidence;
 mod kafka;
 mod orders;
 mod otlp;

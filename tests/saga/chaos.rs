@@ -15,7 +15,7 @@ use serde_json::json;
 
 use saga_tests::{Accepted, ServiceKind, Stack, eventually_within};
 
-use crate::invariants::check_invariants;
+use crate::invariants::settled;
 
 /// (sku, quantity, payment method): the order mix, picked at random.
 const MIX: [(&str, u32, &str); 8] = [
@@ -92,13 +92,9 @@ async fn the_saga_survives_crashes_broker_faults_duplicates_and_poison() -> Resu
 
     // Every accepted order ends, and the books balance.
     let settle_started = Instant::now();
-    let report = eventually_within(SETTLE, || {
-        std::future::ready(
-            check_invariants(&stack, &accepted).map_err(|error| format!("{error:#}")),
-        )
-    })
-    .await
-    .context("invariants did not hold after the chaos settled")?;
+    let report = settled(&stack, &accepted, SETTLE)
+        .await
+        .context("invariants did not hold after the chaos settled")?;
     let dlq = stack.kafka()?.read_all("payments.dlq")?;
     let poison = dlq
         .iter()

@@ -1,12 +1,18 @@
 //! The faults the embedded broker injects for failure tests.
 
 /// A fault the embedded broker can inject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Broker `id` refuses connections (leaders do not move: clients wait and retry).
     BrokerDown(i32),
     /// Broker `id` accepts connections again.
     BrokerUp(i32),
+    /// The clients whose `client.id` is this (each service uses its name) are cut off: their
+    /// connections are dropped at their next request and at every one after, on every broker,
+    /// while every other client goes on — a network partition around one service.
+    ClientDown(String),
+    /// The clients with this `client.id` may connect again.
+    ClientUp(String),
     /// The next `count` requests of `api` fail with a retriable error.
     RequestErrors {
         /// Which requests.

@@ -11,6 +11,7 @@
 //! (`crates/shopctl/native`), because a link argument reaches only the linking package's own
 //! binaries.
 
+mod cut_off;
 mod fault;
 
 use rdkafka::ClientConfig;
@@ -27,6 +28,10 @@ pub enum BrokerError {
     /// librdkafka refused: no mock cluster, a topic it cannot create, an unknown broker id.
     #[error("kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A client could not be cut off: an empty or over-long client id, too many cut off at
+    /// once, or a librdkafka built without the filter (from the system, not from source).
+    #[error("cannot cut off client {0:?}")]
+    CutOff(String),
 }
 
 /// Partitions of each saga topic. Enough for several consumers per group, and since the mock
@@ -85,6 +90,7 @@ impl EmbeddedBroker {
             brokers,
         };
         broker.disable_initial_rebalance_delay();
+        cut_off::install(&broker.owner);
         Ok(broker)
     }
 
@@ -109,6 +115,8 @@ impl EmbeddedBroker {
         match fault {
             Fault::BrokerDown(id) => cluster.broker_down(id)?,
             Fault::BrokerUp(id) => cluster.broker_up(id)?,
+            Fault::ClientDown(client_id) => cut_off::set(&self.owner, &client_id, true)?,
+            Fault::ClientUp(client_id) => cut_off::set(&self.owner, &client_id, false)?,
             Fault::RequestErrors { api, count } => {
                 let (key, error) = match api {
                     FaultApi::Produce => (
@@ -152,5 +160,11 @@ impl EmbeddedBroker {
                 rdkafka_sys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
             }
         }
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        cut_off::clear(&self.owner);
     }
 }

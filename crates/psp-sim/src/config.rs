@@ -70,6 +70,17 @@ pub struct Settings {
         value_name = "N"
     )]
     pub flaky_failures: u32,
+    /// Seconds added to the timestamp every webhook is signed with: a provider whose clock is
+    /// off. A fault knob for tests (beyond the merchant's tolerance every webhook is refused,
+    /// and outcomes only arrive when the merchant asks); leave it at 0 otherwise.
+    #[arg(
+        long = "psp-sim-clock-skew-s",
+        env = "PSP_SIM_CLOCK_SKEW_S",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        value_name = "S"
+    )]
+    pub clock_skew_s: i64,
     /// Delivery attempts per webhook before giving up.
     #[arg(
         long = "psp-sim-webhook-attempts",

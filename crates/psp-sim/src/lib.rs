@@ -90,6 +90,7 @@ impl Application {
             secret,
             settings.webhook_attempts,
             settings.webhook_backoff,
+            settings.clock_skew_s,
             shutdown.clone(),
         )?;
         let state = Arc::new(ApiState {

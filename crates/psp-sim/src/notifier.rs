@@ -38,6 +38,8 @@ pub struct Notifier {
     first_backoff: Duration,
     /// Longest wait between attempts.
     max_backoff: Duration,
+    /// Seconds added to the signing timestamp (a skewed clock; 0 but in fault tests).
+    clock_skew_s: i64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -61,6 +63,7 @@ impl Notifier {
         secret: Secret,
         max_attempts: u32,
         first_backoff: Duration,
+        clock_skew_s: i64,
         shutdown: CancellationToken,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
@@ -72,6 +75,7 @@ impl Notifier {
             max_attempts: max_attempts.max(1),
             first_backoff,
             max_backoff: Duration::from_secs(30),
+            clock_skew_s,
             tasks: TaskTracker::new(),
             shutdown,
         })
@@ -157,7 +161,7 @@ impl Notifier {
     }
 
     async fn attempt(&self, delivery: &Delivery, body: &[u8]) -> Result<u16, reqwest::Error> {
-        let timestamp = chrono::Utc::now().timestamp();
+        let timestamp = chrono::Utc::now().timestamp() + self.clock_skew_s;
         let signature = self.secret.sign(&delivery.event.id, timestamp, body);
         let mut request = self
             .http

@@ -34,7 +34,8 @@ pub async fn run(brokers: i32, control_addr: Option<SocketAddr>) -> anyhow::Resu
     Ok(())
 }
 
-/// `POST /brokers/{id}/down|up`, `POST /faults/{produce|fetch|commit|heartbeat|disconnect}/{count}`.
+/// `POST /brokers/{id}/down|up`, `POST /clients/{client_id}/down|up`,
+/// `POST /faults/{produce|fetch|commit|heartbeat|disconnect}/{count}`.
 fn control_routes(broker: Shared) -> Router {
     Router::new()
         .route(
@@ -44,6 +45,14 @@ fn control_routes(broker: Shared) -> Router {
         .route(
             "/brokers/{id}/up",
             post(|state, Path(id): Path<i32>| inject(state, Fault::BrokerUp(id))),
+        )
+        .route(
+            "/clients/{client_id}/down",
+            post(|state, Path(id): Path<String>| inject(state, Fault::ClientDown(id))),
+        )
+        .route(
+            "/clients/{client_id}/up",
+            post(|state, Path(id): Path<String>| inject(state, Fault::ClientUp(id))),
         )
         .route(
             "/faults/{api}/{count}",
@@ -63,7 +72,7 @@ async fn inject(State(broker): State<Shared>, fault: Fault) -> (StatusCode, Stri
     let result = broker
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .inject(fault);
+        .inject(fault.clone());
     match result {
         Ok(()) => {
             tracing::warn!(?fault, "Fault injected.");

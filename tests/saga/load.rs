@@ -1,0 +1,112 @@
+//! A few dozen orders placed at a steady pace while a fault is on, for the fault tests: the
+//! order mix, the placer, and what became of each request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use saga_tests::{Accepted, Problem, Stack};
+
+/// (sku, quantity, payment method), in turn: good cards (confirmed), a declined card (cancelled,
+/// `payment_declined`) and `LIMITED-1` (5 in stock: a few dozen orders sell it out, so some are
+/// cancelled `out_of_stock` and refunded, and overselling would show).
+const MIX: [(&str, u32, &str); 6] = [
+    ("WIDGET-42", 1, "pm_visa_4242"),
+    ("GADGET-7", 1, "pm_mastercard_5555"),
+    ("LIMITED-1", 1, "pm_visa_4242"),
+    ("DOOHICKEY-3", 2, "pm_visa_4242"),
+    ("WIDGET-42", 1, "pm_card_declined"),
+    ("GIZMO-9", 1, "pm_visa_4242"),
+];
+
+/// Time between two orders.
+const PACE: Duration = Duration::from_millis(50);
+
+/// What order-api answered to the orders of a run.
+#[derive(Debug, Default)]
+pub(crate) struct Placed {
+    /// Orders answered `202 Accepted`: each must end.
+    pub(crate) accepted: Vec<String>,
+    /// Orders refused with `503` (a problem document with `Retry-After`): never accepted, so
+    /// there is nothing to lose.
+    pub(crate) refused: usize,
+}
+
+/// Places orders one after another at a steady pace, in the background.
+#[derive(Debug)]
+pub(crate) struct Placer {
+    /// Orders answered so far.
+    progress: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<Result<Placed>>,
+}
+
+impl Placer {
+    /// Starts placing `count` orders on `stack`'s order-api.
+    pub(crate) fn start(stack: &Stack, count: usize) -> Self {
+        let progress = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(place(
+            stack.http.clone(),
+            stack.url("/api/orders"),
+            count,
+            Arc::clone(&progress),
+        ));
+        Self { progress, task }
+    }
+
+    /// Waits until `count` orders have been answered (or all have).
+    pub(crate) async fn answered(&self, count: usize) -> Result<()> {
+        saga_tests::eventually_within(Duration::from_secs(60), || {
+            let answered = self.progress.load(Ordering::SeqCst);
+            std::future::ready(if answered >= count || self.task.is_finished() {
+                Ok(())
+            } else {
+                Err(format!("{answered} of {count} orders answered"))
+            })
+        })
+        .await
+    }
+
+    /// Waits for the last answer.
+    pub(crate) async fn finish(self) -> Result<Placed> {
+        self.task.await?
+    }
+}
+
+async fn place(
+    http: reqwest::Client,
+    url: String,
+    count: usize,
+    progress: Arc<AtomicUsize>,
+) -> Result<Placed> {
+    let mut placed = Placed::default();
+    for (n, (sku, quantity, method)) in MIX.iter().cycle().take(count).enumerate() {
+        let body = json!({"user_id": "usr_faults", "items": [{"sku": sku, "quantity": quantity}], "payment_method": method});
+        let response = http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("order {n} got no answer"))?;
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                let accepted: Accepted = response.json().await?;
+                placed.accepted.push(accepted.order_id.to_string());
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                if !response.headers().contains_key("retry-after") {
+                    bail!("order {n}: a 503 without Retry-After");
+                }
+                Problem::expect(response, StatusCode::SERVICE_UNAVAILABLE).await?;
+                placed.refused += 1;
+            }
+            status => bail!("order {n}: {status}: {}", response.text().await?),
+        }
+        progress.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(PACE).await;
+    }
+    Ok(placed)
+}
