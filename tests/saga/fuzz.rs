@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{Map, Value, json};
 
 use saga_tests::{ServiceKind, Stack, secret_key, webhook_signature};

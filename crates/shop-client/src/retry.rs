@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 /// How often, and how patiently, a request is retried.

@@ -21,9 +21,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::digest::generic_array::GenericArray;
+use hmac::digest::array::Array;
 use hmac::digest::{CtOutput, Output};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// Header with the message id (the same on every retry of one message).
@@ -153,7 +153,7 @@ impl Secret {
         #[cfg(test)]
         tests::MACS_COMPUTED.with(|count| count.set(count.get() + 1));
         // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(id.as_bytes());
         mac.update(b".");
@@ -277,7 +277,7 @@ impl SignedHeaders {
             .into_iter()
             .filter_map(|candidate| candidate.strip_prefix("v1,"))
             .filter_map(|encoded| STANDARD.decode(encoded).ok())
-            .filter_map(GenericArray::from_exact_iter)
+            .filter_map(|tag| Array::try_from_iter(tag).ok())
             .map(|tag: Output<Hmac<Sha256>>| Tag::new(tag))
             .collect();
         Ok(Self {

@@ -50,6 +50,13 @@ fn client_config() -> std::result::Result<rustls::ClientConfig, String> {
                 .to_owned(),
         );
     }
+    // ring rather than rustls' default aws-lc-rs, whose large C build would join librdkafka's
+    // and SQLite's in every cold build. rustls now marks ring's provider deprecated because it
+    // has no post-quantum key exchange; moving to aws-lc-rs is the way to gain one.
+    #[expect(
+        deprecated,
+        reason = "ring's provider lacks post-quantum key exchange, nothing more"
+    )]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
