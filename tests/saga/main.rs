@@ -39,6 +39,7 @@ mod redelivery;
 mod replica_streams;
 mod restart;
 mod scale_out;
+mod soak;
 mod timeline;
 mod tracing;
 mod up;
