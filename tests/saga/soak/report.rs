@@ -27,7 +27,10 @@ pub(super) struct SoakReport {
     seed: u64,
     /// Orders order-api accepted (every order sent is retried until it is).
     orders_accepted: usize,
-    /// Orders by outcome: `confirmed`, or the reason of a cancellation.
+    /// Orders order-api holds: more than were accepted when a kill lost the answer to a
+    /// request that had placed its order, and the retry placed it again.
+    orders_recorded: usize,
+    /// The orders order-api holds by outcome: `confirmed`, or the reason of a cancellation.
     outcomes: BTreeMap<&'static str, usize>,
     /// Faults inflicted, by kind.
     faults: BTreeMap<&'static str, u32>,
@@ -131,8 +134,9 @@ fn processes(stack: &Stack) -> [&Service; 5] {
 impl SoakReport {
     /// Reads the run's figures from the settled stack, beside what the run itself recorded.
     pub(super) fn gather(stack: &Stack, settings: &Settings, run: Run) -> Result<Self> {
+        let orders = stack.all_orders()?;
         let mut outcomes = BTreeMap::new();
-        for order in stack.all_orders()? {
+        for order in &orders {
             let outcome = order
                 .cancellation_reason
                 .map_or(order.status.as_str(), CancellationReason::as_str);
@@ -183,6 +187,7 @@ impl SoakReport {
             rate_per_s: settings.rate,
             seed: settings.seed,
             orders_accepted: run.accepted,
+            orders_recorded: orders.len(),
             outcomes,
             faults: run.faults,
             fault_details: run.chaos,
@@ -226,8 +231,8 @@ impl fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "  orders: {} accepted, outcomes {:?}",
-            self.orders_accepted, self.outcomes
+            "  orders: {} accepted, {} recorded, outcomes {:?}",
+            self.orders_accepted, self.orders_recorded, self.outcomes
         )?;
         writeln!(f, "  faults: {:?}", self.faults)?;
         writeln!(f, "  saga latency by minute of acceptance (ms):")?;
