@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use events::CancellationReason;
 
 use crate::records::parse;
@@ -23,7 +24,45 @@ pub struct StoredOrder {
     pub total_minor: i64,
 }
 
+/// When an order's saga began and ended, by order-api's records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SagaTime {
+    /// The order (`ord_…`).
+    pub order_id: String,
+    /// When order-api accepted it (the order's creation).
+    pub accepted_at: DateTime<Utc>,
+    /// When it became `confirmed` or `cancelled` (its history's terminal entry).
+    pub ended_at: DateTime<Utc>,
+}
+
+impl SagaTime {
+    /// From acceptance to the terminal status.
+    pub fn duration(&self) -> chrono::TimeDelta {
+        self.ended_at - self.accepted_at
+    }
+}
+
 impl Stack {
+    /// When each ended saga began and ended, by order id; orders still open are left out.
+    pub fn saga_times(&self) -> Result<Vec<SagaTime>> {
+        self.with_db(ServiceKind::OrderApi, |conn| {
+            Ok(conn.query_map(
+                "SELECT o.order_id, o.created_at, MIN(h.at) FROM orders o \
+                 JOIN order_history h ON h.order_id = o.order_id \
+                 WHERE h.status IN ('confirmed', 'cancelled') \
+                 GROUP BY o.order_id, o.created_at ORDER BY o.order_id",
+                &[],
+                |row| {
+                    Ok(SagaTime {
+                        order_id: row.get(0)?,
+                        accepted_at: row.get(1)?,
+                        ended_at: row.get(2)?,
+                    })
+                },
+            )?)
+        })
+    }
+
     /// Every order order-api holds, by id.
     pub fn all_orders(&self) -> Result<Vec<StoredOrder>> {
         let rows: Vec<(String, String, Option<String>, i64)> =

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub use audit::StoredOrder;
+pub use audit::{SagaTime, StoredOrder};
 pub use db::DbLock;
 pub use kafka::{FoundMessage, KafkaTool, is_event};
 pub use orders::{Accepted, Line, Order, Orders, Status, StatusUpdate, Transition};

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -134,6 +134,9 @@ pub struct Service {
     replica: usize,
     /// Number of starts, to name log files.
     starts: u32,
+    /// When the current process was started: a restarted service's figures (its memory, say)
+    /// cover only the time since.
+    started_at: Option<Instant>,
 }
 
 impl Service {
@@ -180,6 +183,7 @@ impl Service {
             control: None,
             replica,
             starts: 0,
+            started_at: None,
         };
         service.spawn(bins, dir).await?;
         Ok(service)
@@ -199,6 +203,35 @@ impl Service {
     /// (`<host>/<pid>/<random>`) carry it.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// How many times the process was started: 1, plus one per restart.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// How long the current process has been running; `None` once killed.
+    pub fn uptime(&self) -> Option<Duration> {
+        self.child
+            .as_ref()
+            .and(self.started_at.map(|at| at.elapsed()))
+    }
+
+    /// The resident memory of the running process in KiB (`VmRSS` in `/proc/<pid>/status`, so
+    /// Linux only); `None` once killed.
+    pub fn rss_kib(&self) -> Result<Option<u64>> {
+        let Some(pid) = self.pid() else {
+            return Ok(None);
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading the status of {} ({pid})", self.kind.binary()))?;
+        let rss = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse().ok())
+            .with_context(|| format!("no VmRSS in the status of {} ({pid})", self.kind.binary()))?;
+        Ok(Some(rss))
     }
 
     /// The log file of the current (latest) start.
@@ -233,6 +266,7 @@ impl Service {
             .with_context(|| format!("starting {}", self.kind.binary()))?;
         let stdout = child.stdout.take().context("no stdout")?;
         self.child = Some(child);
+        self.started_at = Some(Instant::now());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let mut sender = Some(sender);

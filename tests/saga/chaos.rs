@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use saga_tests::{Accepted, ServiceKind, Stack, eventually_within};
 
@@ -33,13 +34,18 @@ const MIX: [(&str, u32, &str); 8] = [
 const SETTLE: Duration = Duration::from_secs(60);
 
 /// What the chaos did, for the report.
-#[derive(Debug, Default)]
-struct Chaos {
-    kills: BTreeMap<&'static str, u32>,
-    broker_outages: u32,
-    request_faults: u32,
-    duplicates: u32,
-    poison: u32,
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Chaos {
+    /// SIGKILLs, by service.
+    pub(crate) kills: BTreeMap<&'static str, u32>,
+    /// Brokers taken down (and brought back).
+    pub(crate) broker_outages: u32,
+    /// Request errors armed on the broker (each fails a few requests of its kind).
+    pub(crate) request_faults: u32,
+    /// Copies of events produced.
+    pub(crate) duplicates: u32,
+    /// Poison messages produced.
+    pub(crate) poison: u32,
 }
 
 #[tokio::test]
@@ -54,19 +60,7 @@ async fn the_saga_survives_crashes_broker_faults_duplicates_and_poison() -> Resu
         .unwrap_or(7);
     eprintln!("chaos: {orders} orders, seed {seed} (CHAOS_ORDERS, CHAOS_SEED)");
     let started = Instant::now();
-    let stack = Stack::start_with_env(&[
-        ("EMBEDDED_BROKERS", "3"),
-        ("BROKER_CONTROL_ADDR", "127.0.0.1:0"),
-        ("SAGA_TIMEOUT_MS", "20000"),
-        ("KAFKA_SESSION_TIMEOUT_MS", "2000"),
-        ("SAGA_REAPER_INTERVAL_MS", "200"),
-        ("PSP_SIM_SLOW_MS", "1500"),
-        ("PAYMENT_RESUBMIT_AFTER_MS", "1000"),
-        ("PAYMENT_SWEEP_INTERVAL_MS", "200"),
-        ("PSP_BREAKER_COOLDOWN_MS", "500"),
-    ])
-    .await?;
-    let mut stack = stack;
+    let mut stack = chaos_stack().await?;
 
     // Orders arrive at a steady pace while the chaos runs.
     let placer = tokio::spawn(place_orders(
@@ -95,15 +89,7 @@ async fn the_saga_survives_crashes_broker_faults_duplicates_and_poison() -> Resu
     let report = settled(&stack, &accepted, SETTLE)
         .await
         .context("invariants did not hold after the chaos settled")?;
-    let dlq = stack.kafka()?.read_all("payments.dlq")?;
-    let poison = dlq
-        .iter()
-        .filter(|m| {
-            m.headers
-                .iter()
-                .any(|(k, v)| k == "dlq.error.class" && v == "poison")
-        })
-        .count();
+    let poison = poison_dead_lettered(&stack)?;
     assert!(
         poison >= 1,
         "the poison message is not in the dead-letter topic"
@@ -120,7 +106,38 @@ async fn the_saga_survives_crashes_broker_faults_duplicates_and_poison() -> Resu
     Ok(())
 }
 
-/// Places `count` orders, retrying each until order-api accepts it (it may be down).
+/// A stack for chaos: three brokers with a fault-injection endpoint, and deadlines, session
+/// timeouts, retries and sweeps short enough that a run settles within a minute of its last
+/// fault.
+pub(crate) async fn chaos_stack() -> Result<Stack> {
+    Stack::start_with_env(&[
+        ("EMBEDDED_BROKERS", "3"),
+        ("BROKER_CONTROL_ADDR", "127.0.0.1:0"),
+        ("SAGA_TIMEOUT_MS", "20000"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "2000"),
+        ("SAGA_REAPER_INTERVAL_MS", "200"),
+        ("PSP_SIM_SLOW_MS", "1500"),
+        ("PAYMENT_RESUBMIT_AFTER_MS", "1000"),
+        ("PAYMENT_SWEEP_INTERVAL_MS", "200"),
+        ("PSP_BREAKER_COOLDOWN_MS", "500"),
+    ])
+    .await
+}
+
+/// How many messages `payments.dlq` holds as poison (`dlq.error.class: poison`).
+pub(crate) fn poison_dead_lettered(stack: &Stack) -> Result<usize> {
+    let dlq = stack.kafka()?.read_all("payments.dlq")?;
+    Ok(dlq
+        .iter()
+        .filter(|m| {
+            m.headers
+                .iter()
+                .any(|(k, v)| k == "dlq.error.class" && v == "poison")
+        })
+        .count())
+}
+
+/// Places `count` orders, one after the other, each accepted before the next is sent.
 async fn place_orders(
     http: reqwest::Client,
     url: String,
@@ -130,83 +147,167 @@ async fn place_orders(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut accepted = Vec::with_capacity(count);
     for _ in 0..count {
-        let (sku, quantity, method) = MIX[rng.random_range(0..MIX.len())];
-        let body = json!({"user_id": "usr_chaos", "items": [{"sku": sku, "quantity": quantity}], "payment_method": method});
-        let order_id = eventually_within(Duration::from_secs(30), || async {
-            let response = http
-                .post(&url)
-                .json(&body)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-                .map_err(|error| format!("order-api did not accept an order: {error}"))?;
-            if response.status() != reqwest::StatusCode::ACCEPTED {
-                return Err(format!(
-                    "order-api did not accept an order: {}",
-                    response.status()
-                ));
-            }
-            let accepted: Accepted = response.json().await.map_err(|error| error.to_string())?;
-            Ok(accepted.order_id.to_string())
-        })
-        .await?;
-        accepted.push(order_id);
+        let body = random_order(&mut rng, "usr_chaos");
+        accepted.push(place_until_accepted(&http, &url, &body).await?);
         // Pacing: orders arrive at a steady rate, not all at once.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(accepted)
 }
 
-/// One round of faults, in a random order, with random pauses between them.
-async fn attack(stack: &mut Stack, rng: &mut StdRng, chaos: &mut Chaos, round: u32) -> Result<()> {
-    let mut actions: Vec<u8> = (0..8).collect();
-    for i in (1..actions.len()).rev() {
-        actions.swap(i, rng.random_range(0..=i));
-    }
-    for action in actions {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
-        match action {
-            0 => kill_and_restart(stack, ServiceKind::Payment, chaos, rng).await?,
-            1 => kill_and_restart(stack, ServiceKind::Inventory, chaos, rng).await?,
-            2 => kill_and_restart(stack, ServiceKind::OrderApi, chaos, rng).await?,
-            3 => {
-                let broker = rng.random_range(1..=3);
-                stack
-                    .broker_fault(&format!("brokers/{broker}/down"))
-                    .await?;
-                tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
-                stack.broker_fault(&format!("brokers/{broker}/up")).await?;
-                chaos.broker_outages += 1;
-            }
-            4 => {
-                for fault in [
-                    "produce/10",
-                    "fetch/10",
-                    "commit/5",
-                    "heartbeat/5",
-                    "disconnect/3",
-                ] {
-                    stack.broker_fault(&format!("faults/{fault}")).await?;
-                    chaos.request_faults += 1;
-                }
-            }
-            5 => chaos.duplicates += duplicate_recent_events(stack).await?,
-            // The provider forgets everything (memory only): payment-svc asks again.
-            7 => kill_and_restart(stack, ServiceKind::Psp, chaos, rng).await?,
-            _ => {
-                let kafka = stack.kafka()?;
-                let payload = format!("{{\"round\": {round}, not an event");
-                kafka
-                    .produce("payments", b"ord_chaos", payload.as_bytes(), &[])
-                    .await?;
-                kafka
-                    .produce("inventory", b"ord_chaos", b"\x00\x01 binary garbage", &[])
-                    .await?;
-                chaos.poison += 2;
-            }
+/// An order of `user_id` from the [`MIX`], picked with `rng`.
+pub(crate) fn random_order(rng: &mut StdRng, user_id: &str) -> Value {
+    let (sku, quantity, method) = MIX[rng.random_range(0..MIX.len())];
+    json!({"user_id": user_id, "items": [{"sku": sku, "quantity": quantity}], "payment_method": method})
+}
+
+/// Posts `body` to order-api's `url` until it is accepted (order-api may be down, restarting
+/// or refusing while the broker is); returns the order's id.
+pub(crate) async fn place_until_accepted(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<String> {
+    eventually_within(Duration::from_secs(30), || async {
+        let response = http
+            .post(url)
+            .json(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|error| format!("order-api did not accept an order: {error}"))?;
+        if response.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(format!(
+                "order-api did not accept an order: {}",
+                response.status()
+            ));
         }
+        let accepted: Accepted = response.json().await.map_err(|error| error.to_string())?;
+        Ok(accepted.order_id.to_string())
+    })
+    .await
+}
+
+/// One round of faults: every kind once, in a random order, with random pauses between them.
+async fn attack(stack: &mut Stack, rng: &mut StdRng, chaos: &mut Chaos, round: u32) -> Result<()> {
+    for fault in Fault::shuffled(rng) {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+        inflict(fault, stack, rng, chaos, round).await?;
     }
     Ok(())
+}
+
+/// One kind of fault the chaos inflicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// SIGKILL payment-svc, restart it.
+    KillPayment,
+    /// SIGKILL inventory-svc, restart it.
+    KillInventory,
+    /// SIGKILL order-api, restart it.
+    KillOrderApi,
+    /// One of the three brokers down for up to 1.5 s.
+    BrokerOutage,
+    /// Produce, fetch, commit and heartbeat requests fail, connections drop.
+    RequestErrors,
+    /// Copies of recent events, as a redelivery would bring them.
+    Duplicates,
+    /// Messages that are not events, on two topics.
+    Poison,
+    /// SIGKILL the payment provider, which forgets everything (memory only); restart it.
+    KillPsp,
+}
+
+impl Fault {
+    /// Every kind, in a fixed order (a seed replays the same shuffles of it).
+    pub(crate) const ALL: [Fault; 8] = [
+        Fault::KillPayment,
+        Fault::KillInventory,
+        Fault::KillOrderApi,
+        Fault::BrokerOutage,
+        Fault::RequestErrors,
+        Fault::Duplicates,
+        Fault::Poison,
+        Fault::KillPsp,
+    ];
+
+    /// Every kind once, in a random order.
+    pub(crate) fn shuffled(rng: &mut StdRng) -> [Fault; 8] {
+        let mut faults = Fault::ALL;
+        for i in (1..faults.len()).rev() {
+            faults.swap(i, rng.random_range(0..=i));
+        }
+        faults
+    }
+
+    /// The fault's name in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Fault::KillPayment => "kill payment-svc",
+            Fault::KillInventory => "kill inventory-svc",
+            Fault::KillOrderApi => "kill order-api",
+            Fault::BrokerOutage => "broker outage",
+            Fault::RequestErrors => "request errors",
+            Fault::Duplicates => "duplicates",
+            Fault::Poison => "poison",
+            Fault::KillPsp => "kill psp-sim",
+        }
+    }
+}
+
+/// Inflicts one fault and counts it in `chaos`; `round` marks the poison it injects.
+pub(crate) async fn inflict(
+    fault: Fault,
+    stack: &mut Stack,
+    rng: &mut StdRng,
+    chaos: &mut Chaos,
+    round: u32,
+) -> Result<()> {
+    match fault {
+        Fault::KillPayment => kill_and_restart(stack, ServiceKind::Payment, chaos, rng).await,
+        Fault::KillInventory => kill_and_restart(stack, ServiceKind::Inventory, chaos, rng).await,
+        Fault::KillOrderApi => kill_and_restart(stack, ServiceKind::OrderApi, chaos, rng).await,
+        Fault::KillPsp => kill_and_restart(stack, ServiceKind::Psp, chaos, rng).await,
+        Fault::BrokerOutage => {
+            let broker = rng.random_range(1..=3);
+            stack
+                .broker_fault(&format!("brokers/{broker}/down"))
+                .await?;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+            stack.broker_fault(&format!("brokers/{broker}/up")).await?;
+            chaos.broker_outages += 1;
+            Ok(())
+        }
+        Fault::RequestErrors => {
+            for fault in [
+                "produce/10",
+                "fetch/10",
+                "commit/5",
+                "heartbeat/5",
+                "disconnect/3",
+            ] {
+                stack.broker_fault(&format!("faults/{fault}")).await?;
+                chaos.request_faults += 1;
+            }
+            Ok(())
+        }
+        Fault::Duplicates => {
+            chaos.duplicates += duplicate_recent_events(stack).await?;
+            Ok(())
+        }
+        Fault::Poison => {
+            let kafka = stack.kafka()?;
+            let payload = format!("{{\"round\": {round}, not an event");
+            kafka
+                .produce("payments", b"ord_chaos", payload.as_bytes(), &[])
+                .await?;
+            kafka
+                .produce("inventory", b"ord_chaos", b"\x00\x01 binary garbage", &[])
+                .await?;
+            chaos.poison += 2;
+            Ok(())
+        }
+    }
 }
 
 /// SIGKILL (no shutdown, no flush, no commit), a pause, and a restart.

@@ -43,6 +43,7 @@ mod redelivery;
 mod replica_streams;
 mod restart;
 mod scale_out;
+mod soak;
 mod timeline;
 mod tracing;
 mod up;
