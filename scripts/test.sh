@@ -7,8 +7,9 @@
 #      target/tools by scripts/validators/install.sh; a second run installs nothing);
 #   2. starts a throwaway Postgres server of its own — a new cluster in a temporary directory,
 #      a random password, TLS on, 127.0.0.1 and a free port — and removes it on exit, also on
-#      failure or Ctrl-C. The host's own clusters are never touched. With TEST_POSTGRES_URL
-#      already set, that server is used instead and nothing is started;
+#      failure or Ctrl-C. The host's own clusters are never touched. TEST_POSTGRES_RESTART names
+#      a script that restarts it (stop, a pause, start). With TEST_POSTGRES_URL already set,
+#      that server is used instead, nothing is started, and there is no restart script;
 #   3. pass 1: `cargo test --workspace --locked`, every service on SQLite;
 #   4. pass 2: the database and end-to-end tests again on Postgres, with the tests that only
 #      mean something on Postgres (#[ignore]d in pass 1, their reason says so) included.
@@ -119,6 +120,26 @@ free_port() {
     return 1
 }
 
+# Writes `$pg_dir/restart.sh`, which restarts the throwaway server for real — a fast shutdown
+# (connections are ended, the postmaster exits), a pause with no server at all (its argument,
+# 1 s by default), then a start that waits until it accepts connections — for the test of the
+# services across a restart (tests/saga/postgres_restart.rs). A script rather than a function,
+# because the test runs it; as the postgres user when we are root, as the server itself runs.
+write_restart_script() {
+    local as_user=""
+    if [ "$(id -u)" -eq 0 ]; then
+        as_user="runuser -u postgres --"
+    fi
+    cat >"$pg_dir/restart.sh" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+$as_user "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -t 30 stop >/dev/null
+sleep "\${1:-1}"
+$as_user "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 30 start >/dev/null
+EOF
+    chmod 755 "$pg_dir/restart.sh"
+}
+
 start_postgres() {
     pg_bin="$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)"
     pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/shop-test-postgres.XXXXXX")"
@@ -180,8 +201,10 @@ EOF
         fi
         sleep 0.2
     done
+    write_restart_script
     export TEST_POSTGRES_URL="postgres://postgres:$password@127.0.0.1:$port/postgres"
     export TEST_POSTGRES_CERT="$pg_dir/server.crt"
+    export TEST_POSTGRES_RESTART="$pg_dir/restart.sh"
     echo "Postgres $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $pg_dir)"
 }
 

@@ -36,6 +36,7 @@ mod order_list;
 mod out_of_stock;
 mod passed_over;
 mod poison;
+mod postgres_restart;
 mod problem_answers;
 mod provider;
 mod readme;

@@ -24,7 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 use events::Catalog;
 use platform::Db;
 use platform::http::{Problem, Readiness, health_routes, observe, problem_answers};
-use platform::sql::SqlError;
+use platform::sql::{ErrorKind, SqlError};
 
 use crate::auth::{self, ApiKeys, Principal};
 use crate::status_feed::StatusFeed;
@@ -220,14 +220,25 @@ pub enum ApiError {
     /// Too much accepted work is not yet published; the client should come back shortly.
     #[error("overloaded")]
     Overloaded,
+    /// The database failed in a way that may pass (a lost connection, a server restarting, a
+    /// lock or serialization conflict): the client should come back shortly.
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(SqlError),
     /// Our fault.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
+/// A transient database failure is the server's condition, not a bug: `503` with
+/// `Retry-After`, as for any other load the server cannot take now, so that clients retry it.
+/// Anything else stays a `500`.
 impl From<SqlError> for ApiError {
     fn from(error: SqlError) -> Self {
-        ApiError::Unexpected(error.into())
+        if error.kind() == ErrorKind::Transient {
+            ApiError::DatabaseUnavailable(error)
+        } else {
+            ApiError::Unexpected(error.into())
+        }
     }
 }
 
@@ -286,6 +297,18 @@ impl IntoResponse for ApiError {
                     "overloaded",
                     "Overloaded",
                     "Too many accepted orders are waiting to be published; retry shortly.",
+                );
+                return ([(axum::http::header::RETRY_AFTER, "1")], problem).into_response();
+            }
+            ApiError::DatabaseUnavailable(error) => {
+                tracing::warn!(%error, "Request refused: the database is unavailable.");
+                // A write whose connection died at `COMMIT` may have been committed: only a
+                // retry under the same `Idempotency-Key` is sure to make no second order.
+                let problem = Problem::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "database-unavailable",
+                    "Database unavailable",
+                    "The order store is unavailable for a moment; retry shortly, with the same Idempotency-Key.",
                 );
                 return ([(axum::http::header::RETRY_AFTER, "1")], problem).into_response();
             }
