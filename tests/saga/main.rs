@@ -29,6 +29,7 @@ mod invariants;
 mod metric_names;
 mod openapi;
 mod order_callbacks;
+mod order_cli;
 mod order_list;
 mod out_of_stock;
 mod passed_over;
