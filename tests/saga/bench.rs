@@ -140,7 +140,7 @@ async fn the_bench_follows_orders_to_their_end_in_closed_and_open_loop() -> Resu
         .to_string();
     assert!(error.contains("no saga completed"), "{error}");
     assert!(
-        error.contains("http_401"),
+        error.contains("\"unauthorized\""),
         "the report names the errors: {error}"
     );
     Ok(())

@@ -114,8 +114,9 @@ pub(crate) struct RunReport {
     pub(crate) saga_latency_ms: Percentiles,
     /// Terminal statuses: `confirmed`, `cancelled:<reason>`.
     pub(crate) outcomes: BTreeMap<String, u64>,
-    /// Failures by kind: `http_503`, `http_429`, `connect`, `timeout`, `stream_broke`,
-    /// `client_overloaded`, …
+    /// Failures by kind: shop-client's `Error::kind` (`http_503`, `http_429`, `connect`,
+    /// `unauthorized`…), `observe_<kind>` when following the order failed, `timeout`,
+    /// `client_overloaded`.
     pub(crate) errors: BTreeMap<String, u64>,
     /// Resident memory of the shop's process, where it is known.
     pub(crate) rss_mib: Option<Rss>,
