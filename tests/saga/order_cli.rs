@@ -109,7 +109,8 @@ async fn order_commands_place_follow_read_and_list_through_the_real_binary() -> 
     let got = order(Some(&url), &["get", &order_id, "--json"]).await?;
     assert_eq!(got.status.code(), Some(0), "{}", stderr(&got));
     let lines = json_lines(&got)?;
-    let read = lines.last().context("get printed nothing")?;
+    assert_eq!(lines.len(), 1, "one line, the order: {lines:?}");
+    let read = &lines[0];
     assert_eq!(read["order_id"], order_id.as_str());
     assert_eq!(read["status"], "confirmed");
     assert_eq!(read["history"].as_array().map(Vec::len), Some(4));

@@ -9,10 +9,13 @@ use shop_client::{Client, Error, OrderId};
 use super::Exit;
 use super::output::Output;
 
-/// Prints the order: the whole order as JSON, or its history and a summary line.
+/// Prints the order: the whole order as one line of JSON (its history inside), or its
+/// history and a summary line.
 pub(super) async fn run(client: &Client, order_id: OrderId, out: &Output) -> Result<Exit, Error> {
     let order = client.get_order(order_id).await?;
-    out.history(&order);
+    if !out.is_json() {
+        out.history(&order);
+    }
     out.order(&order);
     Ok(Exit::Success)
 }
