@@ -136,7 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bootstrap,
             verbose,
             action,
-        } => dlq(&bootstrap, verbose, action).await?,
+        } => return Ok(dlq(&bootstrap, verbose, action).await),
         Command::Bench(args) => shopctl::bench::main(*args).await?,
         Command::Order(args) => return Ok(shopctl::order::main(*args).await.into()),
     }
@@ -146,16 +146,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Runs a `dlq` command. A failure is one line on stderr (plus a hint when the broker cannot
 /// be reached) and exit status 1: these are commands a person types, and a backtrace or the
 /// Kafka client's log would hide what to do next.
-async fn dlq(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Result<()> {
+async fn dlq(bootstrap: &str, verbose: bool, action: DlqAction) -> ExitCode {
     let Err(error) = dlq_action(bootstrap, verbose, action).await else {
-        return Ok(());
+        return ExitCode::SUCCESS;
     };
     eprintln!("error: {error:#}");
     if let Some(unreachable) = error.downcast_ref::<shopctl::dlq::Unreachable>() {
         eprintln!("hint: {}", unreachable.hint());
     }
-    // Nothing is left to flush: the command exports no traces and its clients are gone.
-    std::process::exit(1);
+    ExitCode::FAILURE
 }
 
 async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Result<()> {
