@@ -72,4 +72,4 @@ pub use order::{
 };
 pub use problem::{FieldError, Problem};
 pub use retry::RetryPolicy;
-pub use watch::{Transition, Watch, WatchMode, WatchOptions};
+pub use watch::{Transition, Watch, WatchMode, WatchOptions, WatchStats};
