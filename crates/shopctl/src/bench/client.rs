@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use shop_client::{
-    CancellationReason, NewOrder, OrderId, OrderStatus, PlaceOptions, Placed, RetryPolicy,
-    WatchMode, WatchOptions,
+    CancellationReason, NewOrder, OrderStatus, PlaceOptions, Placed, RetryPolicy, Watch, WatchMode,
+    WatchOptions, WatchStats,
 };
 
 use super::mix::OrderSpec;
@@ -136,29 +136,31 @@ impl Client {
                 return Attempt {
                     accepted: Some(answered),
                     outcome: Ok((answered, outcome(order.status, order.cancellation_reason))),
+                    watch: WatchStats::default(),
                 };
             }
             Placed::Accepted { order_id, .. } => order_id,
         };
-        let outcome = self.follow(order_id).await;
+        let mut watch = self.shop.watch(order_id);
+        let outcome = follow(&mut watch).await;
         Attempt {
             accepted: Some(answered),
             outcome: outcome.map(|status| (intended.elapsed(), status)),
+            watch: watch.stats(),
         }
     }
+}
 
-    /// Follows the order to its terminal status, the way `--observe` says.
-    async fn follow(&self, order_id: OrderId) -> Result<String, String> {
-        let mut transitions = self.shop.watch(order_id);
-        while let Some(transition) = transitions.next().await {
-            let transition = transition.map_err(|error| format!("observe_{}", error.kind()))?;
-            if transition.is_terminal() {
-                return Ok(outcome(transition.to, transition.reason));
-            }
+/// Follows the order to its terminal status, the way `--observe` says.
+async fn follow(watch: &mut Watch) -> Result<String, String> {
+    while let Some(transition) = watch.next().await {
+        let transition = transition.map_err(|error| format!("observe_{}", error.kind()))?;
+        if transition.is_terminal() {
+            return Ok(outcome(transition.to, transition.reason));
         }
-        // The watch ends after the terminal transition or an error, both handled above.
-        Err("observe_ended".to_owned())
     }
+    // The watch ends after the terminal transition or an error, both handled above.
+    Err("observe_ended".to_owned())
 }
 
 /// The order `spec` describes: one of its SKU, paid its way, by the bench's user.
