@@ -12,7 +12,8 @@ use saga_tests::Stack;
 /// How long one command may take; a saga ends within a few seconds.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Runs `shopctl order <args>` against `url` (no URL for a command that must not need one).
+/// Runs `shopctl order <args>` with `ORDER_API_URL` set to `url`; without one, to a port nothing
+/// listens on, so that only an explicit `--url` (or no request at all) can succeed.
 async fn order(url: Option<&str>, args: &[&str]) -> Result<Output> {
     let mut command = tokio::process::Command::new(saga_tests::binary("shopctl")?);
     command
@@ -21,12 +22,8 @@ async fn order(url: Option<&str>, args: &[&str]) -> Result<Output> {
         .env_remove("ORDER_API_KEY")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
+        .env("ORDER_API_URL", url.unwrap_or("http://127.0.0.1:9"))
         .kill_on_drop(true);
-    match url {
-        Some(url) => command.env("ORDER_API_URL", url),
-        // Nothing listens there: a command that tried to connect would fail otherwise.
-        None => command.env("ORDER_API_URL", "http://127.0.0.1:9"),
-    };
     tokio::time::timeout(PATIENCE, command.output())
         .await
         .with_context(|| format!("shopctl order {args:?} still running after {PATIENCE:?}"))?
@@ -45,13 +42,15 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// Places one order with `--watch --json`; returns the transitions, the final order and the
-/// exit status.
+/// Places one order in the form docs/client.md promises scripts (`--url` given, which wins
+/// over `ORDER_API_URL`); returns the transitions, the final order and the exit status.
 async fn place_watching(url: &str, payment_method: &str) -> Result<(Vec<Value>, Value, i32)> {
     let output = order(
-        Some(url),
+        None,
         &[
             "place",
+            "--url",
+            url,
             "--sku",
             "WIDGET-42:2",
             "--payment-method",
