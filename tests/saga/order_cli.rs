@@ -150,8 +150,8 @@ async fn order_commands_place_follow_read_and_list_through_the_real_binary() -> 
     let message = stderr(&refused);
     assert_eq!(refused.status.code(), Some(1), "{message}");
     ensure!(
-        message.contains("items[0].sku"),
-        "names the field: {message}"
+        message.contains("\n  field: items[0].sku"),
+        "lists the field: {message}"
     );
     Ok(())
 }

@@ -126,8 +126,13 @@ pub(super) fn report(error: &Error) {
         };
         eprintln!("error: {title} ({}): {}", problem.status, problem.detail);
         if let Error::Validation { fields, .. } = error {
-            for field in fields.iter().filter(|field| field.detail != problem.detail) {
-                eprintln!("  {}: {}", field.field, field.detail);
+            for field in fields {
+                // order-api names the field in the detail printed above; the name alone then.
+                if field.detail == problem.detail {
+                    eprintln!("  field: {}", field.field);
+                } else {
+                    eprintln!("  {}: {}", field.field, field.detail);
+                }
             }
         }
         return;
