@@ -116,7 +116,7 @@ fn reference() -> String {
         page,
         "\n## shopctl up\n\nIts own options below; it also takes every service setting above \
          (one service's address and database excepted, which it chooses), so the same variables \
-         configure it. `shopctl bench`, `dlq` and `broker` list theirs with `--help`.\n\n{}",
+         configure it. `shopctl bench`, `dlq`, `order` and `broker` list theirs with `--help`.\n\n{}",
         table(&mut Up::command(), |heading| heading.is_none())
     );
     page

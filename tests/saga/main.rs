@@ -32,6 +32,7 @@ mod load;
 mod metric_names;
 mod openapi;
 mod order_callbacks;
+mod order_cli;
 mod order_list;
 mod out_of_stock;
 mod passed_over;

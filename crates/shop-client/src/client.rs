@@ -349,6 +349,11 @@ impl Client {
         self.inner.retry
     }
 
+    /// The limit of one request that asks the server for no wait.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
     async fn fetch_order(&self, order_id: OrderId, wait: Option<Duration>) -> Result<Order, Error> {
         let path = format!("api/orders/{order_id}");
         let wait = wait.map(whole_seconds);
@@ -388,7 +393,7 @@ impl Client {
 
     /// Sends the request `build` makes, again while the answer is a retryable failure and the
     /// policy allows; returns the first answer that is not one (success or not).
-    async fn send(
+    pub(crate) async fn send(
         &self,
         build: impl Fn() -> Result<RequestBuilder, Error>,
     ) -> Result<Response, Error> {
@@ -423,7 +428,10 @@ fn whole_seconds(wait: Duration) -> u64 {
 }
 
 /// Reads a success's JSON body as `T`.
-async fn read_json<T: DeserializeOwned>(response: Response, what: &str) -> Result<T, Error> {
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    response: Response,
+    what: &str,
+) -> Result<T, Error> {
     let body = response.bytes().await.map_err(Error::Transport)?;
     serde_json::from_slice(&body).map_err(|error| Error::decode(what, error))
 }

@@ -56,6 +56,7 @@ pub mod callback;
 mod client;
 mod error;
 mod idempotency;
+mod list;
 mod order;
 mod problem;
 mod retry;
@@ -65,9 +66,10 @@ pub use client::{Client, ClientBuilder, MAX_WAIT};
 pub use error::Error;
 pub use events::{CancellationReason, Currency, Money, OrderId, PaymentMethod, Sku, UserId};
 pub use idempotency::IdempotencyKey;
+pub use list::{ListOptions, OrderPage, OrderSummary};
 pub use order::{
     HistoryEntry, NewLine, NewOrder, Order, OrderLine, OrderStatus, PlaceOptions, Placed,
 };
 pub use problem::{FieldError, Problem};
 pub use retry::RetryPolicy;
-pub use watch::{Transition, Watch, WatchMode, WatchOptions};
+pub use watch::{Transition, Watch, WatchMode, WatchOptions, WatchStats};

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
-use shop_client::{Client, Error, OrderId, OrderStatus, RetryPolicy, Transition};
+use shop_client::{Client, Error, OrderId, OrderStatus, RetryPolicy, Transition, WatchStats};
 
 /// The history every scripted order has: the happy path.
 const STATUSES: [&str; 4] = [
@@ -131,14 +131,24 @@ async fn serve(streams: Vec<Stream>) -> Result<(Client, Arc<Script>), Box<dyn st
 
 /// Every transition of a watch, failing the test if it takes more than a few seconds.
 async fn watch_all(client: &Client, order_id: OrderId) -> Result<Vec<Transition>, Error> {
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        client.watch(order_id).collect::<Vec<_>>(),
-    )
-    .await
-    .expect("the watch ended in time")
-    .into_iter()
-    .collect()
+    Ok(follow(client, order_id).await?.0)
+}
+
+/// Every transition of a watch and what the watch counted, failing the test if it takes more
+/// than a few seconds.
+async fn follow(
+    client: &Client,
+    order_id: OrderId,
+) -> Result<(Vec<Transition>, WatchStats), Error> {
+    let mut watch = client.watch(order_id);
+    let mut transitions = Vec::new();
+    while let Some(transition) = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch ended in time")
+    {
+        transitions.push(transition?);
+    }
+    Ok((transitions, watch.stats()))
 }
 
 fn moves(transitions: &[Transition]) -> Vec<(u64, Option<OrderStatus>, OrderStatus)> {
@@ -160,10 +170,15 @@ async fn a_broken_stream_resumes_after_the_last_event_and_a_gap_is_filled()
 -> Result<(), Box<dyn std::error::Error>> {
     // The first stream ends after seq 2; the second, resumed, skips seq 3.
     let (client, script) = serve(vec![Stream::Send(&[1, 2]), Stream::Send(&[4])]).await?;
-    let transitions = watch_all(&client, OrderId::new()).await?;
+    let (transitions, stats) = follow(&client, OrderId::new()).await?;
     assert_eq!(moves(&transitions), whole_history());
     let resumed = script.resumed_after.lock().expect("not poisoned").clone();
     assert_eq!(resumed, [None, Some("2".to_owned())]);
+    // What the watch counted is what the server saw: two streams, one resume, no poll.
+    assert_eq!(
+        (stats.stream_connects, stats.resumes(), stats.polls),
+        (2, 1, 0)
+    );
     Ok(())
 }
 
@@ -181,9 +196,11 @@ async fn repeats_on_a_resumed_stream_are_not_reported_again()
 async fn an_answer_that_is_no_event_stream_is_polled_instead()
 -> Result<(), Box<dyn std::error::Error>> {
     let (client, script) = serve(vec![Stream::Html]).await?;
-    let transitions = watch_all(&client, OrderId::new()).await?;
+    let (transitions, stats) = follow(&client, OrderId::new()).await?;
     assert_eq!(moves(&transitions), whole_history());
     assert_eq!(script.resumed_after.lock().expect("not poisoned").len(), 1);
+    // One stream tried, then the fallback: the scripted order is confirmed at the first poll.
+    assert_eq!((stats.stream_connects, stats.polls), (1, 1));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `shopctl`: the command line of the shop.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,8 @@ enum Command {
     /// Its SQLite databases sync to disk at checkpoints only (`DB_SYNCHRONOUS=normal`) unless
     /// `DB_SYNCHRONOUS` is set: the embedded broker keeps nothing across runs anyway.
     Up(Box<shopctl::up::UpOptions>),
+    /// Place, read, follow and list orders (order-api through the shop-client crate).
+    Order(Box<shopctl::order::OrderArgs>),
     /// Load against the shop (its own `shopctl up`, or `--url`): saga latency, throughput, memory.
     Bench(Box<shopctl::bench::BenchArgs>),
     /// Inspect and replay dead letters (`<topic>.dlq`).
@@ -104,7 +107,7 @@ enum DlqAction {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli: Cli = platform::config::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -112,7 +115,7 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(cli))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let _telemetry = platform::telemetry::init_services(
         "shop",
         &[
@@ -124,33 +127,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         &cli.log,
     );
     match cli.command {
-        Command::Up(options) => shopctl::up::run(*options).await,
+        Command::Up(options) => shopctl::up::run(*options).await?,
         Command::Broker {
             brokers,
             control_addr,
-        } => shopctl::broker::run(brokers, control_addr).await,
+        } => shopctl::broker::run(brokers, control_addr).await?,
         Command::Dlq {
             bootstrap,
             verbose,
             action,
-        } => dlq(&bootstrap, verbose, action).await,
-        Command::Bench(args) => shopctl::bench::main(*args).await,
+        } => return Ok(dlq(&bootstrap, verbose, action).await),
+        Command::Bench(args) => shopctl::bench::main(*args).await?,
+        Command::Order(args) => return Ok(shopctl::order::main(*args).await.into()),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a `dlq` command. A failure is one line on stderr (plus a hint when the broker cannot
 /// be reached) and exit status 1: these are commands a person types, and a backtrace or the
 /// Kafka client's log would hide what to do next.
-async fn dlq(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Result<()> {
+async fn dlq(bootstrap: &str, verbose: bool, action: DlqAction) -> ExitCode {
     let Err(error) = dlq_action(bootstrap, verbose, action).await else {
-        return Ok(());
+        return ExitCode::SUCCESS;
     };
     eprintln!("error: {error:#}");
     if let Some(unreachable) = error.downcast_ref::<shopctl::dlq::Unreachable>() {
         eprintln!("hint: {}", unreachable.hint());
     }
-    // Nothing is left to flush: the command exports no traces and its clients are gone.
-    std::process::exit(1);
+    ExitCode::FAILURE
 }
 
 async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow::Result<()> {

@@ -15,6 +15,8 @@ mod sse;
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -97,6 +99,38 @@ impl Default for WatchOptions {
     }
 }
 
+/// How a [`Watch`] has followed its order so far: [`Watch::stats`].
+///
+/// A watch that resumed its stream or fell back to polling reports the same transitions as one
+/// that streamed straight through; these counts tell them apart, for tools that measure the
+/// path (a load test reporting how often streams broke).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatchStats {
+    /// Event-stream connections tried: 1 for a stream that ran to the end, one more for each
+    /// resume (`Last-Event-ID`); 0 for a watch that only polled.
+    pub stream_connects: u32,
+    /// Long polls sent: 0 for a stream that ran to the end; more after a fallback to polling
+    /// or with [`WatchMode::Poll`].
+    pub polls: u32,
+}
+
+impl WatchStats {
+    /// Streams reopened after the first.
+    pub fn resumes(&self) -> u32 {
+        self.stream_connects.saturating_sub(1)
+    }
+}
+
+/// The counts behind [`WatchStats`], shared by the [`Watch`] and its [`Follower`].
+#[derive(Debug, Default)]
+struct Counters {
+    /// See [`WatchStats::stream_connects`].
+    stream_connects: AtomicU32,
+    /// See [`WatchStats::polls`].
+    polls: AtomicU32,
+}
+
 /// The transitions of one order, a [`Stream`] that ends after the terminal one.
 ///
 /// Made by [`Client::watch`]. Dropping it closes its connection.
@@ -105,11 +139,15 @@ pub struct Watch {
     order_id: OrderId,
     /// The [`Follower`] as a stream; boxed, so that the type names no future.
     inner: BoxStream<'static, Result<Transition, Error>>,
+    /// What the follower counts.
+    counters: Arc<Counters>,
 }
 
 impl Watch {
     pub(crate) fn new(client: Client, order_id: OrderId, options: WatchOptions) -> Self {
+        let counters = Arc::new(Counters::default());
         let follower = Follower {
+            counters: Arc::clone(&counters),
             client,
             order_id,
             options,
@@ -130,12 +168,21 @@ impl Watch {
         Self {
             order_id,
             inner: Box::pin(inner),
+            counters,
         }
     }
 
     /// The order followed.
     pub fn order_id(&self) -> OrderId {
         self.order_id
+    }
+
+    /// How the watch has followed the order so far: streams opened, long polls sent.
+    pub fn stats(&self) -> WatchStats {
+        WatchStats {
+            stream_connects: self.counters.stream_connects.load(Ordering::Relaxed),
+            polls: self.counters.polls.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -185,6 +232,8 @@ struct Follower {
     advised_retry: Option<Duration>,
     /// The terminal transition is known, or the watch failed: nothing more to fetch.
     done: bool,
+    /// What [`Watch::stats`] reads.
+    counters: Arc<Counters>,
 }
 
 impl Follower {
@@ -208,6 +257,9 @@ impl Follower {
     async fn step(&mut self) -> Result<(), Error> {
         match &mut self.source {
             Source::Connecting => {
+                self.counters
+                    .stream_connects
+                    .fetch_add(1, Ordering::Relaxed);
                 match SseStream::open(&self.client, self.order_id, self.position.seq).await {
                     Ok(Opened::Stream(stream)) => self.source = Source::Streaming(stream),
                     Ok(Opened::Unavailable) => self.source = Source::Polling,
@@ -248,6 +300,7 @@ impl Follower {
                 }
             }
             Source::Polling => {
+                self.counters.polls.fetch_add(1, Ordering::Relaxed);
                 match self
                     .client
                     .get_order_waiting(self.order_id, self.options.poll_wait)

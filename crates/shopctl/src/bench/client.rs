@@ -1,15 +1,20 @@
-//! One order, as a client of order-api sees it: place it, then follow it to the saga's end.
+//! One order, as a client of order-api sees it: placed and followed to the saga's end with the
+//! `shop-client` crate, the client the shop offers its users, so that the bench measures what
+//! they would get.
 //!
-//! The end is observed the way a real client would: by following the order's event stream
-//! (`sse`), by long polling the order (`poll`), or — with `--sync` — by asking the POST itself
-//! to wait (`Prefer: wait=10`), falling back to the observe mode when the answer is `202`.
-//! Every failure is reduced to a short kind (`http_503`, `connect`, `timeout`, `stream_broke`…)
-//! so that the report can count them.
+//! The end is observed by following the order's event stream (`sse`) or by long polling the
+//! order (`poll`), or — with `--sync` — by asking the POST itself to wait (`Prefer: wait=10`),
+//! falling back to the observe mode when the answer is `202`. Every failure is reduced to the
+//! client's short kind ([`shop_client::Error::kind`]: `http_503`, `connect`, `timeout`…),
+//! prefixed `observe_` when following the order failed, so that the report can count them.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use shop_client::{
+    CancellationReason, NewOrder, OrderStatus, PlaceOptions, Placed, RetryPolicy, Watch, WatchMode,
+    WatchOptions, WatchStats,
+};
 
 use super::mix::OrderSpec;
 use super::stats::Attempt;
@@ -31,35 +36,39 @@ impl Observe {
             Observe::Poll => "poll",
         }
     }
+
+    /// How the client's watch starts: streaming (which resumes a broken stream, and long polls
+    /// when streaming is not to be had), or long polling only.
+    fn mode(self) -> WatchMode {
+        match self {
+            Observe::Sse => WatchMode::Stream,
+            Observe::Poll => WatchMode::Poll,
+        }
+    }
 }
 
 /// The longest one order may take, POST to terminal status; past it the order counts as a
 /// `timeout`, so that a stuck saga cannot hold a run open.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often a stream that ended before the terminal status is resumed (`Last-Event-ID`).
-const MAX_RESUMES: usize = 5;
-
-/// Seconds a waiting request may be held (order-api's cap).
-const WAIT_S: u64 = 10;
+/// How long a `--sync` POST asks order-api to wait (its cap).
+const SYNC_WAIT: Duration = shop_client::MAX_WAIT;
 
 /// Places orders on one order-api.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    /// Shared connection pool.
-    http: reqwest::Client,
-    /// order-api base URL, without a trailing slash.
-    base: String,
-    /// Sent as `Authorization: Bearer`, when order-api needs a key.
-    api_key: Option<String>,
-    /// How the end of a saga is observed.
-    observe: Observe,
+    /// The shop's client, its connection pool shared by every order of the run.
+    shop: shop_client::Client,
     /// Whether the POST asks to wait for the end (`Prefer: wait=10`).
     sync: bool,
 }
 
 impl Client {
     /// A client of `base` holding up to `connections` idle connections.
+    ///
+    /// Its retries are off. A retried POST is still one order (same `Idempotency-Key`), but
+    /// its latency would then count from the last attempt, and the refusal that caused the
+    /// retry would go uncounted: the bench reports each failure instead, as it happens.
     pub(crate) fn new(
         base: &str,
         api_key: Option<String>,
@@ -72,11 +81,18 @@ impl Client {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
+        let mut shop = shop_client::Client::builder(base)
+            .http_client(http)
+            .retry(RetryPolicy::never())
+            .watch(WatchOptions {
+                mode: observe.mode(),
+                ..WatchOptions::default()
+            });
+        if let Some(key) = api_key {
+            shop = shop.api_key(key);
+        }
         Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            api_key,
-            observe,
+            shop: shop.build()?,
             sync,
         })
     }
@@ -99,175 +115,71 @@ impl Client {
         intended: Instant,
         accepted: &mut Option<Duration>,
     ) -> Attempt {
-        let body = json!({
-            "user_id": "usr_bench",
-            "items": [{"sku": spec.sku, "quantity": 1}],
-            "payment_method": spec.payment_method,
-        });
-        let mut post = self
-            .with_key(self.http.post(format!("{}/api/orders", self.base)))
-            .json(&body);
-        if self.sync {
-            post = post.header("prefer", format!("wait={WAIT_S}"));
-        }
-        let response = match post.send().await {
-            Ok(response) => response,
-            Err(error) => return Attempt::failed(None, kind_of(&error)),
+        let Some(order) = new_order(spec) else {
+            // A mix naming what no order can hold; order-api would refuse it the same way.
+            return Attempt::failed(None, "validation");
+        };
+        let options = if self.sync {
+            PlaceOptions::default().wait(SYNC_WAIT)
+        } else {
+            PlaceOptions::default()
+        };
+        let placed = match self.shop.place_order(&order, options).await {
+            Ok(placed) => placed,
+            Err(error) => return Attempt::failed(None, error.kind()),
         };
         let answered = intended.elapsed();
-        let status = response.status();
-        if !matches!(status.as_u16(), 201 | 202) {
-            return Attempt::failed(None, format!("http_{}", status.as_u16()));
-        }
-        let body: Value = match response.json().await {
-            Ok(body) => body,
-            Err(error) => return Attempt::failed(None, kind_of(&error)),
-        };
         *accepted = Some(answered);
-        if status == reqwest::StatusCode::CREATED {
-            // `--sync` and the saga ended within the wait: the body is the final order.
-            let outcome = terminal_of(&body, "cancellation_reason")
-                .map(|outcome| (answered, outcome))
-                .ok_or_else(|| "bad_response".to_owned());
-            return Attempt {
-                accepted: Some(answered),
-                outcome,
-            };
-        }
-        let (Some(status_url), Some(events_url)) =
-            (body["status_url"].as_str(), body["events_url"].as_str())
-        else {
-            return Attempt::failed(Some(answered), "bad_response");
+        let order_id = match placed {
+            // `--sync` and the saga ended within the wait: the answer is the final order.
+            Placed::Finished(order) => {
+                return Attempt {
+                    accepted: Some(answered),
+                    outcome: Ok((answered, outcome(order.status, order.cancellation_reason))),
+                    watch: WatchStats::default(),
+                };
+            }
+            Placed::Accepted { order_id, .. } => order_id,
         };
-        let outcome = match self.observe {
-            Observe::Sse => self.follow_stream(events_url).await,
-            Observe::Poll => self.poll(status_url).await,
-        };
+        let mut watch = self.shop.watch(order_id);
+        let outcome = follow(&mut watch).await;
         Attempt {
             accepted: Some(answered),
             outcome: outcome.map(|status| (intended.elapsed(), status)),
-        }
-    }
-
-    /// Follows the order's event stream until a terminal status; resumes a stream that ends
-    /// early, as an SSE client does.
-    async fn follow_stream(&self, events_url: &str) -> Result<String, String> {
-        let url = format!("{}{events_url}", self.base);
-        let mut last_id: Option<String> = None;
-        for _ in 0..=MAX_RESUMES {
-            let mut request = self
-                .with_key(self.http.get(&url))
-                .header("accept", "text/event-stream");
-            if let Some(id) = &last_id {
-                request = request.header("last-event-id", id);
-            }
-            let response = request.send().await.map_err(|error| kind_of(&error))?;
-            if !response.status().is_success() {
-                return Err(format!("observe_http_{}", response.status().as_u16()));
-            }
-            let mut body = response.bytes_stream();
-            let mut buffer: Vec<u8> = Vec::new();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|_| "stream_broke".to_owned())?;
-                buffer.extend_from_slice(&chunk);
-                while let Some(end) = find_blank_line(&buffer) {
-                    let event: Vec<u8> = buffer.drain(..end).collect();
-                    let (id, data) = parse_event(&String::from_utf8_lossy(&event));
-                    if id.is_some() {
-                        last_id = id;
-                    }
-                    let data: Option<Value> =
-                        data.and_then(|data| serde_json::from_str(&data).ok());
-                    if let Some(outcome) = data.and_then(|data| terminal_of(&data, "reason")) {
-                        return Ok(outcome);
-                    }
-                }
-            }
-        }
-        Err("stream_broke".to_owned())
-    }
-
-    /// Long polls the order until its status is terminal.
-    async fn poll(&self, status_url: &str) -> Result<String, String> {
-        let url = format!("{}{status_url}?wait={WAIT_S}", self.base);
-        loop {
-            let response = self
-                .with_key(self.http.get(&url))
-                .send()
-                .await
-                .map_err(|error| kind_of(&error))?;
-            if !response.status().is_success() {
-                return Err(format!("observe_http_{}", response.status().as_u16()));
-            }
-            let order: Value = response.json().await.map_err(|error| kind_of(&error))?;
-            if let Some(outcome) = terminal_of(&order, "cancellation_reason") {
-                return Ok(outcome);
-            }
-        }
-    }
-
-    fn with_key(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.api_key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
+            watch: watch.stats(),
         }
     }
 }
 
-/// `confirmed` or `cancelled:<reason>` if `order` (an order or a status update) is terminal.
-fn terminal_of(order: &Value, reason_field: &str) -> Option<String> {
-    match order["status"].as_str()? {
-        "confirmed" => Some("confirmed".to_owned()),
-        "cancelled" => Some(format!(
+/// Follows the order to its terminal status, the way `--observe` says.
+async fn follow(watch: &mut Watch) -> Result<String, String> {
+    while let Some(transition) = watch.next().await {
+        let transition = transition.map_err(|error| format!("observe_{}", error.kind()))?;
+        if transition.is_terminal() {
+            return Ok(outcome(transition.to, transition.reason));
+        }
+    }
+    // The watch ends after the terminal transition or an error, both handled above.
+    Err("observe_ended".to_owned())
+}
+
+/// The order `spec` describes: one of its SKU, paid its way, by the bench's user.
+fn new_order(spec: &OrderSpec<'_>) -> Option<NewOrder> {
+    let user = "usr_bench".parse().ok()?;
+    let order =
+        NewOrder::new(user, spec.payment_method.parse().ok()?).line(spec.sku.parse().ok()?, 1);
+    Some(order)
+}
+
+/// `confirmed` or `cancelled:<reason>`, as the report counts outcomes.
+fn outcome(status: OrderStatus, reason: Option<CancellationReason>) -> String {
+    match status {
+        OrderStatus::Cancelled => format!(
             "cancelled:{}",
-            order[reason_field].as_str().unwrap_or("unknown")
-        )),
-        _ => None,
+            reason.map_or("unknown", CancellationReason::as_str)
+        ),
+        status => status.as_str().to_owned(),
     }
-}
-
-/// The end of the first complete SSE event (just past its blank line), if one is buffered.
-fn find_blank_line(buffer: &[u8]) -> Option<usize> {
-    buffer
-        .windows(2)
-        .position(|pair| pair == b"\n\n")
-        .map(|at| at + 2)
-}
-
-/// The `id` and the (joined) `data` of one SSE event; comments and other fields are skipped.
-fn parse_event(event: &str) -> (Option<String>, Option<String>) {
-    let mut id = None;
-    let mut data: Option<String> = None;
-    for line in event.lines().map(|line| line.trim_end_matches('\r')) {
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "id" => id = Some(value.to_owned()),
-            "data" => match &mut data {
-                Some(joined) => {
-                    joined.push('\n');
-                    joined.push_str(value);
-                }
-                None => data = Some(value.to_owned()),
-            },
-            _ => {}
-        }
-    }
-    (id, data)
-}
-
-/// The short kind of a transport failure.
-fn kind_of(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
-        "connect"
-    } else if error.is_decode() || error.is_body() {
-        "bad_response"
-    } else {
-        "request"
-    };
-    kind.to_owned()
 }
 
 #[cfg(test)]
@@ -275,34 +187,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_sse_events() {
-        let event = "id: 3\nevent: status_update\ndata: {\"status\":\"cancelled\",\"reason\":\"payment_declined\"}\n\n";
-        let (id, data) = parse_event(event);
-        assert_eq!(id.as_deref(), Some("3"));
-        let data: Value = serde_json::from_str(&data.unwrap_or_default()).unwrap_or_default();
+    fn outcomes_name_the_cancellation_reason() {
+        assert_eq!(outcome(OrderStatus::Confirmed, None), "confirmed");
         assert_eq!(
-            terminal_of(&data, "reason").as_deref(),
-            Some("cancelled:payment_declined")
+            outcome(
+                OrderStatus::Cancelled,
+                Some(CancellationReason::PaymentDeclined)
+            ),
+            "cancelled:payment_declined"
         );
-        assert_eq!(parse_event(": keep-alive\n\n"), (None, None));
-        assert_eq!(find_blank_line(b"id: 1\ndata: {}\n\nid: 2"), Some(16));
-        assert_eq!(find_blank_line(b"id: 1\ndata: {}\n"), None);
+        assert_eq!(outcome(OrderStatus::Cancelled, None), "cancelled:unknown");
     }
 
     #[test]
-    fn only_terminal_statuses_end_a_saga() {
-        let order = |status: &str| json!({"status": status, "cancellation_reason": "out_of_stock"});
-        assert_eq!(
-            terminal_of(&order("confirmed"), "cancellation_reason").as_deref(),
-            Some("confirmed")
-        );
-        assert_eq!(
-            terminal_of(&order("cancelled"), "cancellation_reason").as_deref(),
-            Some("cancelled:out_of_stock")
-        );
-        assert_eq!(
-            terminal_of(&order("payment_processing"), "cancellation_reason"),
-            None
-        );
+    fn a_mix_entry_no_order_can_hold_is_refused_before_sending() {
+        let spec = |sku, payment_method| OrderSpec {
+            sku,
+            payment_method,
+        };
+        assert!(new_order(&spec("WIDGET-42", "pm_visa_4242")).is_some());
+        assert!(new_order(&spec("widget 42", "pm_visa_4242")).is_none());
     }
 }

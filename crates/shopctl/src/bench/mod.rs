@@ -288,6 +288,8 @@ async fn one_run(
         saga_latency_ms: tally.saga.percentiles(),
         outcomes: tally.outcomes,
         errors: tally.errors,
+        stream_resumes: tally.stream_resumes,
+        poll_fallbacks: tally.poll_fallbacks,
         rss_mib,
         messages_per_order: baseline::MESSAGES_PER_CONFIRMED_SAGA,
         saga_share_of_broker_limit: None,

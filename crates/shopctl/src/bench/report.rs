@@ -114,9 +114,15 @@ pub(crate) struct RunReport {
     pub(crate) saga_latency_ms: Percentiles,
     /// Terminal statuses: `confirmed`, `cancelled:<reason>`.
     pub(crate) outcomes: BTreeMap<String, u64>,
-    /// Failures by kind: `http_503`, `http_429`, `connect`, `timeout`, `stream_broke`,
-    /// `client_overloaded`, …
+    /// Failures by kind: shop-client's `Error::kind` (`http_503`, `http_429`, `connect`,
+    /// `unauthorized`…), `observe_<kind>` when following the order failed, `timeout`,
+    /// `client_overloaded`.
     pub(crate) errors: BTreeMap<String, u64>,
+    /// Event streams the client reopened after a break (`Last-Event-ID`): a saga that resumed
+    /// still ends, so its breaks show only here.
+    pub(crate) stream_resumes: u64,
+    /// Orders followed by stream that the client ended up long polling (`--observe sse`).
+    pub(crate) poll_fallbacks: u64,
     /// Resident memory of the shop's process, where it is known.
     pub(crate) rss_mib: Option<Rss>,
     /// Kafka messages of one confirmed saga.
@@ -241,6 +247,13 @@ fn summarise_run(out: &mut String, run: &RunReport) {
     };
     let _ = writeln!(out, "outcomes: {}", counts(&run.outcomes));
     let _ = writeln!(out, "errors: {}", counts(&run.errors));
+    if run.stream_resumes + run.poll_fallbacks > 0 {
+        let _ = writeln!(
+            out,
+            "streams resumed {}   orders that fell back to polling {}",
+            run.stream_resumes, run.poll_fallbacks
+        );
+    }
     if let Some(rss) = &run.rss_mib {
         let show = |mib: Option<f64>| mib.map_or("-".to_owned(), |mib| format!("{mib}"));
         let _ = writeln!(
@@ -291,6 +304,8 @@ mod tests {
             saga_latency_ms: Percentiles::default(),
             outcomes: BTreeMap::from([("confirmed".into(), 100)]),
             errors: BTreeMap::new(),
+            stream_resumes: 0,
+            poll_fallbacks: 0,
             rss_mib: Some(Rss {
                 start: Some(80.0),
                 end: Some(90.0),
@@ -333,6 +348,8 @@ mod tests {
             "saga_latency_ms",
             "outcomes",
             "errors",
+            "stream_resumes",
+            "poll_fallbacks",
             "rss_mib",
             "baseline_broker",
             "saga_share_of_broker_limit",

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use shop_client::WatchStats;
 
 /// Significant digits kept by the histograms (0.1 % relative error).
 const SIGNIFICANT_DIGITS: u8 = 3;
@@ -86,14 +87,17 @@ pub(crate) struct Attempt {
     /// From the (intended) send time to the terminal status, and that status
     /// (`confirmed`, `cancelled:<reason>`); or why the order did not get there.
     pub(crate) outcome: Result<(Duration, String), String>,
+    /// How the order was followed (streams opened, long polls), if it was.
+    pub(crate) watch: WatchStats,
 }
 
 impl Attempt {
-    /// An order that failed with `kind` (`http_503`, `connect`, …).
+    /// An order that failed with `kind` (`http_503`, `connect`, …) before it was followed.
     pub(crate) fn failed(accepted: Option<Duration>, kind: impl Into<String>) -> Self {
         Self {
             accepted,
             outcome: Err(kind.into()),
+            watch: WatchStats::default(),
         }
     }
 }
@@ -111,6 +115,11 @@ pub(crate) struct Tally {
     pub(crate) outcomes: BTreeMap<String, u64>,
     /// Failures, by kind.
     pub(crate) errors: BTreeMap<String, u64>,
+    /// Event streams reopened after they broke (`Last-Event-ID`), over all orders.
+    pub(crate) stream_resumes: u64,
+    /// Orders followed by stream that ended up long polling: the stream was not to be had, or
+    /// kept breaking.
+    pub(crate) poll_fallbacks: u64,
     /// Sagas that *ended* within the measured window, whenever they were sent: the throughput
     /// count, unbiased by orders still open when the window closes.
     pub(crate) ended_in_window: u64,
@@ -124,6 +133,8 @@ impl Tally {
             accepted: 0,
             outcomes: BTreeMap::new(),
             errors: BTreeMap::new(),
+            stream_resumes: 0,
+            poll_fallbacks: 0,
             ended_in_window: 0,
         })
     }
@@ -198,6 +209,9 @@ impl Recorder {
             tally.accepted += 1;
             tally.accept.record(accepted);
         }
+        tally.stream_resumes += u64::from(attempt.watch.resumes());
+        tally.poll_fallbacks +=
+            u64::from(attempt.watch.stream_connects > 0 && attempt.watch.polls > 0);
         match attempt.outcome {
             Ok((saga, status)) => {
                 tally.saga.record(saga);
@@ -267,6 +281,7 @@ mod tests {
         let ok = |ms| Attempt {
             accepted: Some(Duration::from_millis(1)),
             outcome: Ok((Duration::from_millis(ms), "confirmed".to_owned())),
+            watch: WatchStats::default(),
         };
         recorder.started();
         recorder.finished(false, ok(5));
