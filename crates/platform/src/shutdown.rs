@@ -1,4 +1,5 @@
-//! Turning SIGINT / SIGTERM into a cancellation every task of the process watches.
+//! Turning SIGINT / SIGTERM into a cancellation every task of the process watches, and
+//! surviving SIGXFSZ.
 
 use tokio_util::sync::CancellationToken;
 
@@ -18,12 +19,22 @@ pub fn on_signal() -> CancellationToken {
     token
 }
 
-/// SIGINT and SIGTERM, registered with the runtime.
+/// SIGINT and SIGTERM, registered with the runtime; and SIGXFSZ, caught to be ignored.
 struct Signals {
     #[cfg(unix)]
     interrupt: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     terminate: Option<tokio::signal::unix::Signal>,
+    /// SIGXFSZ, never waited for: catching it is the point. The kernel sends it with every
+    /// write that the file-size limit (`RLIMIT_FSIZE`) refuses, and its default action kills
+    /// the process. Caught, the write just fails with `EFBIG`, which SQLite reports as a disk
+    /// I/O error and the service treats like a full disk: refuse new work, keep what was
+    /// committed, carry on once writes work again. PostgreSQL ignores SIGXFSZ for the same
+    /// reason. Tokio's handler, once installed, stays for the life of the process (see
+    /// `tokio::signal::unix::signal`), past this stream's drop; catching it needs no `unsafe`,
+    /// which the workspace forbids and `sigaction(SIG_IGN)` would need.
+    #[cfg(unix)]
+    _file_too_large: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -33,6 +44,11 @@ impl Signals {
         Self {
             interrupt: signal(SignalKind::interrupt()).ok(),
             terminate: signal(SignalKind::terminate()).ok(),
+            _file_too_large: signal(SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()))
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "Could not catch SIGXFSZ: a file-size limit will kill the process.");
+                })
+                .ok(),
         }
     }
 
