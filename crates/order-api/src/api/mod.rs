@@ -221,7 +221,7 @@ pub enum ApiError {
     #[error("overloaded")]
     Overloaded,
     /// The database failed in a way that may pass (a lost connection, a server restarting, a
-    /// lock or serialization conflict): the client should come back shortly.
+    /// lock or serialization conflict, a full disk): the client should come back shortly.
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(SqlError),
     /// Our fault.
@@ -234,7 +234,7 @@ pub enum ApiError {
 /// Anything else stays a `500`.
 impl From<SqlError> for ApiError {
     fn from(error: SqlError) -> Self {
-        if error.kind() == ErrorKind::Transient {
+        if matches!(error.kind(), ErrorKind::Transient | ErrorKind::Unavailable) {
             ApiError::DatabaseUnavailable(error)
         } else {
             ApiError::Unexpected(error.into())

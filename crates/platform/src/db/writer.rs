@@ -311,9 +311,11 @@ fn commit_batch(
 /// Tells a caller how its batch ended (`Ok` = committed).
 pub(super) type Answer = Box<dyn FnOnce(Result<(), &SqlError>) + Send>;
 
+/// SQLite rolls a whole transaction back on its own after a full disk or an I/O error: the
+/// jobs of the batch wait for the disk like the one that met it.
 fn lost_batch() -> SqlError {
     SqlError::new(
-        ErrorKind::Transient,
+        ErrorKind::Unavailable,
         "the transaction was rolled back by the database",
     )
 }

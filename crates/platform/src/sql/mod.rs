@@ -47,6 +47,10 @@ pub enum ErrorKind {
     Constraint,
     /// Locks, serialization conflicts, deadlocks, lost connections: trying again may work.
     Transient,
+    /// The database cannot store anything now (a full disk, a write the file-size limit
+    /// refused, an I/O error): nothing a caller does helps, every write fails alike until the
+    /// condition passes — then the next one may succeed.
+    Unavailable,
     /// A value could not be bound or read as the type asked for.
     Conversion,
     /// A write reached a read-only connection.

@@ -110,6 +110,10 @@ impl From<rusqlite::Error> for SqlError {
             rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
                 ErrorCode::ConstraintViolation => ErrorKind::Constraint,
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Transient,
+                // A full disk (`ENOSPC`: SQLITE_FULL) or a write the file-size limit refused
+                // (`EFBIG`: SQLITE_IOERR_WRITE and kin) passes once space is freed: SQLite
+                // rolls the transaction back and the next one may succeed.
+                ErrorCode::DiskFull | ErrorCode::SystemIoFailure => ErrorKind::Unavailable,
                 ErrorCode::ReadOnly => ErrorKind::ReadOnly,
                 _ => ErrorKind::Other,
             },
