@@ -79,7 +79,9 @@ async fn deliver(inventory: &Inventory, envelope: Envelope, offset: i64) {
     for _ in 0..20 {
         match inventory.handle(envelope.clone(), &info).await {
             Ok(()) => return,
-            Err(HandlerError::Transient(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(HandlerError::Transient(_) | HandlerError::Unavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Err(error) => panic!("handling failed: {error}"),
         }
     }

@@ -34,6 +34,12 @@ pub enum HandlerError {
     /// dead-lettered when attempts run out.
     #[error("transient: {0:#}")]
     Transient(anyhow::Error),
+    /// The service's own database cannot store anything now (out of space, failing I/O): the
+    /// message is not at fault, and every message would fail the same way. Retried with
+    /// backoff until it works or the service stops — never dead-lettered, so the offset
+    /// stays put until the effect is committed.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
     /// Will never work (the event contradicts the contract): dead-lettered at once.
     #[error("permanent: {0:#}")]
     Permanent(anyhow::Error),
@@ -44,18 +50,25 @@ impl HandlerError {
     pub fn class(&self) -> &'static str {
         match self {
             HandlerError::Transient(_) => "transient",
+            HandlerError::Unavailable(_) => "unavailable",
             HandlerError::Permanent(_) => "permanent",
         }
     }
 }
 
 impl From<crate::sql::SqlError> for HandlerError {
-    /// Database errors are treated as transient: busy or locked databases, serialization
-    /// conflicts and lost connections recover, and a constraint that refused a write may have
-    /// raced another replica (the retry sees the winner's row); a real bug ends up in the
-    /// dead-letter topic after the retries, with the message.
+    /// A database that cannot store anything now ([`crate::sql::ErrorKind::Unavailable`]: a
+    /// full disk) is [`HandlerError::Unavailable`]: it is waited out, however long it takes.
+    /// Any other database error is transient: busy or locked databases, serialization
+    /// conflicts and lost connections recover, and a constraint that refused a write may have raced another
+    /// replica (the retry sees the winner's row); a real bug ends up in the dead-letter topic
+    /// after the retries, with the message.
     fn from(error: crate::sql::SqlError) -> Self {
-        HandlerError::Transient(error.into())
+        if error.kind() == crate::sql::ErrorKind::Unavailable {
+            HandlerError::Unavailable(error.into())
+        } else {
+            HandlerError::Transient(error.into())
+        }
     }
 }
 

@@ -344,11 +344,17 @@ impl EventConsumer {
     ) -> Outcome {
         let mut first_failure = None;
         let mut backoff = self.settings.initial_backoff;
-        for attempt in 1..=self.settings.max_attempts {
+        let mut attempt = 0;
+        while attempt < self.settings.max_attempts {
             let error = match handler.handle(envelope.clone(), info).await {
                 Ok(()) => return Outcome::Handled,
                 Err(error) => error,
             };
+            // An unavailable database is no fault of the message: waiting it out spends none of
+            // the message's attempts, so a long outage dead-letters nothing.
+            if !matches!(error, HandlerError::Unavailable(_)) {
+                attempt += 1;
+            }
             let now = Utc::now();
             let first = *first_failure.get_or_insert(now);
             let last_attempt = attempt == self.settings.max_attempts;
