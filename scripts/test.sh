@@ -45,6 +45,9 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chr
 # openapi-spec-validator in a Python venv, @asyncapi/parser with Node.js.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# A full disk is the file-size limit of a running service, set from outside with prlimit
+# (tests/saga/disk_full.rs).
+command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     # The throwaway server's TLS certificate.

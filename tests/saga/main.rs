@@ -21,6 +21,7 @@ mod dashboard;
 mod dead_letters;
 mod deadline;
 mod declined;
+mod disk_full;
 mod dlq_origins;
 mod docs;
 mod edges;
