@@ -7,12 +7,15 @@
 #      target/tools by scripts/validators/install.sh; a second run installs nothing);
 #   2. starts a throwaway Postgres server of its own — a new cluster in a temporary directory,
 #      a random password, TLS on, 127.0.0.1 and a free port — and removes it on exit, also on
-#      failure or Ctrl-C. The host's own clusters are never touched. TEST_POSTGRES_RESTART names
-#      a script that restarts it (stop, a pause, start). With TEST_POSTGRES_URL already set,
-#      that server is used instead, nothing is started, and there is no restart script;
+#      failure or Ctrl-C. The host's own clusters are never touched. With TEST_POSTGRES_URL
+#      already set, that server is used instead, nothing is started, and pass 3 is skipped;
 #   3. pass 1: `cargo test --workspace --locked`, every service on SQLite;
 #   4. pass 2: the database and end-to-end tests again on Postgres, with the tests that only
-#      mean something on Postgres (#[ignore]d in pass 1, their reason says so) included.
+#      mean something on Postgres (#[ignore]d in pass 1, their reason says so) included;
+#   5. pass 3, alone: the test that restarts the server for real (tests/saga/postgres_restart.rs,
+#      through TEST_POSTGRES_RESTART, a script that stops and starts it). Restarting it under
+#      pass 2's parallel tests would fail them all; in pass 2 that test ends its own stack's
+#      connections instead.
 #
 # Arguments replace the package selection of both passes and go to cargo test as they are:
 #   scripts/test.sh -p saga-tests                  # the end-to-end tests, on both databases
@@ -207,7 +210,7 @@ EOF
     write_restart_script
     export TEST_POSTGRES_URL="postgres://postgres:$password@127.0.0.1:$port/postgres"
     export TEST_POSTGRES_CERT="$pg_dir/server.crt"
-    export TEST_POSTGRES_RESTART="$pg_dir/restart.sh"
+    restart_script="$pg_dir/restart.sh"
     echo "Postgres $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $pg_dir)"
 }
 
@@ -240,6 +243,13 @@ env -u TEST_POSTGRES_URL cargo test --locked "${pass1[@]}" || failed+=("pass 1 (
 
 section "Pass 2: cargo test --locked ${pass2[*]} (Postgres)"
 cargo test --locked "${pass2[@]}" || failed+=("pass 2 (Postgres)")
+
+# Pass 3 on a full run, or when the arguments name the restart test.
+if [ -n "${restart_script:-}" ] && { [ "$#" -eq 0 ] || [[ " $* " == *postgres_restart* ]]; }; then
+    section "Pass 3: the Postgres server restarted under a running stack (alone)"
+    TEST_POSTGRES_RESTART="$restart_script" cargo test --locked -p saga-tests --test saga \
+        -- --ignored postgres_restart || failed+=("pass 3 (Postgres restart)")
+fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
     summary="$(printf ', %s' "${failed[@]}")"

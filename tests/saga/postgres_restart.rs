@@ -6,12 +6,13 @@
 //! loses nothing and makes no order twice; and once the server is back every service carries
 //! on without a restart of its own: every order ends, with the books balanced.
 //!
-//! The restart is `scripts/test.sh`'s: it starts a throwaway server and exports
-//! `TEST_POSTGRES_RESTART`, a script that stops it (`pg_ctl stop -m fast`), waits a second and
-//! starts it again. On a server of the user's own (`TEST_POSTGRES_URL` without that script)
-//! the test will not restart the server under other users: it ends every connection to the
-//! stack's own databases instead (`pg_terminate_backend`) and says so. That is the lesser fault
-//! — the server answers again at once — so only a run under `scripts/test.sh` shows the restart.
+//! The restart is `scripts/test.sh`'s: it starts a throwaway server and, in a pass of its own
+//! where no other test shares the server, sets `TEST_POSTGRES_RESTART`, a script that stops it
+//! (`pg_ctl stop -m fast`), waits a second and starts it again. Without that script — in the
+//! parallel Postgres pass, or on a server of the user's own (`TEST_POSTGRES_URL`) — the test
+//! will not restart a server other tests are using: it ends every connection to the stack's own
+//! databases instead (`pg_terminate_backend`) and says so. That is the lesser fault — the server
+//! answers again at once — so only the restart pass shows a server gone.
 //!
 //! **Needs Postgres**: ignored by a plain `cargo test`, run by `scripts/test.sh` against a
 //! Postgres server of its own; run by hand (`--ignored`) without `TEST_POSTGRES_URL` it fails,
