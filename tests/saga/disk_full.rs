@@ -14,7 +14,6 @@
 //! it again. On Postgres the database is another process that the limit does not reach, so
 //! the test says so and checks nothing there.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -52,13 +51,7 @@ async fn order_api_refuses_orders_while_its_disk_is_full_and_loses_none() -> Res
         placed.retried > 0,
         "order-api refused no order while it could not write"
     );
-    let distinct: HashSet<&String> = placed.accepted.iter().collect();
-    ensure!(
-        placed.accepted.len() == ORDERS && distinct.len() == ORDERS,
-        "{} orders accepted ({} distinct) of {ORDERS}",
-        placed.accepted.len(),
-        distinct.len()
-    );
+    placed.ensure_each_accepted_once(ORDERS)?;
     let report = settled(&stack, &placed.accepted, SETTLE).await?;
     let stored = stack.orders_of_user("usr_faults")?;
     ensure!(

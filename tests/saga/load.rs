@@ -56,6 +56,21 @@ pub(crate) struct Placed {
     pub(crate) retried: usize,
 }
 
+impl Placed {
+    /// Fails unless each of `expected` orders was accepted exactly once: one distinct id each.
+    pub(crate) fn ensure_each_accepted_once(&self, expected: usize) -> Result<()> {
+        let distinct: std::collections::HashSet<&String> = self.accepted.iter().collect();
+        if self.accepted.len() != expected || distinct.len() != expected {
+            bail!(
+                "{} orders accepted ({} distinct) of {expected}",
+                self.accepted.len(),
+                distinct.len()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Places orders one after another at a steady pace, in the background.
 #[derive(Debug)]
 pub(crate) struct Placer {

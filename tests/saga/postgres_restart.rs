@@ -18,7 +18,6 @@
 //! Postgres server of its own; run by hand (`--ignored`) without `TEST_POSTGRES_URL` it fails,
 //! saying so.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -126,13 +125,7 @@ async fn orders_placed_across_a_postgres_restart_are_each_accepted_once_and_all_
 
     // Each order accepted exactly once: one id per order (and, below, no order in the
     // database that the client was not told about).
-    let distinct: HashSet<&String> = placed.accepted.iter().collect();
-    ensure!(
-        placed.accepted.len() == ORDERS && distinct.len() == ORDERS,
-        "{} orders accepted ({} distinct) of {ORDERS}",
-        placed.accepted.len(),
-        distinct.len()
-    );
+    placed.ensure_each_accepted_once(ORDERS)?;
     // After the invariants have settled: the test's own connections died in the outages too,
     // and `settled` polls past the failure of their first use.
     let report = settled(&stack, &placed.accepted, SETTLE).await?;
