@@ -19,6 +19,7 @@
 //! the run. The tests' own queries ([`Stack::with_db`]) are portable SQL and run on both.
 
 mod audit;
+mod browser;
 mod db;
 mod evidence;
 mod kafka;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 pub use audit::{SagaTime, StoredOrder};
+pub use browser::{Browser, Cookie, Key, Page, SameSite};
 pub use db::DbLock;
 pub use kafka::{FoundMessage, KafkaTool, is_event};
 pub use orders::{Accepted, Line, Order, Orders, Status, StatusUpdate, Transition};
@@ -68,6 +70,24 @@ pub fn metric_total(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 /// The repository root (for fixtures such as the catalog).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where tests leave files for people to look at after the run, such as the browser's
+/// screenshots: `$TEST_ARTIFACTS_DIR` if set, else `test-artifacts/` in the target directory
+/// this test binary was built in (`target/` unless `CARGO_TARGET_DIR` says otherwise). Unlike
+/// a test's temporary directory it is kept, passed or failed.
+pub fn artifacts_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TEST_ARTIFACTS_DIR").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    // target/<profile>/deps/<this test> → target
+    let target = std::env::current_exe().ok().and_then(|exe| {
+        let deps = exe.parent()?;
+        Some(deps.parent()?.parent()?.to_owned())
+    });
+    target
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("test-artifacts")
 }
 
 /// The path of a workspace binary (`shopctl`, `order-api`, …), built first with this test

@@ -2,14 +2,10 @@
 //! people read (`GET /orders/{id}`), drawn by a real browser: headless Chromium loads the page
 //! from order-api, runs its script, and the test reads the resulting DOM.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use reqwest::StatusCode;
 
-use saga_tests::{Problem, Stack, Status, TimelineEvent, wait_for};
+use saga_tests::{Browser, DEADLINE, Page, Problem, Stack, Status, TimelineEvent, wait_for};
 
 /// The trace viewer order-api is told about; nothing listens there, the page only links to it.
 /// A trace viewer that is not Jaeger (Phoenix's form): the page fills in the template.
@@ -130,7 +126,7 @@ async fn an_out_of_stock_order_reads_as_a_timeline_of_its_events() -> Result<()>
 
 #[tokio::test]
 async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
-    let chromium = chromium()?;
+    let browser = Browser::launch().await?;
     let stack = Stack::start_with_env(&[("TRACE_URL_TEMPLATE", TRACE_URL_TEMPLATE)]).await?;
     let order_id = out_of_stock_order(&stack).await?;
     let timeline = stack.timeline(&order_id).await?;
@@ -152,115 +148,60 @@ async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
         );
     }
 
-    let started = Instant::now();
-    let dom = dump_dom(&chromium, &stack.url(&page_path)).await?;
-    eprintln!("chromium rendered the page in {:?}", started.elapsed());
-
-    assert!(dom.contains("data-state=\"finished\""), "{dom}");
-    assert_eq!(texts(&dom, "id=\"status\""), ["cancelled"], "{dom}");
-    assert_eq!(texts(&dom, "id=\"order-id\""), [order_id.as_str()], "{dom}");
+    let page = open_finished_timeline(&browser, &stack, &page_path).await?;
+    let dom = page.eval("document.documentElement.outerHTML").await?;
+    let texts = async |selector: &str| page.texts(selector).await;
+    assert_eq!(texts("#status").await?, ["cancelled"], "{dom}");
+    assert_eq!(texts("#order-id").await?, [order_id.as_str()], "{dom}");
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(texts(".event .ev-type").await?, types, "{dom}");
+    let services: Vec<&str> = events.iter().map(|e| e.service.as_str()).collect();
+    assert_eq!(texts(".event .ev-service").await?, services, "{dom}");
     assert_eq!(
-        texts(&dom, "class=\"ev-type\""),
-        events
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
+        texts(".event .ev-delay").await?.len(),
+        events.len(),
         "{dom}"
     );
-    assert_eq!(
-        texts(&dom, "class=\"ev-service\""),
-        events
-            .iter()
-            .map(|e| e.service.as_str())
-            .collect::<Vec<_>>(),
-        "{dom}"
-    );
-    assert_eq!(texts(&dom, "class=\"ev-delay num\"").len(), events.len());
-    assert_eq!(texts(&dom, "class=\"ev-bar\"").len(), events.len());
+    assert_eq!(texts(".event .ev-bar").await?.len(), events.len(), "{dom}");
 
     // The trace id links to the trace viewer when there is one.
+    let links = page
+        .eval("Array.from(document.links, (link) => link.href)")
+        .await?;
+    let links: Vec<String> = serde_json::from_value(links)?;
+    let to_viewer: Vec<&String> = links
+        .iter()
+        .filter(|href| href.starts_with(TRACE_URL_PREFIX))
+        .collect();
     match &timeline.trace_id {
         Some(trace_id) => {
-            let link = format!("href=\"{TRACE_URL_PREFIX}{trace_id}\"");
-            assert!(dom.contains(&link), "no {link} in {dom}");
-        }
-        None => {
-            assert!(!dom.contains("id=\"trace-link\""), "{dom}");
-            assert!(
-                !dom.contains(&format!("href=\"{TRACE_URL_PREFIX}")),
+            assert_eq!(
+                to_viewer,
+                [&format!("{TRACE_URL_PREFIX}{trace_id}")],
                 "{dom}"
             );
-            assert!(dom.contains("not traced"), "{dom}");
+        }
+        None => {
+            assert!(to_viewer.is_empty(), "{dom}");
+            assert_eq!(texts("#trace").await?, ["not traced"], "{dom}");
         }
     }
+    assert_eq!(page.errors(), Vec::<String>::new());
 
     let response = get(&stack, "/orders/ord_0123456789abcdef0123456789abcdef").await?;
     Problem::expect(response, StatusCode::NOT_FOUND).await?;
     Ok(())
 }
 
-/// Chromium, which `scripts/test.sh` installs; a machine without it fails this test rather than
-/// skipping it.
-fn chromium() -> Result<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("chromium"))
-            .find(|path| path.is_file())
-    });
-    on_path
-        .or_else(|| {
-            let debian = Path::new("/usr/bin/chromium");
-            debian.is_file().then(|| debian.to_owned())
-        })
-        .context(
-            "Chromium is not installed, and this test drives the order timeline page in \
-             headless Chromium. Run scripts/test.sh, which installs it, or install it with \
-             `apt-get update && apt-get install -y chromium` (Debian).",
-        )
-}
-
-/// Loads `url` in headless Chromium with a fresh profile, lets its scripts run for up to five
-/// seconds of virtual time, and returns the DOM as HTML.
-async fn dump_dom(chromium: &Path, url: &str) -> Result<String> {
-    let profile = tempfile::Builder::new().prefix("chromium-").tempdir()?;
-    let run = tokio::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--virtual-time-budget=5000", "--dump-dom", url])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .context("chromium did not finish within 60 s")??;
-    if !output.status.success() {
-        bail!(
-            "chromium failed: {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8(output.stdout)?)
-}
-
-/// The text content of every element whose start tag contains `attribute`, in document order
-/// (elements without child elements, which is how the page renders its values).
-fn texts<'a>(dom: &'a str, attribute: &str) -> Vec<&'a str> {
-    dom.match_indices(attribute)
-        .filter_map(|(at, _)| {
-            let rest = &dom[at..];
-            let open_end = rest.find('>')?;
-            let text = &rest[open_end + 1..];
-            Some(&text[..text.find('<')?])
-        })
-        .collect()
+/// Opens the timeline page at `path` of `stack` in a new tab of `browser`, and waits until its
+/// script has drawn the finished saga.
+async fn open_finished_timeline(browser: &Browser, stack: &Stack, path: &str) -> Result<Page> {
+    let page = browser.new_page().await?;
+    page.goto(&stack.url(path)).await?;
+    page.wait_for(
+        r#"document.getElementById("app").dataset.state === "finished""#,
+        DEADLINE,
+    )
+    .await?;
+    Ok(page)
 }
