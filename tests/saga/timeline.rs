@@ -1,6 +1,7 @@
 //! The saga timeline of an order, as JSON (`GET /api/orders/{id}/timeline`) and as the page
 //! people read (`GET /orders/{id}`), drawn by a real browser: headless Chromium loads the page
-//! from order-api, runs its script, and the test reads the resulting DOM.
+//! from order-api, runs its script, and the test reads the resulting DOM, on a desktop screen
+//! and a phone's (screenshots of both in the artifacts directory).
 
 use anyhow::{Context, Result};
 use reqwest::StatusCode;
@@ -190,6 +191,36 @@ async fn the_timeline_page_draws_the_saga_in_a_browser() -> Result<()> {
 
     let response = get(&stack, "/orders/ord_0123456789abcdef0123456789abcdef").await?;
     Problem::expect(response, StatusCode::NOT_FOUND).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_timeline_page_fits_a_desktop_and_a_phone_screen() -> Result<()> {
+    let browser = Browser::launch().await?;
+    let stack = Stack::start().await?;
+    let order_id = out_of_stock_order(&stack).await?;
+    let page = open_finished_timeline(&browser, &stack, &format!("/orders/{order_id}")).await?;
+    assert_eq!(page.texts("li.event").await?.len(), OUT_OF_STOCK.len());
+
+    for (name, width, height, mobile) in [
+        ("timeline-desktop-1280x800", 1280, 800, false),
+        ("timeline-phone-390x844", 390, 844, true),
+    ] {
+        page.set_viewport(width, height, mobile).await?;
+        let shot = page.screenshot(name).await?;
+        // A phone zooms out to show a page wider than itself, which widens `innerWidth` too.
+        let widths = page
+            .eval("[document.documentElement.scrollWidth, innerWidth]")
+            .await?;
+        let [page_width, viewport]: [u64; 2] = serde_json::from_value(widths)?;
+        assert!(
+            page_width <= viewport && viewport == u64::from(width),
+            "{name}: the page is {page_width} px wide, the viewport {viewport} px, the screen \
+             {width} px; see {}",
+            shot.display()
+        );
+    }
+    assert_eq!(page.errors(), Vec::<String>::new());
     Ok(())
 }
 
