@@ -5,6 +5,7 @@ mod asyncapi;
 mod backpressure;
 mod bad_input;
 mod bench;
+mod browser;
 mod callback_replay;
 mod callbacks;
 mod causation;
