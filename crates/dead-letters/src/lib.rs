@@ -28,8 +28,10 @@ mod error;
 mod letter;
 mod read;
 mod replay;
+mod tail;
 
 pub use error::Error;
 pub use letter::{DeadLetter, REPLAY_OF, flag_replayed, once_per_origin, original_topic};
 pub use read::{Quiet, Unreachable, read};
 pub use replay::{REPLAYED_FROM, REPLAYED_TO, ReplayError, Replayer};
+pub use tail::{CAPACITY, Tail};
