@@ -64,29 +64,30 @@ impl EmbeddedBroker {
     /// Starts a cluster of `brokers` brokers on free loopback ports and creates the saga topics
     /// and their dead-letter topics.
     pub fn start(brokers: i32) -> Result<Self, BrokerError> {
+        let broker = Self::start_empty(brokers)?;
+        for topic in Topic::ALL {
+            broker.create_topic(topic.name(), SAGA_PARTITIONS)?;
+            broker.create_topic(topic.dead_letter_name(), DEAD_LETTER_PARTITIONS)?;
+        }
+        Ok(broker)
+    }
+
+    /// Starts a cluster of `brokers` brokers with no topic at all: for a test of what happens
+    /// before a topic exists, and when it is created.
+    pub fn start_empty(brokers: i32) -> Result<Self, BrokerError> {
         let owner: BaseProducer = ClientConfig::new()
             .set("test.mock.num.brokers", brokers.to_string())
             .create()?;
-        let broker =
-            {
-                let cluster = owner.client().mock_cluster().ok_or(
-                    rdkafka::error::KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail),
-                )?;
-                let bootstrap_servers = cluster.bootstrap_servers();
-                let replication = brokers.min(3);
-                for topic in Topic::ALL {
-                    cluster.create_topic(topic.name(), SAGA_PARTITIONS, replication)?;
-                    cluster.create_topic(
-                        topic.dead_letter_name(),
-                        DEAD_LETTER_PARTITIONS,
-                        replication,
-                    )?;
-                }
-                bootstrap_servers
-            };
+        let bootstrap_servers = owner
+            .client()
+            .mock_cluster()
+            .ok_or(rdkafka::error::KafkaError::MockCluster(
+                rdkafka::types::RDKafkaErrorCode::Fail,
+            ))?
+            .bootstrap_servers();
         let broker = Self {
             owner,
-            bootstrap_servers: broker,
+            bootstrap_servers,
             brokers,
         };
         broker.disable_initial_rebalance_delay();

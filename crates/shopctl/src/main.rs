@@ -151,8 +151,8 @@ async fn dlq(bootstrap: &str, verbose: bool, action: DlqAction) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     eprintln!("error: {error:#}");
-    if let Some(unreachable) = error.downcast_ref::<shopctl::dlq::Unreachable>() {
-        eprintln!("hint: {}", unreachable.hint());
+    if let Some(dead_letters::Error::Unreachable(_)) = error.downcast_ref() {
+        eprintln!("hint: {}", shopctl::dlq::UNREACHABLE_HINT);
     }
     ExitCode::FAILURE
 }
@@ -212,7 +212,7 @@ async fn dlq_action(bootstrap: &str, verbose: bool, action: DlqAction) -> anyhow
             let replayed = dlq::replay(
                 bootstrap,
                 verbose,
-                &dlq::once_per_origin(chosen),
+                &dead_letters::once_per_origin(chosen),
                 &order_api,
             )
             .await?;

@@ -6,6 +6,9 @@
 //! and the send: each round of the deliverer sends the copies still owed. A crash between the
 //! acknowledgement and its record sends one twice; a copy is for people and tools that look at
 //! it, and its `webhook.id` header says which delivery it is.
+//!
+//! The copy's topic, origin and delivery header are `dead_letters::callback`'s: the readers of
+//! dead letters (`shopctl dlq`, the operator console) recognise a copy by them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,22 +17,13 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use rdkafka::message::OwnedHeaders;
 
+use dead_letters::callback::{DELIVERY_ID_HEADER, ORIGIN, TOPIC};
 use events::OrderId;
 use platform::Db;
 use platform::db::Migration;
 use platform::kafka::{EventProducer, OutgoingMessage, dead_letter_headers as h};
 use platform::params;
 use platform::sql::{Conn, Result, Row};
-
-/// Where copies go: the dead-letter topic of the saga's order events.
-pub const TOPIC: &str = "orders.dlq";
-
-/// The `dlq.original.topic` of a copy: its original was no message but an HTTP request, so
-/// replaying it means asking order-api to send it again (`POST /admin/deliveries/{id}/retry`).
-pub const ORIGIN: &str = "webhooks";
-
-/// The header of a copy naming its delivery (the `webhook-id` receivers saw).
-pub const DELIVERY_ID_HEADER: &str = "webhook.id";
 
 /// Most copies sent per round; they are sent together.
 const BATCH: i64 = 20;

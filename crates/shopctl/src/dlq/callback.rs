@@ -1,5 +1,5 @@
 //! Replaying a failed callback: order-api dead-letters a callback that never got through (see
-//! `order_api::webhooks::dead_letter`), and its original was an HTTP request, not a message. So
+//! `dead_letters::callback`), and its original was an HTTP request, not a message. So
 //! replaying it asks order-api to send it again — `POST /admin/deliveries/{id}/retry` with the
 //! operator's token — which keeps its `webhook-id` and signing secret, so a receiver that got
 //! it after all drops the repeat.
@@ -7,10 +7,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use order_api::webhooks::dead_letter::{DELIVERY_ID_HEADER, ORIGIN, TOPIC};
-use platform::kafka::dead_letter_headers as h;
-
-use super::DeadLetter;
 
 /// Where order-api's operator endpoints are, and the token that opens them.
 #[derive(Clone, Debug, Default)]
@@ -19,16 +15,6 @@ pub struct OrderApi {
     pub url: Option<String>,
     /// Its `ADMIN_TOKEN` (`--admin-token`).
     pub admin_token: Option<String>,
-}
-
-/// The delivery a letter is the copy of, if it is order-api's copy of a failed callback: in
-/// `orders.dlq`, from the `webhooks` origin, naming its delivery.
-pub fn delivery_id(letter: &DeadLetter) -> Option<&str> {
-    let header = |name: &str| letter.headers.get(name).map(String::as_str);
-    if letter.dlq_topic != TOPIC || header(h::ORIGINAL_TOPIC) != Some(ORIGIN) {
-        return None;
-    }
-    header(DELIVERY_ID_HEADER).filter(|id| !id.is_empty())
 }
 
 /// What order-api did with a retry.
@@ -87,51 +73,5 @@ pub async fn retry(order_api: &OrderApi, id: &str) -> Result<Retried> {
             bail!("order-api refused the admin token (it is not its ADMIN_TOKEN)")
         }
         _ => bail!("order-api answered {status} to {endpoint}: {detail}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::{DeadLetter, delivery_id};
-
-    fn letter(dlq_topic: &str, headers: &[(&str, &str)]) -> DeadLetter {
-        DeadLetter {
-            id: format!("{dlq_topic}/0/1"),
-            dlq_topic: dlq_topic.to_owned(),
-            key: Vec::new(),
-            payload: Vec::new(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>(),
-            replayed: false,
-        }
-    }
-
-    #[test]
-    fn only_order_api_s_copies_of_callbacks_name_a_delivery() {
-        let callback = [
-            ("dlq.original.topic", "webhooks"),
-            ("webhook.id", "msg_0193"),
-        ];
-        assert_eq!(
-            delivery_id(&letter("orders.dlq", &callback)),
-            Some("msg_0193")
-        );
-        // Elsewhere, or without its id, it is no copy order-api wrote.
-        assert_eq!(delivery_id(&letter("payments.dlq", &callback)), None);
-        assert_eq!(
-            delivery_id(&letter("orders.dlq", &[("dlq.original.topic", "webhooks")])),
-            None
-        );
-        assert_eq!(
-            delivery_id(&letter(
-                "orders.dlq",
-                &[("dlq.original.topic", "orders"), ("webhook.id", "msg_0193")]
-            )),
-            None
-        );
     }
 }
