@@ -1,5 +1,5 @@
 //! Typed helpers: a broker, dead letters written as the services write them, and waiting for
-//! the tail to see something (woken by its changes, with a deadline).
+//! the tail to see something.
 
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use dead_letters::{DeadLetter, Tail};
@@ -85,29 +84,19 @@ pub(crate) async fn dead_letter(broker: &EmbeddedBroker, letter: &Letter<'_>) ->
     Ok(())
 }
 
-/// Waits until `tail` shows what `found` looks for, woken by each of its changes; fails after
-/// [`WITHIN`] saying `what` it waited for.
+/// Waits until `tail` shows what `found` looks for, as every test of the workspace waits
+/// (`test_support::eventually`); a failure says `what` it waited for and what the tail had.
 pub(crate) async fn until<T>(
     tail: &Tail,
     what: &str,
     mut found: impl FnMut(&Tail) -> Option<T>,
 ) -> Result<T> {
-    let deadline = Instant::now() + WITHIN;
-    let mut changes = tail.changes();
-    loop {
-        changes.borrow_and_update();
-        if let Some(found) = found(tail) {
-            return Ok(found);
-        }
-        let waited = tokio::time::timeout_at(deadline, changes.changed()).await;
-        if waited.is_err() {
-            bail!(
-                "no {what} within {WITHIN:?}; the tail has {:?}",
-                ids(&tail.snapshot())
-            );
-        }
-        waited?.context("the tail stopped")?;
-    }
+    test_support::eventually(|| {
+        let found = found(tail)
+            .ok_or_else(|| format!("no {what}; the tail has {:?}", ids(&tail.snapshot())));
+        async move { found }
+    })
+    .await
 }
 
 /// The ids of `letters`.
