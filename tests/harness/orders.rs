@@ -218,7 +218,7 @@ pub struct Orders {
 
 impl Orders {
     /// The routes of the order-api at `base`, called with `http`.
-    pub(crate) fn new(http: &reqwest::Client, base: String) -> Self {
+    pub fn new(http: &reqwest::Client, base: String) -> Self {
         Self {
             http: http.clone(),
             base,

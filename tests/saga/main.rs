@@ -16,6 +16,7 @@ mod client_callbacks;
 mod clock_skew;
 mod compose;
 mod configuration;
+mod console;
 mod contracts;
 mod cut_off;
 mod dashboard;

@@ -111,6 +111,9 @@ pub enum CancellationReason {
 }
 
 impl CancellationReason {
+    /// Every reason.
+    pub const ALL: [Self; 3] = [Self::PaymentDeclined, Self::OutOfStock, Self::Timeout];
+
     /// The reason as it appears in JSON and in the database.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -122,9 +125,7 @@ impl CancellationReason {
 
     /// The reason with this text form, if any.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::PaymentDeclined, Self::OutOfStock, Self::Timeout]
-            .into_iter()
-            .find(|reason| reason.as_str() == text)
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
     }
 }
 

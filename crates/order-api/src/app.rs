@@ -33,6 +33,9 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     crate::webhooks::DEAD_LETTER_MIGRATION,
     crate::webhooks::RETRY_MIGRATION,
     store::LISTING_MIGRATION,
+    store::CONSOLE_MIGRATION,
+    crate::console::SESSIONS_MIGRATION,
+    crate::webhooks::FAILED_MIGRATION,
 ];
 
 /// order-api, built and ready to run: the listener is bound, the database migrated and the
@@ -42,6 +45,8 @@ pub struct Application {
     listener: TcpListener,
     db: Db,
     producer: EventProducer,
+    /// The broker settings, for the console's reader of the dead-letter topics.
+    kafka: platform::config::KafkaConfig,
     consumer: EventConsumer,
     state: AppState,
     reaper_interval: std::time::Duration,
@@ -67,6 +72,11 @@ impl Application {
         let common = &config.common;
         let development = common.allow_development_secrets;
         refuse_development_secret("API_KEYS", settings.api_keys.expose(), development)?;
+        refuse_development_secret(
+            "OPERATOR_KEYS",
+            settings.operator_keys.expose(),
+            development,
+        )?;
         refuse_development_secret(
             "CALLBACK_SECRETS",
             settings.callback_secrets.expose(),
@@ -109,6 +119,22 @@ impl Application {
             }
             .into());
         }
+        let keys = Arc::new(keys);
+        let operators = crate::console::OperatorKeys::parse(
+            settings.operator_keys.expose(),
+            settings.admin_token.as_ref().map(|token| token.expose()),
+            &keys,
+        )
+        .map_err(|reason| platform::PlatformError::Config {
+            name: "OPERATOR_KEYS".into(),
+            value: "(hidden)".into(),
+            reason,
+        })?;
+        let mut console =
+            crate::console::Console::new(operators, Arc::clone(&keys), settings.allow_anonymous);
+        console.stuck_after = chrono::TimeDelta::from_std(settings.console_stuck_after)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        console.secure_cookies = settings.console_secure_cookies;
         let mut secrets = HashMap::new();
         for pair in settings
             .callback_secrets
@@ -167,9 +193,10 @@ impl Application {
                 .admin_token
                 .clone()
                 .filter(|token| !token.is_empty()),
+            console,
         };
         Ok(Self {
-            keys: Arc::new(keys),
+            keys,
             leases,
             reaper_interval: settings.reaper_interval,
             shutdown_timeout: common.shutdown_timeout,
@@ -179,6 +206,7 @@ impl Application {
             producer,
             consumer,
             state,
+            kafka: common.kafka.clone(),
         })
     }
 
@@ -194,6 +222,10 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<(), OrderApiError> {
         self.state.shutdown = shutdown.child_token();
+        self.state.console.dead_letters = crate::console::dead_letters::Desk::start(
+            self.kafka.client_config(),
+            shutdown.child_token(),
+        );
         let readiness = Readiness::new(
             self.db.clone(),
             self.producer.clone(),

@@ -171,6 +171,26 @@ pub struct Settings {
         value_name = "TOKEN"
     )]
     pub admin_token: Option<Sensitive>,
+    /// `name:key` pairs, comma-separated: the operators of the console (`/console`) and the
+    /// keys they sign in with (at least 16 characters each; never an API key). `ADMIN_TOKEN`
+    /// opens it too, as the operator `admin`.
+    #[arg(
+        long,
+        env = "OPERATOR_KEYS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        value_name = "NAME:KEY,..."
+    )]
+    pub operator_keys: Sensitive,
+    /// How long a saga may run before the console shows it as stuck.
+    #[arg(long = "console-stuck-after-ms", env = "CONSOLE_STUCK_AFTER_MS", default_value = "10000",
+          value_parser = millis, value_name = "MS")]
+    pub console_stuck_after: Duration,
+    /// Mark the console's session cookie `Secure` even when no proxy says the request came
+    /// over HTTPS (`X-Forwarded-Proto: https` always does).
+    #[arg(long, env = "CONSOLE_SECURE_COOKIES")]
+    pub console_secure_cookies: bool,
 }
 
 impl Settings {

@@ -19,6 +19,7 @@
 //! | `GET /api/orders/{id}/deliveries`       | [`api`]`::deliveries`            |
 //! | `GET /orders/{id}` (HTML page)          | [`api`]`::timeline_page`         |
 //! | `POST /admin/deliveries/{id}/retry`     | [`api`]`::admin::retry_delivery` |
+//! | `/console…` (operator console)          | [`console`]                      |
 //! | `GET /healthz`, `/readyz`, `/metrics`   | [`platform::http`]               |
 //!
 //! Events consumed ([`saga::HANDLES`], one [`saga::Coordinator`] deciding through
@@ -39,6 +40,7 @@ pub mod api;
 mod app;
 pub mod auth;
 mod config;
+pub mod console;
 mod idempotency;
 mod metrics;
 mod placement;

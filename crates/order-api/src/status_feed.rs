@@ -34,6 +34,9 @@ type Channels = Arc<Mutex<HashMap<OrderId, broadcast::Sender<HistoryEntry>>>>;
 pub struct StatusFeed {
     /// The channels of the orders someone is listening to.
     channels: Channels,
+    /// A count of publications, for those that follow every order at once (the operator
+    /// console's live counts): they wake on a change without a channel per order.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl StatusFeed {
@@ -44,6 +47,8 @@ impl StatusFeed {
 
     /// Announces committed entries; returns how many subscribers were listening.
     pub fn publish(&self, entries: impl IntoIterator<Item = HistoryEntry>) -> usize {
+        self.changes
+            .send_modify(|count| *count = count.wrapping_add(1));
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         let mut listeners = 0;
         for entry in entries {
@@ -67,6 +72,12 @@ impl StatusFeed {
             order_id,
             channels: Arc::clone(&self.channels),
         }
+    }
+
+    /// Wakes on every publication from now on (never with the entries: readers count from the
+    /// database).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Whether anyone here listens to `order_id`.

@@ -137,10 +137,11 @@ pub(crate) async fn handle(
         .db
         .read(move |conn| {
             let page = Page {
-                principal: &principal.0,
+                principal: Some(&principal.0),
                 status,
                 after,
                 limit: limit + 1,
+                ..Page::default()
             };
             store::list_orders(conn, &page)
         })
@@ -177,7 +178,7 @@ fn next_link(listing: &Listing, cursor: &str) -> String {
 }
 
 /// The cursor of a page that starts after `key`.
-fn encode_cursor(key: OrderKey) -> String {
+pub(crate) fn encode_cursor(key: OrderKey) -> String {
     let text = format!(
         "{} {}",
         platform::time::format(key.created_at),
@@ -187,7 +188,7 @@ fn encode_cursor(key: OrderKey) -> String {
 }
 
 /// The key `cursor` encodes.
-fn decode_cursor(cursor: &str) -> Result<OrderKey, ApiError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<OrderKey, ApiError> {
     let key = URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()

@@ -4,11 +4,11 @@
 mod admin;
 mod create_order;
 mod deliveries;
-mod get_order;
-mod list_orders;
+pub(crate) mod get_order;
+pub(crate) mod list_orders;
 mod order_events;
-mod timeline;
-mod timeline_page;
+pub(crate) mod timeline;
+pub(crate) mod timeline_page;
 mod wait;
 
 use std::sync::Arc;
@@ -68,6 +68,8 @@ pub struct AppState {
     pub trace_url: Option<String>,
     /// The operator's token (`ADMIN_TOKEN`), if set: without it the operator endpoints are off.
     pub admin_token: Option<platform::config::Sensitive>,
+    /// The operator console (`/console`).
+    pub console: crate::console::Console,
 }
 
 /// The whole HTTP application; testable without a socket.
@@ -77,6 +79,7 @@ pub struct AppState {
 /// (never an API key), then the platform's `/healthz`, `/readyz` and `/metrics` (see
 /// [`health_routes`]), which answer before any authentication.
 pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Router {
+    let state_for_console = state.clone();
     let api = Router::new()
         .route(
             "/api/orders",
@@ -116,6 +119,7 @@ pub fn router(state: AppState, keys: Arc<ApiKeys>, readiness: Readiness) -> Rout
     platform::metrics::describe(crate::metrics::DESCRIPTIONS);
     let routes = api
         .merge(operator)
+        .merge(crate::console::router(state_for_console))
         .merge(health)
         // SSE streams are long-lived by design; the timeout bounds how long a request waits
         // for its answer to start, which is what protects the server.

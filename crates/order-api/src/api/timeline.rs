@@ -26,6 +26,8 @@ use crate::store::timeline::{self, StoredTimeline};
 pub(crate) struct TimelineView {
     order_id: OrderId,
     status: &'static str,
+    /// Why the saga was cancelled (`payment_declined`, `out_of_stock`, `timeout`), if it was.
+    cancellation_reason: Option<&'static str>,
     /// The first trace id among the events: the order's trace, when tracing is on.
     trace_id: Option<String>,
     /// When the first event happened (the order's acceptance if none is recorded).
@@ -58,12 +60,17 @@ pub(crate) async fn handle(
 ) -> Result<Json<TimelineView>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
     super::authorize(&state, &principal, order_id).await?;
+    Ok(Json(view(&state, order_id).await?))
+}
+
+/// The timeline of `order_id`, whoever placed it: callers check who may see it first.
+pub(crate) async fn view(state: &AppState, order_id: OrderId) -> Result<TimelineView, ApiError> {
     let stored = state
         .db
         .read(move |conn| timeline::load(conn, order_id))
         .await?
         .ok_or(ApiError::OrderNotFound)?;
-    Ok(Json(build(order_id, stored, Utc::now())))
+    Ok(build(order_id, stored, Utc::now()))
 }
 
 /// Turns the stored timeline into the answer; `now` measures a saga still running.
@@ -114,6 +121,9 @@ fn build(order_id: OrderId, stored: StoredTimeline, now: DateTime<Utc>) -> Timel
     TimelineView {
         order_id,
         status: stored.status.as_str(),
+        cancellation_reason: stored
+            .cancellation_reason
+            .map(events::CancellationReason::as_str),
         trace_id,
         started_at: format(started_at),
         finished_at: finished_at.map(format),
@@ -163,6 +173,7 @@ mod tests {
     fn stored(status: OrderStatus, events: Vec<SagaEvent>) -> StoredTimeline {
         StoredTimeline {
             status,
+            cancellation_reason: None,
             created_at: time("2026-01-02T10:00:00.000000Z"),
             updated_at: time("2026-01-02T10:00:09.000000Z"),
             events,

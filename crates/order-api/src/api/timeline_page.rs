@@ -20,11 +20,11 @@ use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::store::timeline;
 
-/// The page, with `{{order_id}}` and `{{trace_url}}` to fill in.
+/// The page, with `{{order_id}}`, `{{timeline_url}}` and `{{trace_url}}` to fill in.
 const TEMPLATE: &str = include_str!("timeline_page.html");
 
 /// Inline code only; data from this origin only; no framing.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
      style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
@@ -47,22 +47,28 @@ pub(crate) async fn handle(
             (header::CACHE_CONTROL, "no-store"),
             (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         ],
-        Html(render(order_id, state.trace_url.as_deref())),
+        Html(render(
+            order_id,
+            &format!("/api/orders/{order_id}/timeline"),
+            state.trace_url.as_deref(),
+        )),
     )
         .into_response())
 }
 
-/// The page for `order_id`, linking its trace to `trace_url` (a template, `{trace_id}` left for
-/// the script to fill in) if given.
-fn render(order_id: OrderId, trace_url: Option<&str>) -> String {
-    // The order id goes in first: a URL containing a placeholder must not be filled in again.
+/// The page for `order_id`, drawn from the JSON at `timeline_url` (the customer's route, or the
+/// console's), linking its trace to `trace_url` (a template, `{trace_id}` left for the script to
+/// fill in) if given.
+pub(crate) fn render(order_id: OrderId, timeline_url: &str, trace_url: Option<&str>) -> String {
+    // Our own values go in first: a URL containing a placeholder must not be filled in again.
     TEMPLATE
         .replace("{{order_id}}", &escape_html(&order_id.to_string()))
+        .replace("{{timeline_url}}", &escape_html(timeline_url))
         .replace("{{trace_url}}", &escape_html(trace_url.unwrap_or("")))
 }
 
 /// Escapes text for HTML text and quoted attribute values.
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for char in text.chars() {
         match char {
@@ -94,6 +100,7 @@ mod tests {
         let order_id = OrderId::new();
         let page = render(
             order_id,
+            "/api/orders/x/timeline",
             Some("http://jaeger.example:16686/trace/{trace_id}?a=1&b=\"2\""),
         );
         assert!(!page.contains("{{"), "unfilled placeholder");
@@ -101,13 +108,13 @@ mod tests {
         assert!(page.contains(
             "data-trace-url=\"http://jaeger.example:16686/trace/{trace_id}?a=1&amp;b=&quot;2&quot;\""
         ));
-        let without = render(order_id, None);
+        let without = render(order_id, "/api/orders/x/timeline", None);
         assert!(without.contains("data-trace-url=\"\""));
     }
 
     #[test]
     fn the_page_needs_nothing_from_elsewhere() {
-        let page = render(OrderId::new(), None);
+        let page = render(OrderId::new(), "/api/orders/x/timeline", None);
         for external in [
             "<script src",
             "<link rel=\"stylesheet\"",

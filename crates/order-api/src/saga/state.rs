@@ -33,6 +33,15 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in saga order.
+    pub const ALL: [Self; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::PaymentProcessing,
+        OrderStatus::PaymentConfirmed,
+        OrderStatus::Confirmed,
+        OrderStatus::Cancelled,
+    ];
+
     /// The status as it appears in JSON and in the database.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,15 +55,7 @@ impl OrderStatus {
 
     /// The status with this text form.
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            OrderStatus::Pending,
-            OrderStatus::PaymentProcessing,
-            OrderStatus::PaymentConfirmed,
-            OrderStatus::Confirmed,
-            OrderStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
     }
 
     /// Whether the saga is over.

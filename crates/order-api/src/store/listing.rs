@@ -9,6 +9,10 @@
 //! Timestamps are fixed-width text ([`platform::time`]), so comparing them as text compares the
 //! times, and the pair compares as a row value, which both SQLite and Postgres answer from the
 //! index [`MIGRATION`] creates.
+//!
+//! The operator console lists every principal's orders the same way ([`Page::principal`] left
+//! out), filtered by status or age: [`CONSOLE_MIGRATION`] adds the indexes those pages walk, so
+//! that a page stays as cheap with 100,000 orders as with 100.
 
 use chrono::{DateTime, Utc};
 
@@ -24,6 +28,16 @@ pub(crate) const MIGRATION: Migration = Migration::new(
     "CREATE INDEX IF NOT EXISTS orders_by_principal ON orders (principal, created_at, order_id);",
 );
 
+/// The indexes the console's pages walk: every order by time, and every order of one status by
+/// time (which also answers the counts per status without reading the table).
+pub(crate) const CONSOLE_MIGRATION: Migration = Migration::new(
+    "order-api/orders/3",
+    "
+CREATE INDEX IF NOT EXISTS orders_by_time ON orders (created_at, order_id);
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, created_at, order_id);
+",
+);
+
 /// Where an order sits in the newest-first listing; a page starts just after one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OrderKey {
@@ -34,12 +48,21 @@ pub(crate) struct OrderKey {
 }
 
 /// Which orders a page holds.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Page<'a> {
-    /// Whose orders: nobody else's are ever listed.
-    pub(crate) principal: &'a str,
+    /// Whose orders: a customer's listing always names its principal, and nobody else's are
+    /// listed; the operator console may leave it out.
+    pub(crate) principal: Option<&'a str>,
     /// Only orders in this status, if given.
     pub(crate) status: Option<OrderStatus>,
+    /// Only sagas still running (any status but `confirmed` and `cancelled`).
+    pub(crate) open_only: bool,
+    /// Only orders cancelled for this reason.
+    pub(crate) reason: Option<CancellationReason>,
+    /// Only orders accepted before this time (older than an age).
+    pub(crate) created_before: Option<DateTime<Utc>>,
+    /// Only orders accepted at or after this time (younger than an age).
+    pub(crate) created_since: Option<DateTime<Utc>>,
     /// Only orders after this key (the previous page's last), if given.
     pub(crate) after: Option<OrderKey>,
     /// At most this many orders.
@@ -64,11 +87,20 @@ pub(crate) struct OrderSummary {
     pub(crate) created_at: DateTime<Utc>,
     /// When it last changed.
     pub(crate) updated_at: DateTime<Utc>,
+    /// Who placed it.
+    pub(crate) principal: String,
+    /// The trace context of the request that placed it (W3C `traceparent`), if it had one.
+    pub(crate) traceparent: Option<String>,
+    /// The trace id of its first recorded saga event, if any.
+    pub(crate) first_event_trace_id: Option<String>,
 }
 
 impl OrderSummary {
     /// The columns [`OrderSummary::from_row`] reads, in its order.
-    const COLUMNS: &'static str = "order_id, user_id, status, cancellation_reason, total_minor, currency, created_at, updated_at";
+    const COLUMNS: &'static str = "order_id, user_id, status, cancellation_reason, total_minor, \
+         currency, created_at, updated_at, principal, traceparent, \
+         (SELECT trace_id FROM saga_events e WHERE e.order_id = orders.order_id \
+             AND e.trace_id IS NOT NULL ORDER BY occurred_at LIMIT 1)";
 
     fn from_row(row: &Row<'_>) -> Result<Self> {
         Ok(Self {
@@ -79,7 +111,21 @@ impl OrderSummary {
             total: Money::new(row.get(4)?, row.get(5)?),
             created_at: row.get(6)?,
             updated_at: row.get(7)?,
+            principal: row.get(8)?,
+            traceparent: row.get(9)?,
+            first_event_trace_id: row.get(10)?,
         })
+    }
+
+    /// The id of the trace the order's saga belongs to: the second field of its `traceparent`,
+    /// or else the trace of its first recorded event.
+    pub(crate) fn trace_id(&self) -> Option<&str> {
+        let from_request = self
+            .traceparent
+            .as_deref()
+            .and_then(|traceparent| traceparent.split('-').nth(1))
+            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        from_request.or(self.first_event_trace_id.as_deref())
     }
 
     /// The key a page that ends with this order hands to the next.
@@ -92,34 +138,81 @@ impl OrderSummary {
 }
 
 /// The orders of `page`, newest first.
-///
-/// The statement is put together from the filters given, rather than written once with
-/// `(?2 IS NULL OR …)` guards: such guards hide from the planner which conditions apply, and
-/// Postgres may then plan a scan of every order of the principal for every page.
 pub(crate) fn list_orders(conn: &Conn<'_>, page: &Page<'_>) -> Result<Vec<OrderSummary>> {
     let limit = i64::from(page.limit);
-    let mut params: Vec<&dyn ToValue> = vec![&page.principal];
-    let mut sql = format!(
-        "SELECT {} FROM orders WHERE principal = ?1",
-        OrderSummary::COLUMNS
-    );
+    let reason = page.reason.map(CancellationReason::as_str);
+    let (sql, params) = statement(page, &limit, &reason);
+    conn.query_map(&sql, params.as_slice(), OrderSummary::from_row)
+}
+
+/// The statement that reads `page`, and its parameters.
+///
+/// It is put together from the filters given, rather than written once with `(?2 IS NULL OR …)`
+/// guards: such guards hide from the planner which conditions apply, and Postgres may then plan
+/// a scan of every order for every page.
+fn statement<'p>(
+    page: &'p Page<'_>,
+    limit: &'p i64,
+    reason: &'p Option<&'static str>,
+) -> (String, Vec<&'p dyn ToValue>) {
+    let mut params: Vec<&dyn ToValue> = Vec::new();
+    let mut conditions: Vec<String> = Vec::new();
+    if let Some(principal) = &page.principal {
+        params.push(principal);
+        conditions.push(format!("principal = ?{}", params.len()));
+    }
     if let Some(status) = &page.status {
         params.push(status);
-        sql.push_str(&format!(" AND status = ?{}", params.len()));
+        conditions.push(format!("status = ?{}", params.len()));
+    }
+    if page.open_only {
+        // Word for word the condition of the partial index `orders_open_by_deadline`, so that
+        // the planner may read the (few) open orders from it.
+        conditions.push("status NOT IN ('confirmed', 'cancelled')".to_owned());
+    }
+    if let Some(reason) = reason {
+        params.push(reason);
+        conditions.push(format!("cancellation_reason = ?{}", params.len()));
+    }
+    if let Some(before) = &page.created_before {
+        params.push(before);
+        conditions.push(format!("created_at < ?{}", params.len()));
+    }
+    if let Some(since) = &page.created_since {
+        params.push(since);
+        conditions.push(format!("created_at >= ?{}", params.len()));
     }
     if let Some(after) = &page.after {
         params.push(&after.created_at);
         params.push(&after.order_id);
-        sql.push_str(&format!(
-            " AND (created_at, order_id) < (?{}, ?{})",
+        conditions.push(format!(
+            "(created_at, order_id) < (?{}, ?{})",
             params.len() - 1,
             params.len()
         ));
     }
-    params.push(&limit);
+    params.push(limit);
+    let mut sql = format!("SELECT {} FROM orders", OrderSummary::COLUMNS);
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
     sql.push_str(&format!(
         " ORDER BY created_at DESC, order_id DESC LIMIT ?{}",
         params.len()
     ));
-    conn.query_map(&sql, params.as_slice(), OrderSummary::from_row)
+    (sql, params)
+}
+
+/// How SQLite runs the statement of `page` (`EXPLAIN QUERY PLAN`), one line per step.
+#[cfg(test)]
+pub(crate) fn plan(conn: &Conn<'_>, page: &Page<'_>) -> Result<Vec<String>> {
+    let limit = i64::from(page.limit);
+    let reason = page.reason.map(CancellationReason::as_str);
+    let (sql, params) = statement(page, &limit, &reason);
+    conn.query_map(
+        &format!("EXPLAIN QUERY PLAN {sql}"),
+        params.as_slice(),
+        |row| row.get(3),
+    )
 }

@@ -15,7 +15,8 @@
 //! and a transaction writes its own time, [`platform::sql::Conn::now`], in every row it touches.
 //!
 //! `orders` holds the orders and their lines, `history` each order's transitions, `listing`
-//! a principal's orders page by page, and `timeline` the events of each saga.
+//! a principal's orders page by page (and everyone's, for the console), `overview` the console's
+//! counts, and `timeline` the events of each saga.
 
 use std::borrow::Cow;
 
@@ -28,6 +29,7 @@ use crate::saga::OrderStatus;
 mod history;
 mod listing;
 mod orders;
+mod overview;
 pub(crate) mod timeline;
 
 pub use history::HistoryEntry;
@@ -35,13 +37,14 @@ pub(crate) use history::{
     HISTORY_CHANNEL, entry_for, history_after, record_transition, status_for_update,
 };
 pub(crate) use listing::{
-    MIGRATION as LISTING_MIGRATION, OrderKey, OrderSummary, Page, list_orders,
+    CONSOLE_MIGRATION, MIGRATION as LISTING_MIGRATION, OrderKey, OrderSummary, Page, list_orders,
 };
 pub(crate) use orders::{
     NewOrder, Overdue, count_open_accepted_before, insert_order, load_order, overdue, owner_of,
     total_of,
 };
 pub use orders::{OrderRecord, count_orders};
+pub(crate) use overview::overview;
 
 pub(crate) const MIGRATION: Migration = Migration::new(
     "order-api/orders/1",

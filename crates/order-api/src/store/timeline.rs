@@ -67,6 +67,8 @@ impl SagaEvent {
 pub(crate) struct StoredTimeline {
     /// The order's status now.
     pub(crate) status: OrderStatus,
+    /// Why it was cancelled, if it was.
+    pub(crate) cancellation_reason: Option<events::CancellationReason>,
     /// When the order was accepted (used when no event is recorded, e.g. for older orders).
     pub(crate) created_at: DateTime<Utc>,
     /// When the order last changed.
@@ -76,13 +78,14 @@ pub(crate) struct StoredTimeline {
 }
 
 impl StoredTimeline {
-    /// Reads a row of `orders` selected as `status, created_at, updated_at`; the events are
-    /// read by their own statement.
+    /// Reads a row of `orders` selected as `status, created_at, updated_at,
+    /// cancellation_reason`; the events are read by their own statement.
     fn from_row(row: &Row<'_>) -> Result<Self> {
         Ok(Self {
             status: row.get(0)?,
             created_at: row.get(1)?,
             updated_at: row.get(2)?,
+            cancellation_reason: super::reason(row.get(3)?)?,
             events: Vec::new(),
         })
     }
@@ -131,7 +134,8 @@ pub(crate) fn order_exists(conn: &Conn<'_>, order_id: OrderId) -> Result<bool> {
 pub(crate) fn load(conn: &Conn<'_>, order_id: OrderId) -> Result<Option<StoredTimeline>> {
     let Some(mut timeline) = conn
         .query_row(
-            "SELECT status, created_at, updated_at FROM orders WHERE order_id = ?1",
+            "SELECT status, created_at, updated_at, cancellation_reason FROM orders \
+             WHERE order_id = ?1",
             params![order_id],
             StoredTimeline::from_row,
         )

@@ -10,6 +10,7 @@ mod address;
 mod client;
 pub mod dead_letter;
 pub mod deliverer;
+mod failed;
 mod in_flight;
 mod resolver;
 mod retry;
@@ -27,6 +28,7 @@ use platform::sql::{Conn, OptionalExtension, Result, Row};
 use crate::store::HistoryEntry;
 
 pub(crate) use dead_letter::MIGRATION as DEAD_LETTER_MIGRATION;
+pub(crate) use failed::{FailedDelivery, MIGRATION as FAILED_MIGRATION, count_failed, failed};
 pub(crate) use retry::{MIGRATION as RETRY_MIGRATION, Retried, retry};
 
 pub(crate) const MIGRATION: Migration = Migration::new(

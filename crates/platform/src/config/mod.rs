@@ -146,13 +146,14 @@ pub fn database_target(
 /// `.env.example`: the `dev` API key, the payment provider's webhook secret, the Postgres
 /// passwords). Anyone can read them, so a service refuses to run with one of them unless its
 /// configuration says this is a development setup (`ALLOW_DEVELOPMENT_SECRETS`).
-pub const DEVELOPMENT_SECRETS: [&str; 6] = [
+pub const DEVELOPMENT_SECRETS: [&str; 7] = [
     "sk_dev_local_only",
     "whsec_coRny9c5bcvvCdzKpIHUbTwjM2fK5Lv38Dl6luTe/ik=",
     "shop_local_only",
     "order_api_local_only",
     "payment_svc_local_only",
     "inventory_svc_local_only",
+    "op_dev_local_only",
 ];
 
 /// Refuses the setting `name` when its `value` holds one of the [`DEVELOPMENT_SECRETS`], unless

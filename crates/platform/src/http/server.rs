@@ -19,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// [`ServeLimits::header_read_timeout`] unless told otherwise: a client on a slow mobile link
 /// sends a request head (a few hundred bytes) in well under a second.
@@ -77,10 +78,10 @@ pub async fn serve_with(
         };
         // The semaphore is never closed.
         let Ok(slot) = slot else { break };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     after_accept_error(error, &shutdown).await;
                     continue;
@@ -92,7 +93,16 @@ pub async fn serve_with(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Could not set TCP_NODELAY.");
         }
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that care who is on the other end (`ConnectInfo<SocketAddr>`, e.g. a console
+        // that lets loopback in during local development) find the peer in the extensions.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -217,15 +217,18 @@ async fn method_not_allowed(method: Method) -> Problem {
 /// Rewrites an error answer that is not JSON as a problem; leaves every other answer alone.
 ///
 /// JSON error answers are left as they are: a handler's problem, and `/readyz`'s `503`, whose
-/// body lists the checks for load balancers and people.
+/// body lists the checks for load balancers and people. So are HTML pages, which only a handler
+/// writes, for a browser (a sign-in form refusing a key says so on the form).
 async fn as_problem(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/") && value.contains("json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .unwrap_or_default();
+    let is_json = content_type.starts_with("application/") && content_type.contains("json");
+    let is_html = content_type.starts_with("text/html");
+    if !(status.is_client_error() || status.is_server_error()) || is_json || is_html {
         return response;
     }
     let (mut parts, body) = response.into_parts();
