@@ -262,9 +262,10 @@ pub struct KafkaConfig {
     #[arg(long = "kafka-linger-ms", env = "KAFKA_LINGER_MS", default_value = "1",
           value_parser = millis, value_name = "MS")]
     pub linger: Duration,
-    /// The longest a fetch waits for data. The embedded broker answers a waiting fetch only when
-    /// this runs out, so it bounds each hop's latency there; Apache Kafka answers as soon as
-    /// data arrives, so use 100–500 with it.
+    /// The longest a fetch waits for data. Apache Kafka answers as soon as data arrives, and so
+    /// does the embedded broker of shopctl on Linux; elsewhere the embedded broker answers a
+    /// waiting fetch only when this runs out, so it bounds each hop's latency there. Use 100–500
+    /// with Apache Kafka.
     #[arg(long = "kafka-fetch-wait-ms", env = "KAFKA_FETCH_WAIT_MS", default_value = "5",
           value_parser = millis, value_name = "MS")]
     pub fetch_wait: Duration,
