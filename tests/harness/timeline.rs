@@ -17,6 +17,8 @@ pub struct Timeline {
     pub order_id: OrderId,
     /// Where its saga is now.
     pub status: Status,
+    /// Why it was cancelled (`out_of_stock`, …), if it was.
+    pub cancellation_reason: Option<String>,
     /// The order's trace (the first trace id among its events); none while tracing is off.
     pub trace_id: Option<String>,
     /// When the first event happened (RFC 3339, as the API wrote it).

@@ -60,6 +60,10 @@ async fn an_out_of_stock_order_reads_as_a_timeline_of_its_events() -> Result<()>
 
     assert_eq!(timeline.order_id.to_string(), order_id);
     assert_eq!(timeline.status, Status::Cancelled);
+    assert_eq!(
+        timeline.cancellation_reason.as_deref(),
+        Some("out_of_stock")
+    );
 
     // Every event once; in time order, where only the two replies of different services may
     // swap places, and only because their own times say so.
