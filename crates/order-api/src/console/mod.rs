@@ -59,6 +59,9 @@ pub struct Console {
     /// The dead-letter topics and how to replay them; `None` until the service runs (and in
     /// tests without a broker).
     pub dead_letters: Option<Arc<Desk>>,
+    /// The last summary counted, and when: shared by every open console (see
+    /// [`sagas::read_summary`]).
+    summary: Arc<tokio::sync::Mutex<Option<(std::time::Instant, sagas::Summary)>>>,
 }
 
 impl Console {
@@ -72,6 +75,7 @@ impl Console {
             stuck_after: TimeDelta::seconds(10),
             secure_cookies: false,
             dead_letters: None,
+            summary: Arc::default(),
         }
     }
 }

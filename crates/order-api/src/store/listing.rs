@@ -28,13 +28,19 @@ pub(crate) const MIGRATION: Migration = Migration::new(
     "CREATE INDEX IF NOT EXISTS orders_by_principal ON orders (principal, created_at, order_id);",
 );
 
-/// The indexes the console's pages walk: every order by time, and every order of one status by
-/// time (which also answers the counts per status without reading the table).
+/// The indexes the console's pages and counts walk: every order by time; every order of one
+/// status by time (which also counts them per status without reading the table); the open
+/// sagas by age (a few among many ended ones: the stuck ones and the oldest are found without
+/// walking the others); the cancelled ones by reason (counted without reading the table).
 pub(crate) const CONSOLE_MIGRATION: Migration = Migration::new(
     "order-api/orders/3",
     "
 CREATE INDEX IF NOT EXISTS orders_by_time ON orders (created_at, order_id);
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, created_at, order_id);
+CREATE INDEX IF NOT EXISTS orders_open_by_age ON orders (created_at, order_id)
+    WHERE status NOT IN ('confirmed', 'cancelled');
+CREATE INDEX IF NOT EXISTS orders_by_reason ON orders (cancellation_reason, created_at, order_id)
+    WHERE cancellation_reason IS NOT NULL;
 ",
 );
 
@@ -166,8 +172,8 @@ fn statement<'p>(
         conditions.push(format!("status = ?{}", params.len()));
     }
     if page.open_only {
-        // Word for word the condition of the partial index `orders_open_by_deadline`, so that
-        // the planner may read the (few) open orders from it.
+        // Word for word the condition of the partial index `orders_open_by_age`, so that the
+        // planner may read the (few) open orders from it.
         conditions.push("status NOT IN ('confirmed', 'cancelled')".to_owned());
     }
     if let Some(reason) = reason {

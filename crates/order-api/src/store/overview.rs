@@ -1,9 +1,9 @@
 //! What the operator console shows above its list: how many orders are in each status, why the
 //! cancelled ones were cancelled, and how many sagas run longer than they should ("stuck").
 //!
-//! The counts per status are read from the index `orders_by_status` alone (see
-//! [`super::CONSOLE_MIGRATION`]); the stuck ones from the partial index of open orders, which
-//! stays small however many orders ended.
+//! Each count is read from an index alone (see [`super::CONSOLE_MIGRATION`]): per status from
+//! `orders_by_status`, per reason from `orders_by_reason`, the stuck and the oldest open ones from
+//! the partial index of open sagas, which stays small however many orders ended.
 
 use chrono::{DateTime, Utc};
 
@@ -44,7 +44,7 @@ pub(crate) fn overview(conn: &Conn<'_>, stuck_before: DateTime<Utc>) -> Result<O
         })
         .collect();
     let reasons: Vec<(Option<String>, i64)> = conn.query_map(
-        "SELECT cancellation_reason, COUNT(*) FROM orders WHERE status = 'cancelled' \
+        "SELECT cancellation_reason, COUNT(*) FROM orders WHERE cancellation_reason IS NOT NULL \
          GROUP BY cancellation_reason",
         params![],
         |row| Ok((row.get(0)?, row.get(1)?)),
