@@ -105,7 +105,8 @@ impl ApiKeys {
     }
 }
 
-/// Middleware: puts the [`Principal`] in the request's extensions, or answers `401`.
+/// Middleware: puts the [`Principal`] in the request's extensions, or answers `401` — except to
+/// a browser asking for an order's page, which is sent to the console's copy of it.
 pub async fn require_principal(
     State(keys): State<Arc<ApiKeys>>,
     mut request: Request,
@@ -115,6 +116,12 @@ pub async fn require_principal(
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
+        }
+        // A person's browser opening an order's page has no way to send an API key: the
+        // console's copy of the page lets an operator in, after signing in.
+        Err(_) if wants_page(&request) => {
+            axum::response::Redirect::to(&format!("/console{}", request.uri().path()))
+                .into_response()
         }
         Err(detail) => {
             let problem = Problem::new(
@@ -126,6 +133,17 @@ pub async fn require_principal(
             ([(header::WWW_AUTHENTICATE, "Bearer")], problem).into_response()
         }
     }
+}
+
+/// Whether `request` is a browser asking for an order's page (`GET /orders/{id}`, HTML).
+fn wants_page(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET
+        && request.uri().path().starts_with("/orders/")
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
 }
 
 #[cfg(test)]

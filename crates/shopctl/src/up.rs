@@ -374,6 +374,7 @@ async fn serve(options: UpOptions, data: &DataDir, warning: Option<String>) -> a
     let order_url = format!("http://{}", order_api.local_addr()?);
     println!("shop ready: POST {order_url}/api/orders");
     println!("  order-api      {order_url}");
+    println!("  console        {order_url}/console");
     println!("  payment-svc    http://{}", payment.local_addr()?);
     println!("  inventory-svc  http://{}", inventory.local_addr()?);
     println!("  psp-sim        {psp_url}");

@@ -75,6 +75,20 @@ async fn operators_get_in_customers_do_not_and_sessions_end_at_sign_out() -> Res
         page.headers().get(LOCATION).and_then(|l| l.to_str().ok()),
         Some("/console/login?next=/console%3Fstatus%3Dopen")
     );
+    // A browser opening an order's page cannot send a key: it is sent to the console's copy.
+    let timeline_page = http
+        .get(shop.url(&format!("/orders/{order_id}")))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await?;
+    assert_eq!(timeline_page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        timeline_page
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok()),
+        Some(format!("/console/orders/{order_id}").as_str())
+    );
     let summary = http.get(shop.url("/console/api/summary")).send().await?;
     problem(summary, StatusCode::UNAUTHORIZED, "unauthorized").await?;
     // A customer's key: 403, named.

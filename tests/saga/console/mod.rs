@@ -3,6 +3,7 @@
 
 mod access;
 mod browser;
+mod callbacks;
 
 use anyhow::Result;
 
