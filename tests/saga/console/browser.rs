@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use serde_json::Value;
 
-use saga_tests::{Browser, Page, SameSite};
+use saga_tests::{Browser, Key, Page, SameSite};
 use saga_tests::{KafkaTool, OtlpReceiver, ServiceKind, Stack, Status, is_event};
 
 use super::{ALICE, OPERATOR, Shop};
@@ -87,9 +87,10 @@ async fn an_operator_signs_in_and_follows_every_saga_in_a_browser() -> Result<()
         PATIENCE,
     )
     .await?;
-    // The operator's key opens the console, as a cookie scripts cannot read.
+    // The operator's key opens the console (typed and sent with the keyboard alone), as a
+    // cookie scripts cannot read.
     page.fill("#key", OPERATOR).await?;
-    page.click("#login button[type=submit]").await?;
+    page.press_key(Key::Enter).await?;
     page.wait_for("document.body.dataset.page === 'sagas'", PATIENCE)
         .await?;
     let session = page
