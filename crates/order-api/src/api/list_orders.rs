@@ -59,18 +59,7 @@ impl TryFrom<ListParams> for Listing {
                 })
             })
             .transpose()?;
-        let limit = match params.limit {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse()
-                .ok()
-                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                .ok_or_else(|| {
-                    ApiError::BadQuery(format!(
-                        "limit {text:?} is not a whole number from 1 to {MAX_LIMIT}."
-                    ))
-                })?,
-        };
+        let limit = parse_limit(params.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
         let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
         Ok(Self {
             status,
@@ -178,6 +167,22 @@ fn next_link(listing: &Listing, cursor: &str) -> String {
 }
 
 /// The cursor of a page that starts after `key`.
+/// A page's `limit`: `default` when not given, else a whole number from 1 to `max`.
+pub(crate) fn parse_limit(text: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match text {
+        None | Some("") => Ok(default),
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|limit| (1..=max).contains(limit))
+            .ok_or_else(|| {
+                ApiError::BadQuery(format!(
+                    "limit {text:?} is not a whole number from 1 to {max}."
+                ))
+            }),
+    }
+}
+
 pub(crate) fn encode_cursor(key: OrderKey) -> String {
     let text = format!(
         "{} {}",

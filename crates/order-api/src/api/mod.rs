@@ -1,7 +1,7 @@
 //! The HTTP API: one module per route, and [`router`], the table of every route the service
 //! answers.
 
-mod admin;
+pub(crate) mod admin;
 mod create_order;
 mod deliveries;
 pub(crate) mod get_order;

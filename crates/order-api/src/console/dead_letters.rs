@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use dead_letters::{DeadLetter, Replayer, Tail};
 
 use super::auth::Operator;
+use crate::api::admin::retry_delivery::{self, RetryAnswer};
 use crate::api::{ApiError, AppState};
-use crate::webhooks::{self, FailedDelivery, Retried};
+use crate::webhooks::{self, FailedDelivery};
 
 /// The most failed callbacks a page lists.
 const FAILED_SHOWN: i64 = 200;
@@ -293,12 +294,9 @@ async fn replay_one(
     letter: &DeadLetter,
 ) -> Result<String, String> {
     let to = if let Some(delivery) = letter.delivery_id().map(str::to_owned) {
-        let retried = requeue(state, delivery.clone())
+        retry_delivery::retry(state, delivery.clone())
             .await
-            .map_err(|error| error.to_string())?;
-        if retried.status().is_none() {
-            return Err(format!("no callback delivery {delivery} exists"));
-        }
+            .map_err(|error| format!("callback delivery {delivery}: {error}"))?;
         format!("callback delivery {delivery}")
     } else {
         desk.replayer
@@ -314,35 +312,16 @@ async fn replay_one(
     Ok(to)
 }
 
-async fn requeue(state: &AppState, delivery: String) -> Result<Retried, ApiError> {
-    Ok(state
-        .db
-        .transaction(move |tx| webhooks::retry(tx, &delivery))
-        .await?)
-}
-
-/// The answer of `POST /console/api/callbacks/{id}/resend`.
-#[derive(Debug, Serialize)]
-pub(crate) struct Resent {
-    id: String,
-    /// `pending` (to be sent again) or `delivered`.
-    status: &'static str,
-    /// Whether this request moved it from `failed` back to `pending`.
-    requeued: bool,
-}
-
 /// `POST /console/api/callbacks/{id}/resend`: sends a failed callback again; its copy in
 /// `orders.dlq`, if the tail has it, is marked replayed too.
 pub(crate) async fn resend(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
     Path(delivery_id): Path<String>,
-) -> Result<Json<Resent>, ApiError> {
-    let retried = requeue(&state, delivery_id.clone()).await?;
-    let status = retried.status().ok_or(ApiError::DeliveryNotFound)?;
-    let requeued = retried == Retried::Requeued;
-    tracing::info!(operator = %operator.name, delivery = %delivery_id, requeued,
-        "Failed callback re-sent from the console.");
+) -> Result<Json<RetryAnswer>, ApiError> {
+    let answer = retry_delivery::retry(&state, delivery_id.clone()).await?;
+    tracing::info!(operator = %operator.name, delivery = %delivery_id,
+        requeued = answer.requeued, "Failed callback re-sent from the console.");
     if let Some(desk) = &state.console.dead_letters {
         for copy in desk
             .tail
@@ -359,9 +338,5 @@ pub(crate) async fn resend(
             }
         }
     }
-    Ok(Json(Resent {
-        id: delivery_id,
-        status,
-        requeued,
-    }))
+    Ok(Json(answer))
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use events::{CancellationReason, OrderId};
 
-use crate::api::list_orders::{decode_cursor, encode_cursor};
+use crate::api::list_orders::{decode_cursor, encode_cursor, parse_limit};
 use crate::api::timeline::{self, TimelineView};
 use crate::api::{ApiError, AppState};
 use crate::saga::OrderStatus;
@@ -105,18 +105,7 @@ impl Filters {
             older_than = Some(older_than.map_or(stuck_after, |age| age.max(stuck_after)));
         }
         let newer_than = seconds("newer_than", self.newer_than.as_deref())?;
-        let limit = match self.limit.as_deref() {
-            None | Some("") => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse()
-                .ok()
-                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                .ok_or_else(|| {
-                    ApiError::BadQuery(format!(
-                        "limit {text:?} is not a whole number from 1 to {MAX_LIMIT}."
-                    ))
-                })?,
-        };
+        let limit = parse_limit(self.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
         Ok(Checked {
             status,
             open_only: open_only || stuck,

@@ -6,7 +6,7 @@
 //! unset they answer `404`, as if they did not exist, so a shop that has no operator token
 //! shows no operator surface.
 
-pub(super) mod retry_delivery;
+pub(crate) mod retry_delivery;
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};

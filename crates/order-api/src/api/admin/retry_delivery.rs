@@ -19,13 +19,18 @@ pub(crate) struct RetryAnswer {
     /// `pending` (to be sent again, or still being tried) or `delivered`.
     status: &'static str,
     /// `true` if this request moved the delivery from `failed` back to `pending`.
-    requeued: bool,
+    pub(crate) requeued: bool,
 }
 
 pub(crate) async fn handle(
     State(state): State<AppState>,
     Path(delivery_id): Path<String>,
 ) -> Result<Json<RetryAnswer>, ApiError> {
+    Ok(Json(retry(&state, delivery_id).await?))
+}
+
+/// Sends the delivery `delivery_id` again if it failed for good (also the console's re-send).
+pub(crate) async fn retry(state: &AppState, delivery_id: String) -> Result<RetryAnswer, ApiError> {
     let id = delivery_id.clone();
     let retried = state
         .db
@@ -36,9 +41,9 @@ pub(crate) async fn handle(
     if requeued {
         tracing::info!(delivery = %delivery_id, "Failed webhook requeued by an operator.");
     }
-    Ok(Json(RetryAnswer {
+    Ok(RetryAnswer {
         id: delivery_id,
         status,
         requeued,
-    }))
+    })
 }
