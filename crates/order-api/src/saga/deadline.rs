@@ -107,7 +107,10 @@ pub async fn reap_once(db: &Db, updates: &StatusFeed) -> Result<usize> {
 /// Cancels the order if it is still open (a reply may have ended it since it was selected, here
 /// or on another replica).
 fn time_out(tx: &Conn<'_>, order_id: OrderId) -> Result<Option<HistoryEntry>> {
-    let Some((status, last_seq)) = store::status_for_update(tx, order_id)? else {
+    let Some(store::Locked {
+        status, last_seq, ..
+    }) = store::status_for_update(tx, order_id)?
+    else {
         return Ok(None);
     };
     if status.is_terminal() {

@@ -11,6 +11,7 @@
 pub mod deadline;
 mod state;
 
+use chrono::{DateTime, Utc};
 use events::{Envelope, Event, EventKind, OrderCancelled, OrderConfirmed};
 use platform::Db;
 use platform::inbox;
@@ -53,11 +54,15 @@ pub const HANDLES: &[EventKind] = &[
 
 impl EventHandler for Coordinator {
     async fn handle(&self, envelope: Envelope, info: &MessageInfo) -> Result<(), HandlerError> {
-        let entries = inbox::apply_once(&self.db, envelope, info, apply)
-            .await?
-            .unwrap_or_default();
+        let Some(Applied {
+            entries,
+            accepted_at,
+        }) = inbox::apply_once(&self.db, envelope, info, apply).await?
+        else {
+            return Ok(());
+        };
         if let Some(end) = entries.iter().find(|entry| entry.status.is_terminal()) {
-            self.record_saga_end(end).await;
+            record_saga_end(accepted_at, end);
         }
         let statuses: Vec<&'static str> =
             entries.iter().map(|entry| entry.status.as_str()).collect();
@@ -75,30 +80,27 @@ impl EventHandler for Coordinator {
     }
 }
 
-impl Coordinator {
-    /// Observes how long the saga took, by outcome (`confirmed` or the cancellation reason).
-    async fn record_saga_end(&self, end: &HistoryEntry) {
-        let order_id = end.order_id;
-        let started = self
-            .db
-            .read(move |conn| store::history_after(conn, order_id, 0))
-            .await
-            .ok()
-            .and_then(|history| history.first().map(|first| first.at));
-        let Some(started) = started else {
-            return;
-        };
-        let outcome = match end.reason {
-            Some(reason) => reason.as_str(),
-            None => end.status.as_str(),
-        };
-        let seconds = (end.at - started)
-            .to_std()
-            .unwrap_or_default()
-            .as_secs_f64();
-        metrics::histogram!(SAGA_DURATION, "status" => end.status.as_str(), "outcome" => outcome)
-            .record(seconds);
-    }
+/// What applying a reply did.
+#[derive(Debug)]
+struct Applied {
+    /// The history entries it added (none for a reply that changes nothing).
+    entries: Vec<HistoryEntry>,
+    /// When the order was accepted, read with its status: the start of the saga's duration.
+    accepted_at: DateTime<Utc>,
+}
+
+/// Observes how long the saga took, by outcome (`confirmed` or the cancellation reason).
+fn record_saga_end(accepted_at: DateTime<Utc>, end: &HistoryEntry) {
+    let outcome = match end.reason {
+        Some(reason) => reason.as_str(),
+        None => end.status.as_str(),
+    };
+    let seconds = (end.at - accepted_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64();
+    metrics::histogram!(SAGA_DURATION, "status" => end.status.as_str(), "outcome" => outcome)
+        .record(seconds);
 }
 
 /// Saga duration from acceptance to the terminal status {status, outcome}.
@@ -110,9 +112,14 @@ pub const SAGA_DURATION: &str = "saga_duration_seconds";
 /// same order handled at the same moment by another replica (the other topic's partition, or a
 /// partition being handed over) or the deadline reaper waits for this transaction, then decides
 /// on the status it leaves.
-fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Vec<HistoryEntry>, HandlerError> {
+fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Applied, HandlerError> {
     let order_id = envelope.event.order_id();
-    let Some((current, last_seq)) = store::status_for_update(tx, order_id)? else {
+    let Some(store::Locked {
+        status: current,
+        last_seq,
+        accepted_at,
+    }) = store::status_for_update(tx, order_id)?
+    else {
         // A reply for an order this service never accepted contradicts the contract.
         return Err(HandlerError::Permanent(anyhow::anyhow!(
             "unknown order {order_id}"
@@ -126,15 +133,19 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Vec<HistoryEntry>, Handle
         .as_deref()
         .and_then(store::timeline::trace_id_of);
     store::timeline::record(tx, envelope, trace_id)?;
+    let unchanged = Applied {
+        entries: Vec::new(),
+        accepted_at,
+    };
     let steps = match decide(current, &envelope.event) {
         Decision::Advance(steps) => steps,
         Decision::Wait => {
             tracing::info!(status = %current, "Waiting for compensation to finish.");
-            return Ok(Vec::new());
+            return Ok(unchanged);
         }
         Decision::Ignore(why) => {
             tracing::info!(status = %current, why, "Event does not change the order.");
-            return Ok(Vec::new());
+            return Ok(unchanged);
         }
     };
     let now = tx.now();
@@ -186,5 +197,8 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Vec<HistoryEntry>, Handle
             store::timeline::record(tx, &ending, platform::telemetry::current_trace_id())?;
         }
     }
-    Ok(entries)
+    Ok(Applied {
+        entries,
+        accepted_at,
+    })
 }

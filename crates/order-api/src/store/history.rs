@@ -44,24 +44,35 @@ impl HistoryEntry {
     }
 }
 
-/// The order's status and latest history sequence number, if the order exists, for a
-/// transaction that is about to move it.
+/// What a transaction that is about to move an order reads of it first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Locked {
+    /// Where the order stands.
+    pub(crate) status: OrderStatus,
+    /// The latest history sequence number: the next entry is `last_seq + 1`.
+    pub(crate) last_seq: i64,
+    /// When it was accepted (its first history entry's time): from the same row, so that a
+    /// transition that ends the saga can tell its duration without reading the history again.
+    pub(crate) accepted_at: DateTime<Utc>,
+}
+
+/// The order's status, latest history sequence number and acceptance time, if the order
+/// exists, for a transaction that is about to move it.
 ///
 /// On Postgres the order's row stays locked until the transaction ends: another replica's
 /// transition of the same order waits, then reads the status this one leaves. The sequence
 /// number is read by a second statement on purpose: at `READ COMMITTED` a statement that waited
 /// for a row lock sees the new version of the locked row, but the rest of that statement still
 /// reads from its older snapshot, which may lack the history the other transaction added.
-pub(crate) fn status_for_update(
-    tx: &Conn<'_>,
-    order_id: OrderId,
-) -> Result<Option<(OrderStatus, i64)>> {
+pub(crate) fn status_for_update(tx: &Conn<'_>, order_id: OrderId) -> Result<Option<Locked>> {
     let sql = match tx.dialect() {
-        Dialect::Sqlite => "SELECT status FROM orders WHERE order_id = ?1",
-        Dialect::Postgres => "SELECT status FROM orders WHERE order_id = ?1 FOR UPDATE",
+        Dialect::Sqlite => "SELECT status, created_at FROM orders WHERE order_id = ?1",
+        Dialect::Postgres => "SELECT status, created_at FROM orders WHERE order_id = ?1 FOR UPDATE",
     };
-    let Some(status) = tx
-        .query_row(sql, params![order_id], |row| row.get::<OrderStatus>(0))
+    let Some((status, accepted_at)) = tx
+        .query_row(sql, params![order_id], |row| {
+            Ok((row.get::<OrderStatus>(0)?, row.get::<DateTime<Utc>>(1)?))
+        })
         .optional()?
     else {
         return Ok(None);
@@ -71,7 +82,11 @@ pub(crate) fn status_for_update(
         params![order_id],
         |row| row.get::<i64>(0),
     )?;
-    Ok(Some((status, last_seq)))
+    Ok(Some(Locked {
+        status,
+        last_seq,
+        accepted_at,
+    }))
 }
 
 /// Moves the order from `from` to `entry.status` and appends `entry` to its history; `false`

@@ -34,7 +34,7 @@ pub(crate) mod timeline;
 
 pub use history::HistoryEntry;
 pub(crate) use history::{
-    HISTORY_CHANNEL, entry_for, history_after, record_transition, status_for_update,
+    HISTORY_CHANNEL, Locked, entry_for, history_after, record_transition, status_for_update,
 };
 pub(crate) use listing::{
     CONSOLE_MIGRATION, MIGRATION as LISTING_MIGRATION, OrderKey, OrderSummary, Page, list_orders,

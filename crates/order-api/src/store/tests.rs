@@ -11,8 +11,9 @@ fn a_transition_changes_only_the_status_it_was_decided_on() -> Result<()> {
     let conn = db.conn();
     let order_id = OrderId::new();
     new_order(&conn, order_id)?;
+    let locked = status_for_update(&conn, order_id)?;
     assert_eq!(
-        status_for_update(&conn, order_id)?,
+        locked.map(|locked| (locked.status, locked.last_seq)),
         Some((OrderStatus::Pending, 1))
     );
     let processing = step(order_id, 2, OrderStatus::PaymentProcessing);
@@ -20,12 +21,15 @@ fn a_transition_changes_only_the_status_it_was_decided_on() -> Result<()> {
     // Decided on `pending`, which the order has left: nothing is written.
     let late = step(order_id, 3, OrderStatus::Cancelled);
     assert!(!record_transition(&conn, OrderStatus::Pending, &late)?);
+    let locked = status_for_update(&conn, order_id)?;
     assert_eq!(
-        status_for_update(&conn, order_id)?,
+        locked.map(|locked| (locked.status, locked.last_seq)),
         Some((OrderStatus::PaymentProcessing, 2))
     );
     let history = history_after(&conn, order_id, 0)?;
     assert_eq!(history.len(), 2);
+    // The acceptance time is the first entry's, as the saga's duration counts from it.
+    assert_eq!(locked.map(|locked| locked.accepted_at), Some(history[0].at));
     // Two entries with one number: the key refuses the second.
     let twin = step(order_id, 2, OrderStatus::PaymentConfirmed);
     let refused = record_transition(&conn, OrderStatus::PaymentProcessing, &twin);
@@ -81,7 +85,12 @@ async fn concurrent_transitions_of_one_order_take_turns() {
         let db = db.clone();
         tokio::spawn(async move {
             db.transaction(move |tx| {
-                let Some((status, seq)) = status_for_update(tx, order_id)? else {
+                let Some(Locked {
+                    status,
+                    last_seq: seq,
+                    ..
+                }) = status_for_update(tx, order_id)?
+                else {
                     return Ok(None);
                 };
                 // Holds the order while the other replica's transaction arrives, so that it has

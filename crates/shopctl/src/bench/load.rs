@@ -71,17 +71,24 @@ pub(crate) struct Measured {
 /// Pause after a failed order in the closed loop, so that a refusing server is not hammered.
 const BACKOFF_AFTER_ERROR: Duration = Duration::from_millis(20);
 
-/// Runs `plan` against `client`; `label` names the run on the progress bar.
+impl Plan {
+    /// The measured window of a run that starts (its warm-up) at `start`.
+    pub(crate) fn window(&self, start: Instant) -> (Instant, Instant) {
+        let measure_from = start + self.warmup;
+        (measure_from, measure_from + self.duration)
+    }
+}
+
+/// Runs `plan` against `client`, starting at `start`; `label` names the run on the progress bar.
 pub(crate) async fn run(
     client: Arc<Client>,
     mixes: Arc<Mixes>,
     plan: Plan,
+    start: Instant,
     show_progress: bool,
     label: &str,
 ) -> Result<Measured> {
-    let start = Instant::now();
-    let measure_from = start + plan.warmup;
-    let until = measure_from + plan.duration;
+    let (measure_from, until) = plan.window(start);
     let recorder = Arc::new(Recorder::new((measure_from, until))?);
     let progress = Progress::start(show_progress, label, plan, start, Arc::clone(&recorder));
     match plan.shape {

@@ -12,6 +12,7 @@
 mod args;
 mod baseline;
 mod client;
+mod cpu;
 mod load;
 mod mix;
 mod report;
@@ -21,7 +22,7 @@ mod target;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use psp_contract::{LATENCY_PATH, Latency};
@@ -31,6 +32,7 @@ pub use client::Observe;
 pub use mix::Mix;
 
 use client::Client;
+use cpu::CpuWindow;
 use load::{Plan, Shape};
 use mix::Mixes;
 use report::{BenchReport, Body, Coupling, Machine, RunReport};
@@ -71,6 +73,15 @@ impl Target {
         match self {
             Target::Embedded(stack) => Some(stack.pid),
             Target::External { pid, .. } => *pid,
+        }
+    }
+
+    /// The shop's process, if the bench started it: then all its threads are the shop's, and
+    /// its CPU time is the shop's.
+    fn own_pid(&self) -> Option<u32> {
+        match self {
+            Target::Embedded(stack) => Some(stack.pid),
+            Target::External { .. } => None,
         }
     }
 
@@ -249,10 +260,30 @@ async fn one_run(
         None => None,
     };
     let sampler = target.pid().map(RssSampler::start);
-    let measured = load::run(Arc::clone(client), Arc::clone(mixes), plan, show, label).await?;
+    let start = Instant::now();
+    let (from, until) = plan.window(start);
+    let cpu = target
+        .own_pid()
+        .map(|pid| CpuWindow::start(pid, from, until));
+    let measured = load::run(
+        Arc::clone(client),
+        Arc::clone(mixes),
+        plan,
+        start,
+        show,
+        label,
+    )
+    .await?;
     let rss_mib = sampler.map(RssSampler::finish);
     let tally = measured.tally;
     let window = plan.duration.as_secs_f64().max(f64::EPSILON);
+    let cpu = match cpu {
+        Some(cpu) => cpu.finish().await,
+        None => None,
+    };
+    let (shop_cpu_ms_per_saga, shop_cpu_ms_per_saga_by_thread) = cpu
+        .and_then(|spent| spent.per_saga(tally.ended_in_window))
+        .unzip();
     let completed = tally.completed();
     let weights = |mix: &Mix| {
         mix.weights()
@@ -291,6 +322,8 @@ async fn one_run(
         stream_resumes: tally.stream_resumes,
         poll_fallbacks: tally.poll_fallbacks,
         rss_mib,
+        shop_cpu_ms_per_saga,
+        shop_cpu_ms_per_saga_by_thread,
         messages_per_order: baseline::MESSAGES_PER_CONFIRMED_SAGA,
         saga_share_of_broker_limit: None,
     })

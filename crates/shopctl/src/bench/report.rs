@@ -125,6 +125,13 @@ pub(crate) struct RunReport {
     pub(crate) poll_fallbacks: u64,
     /// Resident memory of the shop's process, where it is known.
     pub(crate) rss_mib: Option<Rss>,
+    /// The shop's CPU time (user + system, all its threads) within the measured window, per
+    /// saga that ended in it, in ms; `null` for a shop the bench did not start (`--url`).
+    pub(crate) shop_cpu_ms_per_saga: Option<f64>,
+    /// The same by component, its threads grouped by name: `tokio_workers`, `db_writers`,
+    /// `db_readers`, `db_checkpoints`, `kafka_clients`, `embedded_broker`, `main`, and any other
+    /// name less its trailing digits; threads that exited within the window count in the total only.
+    pub(crate) shop_cpu_ms_per_saga_by_thread: Option<BTreeMap<String, f64>>,
     /// Kafka messages of one confirmed saga.
     pub(crate) messages_per_order: u32,
     /// `messages_per_order × completed_sagas_per_s ÷ baseline_broker.messages_per_s`, with
@@ -264,6 +271,19 @@ fn summarise_run(out: &mut String, run: &RunReport) {
             show(rss.max)
         );
     }
+    if let Some(cpu) = run.shop_cpu_ms_per_saga {
+        let parts: Vec<String> = run
+            .shop_cpu_ms_per_saga_by_thread
+            .iter()
+            .flatten()
+            .map(|(group, ms)| format!("{group} {ms:.3}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "shop CPU per saga (ms): {cpu:.3} ({})",
+            parts.join(", ")
+        );
+    }
     if let Some(share) = run.saga_share_of_broker_limit {
         let _ = writeln!(
             out,
@@ -311,6 +331,11 @@ mod tests {
                 end: Some(90.0),
                 max: Some(91.0),
             }),
+            shop_cpu_ms_per_saga: Some(1.5),
+            shop_cpu_ms_per_saga_by_thread: Some(BTreeMap::from([
+                ("tokio_workers".into(), 0.7),
+                ("db_writers".into(), 0.5),
+            ])),
             messages_per_order: 5,
             saga_share_of_broker_limit: Some(0.01),
         }
@@ -351,6 +376,8 @@ mod tests {
             "stream_resumes",
             "poll_fallbacks",
             "rss_mib",
+            "shop_cpu_ms_per_saga",
+            "shop_cpu_ms_per_saga_by_thread",
             "baseline_broker",
             "saga_share_of_broker_limit",
         ] {
@@ -394,5 +421,7 @@ mod tests {
         let text = report(Body::Single(Box::new(run(2.0)))).summary();
         assert!(text.contains("closed loop, 32 clients"), "{text}");
         assert!(text.contains("confirmed 100"), "{text}");
+        assert!(text.contains("shop CPU per saga (ms): 1.500"), "{text}");
+        assert!(text.contains("tokio_workers 0.700"), "{text}");
     }
 }

@@ -1,0 +1,307 @@
+//! The shop's CPU time over the measured window, in all and by thread, from `/proc`.
+//!
+//! Only for a shop the bench started itself: its process is a child whose threads are all the
+//! shop's (a shop given by `--url` may share its process with anything). The kernel counts each
+//! thread's user and system time in clock ticks (`utime` and `stime` in `/proc/<pid>/stat` and
+//! `/proc/<pid>/task/<tid>/stat`); two readings, at the start and the end of the window, give
+//! what the window cost. Threads are grouped by name (`comm`) into the shop's components, so
+//! that a change shows where it saved.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// A thread's or process's name and CPU time so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stat {
+    /// `comm`: the name, at most 15 bytes, which may hold spaces and parentheses.
+    pub(crate) name: String,
+    /// `utime + stime`, in clock ticks.
+    pub(crate) ticks: u64,
+}
+
+/// Parses a `stat` line: `pid (comm) state ppid … utime stime …`.
+///
+/// `comm` is whatever the program named the thread, `)` and spaces included, so the fields are
+/// counted from the *last* `)`; `utime` and `stime` are fields 14 and 15 of the line, the 12th
+/// and 13th after `comm`.
+pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let name = line.get(open + 1..close)?.to_owned();
+    let mut after = line.get(close + 1..)?.split_ascii_whitespace().skip(11);
+    let utime: u64 = after.next()?.parse().ok()?;
+    let stime: u64 = after.next()?.parse().ok()?;
+    Some(Stat {
+        name,
+        ticks: utime + stime,
+    })
+}
+
+/// The component a thread belongs to, from its name.
+///
+/// The names are the shop's own (`tokio-rt-worker`, `db-write-0`, `db-read-0`,
+/// `db-checkpoint`, `metrics-upkeep`), librdkafka's (`rdk:main`, `rdk:broker1`, and
+/// `rdk:broker-1` for a client's internal broker thread), rdkafka's producer poller (`producer
+/// polling`, cut to 15 bytes) and the embedded broker's (`rdk:mock`). A name the list does not
+/// know is its own group, less trailing digits, so that a new kind of thread still shows up.
+pub(crate) fn component(name: &str) -> String {
+    let known = if name.starts_with("tokio-") {
+        "tokio_workers"
+    } else if name.starts_with("db-write") {
+        "db_writers"
+    } else if name.starts_with("db-read") {
+        "db_readers"
+    } else if name.starts_with("db-checkpoint") {
+        "db_checkpoints"
+    } else if name == "rdk:mock" {
+        "embedded_broker"
+    } else if name.starts_with("rdk:") || name.starts_with("producer poll") {
+        "kafka_clients"
+    } else {
+        ""
+    };
+    if known.is_empty() {
+        name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned()
+    } else {
+        known.to_owned()
+    }
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+fn ticks_per_s() -> f64 {
+    rustix::param::clock_ticks_per_second() as f64
+}
+
+/// One reading of a process: its whole CPU time, and each live thread's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reading {
+    /// The process id, which is also its main thread's id.
+    pid: u32,
+    /// The process's `utime + stime`: its live threads' and those that have exited.
+    process: u64,
+    /// Each thread's name and ticks, by thread id.
+    threads: BTreeMap<u32, Stat>,
+}
+
+impl Reading {
+    /// Reads `/proc/<pid>/stat` and every `/proc/<pid>/task/*/stat`; `None` where `/proc` has
+    /// no such process (not Linux, or it is gone).
+    pub(crate) fn of(pid: u32) -> Option<Self> {
+        let process = parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+        let mut threads = BTreeMap::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let Ok(task) = task else { continue };
+            let Some(tid) = task.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            // A thread may exit between the listing and the read: skip it.
+            if let Some(stat) = std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|line| parse_stat(&line))
+            {
+                threads.insert(tid, stat);
+            }
+        }
+        Some(Self {
+            pid,
+            process: process.ticks,
+            threads,
+        })
+    }
+}
+
+/// CPU time spent between two readings, in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Spent {
+    /// The whole process.
+    pub(crate) total_ms: f64,
+    /// By [`component`], the main thread as `main`: the threads alive at the end (a thread that exited within the window
+    /// counts in `total_ms` only).
+    pub(crate) by_component: BTreeMap<String, f64>,
+}
+
+impl Spent {
+    /// From `start` to `end`, with `ticks_per_s` clock ticks a second.
+    pub(crate) fn between(start: &Reading, end: &Reading, ticks_per_s: f64) -> Self {
+        let ms = |ticks: u64| ticks as f64 * 1000.0 / ticks_per_s;
+        let mut by_component = BTreeMap::new();
+        for (tid, stat) in &end.threads {
+            // A thread id reused by a newer thread has a different name; count it from zero.
+            let before = start
+                .threads
+                .get(tid)
+                .filter(|then| then.name == stat.name)
+                .map_or(0, |then| then.ticks);
+            // The main thread bears the executable's name, whatever that is.
+            let group = if *tid == end.pid {
+                "main".to_owned()
+            } else {
+                component(&stat.name)
+            };
+            *by_component.entry(group).or_insert(0.0) += ms(stat.ticks.saturating_sub(before));
+        }
+        Self {
+            total_ms: ms(end.process.saturating_sub(start.process)),
+            by_component,
+        }
+    }
+
+    /// Per saga, rounded to µs; `None` without sagas.
+    pub(crate) fn per_saga(&self, sagas: u64) -> Option<(f64, BTreeMap<String, f64>)> {
+        let per = |ms: f64| (ms / sagas as f64 * 1000.0).round() / 1000.0;
+        (sagas > 0).then(|| {
+            let by = self
+                .by_component
+                .iter()
+                .map(|(name, ms)| (name.clone(), per(*ms)))
+                .collect();
+            (per(self.total_ms), by)
+        })
+    }
+}
+
+/// Reads a process at two instants in the background: the start and the end of the window.
+#[derive(Debug)]
+pub(crate) struct CpuWindow {
+    /// The readings, taken at the two instants.
+    task: tokio::task::JoinHandle<Option<(Reading, Reading)>>,
+}
+
+impl CpuWindow {
+    /// Reads `pid` at `from` and at `until`.
+    pub(crate) fn start(pid: u32, from: Instant, until: Instant) -> Self {
+        let task = tokio::spawn(async move {
+            tokio::time::sleep_until(from.into()).await;
+            let start = Reading::of(pid)?;
+            tokio::time::sleep_until(until.into()).await;
+            Some((start, Reading::of(pid)?))
+        });
+        Self { task }
+    }
+
+    /// What the window cost; `None` where a reading failed.
+    pub(crate) async fn finish(self) -> Option<Spent> {
+        let (start, end) = self.task.await.ok()??;
+        Some(Spent::between(&start, &end, ticks_per_s()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real line of `/proc/<pid>/task/<tid>/stat`, its name given.
+    fn line(name: &str, utime: u64, stime: u64) -> String {
+        format!(
+            "4242 ({name}) S 1 4242 4242 0 -1 4194368 1520 0 0 0 {utime} {stime} 0 0 20 0 \
+             19 0 123456 2000000000 9000 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 \
+             0 0 0 0 0"
+        )
+    }
+
+    #[test]
+    fn reads_utime_and_stime() {
+        let stat = parse_stat(&line("tokio-rt-worker", 150, 25));
+        assert_eq!(
+            stat,
+            Some(Stat {
+                name: "tokio-rt-worker".into(),
+                ticks: 175
+            })
+        );
+    }
+
+    #[test]
+    fn a_name_with_spaces_and_parentheses_is_read_to_its_last_parenthesis() {
+        let stat = parse_stat(&line("a) (b) 1 2 3", 7, 3));
+        assert_eq!(
+            stat,
+            Some(Stat {
+                name: "a) (b) 1 2 3".into(),
+                ticks: 10
+            })
+        );
+    }
+
+    #[test]
+    fn a_cut_line_is_not_a_stat() {
+        assert_eq!(parse_stat("4242 (db-write-0) S 1 4242"), None);
+        assert_eq!(parse_stat("no parentheses 1 2 3"), None);
+    }
+
+    #[test]
+    fn threads_fall_into_components_by_name() {
+        for (name, group) in [
+            ("tokio-rt-worker", "tokio_workers"),
+            ("db-write-0", "db_writers"),
+            ("db-read-1", "db_readers"),
+            ("db-checkpoint", "db_checkpoints"),
+            ("rdk:mock", "embedded_broker"),
+            ("rdk:broker1", "kafka_clients"),
+            ("rdk:broker-1", "kafka_clients"),
+            ("rdk:main", "kafka_clients"),
+            ("producer pollin", "kafka_clients"),
+            ("metrics-upkeep", "metrics-upkeep"),
+            ("worker-12", "worker"),
+            ("shopctl", "shopctl"),
+        ] {
+            assert_eq!(component(name), group, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_window_counts_what_each_thread_spent_within_it() {
+        let stat = |name: &str, ticks| Stat {
+            name: name.into(),
+            ticks,
+        };
+        let start = Reading {
+            pid: 1,
+            process: 1_000,
+            threads: BTreeMap::from([
+                (1, stat("shopctl", 10)),
+                (2, stat("tokio-rt-worker", 200)),
+                (6, stat("tokio-rt-worker", 300)),
+                (3, stat("db-write-0", 100)),
+                (4, stat("rdk:main", 50)),
+            ]),
+        };
+        let end = Reading {
+            pid: 1,
+            process: 1_600,
+            threads: BTreeMap::from([
+                (1, stat("shopctl", 11)),
+                (2, stat("tokio-rt-worker", 250)),
+                (6, stat("tokio-rt-worker", 400)),
+                (3, stat("db-write-0", 300)),
+                // Thread 4 exited; its id went to a new thread, counted from zero.
+                (4, stat("db-read-0", 20)),
+                (5, stat("rdk:broker1", 30)),
+            ]),
+        };
+        let spent = Spent::between(&start, &end, 100.0);
+        assert_eq!(spent.total_ms, 6_000.0);
+        assert_eq!(
+            spent.by_component,
+            BTreeMap::from([
+                ("tokio_workers".into(), 1_500.0),
+                ("db_writers".into(), 2_000.0),
+                ("db_readers".into(), 200.0),
+                ("kafka_clients".into(), 300.0),
+                ("main".into(), 10.0),
+            ])
+        );
+        let (total, by) = spent.per_saga(3_000).unwrap_or_default();
+        assert_eq!(total, 2.0);
+        assert_eq!(by["db_writers"], 0.667);
+        assert_eq!(spent.per_saga(0), None);
+    }
+
+    #[test]
+    fn reads_its_own_process() {
+        let reading = Reading::of(std::process::id());
+        let reading = reading.expect("this process is in /proc");
+        assert!(!reading.threads.is_empty());
+    }
+}
