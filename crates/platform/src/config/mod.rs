@@ -226,8 +226,9 @@ pub struct Common {
 }
 
 impl Common {
-    /// The settings of `service`: its Kafka client id (and consumer group), and the
-    /// `KAFKA_CLIENT_*` properties among `variables` (a program passes its environment; see
+    /// The settings of `service`: its Kafka client id (and consumer group), its database
+    /// threads' names (see [`crate::db::thread_prefix`]), and the `KAFKA_CLIENT_*` properties
+    /// among `variables` (a program passes its environment; see
     /// [`KafkaConfig::with_client_variables`]).
     #[must_use]
     pub fn for_service(
@@ -236,6 +237,7 @@ impl Common {
         variables: impl IntoIterator<Item = (String, String)>,
     ) -> Self {
         service.clone_into(&mut self.kafka.client_id);
+        self.db.thread_prefix = crate::db::thread_prefix(service);
         self.kafka = self.kafka.with_client_variables(variables);
         self
     }

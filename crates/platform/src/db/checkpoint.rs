@@ -37,11 +37,12 @@ const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// [`RESTART_WAIT`] in this many rounds.
 const RESTART_BACKOFF: u32 = 50;
 
-/// Starts the checkpointing thread of the SQLite database at `target`, every `every` unless
-/// it is zero; it stops when the returned sender (held by every clone of the `Db`) is dropped.
+/// Starts the checkpointing thread `name` of the SQLite database at `target`, every `every`
+/// unless it is zero; it stops when the returned sender (held by every clone of the `Db`) is dropped.
 pub(super) fn start(
     target: &DbTarget,
     every: Duration,
+    name: String,
 ) -> Result<Option<Sender<()>>, PlatformError> {
     if every.is_zero() {
         return Ok(None);
@@ -54,7 +55,7 @@ pub(super) fn start(
     }
     let (stop, stopped) = mpsc::channel();
     std::thread::Builder::new()
-        .name("db-checkpoint".to_owned())
+        .name(name)
         .spawn(move || run(&conn, &stopped, every))?;
     Ok(Some(stop))
 }

@@ -12,12 +12,14 @@ mod checkpoint;
 mod deferred;
 pub mod lease;
 mod migrations;
+mod names;
 pub mod notify;
 mod reader;
 mod writer;
 
 pub use deferred::after_commit;
 pub use migrations::Migration;
+pub use names::thread_prefix;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
+use names::thread_name;
 use writer::{Job, Write};
 
 use crate::sql::{Access, Conn, Connection, DbTarget, Dialect, ErrorKind, SqlError};
@@ -90,6 +93,11 @@ pub struct DbSettings {
     #[arg(long = "lease-ttl-ms", env = "LEASE_TTL_MS", default_value = "5000",
           value_parser = crate::config::millis, value_name = "MS")]
     pub lease_ttl: Duration,
+    /// What the database threads' names start with (`order` names them `order-db-write`,
+    /// `order-db-read`, `order-db-ckpt`), so that `top -H`, `perf` and `shopctl bench` tell the
+    /// services apart when they share a process; set by the service (see [`thread_prefix`]).
+    #[arg(skip)]
+    pub thread_prefix: String,
 }
 
 impl Default for DbSettings {
@@ -100,6 +108,7 @@ impl Default for DbSettings {
             synchronous: None,
             checkpoint_interval: checkpoint::INTERVAL,
             lease_ttl: Duration::from_secs(5),
+            thread_prefix: String::new(),
         }
     }
 }
@@ -165,7 +174,7 @@ impl Db {
             // The first connection migrates; the others open once the schema exists.
             let migrations = pending.take();
             spawn(
-                &format!("db-write-{n}"),
+                &thread_name(&settings.thread_prefix, "write", n, writers),
                 target,
                 Access::ReadWrite,
                 &queue,
@@ -191,7 +200,7 @@ impl Db {
         let read_queue: writer::Queue = Arc::new(Mutex::new(read_queue));
         for n in 0..readers {
             spawn(
-                &format!("db-read-{n}"),
+                &thread_name(&settings.thread_prefix, "read", n, readers),
                 target,
                 Access::ReadOnly,
                 &read_queue,
@@ -202,7 +211,11 @@ impl Db {
             )?;
         }
         let checkpoints = match target.dialect() {
-            Dialect::Sqlite => checkpoint::start(target, settings.checkpoint_interval)?,
+            Dialect::Sqlite => checkpoint::start(
+                target,
+                settings.checkpoint_interval,
+                thread_name(&settings.thread_prefix, "ckpt", 0, 1),
+            )?,
             Dialect::Postgres => None,
         };
         Ok(Self {

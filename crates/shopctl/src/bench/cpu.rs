@@ -39,20 +39,19 @@ pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
 
 /// The component a thread belongs to, from its name.
 ///
-/// The names are the shop's own (`tokio-rt-worker`, `db-write-0`, `db-read-0`,
-/// `db-checkpoint`, `metrics-upkeep`), librdkafka's (`rdk:main`, `rdk:broker1`, and
+/// The names are the shop's own (`tokio-rt-worker`, `metrics-upkeep`, and each service's
+/// database threads: `order-db-write`, `pay-db-read`, `inv-db-ckpt`, …, see
+/// [`platform::db::thread_prefix`]), librdkafka's (`rdk:main`, `rdk:broker1`, and
 /// `rdk:broker-1` for a client's internal broker thread), rdkafka's producer poller (`producer
-/// polling`, cut to 15 bytes) and the embedded broker's (`rdk:mock`). A name the list does not
-/// know is its own group, less trailing digits, so that a new kind of thread still shows up.
+/// polling`, cut to 15 bytes) and the embedded broker's (`rdk:mock`). A database thread's group
+/// names its kind and its service (`db_writers:order-api`). A name the list does not know is
+/// its own group, less trailing digits, so that a new kind of thread still shows up.
 pub(crate) fn component(name: &str) -> String {
+    if let Some(group) = database_component(name) {
+        return group;
+    }
     let known = if name.starts_with("tokio-") {
         "tokio_workers"
-    } else if name.starts_with("db-write") {
-        "db_writers"
-    } else if name.starts_with("db-read") {
-        "db_readers"
-    } else if name.starts_with("db-checkpoint") {
-        "db_checkpoints"
     } else if name == "rdk:mock" {
         "embedded_broker"
     } else if name.starts_with("rdk:") || name.starts_with("producer poll") {
@@ -66,6 +65,31 @@ pub(crate) fn component(name: &str) -> String {
     } else {
         known.to_owned()
     }
+}
+
+/// The services whose database threads `shopctl up` runs.
+const SERVICES: [&str; 3] = [
+    order_api::Config::SERVICE,
+    payment_svc::Config::SERVICE,
+    inventory_svc::Config::SERVICE,
+];
+
+/// `db_writers:order-api` for `order-db-write` (or `order-db-write1`, one of several):
+/// `<prefix>-db-<kind>[n]`, the kind grouped, the prefix told back into its service's name
+/// (kept as it is for a prefix of no known service). `None` for any other thread.
+fn database_component(name: &str) -> Option<String> {
+    let (prefix, kind) = name.split_once("-db-")?;
+    let group = match kind.trim_end_matches(|c: char| c.is_ascii_digit()) {
+        "write" => "db_writers",
+        "read" => "db_readers",
+        "ckpt" => "db_checkpoints",
+        _ => return None,
+    };
+    let service = SERVICES
+        .into_iter()
+        .find(|service| platform::db::thread_prefix(service) == prefix)
+        .unwrap_or(prefix);
+    Some(format!("{group}:{service}"))
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
@@ -226,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_cut_line_is_not_a_stat() {
-        assert_eq!(parse_stat("4242 (db-write-0) S 1 4242"), None);
+        assert_eq!(parse_stat("4242 (order-db-write) S 1 4242"), None);
         assert_eq!(parse_stat("no parentheses 1 2 3"), None);
     }
 
@@ -234,9 +258,11 @@ mod tests {
     fn threads_fall_into_components_by_name() {
         for (name, group) in [
             ("tokio-rt-worker", "tokio_workers"),
-            ("db-write-0", "db_writers"),
-            ("db-read-1", "db_readers"),
-            ("db-checkpoint", "db_checkpoints"),
+            ("order-db-write", "db_writers:order-api"),
+            ("pay-db-read", "db_readers:payment-svc"),
+            ("inv-db-ckpt", "db_checkpoints:inventory-svc"),
+            ("order-db-write3", "db_writers:order-api"),
+            ("other-db-read1", "db_readers:other"),
             ("rdk:mock", "embedded_broker"),
             ("rdk:broker1", "kafka_clients"),
             ("rdk:broker-1", "kafka_clients"),
@@ -263,7 +289,7 @@ mod tests {
                 (1, stat("shopctl", 10)),
                 (2, stat("tokio-rt-worker", 200)),
                 (6, stat("tokio-rt-worker", 300)),
-                (3, stat("db-write-0", 100)),
+                (3, stat("order-db-write", 100)),
                 (4, stat("rdk:main", 50)),
             ]),
         };
@@ -274,9 +300,9 @@ mod tests {
                 (1, stat("shopctl", 11)),
                 (2, stat("tokio-rt-worker", 250)),
                 (6, stat("tokio-rt-worker", 400)),
-                (3, stat("db-write-0", 300)),
+                (3, stat("order-db-write", 300)),
                 // Thread 4 exited; its id went to a new thread, counted from zero.
-                (4, stat("db-read-0", 20)),
+                (4, stat("pay-db-read", 20)),
                 (5, stat("rdk:broker1", 30)),
             ]),
         };
@@ -286,15 +312,15 @@ mod tests {
             spent.by_component,
             BTreeMap::from([
                 ("tokio_workers".into(), 1_500.0),
-                ("db_writers".into(), 2_000.0),
-                ("db_readers".into(), 200.0),
+                ("db_writers:order-api".into(), 2_000.0),
+                ("db_readers:payment-svc".into(), 200.0),
                 ("kafka_clients".into(), 300.0),
                 ("main".into(), 10.0),
             ])
         );
         let (total, by) = spent.per_saga(3_000).unwrap_or_default();
         assert_eq!(total, 2.0);
-        assert_eq!(by["db_writers"], 0.667);
+        assert_eq!(by["db_writers:order-api"], 0.667);
         assert_eq!(spent.per_saga(0), None);
     }
 

@@ -128,9 +128,10 @@ pub(crate) struct RunReport {
     /// The shop's CPU time (user + system, all its threads) within the measured window, per
     /// saga that ended in it, in ms; `null` for a shop the bench did not start (`--url`).
     pub(crate) shop_cpu_ms_per_saga: Option<f64>,
-    /// The same by component, its threads grouped by name: `tokio_workers`, `db_writers`,
-    /// `db_readers`, `db_checkpoints`, `kafka_clients`, `embedded_broker`, `main`, and any other
-    /// name less its trailing digits; threads that exited within the window count in the total only.
+    /// The same by component, its threads grouped by name: `tokio_workers`, each service's
+    /// database threads (`db_writers:order-api`, `db_readers:…`, `db_checkpoints:…`),
+    /// `kafka_clients`, `embedded_broker`, `main`, and any other name less its trailing digits;
+    /// threads that exited within the window count in the total only.
     pub(crate) shop_cpu_ms_per_saga_by_thread: Option<BTreeMap<String, f64>>,
     /// Kafka messages of one confirmed saga.
     pub(crate) messages_per_order: u32,
@@ -334,7 +335,7 @@ mod tests {
             shop_cpu_ms_per_saga: Some(1.5),
             shop_cpu_ms_per_saga_by_thread: Some(BTreeMap::from([
                 ("tokio_workers".into(), 0.7),
-                ("db_writers".into(), 0.5),
+                ("db_writers:order-api".into(), 0.5),
             ])),
             messages_per_order: 5,
             saga_share_of_broker_limit: Some(0.01),
