@@ -2,14 +2,15 @@
 //! writer's: reads never wait behind a batch of writes (SQLite's WAL lets them run alongside;
 //! on Postgres it is simply another connection).
 
-use super::writer::{Job, Queue, next_job};
+use super::writer::{Job, Linger, Queue, next_job};
 use crate::sql::{Connection, ErrorKind, SqlError};
 
 /// The reader's loop: runs read jobs one after the other until every handle is gone.
 pub(super) fn run(conn: Connection, jobs: Queue) {
+    let mut linger = Linger::new();
     loop {
         let job = match jobs.lock() {
-            Ok(queue) => match next_job(&queue) {
+            Ok(queue) => match next_job(&queue, &mut linger) {
                 Ok(job) => job,
                 Err(_) => return,
             },
