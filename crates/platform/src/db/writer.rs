@@ -420,16 +420,16 @@ mod tests {
     fn a_job_already_queued_counts_as_close_and_a_late_one_as_far() {
         let (sender, queue) = mpsc::channel();
         let mut linger = Linger::new();
-        sender.send(call()).unwrap();
-        next_job(&queue, &mut linger).unwrap();
+        sender.send(call()).expect("the queue is open");
+        next_job(&queue, &mut linger).expect("the queued job");
         assert_eq!(linger.close, Linger::SCALE / 8);
 
         let late = std::thread::spawn(move || {
             std::thread::sleep(LINGER * 20);
-            sender.send(call()).unwrap();
+            sender.send(call()).expect("the queue is open");
         });
-        next_job(&queue, &mut linger).unwrap();
-        late.join().unwrap();
+        next_job(&queue, &mut linger).expect("the late job");
+        late.join().expect("the sender ends");
         assert!(linger.close < Linger::SCALE / 8, "{}", linger.close);
         assert!(
             next_job(&queue, &mut linger).is_err(),
