@@ -313,7 +313,13 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
             failed: 0,
         });
     }
-    let results = join_all(rows.iter().map(|row| producer.send(&row.message))).await;
+    // A round waits for every acknowledgement before the next, so a lone row may skip the
+    // producer's linger: there is nothing to batch it with, and the idle saga's every hop would
+    // wait the linger out (see docs/performance.md).
+    let results = match rows.as_slice() {
+        [row] => vec![producer.send_alone(&row.message).await],
+        rows => join_all(rows.iter().map(|row| producer.send(&row.message))).await,
+    };
     let mut delivered = Vec::with_capacity(rows.len());
     let mut failed = 0;
     let now = chrono::Utc::now();

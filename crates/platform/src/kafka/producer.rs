@@ -51,9 +51,15 @@ pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
 ///
 /// Idempotent and `acks=all`: a retry inside the client never duplicates or reorders a message
 /// within a partition.
+///
+/// It holds two clients when the configured linger is above zero: `inner` waits up to the linger
+/// to batch, `eager` sends at once. [`Self::send_alone`] uses the eager one for a message that
+/// has nothing to be batched with, so an idle shop does not pay the linger on every hop.
 #[derive(Clone)]
 pub struct EventProducer {
     inner: FutureProducer,
+    /// The same settings with `linger.ms=0`; `None` when the linger is already zero.
+    eager: Option<FutureProducer>,
     /// The client id: the service whose work its `send` spans are (see [`telemetry`]).
     service: Arc<str>,
     /// The broker its spans name (`server.address`, `server.port`).
@@ -69,20 +75,28 @@ impl std::fmt::Debug for EventProducer {
 impl EventProducer {
     /// Creates a producer for `config`.
     pub fn new(config: &KafkaConfig) -> Result<Self, PlatformError> {
-        let inner: FutureProducer = config
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", config.linger.as_millis().to_string())
-            // Nagle's algorithm holds small writes back for tens of milliseconds; each saga hop
-            // is a small write.
-            .set("socket.nagle.disable", "true")
-            // A message not acknowledged within this time fails; the outbox row stays and the
-            // relay sends it again, so giving up here loses nothing.
-            .set("message.timeout.ms", "30000")
-            .create()?;
+        let client = |linger: Duration| {
+            config
+                .client_config()
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", linger.as_millis().to_string())
+                // Nagle's algorithm holds small writes back for tens of milliseconds; each saga
+                // hop is a small write.
+                .set("socket.nagle.disable", "true")
+                // A message not acknowledged within this time fails; the outbox row stays and
+                // the relay sends it again, so giving up here loses nothing.
+                .set("message.timeout.ms", "30000")
+                .create::<FutureProducer>()
+        };
+        let eager = if config.linger.as_millis() > 0 {
+            Some(client(Duration::ZERO)?)
+        } else {
+            None
+        };
         Ok(Self {
-            inner,
+            inner: client(config.linger)?,
+            eager,
             service: config.client_id.as_str().into(),
             broker: Arc::new(Broker::of_bootstrap(&config.bootstrap_servers)),
         })
@@ -93,6 +107,16 @@ impl EventProducer {
         self.send_with_headers(message, OwnedHeaders::new()).await
     }
 
+    /// Sends a message that has nothing to be batched with and waits for the acknowledgement:
+    /// it goes out at once, without the linger.
+    ///
+    /// Only for a sender that waits for this acknowledgement before it sends anything else (as
+    /// the outbox relay does with its rounds): two clients keep no order between them.
+    pub async fn send_alone(&self, message: &OutgoingMessage) -> Result<(), KafkaError> {
+        let client = self.eager.as_ref().unwrap_or(&self.inner);
+        self.deliver(client, message, OwnedHeaders::new()).await
+    }
+
     /// Sends one message with extra headers and waits for the acknowledgement.
     ///
     /// The send is a `PRODUCER` span `send <topic>` (OpenTelemetry messaging conventions, see
@@ -101,6 +125,16 @@ impl EventProducer {
     /// not acknowledge ends the span with status `Error`.
     pub async fn send_with_headers(
         &self,
+        message: &OutgoingMessage,
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        self.deliver(&self.inner, message, headers).await
+    }
+
+    /// Sends `message` through `client`: the span, the headers, the acknowledgement.
+    async fn deliver(
+        &self,
+        client: &FutureProducer,
         message: &OutgoingMessage,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
@@ -142,8 +176,7 @@ impl EventProducer {
             .key(&message.key)
             .payload(&message.payload)
             .headers(headers);
-        let result = self
-            .inner
+        let result = client
             .send(record, Timeout::After(Duration::from_secs(5)))
             .instrument(span.clone())
             .await;
@@ -170,7 +203,12 @@ impl EventProducer {
 
     /// Waits until every queued message is acknowledged or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(Timeout::After(timeout))
+        let deadline = std::time::Instant::now() + timeout;
+        if let Some(eager) = &self.eager {
+            eager.flush(Timeout::After(timeout))?;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.inner.flush(Timeout::After(left))
     }
 
     /// Whether a broker answers a metadata request within `timeout` (blocking).
