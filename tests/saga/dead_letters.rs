@@ -40,6 +40,14 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
         "{:?}",
         dead.headers
     );
+    // The copy keeps the event's own headers: a replay sends back the event as it was.
+    let event_id = serde_json::from_slice::<serde_json::Value>(&dead.payload)?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(header("ce_type"), Some("shop.payment.completed.v1"));
+    assert_eq!(header("ce_id"), Some(event_id.as_str()));
+    assert_eq!(header("ce_source"), Some("/shop/payment-svc"));
     stack
         .wait_order(&order_id, |o| o.status == Status::PaymentConfirmed)
         .await?;
@@ -79,10 +87,6 @@ async fn a_dead_lettered_event_is_replayed_once_its_cause_is_gone() -> Result<()
     assert!(again.contains("0 dead letter(s) replayed"), "{again}");
 
     // Replaying it again anyway changes nothing: the inbox recognises the event.
-    let event_id = serde_json::from_slice::<serde_json::Value>(&dead.payload)?["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     stack.shopctl(&["dlq", "replay", "--all", "--include-replayed"])?;
     wait_for(
         || stack.redeliveries(ServiceKind::Inventory, &event_id),

@@ -1,12 +1,13 @@
 //! The dead-letter path: a message that cannot be handled is copied, untouched, to
-//! `<topic>.dlq` with headers saying why, from where and after how many attempts — and the
-//! consumer moves on. Nothing is dropped: the copy is acknowledged before the original's offset
+//! `<topic>.dlq` with its own headers (`ce_*`, and the rest) and headers saying why, from where
+//! and after how many attempts — and the consumer moves on. Nothing is dropped: the copy is acknowledged before the original's offset
 //! is stored.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use tokio_util::sync::CancellationToken;
 
 use super::{EventProducer, MessageInfo, OutgoingMessage};
@@ -32,6 +33,9 @@ pub mod headers {
     /// The service that gave up.
     pub const SERVICE: &str = "dlq.service";
 }
+
+/// Headers every send writes itself: the original's are not copied.
+const REWRITTEN: [&str; 3] = ["content-type", "traceparent", "tracestate"];
 
 /// Why and how a message failed.
 #[derive(Debug)]
@@ -77,11 +81,16 @@ impl DeadLetter {
     /// Copies the message to `<topic>.dlq`, retrying until the broker acknowledges it.
     /// Returns `false` only if `shutdown` came first; the original is then not marked done
     /// and will be consumed again after restart.
+    ///
+    /// The copy keeps the original's headers, so a replay sends back the event as it was (its
+    /// `ce_type` lets consumers pass over it undecoded); but its content type and trace context,
+    /// which every send writes anew (the copy's send span continues the original's trace).
     pub(crate) async fn publish(
         &self,
         info: &MessageInfo,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
+        original: Option<&OwnedHeaders>,
         failure: &Failure,
         shutdown: &CancellationToken,
     ) -> bool {
@@ -112,11 +121,19 @@ impl DeadLetter {
                 (headers::LAST_FAILURE, last.as_str()),
                 (headers::SERVICE, self.service.as_str()),
             ];
-            match self
-                .producer
-                .send_with_headers(&message, super::headers(&pairs))
-                .await
-            {
+            let mut headers = OwnedHeaders::new();
+            for header in original.iter().flat_map(|headers| headers.iter()) {
+                if !REWRITTEN.contains(&header.key) && !header.key.starts_with("dlq.") {
+                    headers = headers.insert(header);
+                }
+            }
+            for (key, value) in pairs {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+            match self.producer.send_with_headers(&message, headers).await {
                 Ok(()) => {
                     metrics::counter!(
                         crate::metrics::DEAD_LETTERS,

@@ -369,7 +369,14 @@ impl EventConsumer {
                 failure.mark_span(&tracing::Span::current());
                 let done = self
                     .dead_letter
-                    .publish(info, message.key(), message.payload(), &failure, shutdown)
+                    .publish(
+                        info,
+                        message.key(),
+                        message.payload(),
+                        message.headers(),
+                        &failure,
+                        shutdown,
+                    )
                     .await;
                 return outcome_of(done, true);
             }
@@ -404,7 +411,14 @@ impl EventConsumer {
         };
         failure.mark_span(&tracing::Span::current());
         self.dead_letter
-            .publish(info, message.key(), message.payload(), &failure, shutdown)
+            .publish(
+                info,
+                message.key(),
+                message.payload(),
+                message.headers(),
+                &failure,
+                shutdown,
+            )
             .await
     }
 }
