@@ -58,9 +58,9 @@ impl HandlerError {
 
 impl From<crate::sql::SqlError> for HandlerError {
     /// A database that cannot store anything now ([`crate::sql::ErrorKind::Unavailable`]: a
-    /// full disk) is [`HandlerError::Unavailable`]: it is waited out, however long it takes.
-    /// Any other database error is transient: busy or locked databases, serialization
-    /// conflicts and lost connections recover, and a constraint that refused a write may have raced another
+    /// full disk, a Postgres server restarting) is [`HandlerError::Unavailable`]: it is waited
+    /// out, however long it takes. Any other database error is transient: busy or locked
+    /// databases and serialization conflicts recover, and a constraint that refused a write may have raced another
     /// replica (the retry sees the winner's row); a real bug ends up in the dead-letter topic
     /// after the retries, with the message.
     fn from(error: crate::sql::SqlError) -> Self {

@@ -45,11 +45,12 @@ pub enum ErrorKind {
     NoRows,
     /// A uniqueness, check or foreign-key constraint refused the write.
     Constraint,
-    /// Locks, serialization conflicts, deadlocks, lost connections: trying again may work.
+    /// Locks, serialization conflicts, deadlocks: trying again may work.
     Transient,
     /// The database cannot store anything now (a full disk, a write the file-size limit
-    /// refused, an I/O error): nothing a caller does helps, every write fails alike until the
-    /// condition passes — then the next one may succeed.
+    /// refused, an I/O error, a Postgres server gone or unreachable): nothing a caller does
+    /// helps, every write fails alike until the condition passes — then the next one may
+    /// succeed.
     Unavailable,
     /// A value could not be bound or read as the type asked for.
     Conversion,

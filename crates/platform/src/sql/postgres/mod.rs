@@ -135,7 +135,7 @@ impl Session {
         if self.client.is_none() {
             if self.in_transaction {
                 return Err(SqlError::new(
-                    ErrorKind::Transient,
+                    ErrorKind::Unavailable,
                     "the connection was lost during the transaction",
                 ));
             }
@@ -156,7 +156,7 @@ impl Session {
         }
         self.client
             .as_mut()
-            .ok_or_else(|| SqlError::new(ErrorKind::Transient, "not connected"))
+            .ok_or_else(|| SqlError::new(ErrorKind::Unavailable, "not connected"))
     }
 
     /// Notes a failure: a server-side error aborts the open transaction; a lost connection is
@@ -326,12 +326,13 @@ impl From<::postgres::Error> for SqlError {
         let kind = if let Some(db) = error.as_db_error() {
             let code = db.code().code();
             match code {
-                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" => {
-                    ErrorKind::Transient
-                }
+                "40001" | "40P01" | "55P03" | "53300" => ErrorKind::Transient,
+                // The server is shutting down, crashed or still starting: no retry helps
+                // until it is back, and then the first one does.
+                "57P01" | "57P02" | "57P03" => ErrorKind::Unavailable,
                 "25006" => ErrorKind::ReadOnly,
                 _ if code.starts_with("23") => ErrorKind::Constraint,
-                _ if code.starts_with("08") => ErrorKind::Transient,
+                _ if code.starts_with("08") => ErrorKind::Unavailable,
                 _ => ErrorKind::Other,
             }
         } else if error.is_closed()
@@ -339,7 +340,10 @@ impl From<::postgres::Error> for SqlError {
                 .source()
                 .is_some_and(|source| source.is::<std::io::Error>())
         {
-            ErrorKind::Transient
+            // A lost connection or a server that cannot be reached, as during a restart or a
+            // failover: waited out like a full disk, so that an outage longer than a
+            // consumer's retries dead-letters nothing.
+            ErrorKind::Unavailable
         } else {
             ErrorKind::Other
         };
