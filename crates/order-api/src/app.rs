@@ -110,12 +110,12 @@ impl Application {
             },
         )?;
         if let Some(token) = settings.admin_token.as_ref().filter(|t| !t.is_empty())
-            && keys.contains(token.expose())
+            && let Err(reason) = crate::api::admin::check_admin_token(token.expose(), &keys)
         {
             return Err(platform::PlatformError::Config {
                 name: "ADMIN_TOKEN".into(),
                 value: "(hidden)".into(),
-                reason: "is also an API key: a client holding it could act as the operator".into(),
+                reason,
             }
             .into());
         }

@@ -161,9 +161,9 @@ pub struct Settings {
     /// `TRACE_URL_TEMPLATE=<url>/trace/{trace_id}`.
     #[arg(long, env = "JAEGER_UI_URL", value_parser = jaeger_ui_url, value_name = "URL")]
     pub jaeger_ui_url: Option<String>,
-    /// The operator's token: `Authorization: Bearer <token>` opens the operator endpoints
-    /// (`/admin/…`, e.g. retrying a dead-lettered callback). Unset, they answer `404`. Give it
-    /// only to operators: it is no API key and acts for no principal.
+    /// The operator's token, at least 16 characters: `Authorization: Bearer <token>` opens the
+    /// operator endpoints (`/admin/…`, e.g. retrying a dead-lettered callback). Unset, they
+    /// answer `404`. Give it only to operators: it is no API key and acts for no principal.
     #[arg(
         long,
         env = "ADMIN_TOKEN",

@@ -66,7 +66,9 @@ impl OperatorKeys {
         {
             let (name, key) = pair
                 .split_once(':')
-                .filter(|(name, key)| !name.is_empty() && key.len() >= 16)
+                .filter(|(name, key)| {
+                    !name.is_empty() && key.len() >= crate::api::admin::MIN_OPERATOR_SECRET_LEN
+                })
                 .ok_or_else(|| {
                     // Never the pair itself: it holds a key.
                     let name = pair.split_once(':').map_or("?", |(name, _)| name);

@@ -16,6 +16,26 @@ use axum::response::{IntoResponse, Response};
 use platform::http::Problem;
 
 use super::AppState;
+use crate::auth::ApiKeys;
+
+/// Fewest characters an operator's secret has, `ADMIN_TOKEN` or a console key
+/// (`OPERATOR_KEYS`): either opens every principal's orders.
+pub(crate) const MIN_OPERATOR_SECRET_LEN: usize = 16;
+
+/// Whether `token` may be the operator's: long enough not to be guessed, and no customer's key
+/// (its customer could then act as the operator). The reason when not, without the token.
+pub(crate) fn check_admin_token(token: &str, customers: &ApiKeys) -> Result<(), String> {
+    if token.len() < MIN_OPERATOR_SECRET_LEN {
+        return Err(format!(
+            "has fewer than {MIN_OPERATOR_SECRET_LEN} characters: it opens every principal's \
+             orders and deliveries"
+        ));
+    }
+    if customers.contains(token) {
+        return Err("is also an API key: a client holding it could act as the operator".into());
+    }
+    Ok(())
+}
 
 /// Middleware: lets through requests that carry the operator's token; `404` when there is no
 /// token to carry, `401` when the request carries another one or none.
@@ -43,4 +63,25 @@ pub(super) async fn require_operator(
         return ([(header::WWW_AUTHENTICATE, "Bearer")], problem).into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_token_is_long_and_no_customer_s() -> Result<(), String> {
+        let customers = ApiKeys::parse("alice:sk_alice_0123456789", false)?;
+        check_admin_token("admin-token-0123456789", &customers)?;
+        let short = check_admin_token("admin-token", &customers).expect_err("short");
+        assert!(
+            short.contains("16") && !short.contains("admin-token"),
+            "{short}"
+        );
+        assert!(
+            check_admin_token("sk_alice_0123456789", &customers).is_err(),
+            "a customer's key"
+        );
+        Ok(())
+    }
 }
