@@ -259,8 +259,9 @@ pub struct KafkaConfig {
     /// service, not by the user.
     #[arg(skip)]
     pub client_id: String,
-    /// How long the producer waits to batch. Low, because the saga is a chain of hops and each
-    /// hop pays it.
+    /// How long the producer waits to batch. Low, because the saga is a chain of hops; a lone
+    /// outbox event skips it (a second client without linger), so only events that have others
+    /// to be batched with wait.
     #[arg(long = "kafka-linger-ms", env = "KAFKA_LINGER_MS", default_value = "1",
           value_parser = millis, value_name = "MS")]
     pub linger: Duration,
