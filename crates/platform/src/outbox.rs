@@ -174,8 +174,9 @@ pub async fn run_relay(
             Ok(true) => {}
             Ok(false) => {
                 // Another replica publishes; keep the backlog estimate that sheds load honest.
+                let mark = db.outbox_mark();
                 if let Ok(rows) = db.read(backlog).await {
-                    db.set_outbox_backlog(rows);
+                    db.set_outbox_backlog(rows, mark);
                 }
                 if stopping {
                     return;
@@ -266,6 +267,7 @@ struct RoundOutcome {
 /// producer keeps per-partition order across its own retries.
 async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Result<RoundOutcome> {
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
+    let mark = db.outbox_mark();
     let rows: Vec<Row> = db
         .read(move |conn| {
             conn.query_map(
@@ -307,7 +309,7 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
         })
         .await?;
     if rows.is_empty() {
-        db.set_outbox_backlog(0);
+        db.set_outbox_backlog(0, mark);
         return Ok(RoundOutcome {
             published: 0,
             failed: 0,
@@ -364,6 +366,7 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
     }
     let published = delivered.len();
     // A write transaction like the handlers', so the delete joins their batches.
+    let mark = db.outbox_mark();
     let remaining = db
         .transaction(move |tx| {
             for id in delivered {
@@ -372,6 +375,6 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
             backlog(tx)
         })
         .await?;
-    db.set_outbox_backlog(remaining);
+    db.set_outbox_backlog(remaining, mark);
     Ok(RoundOutcome { published, failed })
 }

@@ -8,6 +8,7 @@
 //! `sqlite3`) read while the service writes. With Postgres, several replicas of a service share
 //! one database; what only one of them may do at a time is guarded by a [`lease`].
 
+mod backlog;
 mod checkpoint;
 mod deferred;
 pub mod lease;
@@ -21,7 +22,6 @@ pub use deferred::after_commit;
 pub use migrations::Migration;
 pub use names::thread_prefix;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub struct Db {
     target: DbTarget,
     /// Rows waiting in the outbox, as last counted by the relay; read on the hot path to shed
     /// load before the backlog grows without bound.
-    outbox_backlog: Arc<AtomicI64>,
+    outbox_backlog: Arc<backlog::Backlog>,
     /// How long a [`lease`] taken on this database lasts without renewal.
     lease_ttl: Duration,
 }
@@ -224,7 +224,7 @@ impl Db {
             committed,
             _checkpoints: checkpoints,
             target: target.clone(),
-            outbox_backlog: Arc::new(AtomicI64::new(0)),
+            outbox_backlog: Arc::default(),
             lease_ttl: settings.lease_ttl,
         })
     }
@@ -344,16 +344,22 @@ impl Db {
 
     /// Rows waiting in the outbox, as last counted by the relay (cheap: no query).
     pub fn outbox_backlog(&self) -> i64 {
-        self.outbox_backlog.load(Ordering::Relaxed)
+        self.outbox_backlog.rows()
     }
 
     /// Counts rows just committed to the outbox, until the relay's next exact count.
     pub fn note_enqueued(&self, rows: i64) {
-        self.outbox_backlog.fetch_add(rows, Ordering::Relaxed);
+        self.outbox_backlog.note(rows);
     }
 
-    pub(crate) fn set_outbox_backlog(&self, rows: i64) {
-        self.outbox_backlog.store(rows, Ordering::Relaxed);
+    /// Taken before a count of the outbox begins (see [`Self::set_outbox_backlog`]).
+    pub(crate) fn outbox_mark(&self) -> backlog::Mark {
+        self.outbox_backlog.mark()
+    }
+
+    /// Stores a count of the outbox begun after `mark`; rows noted since are kept on top.
+    pub(crate) fn set_outbox_backlog(&self, rows: i64, mark: backlog::Mark) {
+        self.outbox_backlog.counted(rows, mark);
     }
 
     /// Whether the database answers a trivial query.
