@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::{EventProducer, MessageInfo, OutgoingMessage};
@@ -88,18 +88,17 @@ impl DeadLetter {
     pub(crate) async fn publish(
         &self,
         info: &MessageInfo,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        original: Option<&OwnedHeaders>,
+        original: &OwnedMessage,
         failure: &Failure,
         shutdown: &CancellationToken,
     ) -> bool {
         let message = OutgoingMessage {
             topic: format!("{}.dlq", info.topic),
-            key: key
+            key: original
+                .key()
                 .map(|key| String::from_utf8_lossy(key).into_owned())
                 .unwrap_or_default(),
-            payload: payload.map(<[u8]>::to_vec).unwrap_or_default(),
+            payload: original.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             trace: HashMap::new(),
             cloud_event: None,
         };
@@ -122,7 +121,7 @@ impl DeadLetter {
                 (headers::SERVICE, self.service.as_str()),
             ];
             let mut headers = OwnedHeaders::new();
-            for header in original.iter().flat_map(|headers| headers.iter()) {
+            for header in original.headers().iter().flat_map(|headers| headers.iter()) {
                 if !REWRITTEN.contains(&header.key) && !header.key.starts_with("dlq.") {
                     headers = headers.insert(header);
                 }

@@ -369,14 +369,7 @@ impl EventConsumer {
                 failure.mark_span(&tracing::Span::current());
                 let done = self
                     .dead_letter
-                    .publish(
-                        info,
-                        message.key(),
-                        message.payload(),
-                        message.headers(),
-                        &failure,
-                        shutdown,
-                    )
+                    .publish(info, message, &failure, shutdown)
                     .await;
                 return outcome_of(done, true);
             }
@@ -411,14 +404,7 @@ impl EventConsumer {
         };
         failure.mark_span(&tracing::Span::current());
         self.dead_letter
-            .publish(
-                info,
-                message.key(),
-                message.payload(),
-                message.headers(),
-                &failure,
-                shutdown,
-            )
+            .publish(info, message, &failure, shutdown)
             .await
     }
 }
