@@ -167,10 +167,16 @@ async fn an_operator_signs_in_and_follows_every_saga_in_a_browser() -> Result<()
     .await?;
     screenshots(&page, "console-timeline").await?;
 
-    // Signing out ends the session: the console sends the browser back to the form.
+    // Signing out ends the session: the console sends the browser back to the form. The page's
+    // first list is awaited: signed out under it, that request would be answered 401.
     page.goto(&shop.url("/console")).await?;
-    page.wait_for("document.body.dataset.page === 'sagas'", PATIENCE)
-        .await?;
+    page.wait_for(
+        "document.body.dataset.page === 'sagas' && \
+         document.getElementById('main').dataset.state === 'ready' && \
+         document.querySelectorAll('#orders tbody tr[data-order-id]').length === 6",
+        PATIENCE,
+    )
+    .await?;
     page.click("#sign-out").await?;
     page.wait_for("location.pathname === '/console/login'", PATIENCE)
         .await?;
