@@ -10,6 +10,11 @@ use embedded_broker::EmbeddedBroker;
 use platform::config::{Common, LogSettings, Sensitive};
 use platform::db::Synchronous;
 
+mod provider;
+
+use provider::Provider;
+pub use provider::THREAD_NAME as PROVIDER_THREAD_NAME;
+
 /// The settings of `shopctl up`: its own, then those of every service it runs (the same
 /// arguments and variables as the services' own binaries take).
 #[derive(clap::Args, Debug, Clone)]
@@ -351,10 +356,8 @@ async fn serve(options: UpOptions, data: &DataDir, warning: Option<String>) -> a
     let databases = Databases::create(options.postgres.as_ref(), data.path()).await?;
     let configs = Configs::new(options, &databases, &bootstrap);
 
-    let psp = psp_sim::Application::build(configs.psp)
-        .await
-        .context("starting psp-sim")?;
-    let psp_url = format!("http://{}", psp.local_addr()?);
+    let psp = Provider::start(configs.psp, stopper(&shutdown)).await?;
+    let psp_url = format!("http://{}", psp.addr());
     let mut payment_config = configs.payment;
     payment_config.settings.psp_url = psp_url.clone();
 
@@ -389,7 +392,7 @@ async fn serve(options: UpOptions, data: &DataDir, warning: Option<String>) -> a
         order_api.run_until_stopped(stopper(&shutdown)),
         payment.run_until_stopped(stopper(&shutdown)),
         inventory.run_until_stopped(stopper(&shutdown)),
-        psp.run_until_stopped(stopper(&shutdown)),
+        psp.stopped(),
     );
     // The broker stops last, once every service has flushed and committed.
     drop(broker);

@@ -6,6 +6,10 @@
 //! `/proc/<pid>/task/<tid>/stat`); two readings, at the start and the end of the window, give
 //! what the window cost. Threads are grouped by name (`comm`) into the shop's components, so
 //! that a change shows where it saved.
+//!
+//! The payment provider (psp-sim) runs in the same process but is not the shop: it stands for
+//! a company of its own. Its thread (see [`crate::up::PROVIDER_THREAD_NAME`]) is counted apart,
+//! and the shop's figure is the process's time less the provider's.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -37,6 +41,9 @@ pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
     })
 }
 
+/// The component of the payment provider's thread, which is not the shop's.
+pub(crate) const PROVIDER: &str = "payment_provider";
+
 /// The component a thread belongs to, from its name.
 ///
 /// The names are the shop's own (`tokio-rt-worker`, `metrics-upkeep`, and each service's
@@ -50,7 +57,9 @@ pub(crate) fn component(name: &str) -> String {
     if let Some(group) = database_component(name) {
         return group;
     }
-    let known = if name.starts_with("tokio-") {
+    let known = if name == crate::up::PROVIDER_THREAD_NAME {
+        PROVIDER
+    } else if name.starts_with("tokio-") {
         "tokio_workers"
     } else if name == "rdk:mock" {
         "embedded_broker"
@@ -138,10 +147,23 @@ impl Reading {
 /// CPU time spent between two readings, in milliseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Spent {
-    /// The whole process.
+    /// The whole process, the provider included.
     pub(crate) total_ms: f64,
-    /// By [`component`], the main thread as `main`: the threads alive at the end (a thread that exited within the window
-    /// counts in `total_ms` only).
+    /// The payment provider's thread ([`PROVIDER`]).
+    pub(crate) provider_ms: f64,
+    /// The shop's, by [`component`], the main thread as `main`: the threads alive at the end (a
+    /// thread that exited within the window counts in `total_ms` only).
+    pub(crate) by_component: BTreeMap<String, f64>,
+}
+
+/// [`Spent`] per saga, in ms rounded to µs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PerSaga {
+    /// The shop's: the process's less the provider's.
+    pub(crate) shop: f64,
+    /// The payment provider's.
+    pub(crate) provider: f64,
+    /// The shop's by component.
     pub(crate) by_component: BTreeMap<String, f64>,
 }
 
@@ -165,22 +187,25 @@ impl Spent {
             };
             *by_component.entry(group).or_insert(0.0) += ms(stat.ticks.saturating_sub(before));
         }
+        let provider_ms = by_component.remove(PROVIDER).unwrap_or(0.0);
         Self {
             total_ms: ms(end.process.saturating_sub(start.process)),
+            provider_ms,
             by_component,
         }
     }
 
-    /// Per saga, rounded to µs; `None` without sagas.
-    pub(crate) fn per_saga(&self, sagas: u64) -> Option<(f64, BTreeMap<String, f64>)> {
+    /// Per saga; `None` without sagas.
+    pub(crate) fn per_saga(&self, sagas: u64) -> Option<PerSaga> {
         let per = |ms: f64| (ms / sagas as f64 * 1000.0).round() / 1000.0;
-        (sagas > 0).then(|| {
-            let by = self
+        (sagas > 0).then(|| PerSaga {
+            shop: per((self.total_ms - self.provider_ms).max(0.0)),
+            provider: per(self.provider_ms),
+            by_component: self
                 .by_component
                 .iter()
                 .map(|(name, ms)| (name.clone(), per(*ms)))
-                .collect();
-            (per(self.total_ms), by)
+                .collect(),
         })
     }
 }
@@ -269,6 +294,7 @@ mod tests {
             ("rdk:main", "kafka_clients"),
             ("producer pollin", "kafka_clients"),
             ("metrics-upkeep", "metrics-upkeep"),
+            ("psp-sim", "payment_provider"),
             ("worker-12", "worker"),
             ("shopctl", "shopctl"),
         ] {
@@ -291,11 +317,12 @@ mod tests {
                 (6, stat("tokio-rt-worker", 300)),
                 (3, stat("order-db-write", 100)),
                 (4, stat("rdk:main", 50)),
+                (7, stat("psp-sim", 100)),
             ]),
         };
         let end = Reading {
             pid: 1,
-            process: 1_600,
+            process: 1_900,
             threads: BTreeMap::from([
                 (1, stat("shopctl", 11)),
                 (2, stat("tokio-rt-worker", 250)),
@@ -304,10 +331,13 @@ mod tests {
                 // Thread 4 exited; its id went to a new thread, counted from zero.
                 (4, stat("pay-db-read", 20)),
                 (5, stat("rdk:broker1", 30)),
+                (7, stat("psp-sim", 400)),
             ]),
         };
         let spent = Spent::between(&start, &end, 100.0);
-        assert_eq!(spent.total_ms, 6_000.0);
+        assert_eq!(spent.total_ms, 9_000.0);
+        // The provider is not the shop: apart, and not among the shop's components.
+        assert_eq!(spent.provider_ms, 3_000.0);
         assert_eq!(
             spent.by_component,
             BTreeMap::from([
@@ -318,9 +348,10 @@ mod tests {
                 ("main".into(), 10.0),
             ])
         );
-        let (total, by) = spent.per_saga(3_000).unwrap_or_default();
-        assert_eq!(total, 2.0);
-        assert_eq!(by["db_writers:order-api"], 0.667);
+        let per = spent.per_saga(3_000).expect("sagas ended");
+        assert_eq!(per.shop, 2.0);
+        assert_eq!(per.provider, 1.0);
+        assert_eq!(per.by_component["db_writers:order-api"], 0.667);
         assert_eq!(spent.per_saga(0), None);
     }
 

@@ -281,9 +281,7 @@ async fn one_run(
         Some(cpu) => cpu.finish().await,
         None => None,
     };
-    let (shop_cpu_ms_per_saga, shop_cpu_ms_per_saga_by_thread) = cpu
-        .and_then(|spent| spent.per_saga(tally.ended_in_window))
-        .unzip();
+    let per_saga = cpu.and_then(|spent| spent.per_saga(tally.ended_in_window));
     let completed = tally.completed();
     let weights = |mix: &Mix| {
         mix.weights()
@@ -322,8 +320,9 @@ async fn one_run(
         stream_resumes: tally.stream_resumes,
         poll_fallbacks: tally.poll_fallbacks,
         rss_mib,
-        shop_cpu_ms_per_saga,
-        shop_cpu_ms_per_saga_by_thread,
+        shop_cpu_ms_per_saga: per_saga.as_ref().map(|per| per.shop),
+        provider_cpu_ms_per_saga: per_saga.as_ref().map(|per| per.provider),
+        shop_cpu_ms_per_saga_by_thread: per_saga.map(|per| per.by_component),
         messages_per_order: baseline::MESSAGES_PER_CONFIRMED_SAGA,
         saga_share_of_broker_limit: None,
     })

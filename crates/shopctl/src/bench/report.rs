@@ -125,9 +125,13 @@ pub(crate) struct RunReport {
     pub(crate) poll_fallbacks: u64,
     /// Resident memory of the shop's process, where it is known.
     pub(crate) rss_mib: Option<Rss>,
-    /// The shop's CPU time (user + system, all its threads) within the measured window, per
-    /// saga that ended in it, in ms; `null` for a shop the bench did not start (`--url`).
+    /// The shop's CPU time (user + system, all its threads but the payment provider's) within
+    /// the measured window, per saga that ended in it, in ms; `null` for a shop the bench did
+    /// not start (`--url`).
     pub(crate) shop_cpu_ms_per_saga: Option<f64>,
+    /// The payment provider's (psp-sim, on its own thread in the same process): not the shop's,
+    /// as a provider runs elsewhere, but on the same cores here.
+    pub(crate) provider_cpu_ms_per_saga: Option<f64>,
     /// The same by component, its threads grouped by name: `tokio_workers`, each service's
     /// database threads (`db_writers:order-api`, `db_readers:…`, `db_checkpoints:…`),
     /// `kafka_clients`, `embedded_broker`, `main`, and any other name less its trailing digits;
@@ -284,6 +288,9 @@ fn summarise_run(out: &mut String, run: &RunReport) {
             "shop CPU per saga (ms): {cpu:.3} ({})",
             parts.join(", ")
         );
+        if let Some(provider) = run.provider_cpu_ms_per_saga {
+            let _ = writeln!(out, "payment provider CPU per saga (ms): {provider:.3}");
+        }
     }
     if let Some(share) = run.saga_share_of_broker_limit {
         let _ = writeln!(
@@ -333,6 +340,7 @@ mod tests {
                 max: Some(91.0),
             }),
             shop_cpu_ms_per_saga: Some(1.5),
+            provider_cpu_ms_per_saga: Some(0.2),
             shop_cpu_ms_per_saga_by_thread: Some(BTreeMap::from([
                 ("tokio_workers".into(), 0.7),
                 ("db_writers:order-api".into(), 0.5),
@@ -378,6 +386,7 @@ mod tests {
             "poll_fallbacks",
             "rss_mib",
             "shop_cpu_ms_per_saga",
+            "provider_cpu_ms_per_saga",
             "shop_cpu_ms_per_saga_by_thread",
             "baseline_broker",
             "saga_share_of_broker_limit",
