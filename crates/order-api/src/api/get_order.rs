@@ -44,7 +44,7 @@ impl From<&HistoryEntry> for TransitionView {
 
 /// The answer.
 #[derive(Debug, Serialize)]
-struct OrderView {
+pub(crate) struct OrderView {
     order_id: OrderId,
     user_id: UserId,
     status: &'static str,
@@ -113,13 +113,18 @@ pub(crate) async fn handle(
     Query(params): Query<GetParams>,
 ) -> Result<Json<impl Serialize>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
+    let Some(seconds) = params.wait.filter(|seconds| *seconds > 0) else {
+        // The order at once: its ownership and its row in one read.
+        let order = super::read_owned(&state, &principal, order_id, move |conn| {
+            store::load_order(conn, order_id)
+        })
+        .await?
+        .ok_or(ApiError::OrderNotFound)?;
+        return Ok(Json(OrderView::from(order)));
+    };
     super::authorize(&state, &principal, order_id).await?;
     // A client holding its share of waiting requests gets the order at once instead.
-    let held = params
-        .wait
-        .filter(|seconds| *seconds > 0)
-        .and_then(|seconds| Some((seconds, state.held.try_hold(&principal.0)?)));
-    if let Some((seconds, _held)) = held {
+    if let Some(_held) = state.held.try_hold(&principal.0) {
         let limit = std::time::Duration::from_secs(seconds).min(super::wait::MAX_WAIT);
         let updates = state.updates.subscribe(order_id);
         super::wait::until_terminal(updates, &state.db, order_id, limit).await;
@@ -131,7 +136,7 @@ pub(crate) async fn handle(
 pub(crate) async fn load_view(
     state: &AppState,
     order_id: OrderId,
-) -> Result<impl Serialize + use<>, ApiError> {
+) -> Result<OrderView, ApiError> {
     let order = state
         .db
         .read(move |conn| store::load_order(conn, order_id))

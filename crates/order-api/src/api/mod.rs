@@ -332,12 +332,29 @@ pub(crate) async fn authorize(
     principal: &Principal,
     order_id: events::OrderId,
 ) -> Result<(), ApiError> {
-    let owner = state
+    read_owned(state, principal, order_id, |_| Ok(())).await
+}
+
+/// Runs `read` if `principal` placed `order_id`, the ownership checked in the same trip to the
+/// reader thread (a request reading one order pays one hand-off, not two); `404` otherwise, as
+/// for [`authorize`].
+pub(crate) async fn read_owned<T, F>(
+    state: &AppState,
+    principal: &Principal,
+    order_id: events::OrderId,
+    read: F,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&platform::sql::Conn<'_>) -> Result<T, SqlError> + Send + 'static,
+{
+    let principal = principal.0.clone();
+    state
         .db
-        .read(move |conn| crate::store::owner_of(conn, order_id))
-        .await?;
-    match owner {
-        Some(owner) if owner == principal.0 => Ok(()),
-        _ => Err(ApiError::OrderNotFound),
-    }
+        .read(move |conn| match crate::store::owner_of(conn, order_id)? {
+            Some(owner) if owner == principal => read(conn).map(Some),
+            _ => Ok(None),
+        })
+        .await?
+        .ok_or(ApiError::OrderNotFound)
 }

@@ -44,7 +44,6 @@ pub(crate) async fn handle(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let order_id = parse_order_id(&order_id)?;
-    super::authorize(&state, &principal, order_id).await?;
     // A reconnecting client says what it saw last; it gets only what came after.
     let resume_after = headers
         .get("last-event-id")
@@ -55,9 +54,10 @@ pub(crate) async fn handle(
     let mut live = state.updates.subscribe(order_id);
     let db = state.db.clone();
     let stopping = state.shutdown.clone();
-    let history = db
-        .read(move |conn| store::history_after(conn, order_id, 0))
-        .await?;
+    let history = super::read_owned(&state, &principal, order_id, move |conn| {
+        store::history_after(conn, order_id, 0)
+    })
+    .await?;
     let Some(latest) = history.last() else {
         return Err(ApiError::OrderNotFound);
     };
