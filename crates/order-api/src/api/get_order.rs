@@ -133,10 +133,7 @@ pub(crate) async fn handle(
 }
 
 /// The order as the API shows it.
-pub(crate) async fn load_view(
-    state: &AppState,
-    order_id: OrderId,
-) -> Result<OrderView, ApiError> {
+pub(crate) async fn load_view(state: &AppState, order_id: OrderId) -> Result<OrderView, ApiError> {
     let order = state
         .db
         .read(move |conn| store::load_order(conn, order_id))
