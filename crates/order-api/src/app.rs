@@ -14,7 +14,7 @@ use platform::kafka::{DeadLetter, EventConsumer, EventProducer};
 use platform::service::{self, ServiceParts};
 use platform::webhook::Secret;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Shared};
 use crate::auth::ApiKeys;
 use crate::rate_limit::RateLimiter;
 use crate::saga::{Coordinator, deadline};
@@ -48,7 +48,8 @@ pub struct Application {
     /// The broker settings, for the console's reader of the dead-letter topics.
     kafka: platform::config::KafkaConfig,
     consumer: EventConsumer,
-    state: AppState,
+    /// What the handlers share, completed when the service starts running.
+    state: Shared,
     reaper_interval: std::time::Duration,
     shutdown_timeout: std::time::Duration,
     metrics_token: Option<platform::config::Sensitive>,
@@ -165,7 +166,7 @@ impl Application {
             allow_private: settings.callback_allow_private,
         };
         let listener = TcpListener::bind(config.http_addr).await?;
-        let state = AppState {
+        let state = Shared {
             held: crate::rate_limit::HeldPerPrincipal::new(settings.max_held_per_principal),
             read_limiter: Arc::new(RateLimiter::new(
                 settings.rate_limit_per_s * 10.0,
@@ -264,7 +265,7 @@ impl Application {
         ));
         let parts = ServiceParts {
             handler: Coordinator::new(self.db.clone(), self.state.updates.clone()),
-            router: api::router(self.state, self.keys, readiness),
+            router: api::router(AppState::new(self.state), self.keys, readiness),
             listener: self.listener,
             db: self.db,
             producer: self.producer,

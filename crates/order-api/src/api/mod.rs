@@ -32,9 +32,29 @@ use crate::status_feed::StatusFeed;
 /// Largest accepted request body. An order of 100 lines is ~6 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// What every handler may use.
+/// What every handler may use: [`Shared`] behind one reference count, as every request
+/// clones it (axum's `State`), some of them several times (middleware).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state holding `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
     /// order-api's database.
     pub db: Db,
     /// Prices.
