@@ -3,14 +3,12 @@
 //! the same signature scheme; the operator endpoint behind it answers only the operator's token.
 
 use anyhow::{Context, Result, ensure};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use saga_tests::{FoundMessage, Stack, eventually, receiver, webhook_signature as signature};
+use saga_tests::{FoundMessage, Stack, eventually, webhook_signature as signature};
 
-use crate::callbacks::wait_log;
+use crate::callbacks::{FailedCallback, failed_callback, wait_log};
 
 /// order-api's `ADMIN_TOKEN` in these tests.
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0001";
@@ -30,31 +28,20 @@ fn header<'a>(message: &'a FoundMessage, name: &str) -> Option<&'a str> {
 async fn dlq_replay_of_a_failed_callback_delivers_it_again_with_the_same_webhook_id() -> Result<()>
 {
     let key = b"callback-secret-for-replays";
-    let secret = format!("whsec_{}", STANDARD.encode(key));
-    let stack = Stack::start_with_env(&[
-        ("CALLBACK_SECRETS", &format!("dev:{secret}")),
-        ("CALLBACK_ALLOW_PRIVATE", "true"),
-        // The receiver's `/flaky` refuses twice, then accepts: two attempts fail for good.
-        ("WEBHOOK_MAX_ATTEMPTS", "2"),
-        ("WEBHOOK_RETRY_BASE_MS", "50"),
-        ("ADMIN_TOKEN", ADMIN_TOKEN),
-        ("API_KEYS", &format!("alice:{CUSTOMER_KEY}")),
-    ])
+    let FailedCallback {
+        stack,
+        seen,
+        order_id,
+    } = failed_callback(
+        key,
+        &[
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            ("API_KEYS", &format!("alice:{CUSTOMER_KEY}")),
+        ],
+    )
     .await?;
-    let (base, seen) = receiver().await?;
-    let placed: Value = stack
-        .post_order(&json!({
-            "user_id": "usr_replay", "items": [{"sku": "WIDGET-42", "quantity": 1}],
-            "payment_method": "pm_visa_4242", "callback_url": format!("{base}/flaky"),
-        }))
-        .await?
-        .json()
-        .await?;
-    let order_id = placed["order_id"].as_str().context("order id")?.to_owned();
-
-    // Waited for here, not in the broker read below: that read blocks this test's thread, on
-    // which the receiver answers.
-    wait_log(&stack, &order_id, "failed").await?;
+    // Waited for (by the helper) before the broker read below: that read blocks this test's
+    // thread, on which the receiver answers.
     let letter = stack.kafka()?.find("orders.dlq", |m| {
         m.key == order_id.as_bytes() && header(m, "webhook.id").is_some()
     })?;

@@ -10,7 +10,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use saga_tests::{Order, Stack, Status, eventually, receiver, webhook_signature as signature};
+use saga_tests::{
+    Order, Seen, Stack, Status, eventually, receiver, webhook_signature as signature,
+};
 
 #[tokio::test]
 async fn a_callback_is_signed_retried_logged_and_dead_lettered_when_it_never_lands() -> Result<()> {
@@ -261,4 +263,43 @@ pub(crate) async fn wait_log(stack: &Stack, order_id: &str, status: &str) -> Res
         }
     })
     .await
+}
+
+/// An order whose callback failed for good, and what it was sent with.
+pub(crate) struct FailedCallback {
+    pub(crate) stack: Stack,
+    /// What the receiver was sent, failed attempts included.
+    pub(crate) seen: Seen,
+    pub(crate) order_id: String,
+}
+
+/// Starts a stack (with `env` on top) that signs callbacks with `key`, and places an order whose
+/// callback goes to a receiver's `/flaky`, which refuses twice, then accepts: order-api tries
+/// twice, and the delivery has failed for good when this returns.
+pub(crate) async fn failed_callback(key: &[u8], env: &[(&str, &str)]) -> Result<FailedCallback> {
+    let secrets = format!("dev:whsec_{}", STANDARD.encode(key));
+    let mut settings = vec![
+        ("CALLBACK_SECRETS", secrets.as_str()),
+        ("CALLBACK_ALLOW_PRIVATE", "true"),
+        ("WEBHOOK_MAX_ATTEMPTS", "2"),
+        ("WEBHOOK_RETRY_BASE_MS", "50"),
+    ];
+    settings.extend_from_slice(env);
+    let stack = Stack::start_with_env(&settings).await?;
+    let (base, seen) = receiver().await?;
+    let placed: Value = stack
+        .post_order(&json!({
+            "user_id": "usr_failed_callback", "items": [{"sku": "WIDGET-42", "quantity": 1}],
+            "payment_method": "pm_visa_4242", "callback_url": format!("{base}/flaky"),
+        }))
+        .await?
+        .json()
+        .await?;
+    let order_id = placed["order_id"].as_str().context("order id")?.to_owned();
+    wait_log(&stack, &order_id, "failed").await?;
+    Ok(FailedCallback {
+        stack,
+        seen,
+        order_id,
+    })
 }

@@ -1,14 +1,12 @@
 //! A callback that failed for good shows in the console, with its copy among the dead letters;
 //! re-sending it from the console delivers it and takes both off the lists.
 
-use anyhow::{Context, Result};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use anyhow::Result;
+use serde_json::Value;
 
-use saga_tests::{Stack, eventually, receiver};
+use saga_tests::{Stack, eventually};
 
-use crate::callbacks::wait_log;
+use crate::callbacks::{FailedCallback, failed_callback, wait_log};
 
 /// order-api's `ADMIN_TOKEN`, which opens the console as the operator `admin`.
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0001";
@@ -28,27 +26,15 @@ async fn listing(stack: &Stack) -> Result<Value> {
 
 #[tokio::test]
 async fn a_failed_callback_is_re_sent_from_the_console() -> Result<()> {
-    let secret = format!("whsec_{}", STANDARD.encode(b"callback-secret-for-console"));
-    let stack = Stack::start_with_env(&[
-        ("CALLBACK_SECRETS", &format!("dev:{secret}")),
-        ("CALLBACK_ALLOW_PRIVATE", "true"),
-        // The receiver's `/flaky` refuses twice, then accepts: two attempts fail for good.
-        ("WEBHOOK_MAX_ATTEMPTS", "2"),
-        ("WEBHOOK_RETRY_BASE_MS", "50"),
-        ("ADMIN_TOKEN", ADMIN_TOKEN),
-    ])
+    let FailedCallback {
+        stack,
+        seen,
+        order_id,
+    } = failed_callback(
+        b"callback-secret-for-console",
+        &[("ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
     .await?;
-    let (base, seen) = receiver().await?;
-    let placed: Value = stack
-        .post_order(&json!({
-            "user_id": "usr_console", "items": [{"sku": "WIDGET-42", "quantity": 1}],
-            "payment_method": "pm_visa_4242", "callback_url": format!("{base}/flaky"),
-        }))
-        .await?
-        .json()
-        .await?;
-    let order_id = placed["order_id"].as_str().context("order id")?.to_owned();
-    wait_log(&stack, &order_id, "failed").await?;
 
     // Listed twice over: as a failed delivery, and as its copy in orders.dlq (once the
     // console's reader has it).
