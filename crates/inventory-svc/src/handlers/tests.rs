@@ -9,6 +9,7 @@ use events::{
     PaymentCompleted, Sku,
 };
 use platform::Db;
+use platform::db::testing::{count, events_of};
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::sql::ScratchDb;
 
@@ -115,25 +116,6 @@ async fn level(db: &Db, sku: &'static str) -> (u32, u32, u32) {
         .await
         .expect("the stock row");
     (level.available, level.reserved, level.initial)
-}
-
-async fn count(db: &Db, sql: &'static str) -> i64 {
-    db.read(move |conn| conn.query_row(sql, &[], |row| row.get::<i64>(0)))
-        .await
-        .expect("the count")
-}
-
-async fn events_of(db: &Db, kind: EventKind) -> i64 {
-    let name = kind.type_name();
-    db.read(move |conn| {
-        conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE event_type = ?1",
-            &[name],
-            |row| row.get::<i64>(0),
-        )
-    })
-    .await
-    .expect("the count")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

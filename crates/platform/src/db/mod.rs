@@ -16,6 +16,8 @@ mod migrations;
 mod names;
 pub mod notify;
 mod reader;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod writer;
 
 pub use deferred::after_commit;

@@ -15,6 +15,7 @@ use events::{
 };
 use platform::Db;
 use platform::db::lease::Lease;
+use platform::db::testing::{count, events_of};
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::params;
 use platform::sql::ScratchDb;
@@ -213,25 +214,6 @@ async fn settle(replicas: &[Replica; 2], expected: usize, seen: impl Fn() -> usi
     })
     .await
     .expect("the replicas settle");
-}
-
-async fn count(db: &Db, sql: &'static str) -> i64 {
-    db.read(move |conn| conn.query_row(sql, &[], |row| row.get::<i64>(0)))
-        .await
-        .expect("the count")
-}
-
-async fn events_of(db: &Db, kind: EventKind) -> i64 {
-    let name = kind.type_name();
-    db.read(move |conn| {
-        conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE event_type = ?1",
-            &[name],
-            |row| row.get::<i64>(0),
-        )
-    })
-    .await
-    .expect("the count")
 }
 
 fn charges(replicas: &[Replica; 2]) -> Vec<OrderId> {
