@@ -65,8 +65,8 @@ impl Tail {
         Ok(Tail { shared, changes })
     }
 
-    /// Every letter kept, in the order read (by topic and partition, oldest first), replayed
-    /// flags set.
+    /// Every letter kept, in the order read (each partition's oldest first; partitions
+    /// interleaved as their fetches answered), replayed flags set.
     pub fn snapshot(&self) -> Vec<DeadLetter> {
         self.index().snapshot()
     }
