@@ -7,7 +7,7 @@
 //!
 //! A service subscribes to the event kinds it handles, and so to their topics. The other kinds
 //! on those topics (a topic carries every event of its producer) are passed over, by their
-//! `ce_type` header before any decoding when the message has one (see
+//! `ce_type` header before any decoding or copying when the message has one (see
 //! [`super::cloudevents::declared_kind`]): half of the messages a saga's services consume are
 //! not for them.
 //!
@@ -48,6 +48,21 @@ const LANE_DEPTH: usize = 64;
 /// The lane of a partition: the same partition always maps to the same lane.
 fn lane_of(partition: i32, lanes: usize) -> usize {
     usize::try_from(partition).unwrap_or(0) % lanes.max(1)
+}
+
+/// What the dispatch hands a lane.
+enum Work {
+    /// A message to handle (or dead-letter).
+    Handle(OwnedMessage),
+    /// A message whose header says it is of a kind this service does not handle: passed over
+    /// without copying it out of the client, only its place kept, so that its offset is stored
+    /// in its turn.
+    PassOver {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        kind: EventKind,
+    },
 }
 
 /// What became of a message.
@@ -165,7 +180,7 @@ impl EventConsumer {
         let mut lanes = Vec::with_capacity(consumer.settings.concurrency);
         let mut workers = Vec::with_capacity(consumer.settings.concurrency);
         for _ in 0..consumer.settings.concurrency {
-            let (sender, receiver) = mpsc::channel(LANE_DEPTH);
+            let (sender, receiver) = mpsc::channel::<Work>(LANE_DEPTH);
             lanes.push(sender);
             workers.push(tokio::spawn(Arc::clone(&consumer).lane(
                 Arc::clone(&handler),
@@ -181,11 +196,19 @@ impl EventConsumer {
             match message {
                 Ok(message) => {
                     let lane = &lanes[lane_of(message.partition(), lanes.len())];
-                    let message = message.detach();
+                    let work = match message.headers().and_then(declared_kind) {
+                        Some(kind) if !consumer.kinds.contains(&kind) => Work::PassOver {
+                            topic: message.topic().to_owned(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            kind,
+                        },
+                        _ => Work::Handle(message.detach()),
+                    };
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         // A full lane holds up the dispatch: back-pressure on the broker.
-                        sent = lane.send(message) => if sent.is_err() { break },
+                        sent = lane.send(work) => if sent.is_err() { break },
                     }
                 }
                 Err(error) => {
@@ -218,24 +241,39 @@ impl EventConsumer {
     async fn lane<H: EventHandler>(
         self: Arc<Self>,
         handler: Arc<H>,
-        mut messages: mpsc::Receiver<OwnedMessage>,
+        mut messages: mpsc::Receiver<Work>,
         shutdown: CancellationToken,
     ) {
         loop {
-            let message = tokio::select! {
+            let work = tokio::select! {
                 () = shutdown.cancelled() => return,
-                message = messages.recv() => match message {
-                    Some(message) => message,
+                work = messages.recv() => match work {
+                    Some(work) => work,
                     None => return,
                 },
             };
-            if self.process(handler.as_ref(), &message, &shutdown).await
-                && let Err(error) = self.consumer.store_offset(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                )
-            {
+            let stored = match &work {
+                Work::Handle(message) => {
+                    if !self.process(handler.as_ref(), message, &shutdown).await {
+                        continue;
+                    }
+                    self.consumer.store_offset(
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                    )
+                }
+                Work::PassOver {
+                    topic,
+                    partition,
+                    offset,
+                    kind,
+                } => {
+                    count_skipped(topic, *kind);
+                    self.consumer.store_offset(topic, *partition, *offset)
+                }
+            };
+            if let Err(error) = stored {
                 // The partition was revoked meanwhile; its next owner sees the message again
                 // and the inbox makes that harmless.
                 tracing::warn!(%error, "Could not store an offset.");
@@ -256,12 +294,6 @@ impl EventConsumer {
         message: &OwnedMessage,
         shutdown: &CancellationToken,
     ) -> bool {
-        if let Some(kind) = message.headers().and_then(declared_kind)
-            && !self.kinds.contains(&kind)
-        {
-            count_skipped(message.topic(), kind);
-            return true;
-        }
         let info = MessageInfo {
             topic: message.topic().to_owned(),
             partition: message.partition(),
