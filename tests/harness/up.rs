@@ -159,6 +159,11 @@ impl ShopUp {
         Ok(command)
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// `path` on its order-api (`/api/orders/…`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -92,6 +92,24 @@ async fn the_temporary_data_directory_is_private_and_removed_on_exit() -> Result
     Ok(())
 }
 
+/// The payment provider stands for another company: under `shopctl up` it has a thread of its
+/// own, named so that `shopctl bench` counts its CPU apart from the shop's.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_payment_provider_runs_on_a_thread_of_its_own() -> Result<()> {
+    let mut up = ShopUp::start(&[], &[]).await?;
+    let pid = up.pid().context("running")?;
+    let mut names = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let comm = std::fs::read_to_string(task?.path().join("comm")).unwrap_or_default();
+        names.push(comm.trim().to_owned());
+    }
+    up.stop().await?;
+    let provider = names.iter().filter(|name| *name == "psp-sim").count();
+    ensure!(provider == 1, "{names:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_failed_start_leaves_no_data_directory() -> Result<()> {
     // order-api cannot bind: the port is taken.
