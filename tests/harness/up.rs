@@ -22,6 +22,8 @@ use crate::{binary, eventually_within};
 const START: Duration = Duration::from_secs(60);
 /// How long it may take to stop after SIGTERM.
 const STOP: Duration = Duration::from_secs(20);
+/// How many of its last log lines a failed stop shows.
+const LOG_TAIL: usize = 40;
 
 /// Lines a child process wrote, read all along by a task of its own: a pipe nobody reads fills
 /// up and stops the program at its next line.
@@ -205,7 +207,14 @@ impl ShopUp {
         ensure!(sent.success(), "kill -TERM {pid} failed: {sent}");
         let exited = tokio::time::timeout(STOP, self.child.wait())
             .await
-            .with_context(|| format!("shopctl up did not stop within {STOP:?} of SIGTERM"))??;
+            .with_context(|| {
+                let log = self.log.all();
+                let tail = &log[log.len().saturating_sub(LOG_TAIL)..];
+                format!(
+                    "shopctl up did not stop within {STOP:?} of SIGTERM; the end of its log:\n{}",
+                    tail.join("\n")
+                )
+            })??;
         ensure!(
             exited.success(),
             "shopctl up exited with {exited}; its log:\n{}",

@@ -1,9 +1,9 @@
 //! Consumer lag, per partition, from librdkafka's statistics.
 
-use rdkafka::consumer::ConsumerContext;
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::Statistics;
 
-/// Publishes the client's per-partition consumer lag as a gauge each statistics interval.
+/// Publishes the client's per-partition consumer lag as a gauge each statistics interval
+/// (called by [`super::context::Hooks`]).
 ///
 /// A partition that moved to another replica (a rebalance) is set to 0 here rather than left
 /// at its last value: its lag is the new owner's now, and a sum over replicas stays right.
@@ -31,10 +31,9 @@ impl LagReporter {
         // A lag is far below 2^53: exact as a float.
         .set(lag as f64);
     }
-}
 
-impl ClientContext for LagReporter {
-    fn stats(&self, statistics: Statistics) {
+    /// Publishes the lags of one statistics report.
+    pub(super) fn report(&self, statistics: &Statistics) {
         let mut now = std::collections::HashSet::new();
         for (topic, stats) in &statistics.topics {
             for (partition, stats) in &stats.partitions {
@@ -56,5 +55,3 @@ impl ClientContext for LagReporter {
         *reported = now;
     }
 }
-
-impl ConsumerContext for LagReporter {}

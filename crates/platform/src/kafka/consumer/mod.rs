@@ -16,6 +16,8 @@
 //! so per-order (per-key) order holds, while a slow handler in one partition does not hold up
 //! the others.
 
+mod close;
+mod context;
 mod lag;
 mod settings;
 mod span;
@@ -39,7 +41,7 @@ use super::semconv::Broker;
 use super::{DeadLetter, EventHandler, HandlerError, MessageInfo};
 use crate::PlatformError;
 use crate::config::KafkaConfig;
-use lag::LagReporter;
+use context::Hooks;
 pub use settings::ConsumerSettings;
 
 /// Messages queued per lane before the dispatch waits.
@@ -97,9 +99,38 @@ fn count_skipped(topic: &str, kind: EventKind) {
     .increment(1);
 }
 
+/// The consumer's librdkafka settings: the group, offsets stored by the consumer and committed
+/// in the background, and the cooperative assignor (a rebalance moves only the partitions that
+/// change owner).
+fn consumer_config(config: &KafkaConfig) -> rdkafka::ClientConfig {
+    let session_ms = config.session_timeout.as_millis().max(1);
+    let mut client = config.client_config();
+    client
+        .set("group.id", &config.client_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.commit.interval.ms",
+            config.commit_interval.as_millis().to_string(),
+        )
+        // A new group reads from the beginning: topics exist before the services start, and
+        // an event published before a service's first start must still be handled.
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session_ms.to_string())
+        .set("heartbeat.interval.ms", (session_ms / 3).max(1).to_string())
+        .set(
+            "fetch.wait.max.ms",
+            config.fetch_wait.as_millis().to_string(),
+        )
+        .set("socket.nagle.disable", "true")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "5000");
+    client
+}
+
 /// A subscribed consumer in the service's consumer group.
 pub struct EventConsumer {
-    consumer: StreamConsumer<LagReporter>,
+    consumer: StreamConsumer<Hooks>,
     /// The kinds handed to the handler; the others are passed over.
     kinds: Vec<EventKind>,
     dead_letter: DeadLetter,
@@ -118,6 +149,10 @@ impl std::fmt::Debug for EventConsumer {
 }
 
 impl EventConsumer {
+    /// How long closing the consumer (leaving its group, freeing the client) may take before
+    /// the service stops without waiting for it.
+    const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
     /// Joins the group named by `config.client_id` and subscribes to the topics of `kinds`;
     /// only events of these kinds reach the handler.
     pub fn subscribe(
@@ -126,29 +161,8 @@ impl EventConsumer {
         dead_letter: DeadLetter,
         settings: ConsumerSettings,
     ) -> Result<Self, PlatformError> {
-        let session_ms = config.session_timeout.as_millis().max(1);
-        let consumer: StreamConsumer<LagReporter> = config
-            .client_config()
-            .set("group.id", &config.client_id)
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.commit.interval.ms",
-                config.commit_interval.as_millis().to_string(),
-            )
-            // A new group reads from the beginning: topics exist before the services start, and
-            // an event published before a service's first start must still be handled.
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", session_ms.to_string())
-            .set("heartbeat.interval.ms", (session_ms / 3).max(1).to_string())
-            .set(
-                "fetch.wait.max.ms",
-                config.fetch_wait.as_millis().to_string(),
-            )
-            .set("socket.nagle.disable", "true")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("statistics.interval.ms", "5000")
-            .create_with_context(LagReporter::new(config.client_id.clone()))?;
+        let consumer: StreamConsumer<Hooks> =
+            consumer_config(config).create_with_context(Hooks::new(config.client_id.clone()))?;
         let mut topics: Vec<Topic> = Vec::new();
         for topic in kinds.iter().map(|kind| kind.topic()) {
             if !topics.contains(&topic) {
@@ -167,7 +181,7 @@ impl EventConsumer {
         })
     }
 
-    /// Consumes until `shutdown`, then commits stored offsets.
+    /// Consumes until `shutdown`, then commits stored offsets and leaves the group.
     ///
     /// Messages are handed to the lane of their partition; a lane handles its messages one at
     /// a time and stores each offset once the message is handled or dead-lettered. At
@@ -234,7 +248,23 @@ impl EventConsumer {
             )) => tracing::debug!("No new offsets to commit on shutdown."),
             Err(error) => tracing::warn!(%error, "Could not commit offsets on shutdown."),
         }
-        tracing::info!(group = %consumer.group, "Consumer stopped.");
+        let group = consumer.group.clone();
+        consumer.close().await;
+        tracing::info!(%group, "Consumer stopped.");
+    }
+
+    /// Leaves the group and frees the client, off the runtime and within [`Self::CLOSE_LIMIT`].
+    async fn close(self: Arc<Self>) {
+        self.consumer.context().closing();
+        let group = self.group.clone();
+        if !close::drop_within(self, Self::CLOSE_LIMIT).await {
+            tracing::warn!(
+                %group,
+                limit = ?Self::CLOSE_LIMIT,
+                "The Kafka consumer did not close in time; left behind (the broker drops it \
+                 from its group after the session timeout)."
+            );
+        }
     }
 
     /// One lane: its partitions' messages, in order, one at a time.
