@@ -163,6 +163,14 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
                 return Ok(Effect::Nothing);
             };
             cause = refund_cause;
+            // A refund is only ever asked for a charge that succeeded, which stored its id: a
+            // payment without one is a corrupt row, refused (the notification is answered with
+            // an error, and retried) rather than announced with an empty payment id.
+            let charge_id = payment.charge_id.ok_or_else(|| {
+                store::corrupt(format!(
+                    "the payment of order {order_id} is being refunded but has no charge id"
+                ))
+            })?;
             store::transition(
                 tx,
                 order_id,
@@ -173,7 +181,7 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
             )?;
             PaymentRefunded {
                 order_id,
-                payment_id: payment.charge_id.unwrap_or_default(),
+                payment_id: charge_id,
                 refund_id: refund_id.clone(),
                 amount: payment.amount,
                 reason,

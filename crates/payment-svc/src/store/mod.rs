@@ -119,7 +119,7 @@ pub(crate) fn traceparent_of(conn: &Conn<'_>, order_id: OrderId) -> Result<Optio
 }
 
 /// A value that was stored but does not read back as what it should be.
-fn corrupt(message: String) -> SqlError {
+pub(crate) fn corrupt(message: String) -> SqlError {
     SqlError::new(ErrorKind::Conversion, message)
 }
 

@@ -34,7 +34,7 @@ async fn cause_of(replica: &Replica, kind: EventKind, order_id: OrderId) -> Opti
         .causation_id
 }
 
-fn refund_succeeded(order_id: OrderId, notification_id: &str) -> Notification {
+pub(super) fn refund_succeeded(order_id: OrderId, notification_id: &str) -> Notification {
     Notification {
         notification_id: notification_id.to_owned(),
         order_id,
@@ -44,7 +44,7 @@ fn refund_succeeded(order_id: OrderId, notification_id: &str) -> Notification {
     }
 }
 
-fn rejected(order_id: OrderId) -> Envelope {
+pub(super) fn rejected(order_id: OrderId) -> Envelope {
     let rejection = StockRejected {
         order_id,
         reason: StockRejectionReason::OutOfStock,
@@ -54,7 +54,7 @@ fn rejected(order_id: OrderId) -> Envelope {
 }
 
 /// Waits until the replica has asked the provider for `n` refunds.
-async fn refunds_requested(replica: &Replica, n: usize) {
+pub(super) async fn refunds_requested(replica: &Replica, n: usize) {
     wait_for("the refund request", || {
         replica.provider.refunds().len() >= n
     })

@@ -483,3 +483,4 @@ async fn payments_live_their_whole_lives_across_replicas() {
 }
 
 mod causation;
+mod refund;
