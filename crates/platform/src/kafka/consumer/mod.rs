@@ -248,9 +248,7 @@ impl EventConsumer {
             )) => tracing::debug!("No new offsets to commit on shutdown."),
             Err(error) => tracing::warn!(%error, "Could not commit offsets on shutdown."),
         }
-        let group = consumer.group.clone();
         consumer.close().await;
-        tracing::info!(%group, "Consumer stopped.");
     }
 
     /// Leaves the group and frees the client, off the runtime and within [`Self::CLOSE_LIMIT`].
@@ -265,6 +263,7 @@ impl EventConsumer {
                  from its group after the session timeout)."
             );
         }
+        tracing::info!(%group, "Consumer stopped.");
     }
 
     /// One lane: its partitions' messages, in order, one at a time.
