@@ -12,13 +12,15 @@
 //! not for them.
 //!
 //! Partitions are handled concurrently, each by one of `CONSUMER_CONCURRENCY` lanes: the
-//! messages of one partition always go to the same lane and are handled one after the other,
-//! so per-order (per-key) order holds, while a slow handler in one partition does not hold up
-//! the others.
+//! messages of one partition always go to the same lane, so a slow handler in one partition
+//! does not hold up the others. A lane handles the messages queued in it side by side, except
+//! those of one key (one order), which it handles one after the other ([`run`]): per-order
+//! order holds, and the transactions of a busy lane share commits.
 
 mod close;
 mod context;
 mod lag;
+mod run;
 mod settings;
 mod span;
 
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::future::join_all;
 use rand::RngExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -183,10 +186,10 @@ impl EventConsumer {
 
     /// Consumes until `shutdown`, then commits stored offsets and leaves the group.
     ///
-    /// Messages are handed to the lane of their partition; a lane handles its messages one at
-    /// a time and stores each offset once the message is handled or dead-lettered. At
-    /// shutdown each lane finishes the message in hand; messages still queued are not handled
-    /// and their offsets not stored, so they are consumed again later.
+    /// Messages are handed to the lane of their partition; a lane handles a run of them at a
+    /// time (see [`run`]) and then stores their offsets, in order, for those handled or
+    /// dead-lettered. At shutdown each lane finishes the run in hand; messages still queued
+    /// are not handled and their offsets not stored, so they are consumed again later.
     pub async fn run<H: EventHandler>(self, handler: H, shutdown: CancellationToken) {
         tracing::info!(group = %self.group, concurrency = self.settings.concurrency, "Consumer started.");
         let consumer = Arc::new(self);
@@ -266,46 +269,58 @@ impl EventConsumer {
         tracing::info!(%group, "Consumer stopped.");
     }
 
-    /// One lane: its partitions' messages, in order, one at a time.
+    /// One lane: its partitions' messages, a run at a time (see [`run`]): the messages of one
+    /// key in order, those of different keys side by side.
     async fn lane<H: EventHandler>(
         self: Arc<Self>,
         handler: Arc<H>,
         mut messages: mpsc::Receiver<Work>,
         shutdown: CancellationToken,
     ) {
+        let mut next = None;
         loop {
-            let work = tokio::select! {
-                () = shutdown.cancelled() => return,
-                work = messages.recv() => match work {
-                    Some(work) => work,
-                    None => return,
+            let first = match next.take() {
+                Some(work) if !shutdown.is_cancelled() => work,
+                Some(_) => return,
+                None => tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    work = messages.recv() => match work {
+                        Some(work) => work,
+                        None => return,
+                    },
                 },
             };
-            let stored = match &work {
-                Work::Handle(message) => {
-                    if !self.process(handler.as_ref(), message, &shutdown).await {
-                        continue;
-                    }
-                    self.consumer.store_offset(
-                        message.topic(),
-                        message.partition(),
-                        message.offset(),
-                    )
+            let (works, after) = run::gather(first, &mut messages);
+            next = after;
+            let done = join_all(
+                works
+                    .iter()
+                    .map(|work| self.settle(handler.as_ref(), work, &shutdown)),
+            )
+            .await;
+            for (topic, partition, offset) in run::finished(&works, &done) {
+                if let Err(error) = self.consumer.store_offset(topic, partition, offset) {
+                    // The partition was revoked meanwhile; its next owner sees the message
+                    // again and the inbox makes that harmless.
+                    tracing::warn!(%error, "Could not store an offset.");
                 }
-                Work::PassOver {
-                    topic,
-                    partition,
-                    offset,
-                    kind,
-                } => {
-                    count_skipped(topic, *kind);
-                    self.consumer.store_offset(topic, *partition, *offset)
-                }
-            };
-            if let Err(error) = stored {
-                // The partition was revoked meanwhile; its next owner sees the message again
-                // and the inbox makes that harmless.
-                tracing::warn!(%error, "Could not store an offset.");
+            }
+        }
+    }
+
+    /// Handles, dead-letters or passes over one message of a run; `true` when its offset may
+    /// be stored.
+    async fn settle<H: EventHandler>(
+        &self,
+        handler: &H,
+        work: &Work,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        match work {
+            Work::Handle(message) => self.process(handler, message, shutdown).await,
+            Work::PassOver { topic, kind, .. } => {
+                count_skipped(topic, *kind);
+                true
             }
         }
     }

@@ -18,8 +18,8 @@ pub struct ConsumerSettings {
     #[arg(long = "consumer-max-backoff-ms", env = "CONSUMER_MAX_BACKOFF_MS",
           default_value = "2000", value_parser = crate::config::millis, value_name = "MS")]
     pub max_backoff: Duration,
-    /// Lanes handling partitions concurrently; a partition always stays in one lane, so
-    /// per-order order holds.
+    /// Lanes handling partitions concurrently; a partition always stays in one lane, which
+    /// handles the events of one order in turn.
     #[arg(long = "consumer-concurrency", env = "CONSUMER_CONCURRENCY", default_value_t = 8, value_name = "N",
           value_parser = crate::config::at_least_one)]
     pub concurrency: usize,

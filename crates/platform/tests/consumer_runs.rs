@@ -1,0 +1,285 @@
+//! A consumer lane handles the queued messages of different orders side by side, those of one
+//! order one after the other, and stores no offset past a message it did not finish.
+//!
+//! Every message is in the topic before the consumer starts, and its one partition puts them
+//! all in one lane.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use embedded_broker::EmbeddedBroker;
+use events::{
+    Currency, Envelope, Event, EventKind, Money, OrderCreated, OrderId, PaymentMethod,
+    PricedLineItem, Sku, UserId,
+};
+use platform::config::KafkaConfig;
+use platform::kafka::{
+    ConsumerSettings, DeadLetter, EventConsumer, EventHandler, EventProducer, HandlerError,
+    MessageInfo, OutgoingMessage,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use test_support::eventually_within;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "orders";
+
+/// How long a handler waits for a message of another order to be handled beside it. Handled
+/// one at a time, every handler would wait this long and none would ever have company.
+const COMPANY_WAIT: Duration = Duration::from_millis(500);
+
+/// The `n`-th event of `order_id`: `n` travels as the order's total.
+fn event(order_id: OrderId, n: i64) -> Envelope {
+    let unit_price = Money::new(n, Currency::USD);
+    Envelope::new(
+        "/shop/test",
+        OrderCreated {
+            order_id,
+            user_id: UserId::parse("usr_runs").expect("a user id"),
+            items: vec![PricedLineItem {
+                sku: Sku::parse("WIDGET-42").expect("a sku"),
+                quantity: 1,
+                unit_price,
+            }],
+            total: unit_price,
+            payment_method: PaymentMethod::parse("pm_visa_4242").expect("a payment method"),
+            created_at: chrono::Utc::now(),
+        },
+        None,
+    )
+}
+
+/// The order and number of an event made by [`event`].
+fn identify(envelope: &Envelope) -> (OrderId, i64) {
+    let Event::OrderCreated(order) = &envelope.event else {
+        panic!("only order.created is sent");
+    };
+    (order.order_id, order.total.amount_minor)
+}
+
+struct Stack {
+    _broker: EmbeddedBroker,
+    config: KafkaConfig,
+    producer: EventProducer,
+}
+
+async fn stack(group: &str, events: &[Envelope]) -> Stack {
+    let broker = EmbeddedBroker::start_empty(1).expect("the embedded broker starts");
+    broker.create_topic(TOPIC, 1).expect("the topic");
+    broker
+        .create_topic(&format!("{TOPIC}.dlq"), 1)
+        .expect("the dead-letter topic");
+    let config = KafkaConfig {
+        client_id: group.to_owned(),
+        ..KafkaConfig::default()
+    }
+    .with_bootstrap(broker.bootstrap_servers());
+    let producer = EventProducer::new(&config).expect("a producer");
+    for envelope in events {
+        let message = OutgoingMessage {
+            topic: TOPIC.to_owned(),
+            key: envelope.key(),
+            payload: envelope.encode(),
+            trace: HashMap::new(),
+            cloud_event: None,
+        };
+        producer.send(&message).await.expect("acknowledged");
+    }
+    Stack {
+        _broker: broker,
+        config,
+        producer,
+    }
+}
+
+fn consumer(stack: &Stack, settings: ConsumerSettings) -> EventConsumer {
+    EventConsumer::subscribe(
+        &stack.config,
+        &[EventKind::OrderCreated],
+        DeadLetter::new(stack.producer.clone(), &stack.config.client_id),
+        settings,
+    )
+    .expect("the consumer subscribes")
+}
+
+/// What the handlers saw.
+#[derive(Default)]
+struct Seen {
+    /// The orders of the handlers running now.
+    running: Vec<OrderId>,
+    /// Most handlers running at once.
+    most_at_once: usize,
+    /// Orders of which two events were handled at once.
+    overlaps: Vec<OrderId>,
+    /// The events of each order, in the order their handling began.
+    began: HashMap<OrderId, Vec<i64>>,
+    handled: usize,
+}
+
+#[derive(Clone, Default)]
+struct Recorder {
+    seen: Arc<Mutex<Seen>>,
+    changed: Arc<Notify>,
+}
+
+impl Recorder {
+    fn seen<T>(&self, read: impl FnOnce(&mut Seen) -> T) -> T {
+        read(&mut self.seen.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl EventHandler for Recorder {
+    async fn handle(&self, envelope: Envelope, _info: &MessageInfo) -> Result<(), HandlerError> {
+        let (order_id, n) = identify(&envelope);
+        self.seen(|seen| {
+            if seen.running.contains(&order_id) {
+                seen.overlaps.push(order_id);
+            }
+            seen.running.push(order_id);
+            seen.most_at_once = seen.most_at_once.max(seen.running.len());
+            seen.began.entry(order_id).or_default().push(n);
+        });
+        self.changed.notify_waiters();
+        let company = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.seen(|seen| seen.running.len() >= 2) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _alone = tokio::time::timeout(COMPANY_WAIT, company).await;
+        self.seen(|seen| {
+            let at = seen.running.iter().position(|running| *running == order_id);
+            seen.running.remove(at.expect("it is running"));
+            seen.handled += 1;
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn messages_of_different_orders_are_handled_side_by_side_and_of_one_order_in_turn() {
+    let orders = [OrderId::new(), OrderId::new(), OrderId::new()];
+    let events: Vec<Envelope> = (1..=3)
+        .flat_map(|n| orders.iter().map(move |order| event(*order, n)))
+        .collect();
+    let stack = stack("runs-side-by-side", &events).await;
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let consuming = tokio::spawn(
+        consumer(&stack, ConsumerSettings::default()).run(recorder.clone(), shutdown.clone()),
+    );
+
+    eventually_within(Duration::from_secs(30), || async {
+        match recorder.seen(|seen| seen.handled) {
+            handled if handled == events.len() => Ok(()),
+            handled => Err(format!("{handled} of {} handled", events.len())),
+        }
+    })
+    .await
+    .expect("every event is handled");
+    shutdown.cancel();
+    consuming.await.expect("the consumer stops");
+
+    recorder.seen(|seen| {
+        assert!(seen.overlaps.is_empty(), "{:?}", seen.overlaps);
+        assert!(seen.most_at_once >= 2, "{}", seen.most_at_once);
+        for order in orders {
+            assert_eq!(seen.began[&order], [1, 2, 3], "{order}");
+        }
+    });
+}
+
+/// Fails the events of one order for as long as it runs; handles the others, the first of
+/// them (the lead) slowly.
+#[derive(Clone)]
+struct FailsOne {
+    lead: OrderId,
+    failing: OrderId,
+    other_handled: Arc<AtomicBool>,
+}
+
+/// How long the lead message takes: pacing, so that the messages behind it are all in the
+/// lane's queue when it takes its next run (they reach the lane one by one, as librdkafka's
+/// thread hands them over). Nothing waits for an outcome with it.
+const LEAD_TIME: Duration = Duration::from_millis(300);
+
+impl EventHandler for FailsOne {
+    async fn handle(&self, envelope: Envelope, _info: &MessageInfo) -> Result<(), HandlerError> {
+        let (order_id, _) = identify(&envelope);
+        if order_id == self.lead {
+            tokio::time::sleep(LEAD_TIME).await;
+            return Ok(());
+        }
+        if order_id == self.failing {
+            return Err(HandlerError::Transient(anyhow::anyhow!("not yet")));
+        }
+        self.other_handled.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The group's committed offset of the topic's one partition, if it has one.
+fn committed(stack: &Stack) -> Option<i64> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.config.bootstrap_servers)
+        .set("group.id", &stack.config.client_id)
+        .create()
+        .expect("a consumer to read offsets with");
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition(TOPIC, 0);
+    let committed = reader
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .expect("the committed offsets");
+    let offset = committed
+        .find_partition(TOPIC, 0)
+        .expect("the partition")
+        .offset();
+    match offset {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn no_offset_is_stored_past_a_message_that_was_not_finished() {
+    let (lead, failing) = (OrderId::new(), OrderId::new());
+    let events = [event(lead, 1), event(failing, 1), event(OrderId::new(), 1)];
+    let stack = stack("runs-unfinished", &events).await;
+    let other_handled = Arc::new(AtomicBool::new(false));
+    let handler = FailsOne {
+        lead,
+        failing,
+        other_handled: Arc::clone(&other_handled),
+    };
+    let settings = ConsumerSettings {
+        max_attempts: u32::MAX,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        ..ConsumerSettings::default()
+    };
+    let shutdown = CancellationToken::new();
+    let consuming = tokio::spawn(consumer(&stack, settings).run(handler, shutdown.clone()));
+
+    // The failing message never succeeds, so the one after it can only be handled in its run.
+    eventually_within(Duration::from_secs(30), || async {
+        if other_handled.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("the second message is not handled yet".to_owned())
+        }
+    })
+    .await
+    .expect("the second message is handled while the first is retried");
+    shutdown.cancel();
+    consuming.await.expect("the consumer stops");
+
+    // The lead's offset is stored (committed as the next offset to read, 1); storing the last
+    // message's would commit over the failing one, which would then be lost.
+    assert_eq!(committed(&stack), Some(1));
+}
