@@ -7,7 +7,7 @@
 //! before the lane takes its first run (librdkafka queues a fetch's messages together).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use futures::future::join_all;
 use platform::config::KafkaConfig;
 use platform::kafka::{
     ConsumerSettings, DeadLetter, EventConsumer, EventHandler, EventProducer, HandlerError,
-    MessageInfo, OutgoingMessage,
+    MessageInfo, OutgoingMessage, RUN_LIMIT,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -208,7 +208,31 @@ async fn messages_of_different_orders_are_handled_side_by_side_and_of_one_order_
 #[derive(Clone)]
 struct FailsOne {
     failing: OrderId,
-    other_handled: Arc<AtomicBool>,
+    others_handled: Arc<AtomicUsize>,
+}
+
+impl FailsOne {
+    fn new(failing: OrderId) -> Self {
+        Self {
+            failing,
+            others_handled: Arc::default(),
+        }
+    }
+
+    fn others_handled(&self) -> usize {
+        self.others_handled.load(Ordering::SeqCst)
+    }
+}
+
+/// Retries without end, soon after each other: the failing message is still being retried
+/// when the test stops the consumer.
+fn retrying_for_ever() -> ConsumerSettings {
+    ConsumerSettings {
+        max_attempts: u32::MAX,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        ..ConsumerSettings::default()
+    }
 }
 
 impl EventHandler for FailsOne {
@@ -217,7 +241,7 @@ impl EventHandler for FailsOne {
         if order_id == self.failing {
             return Err(HandlerError::Transient(anyhow::anyhow!("not yet")));
         }
-        self.other_handled.store(true, Ordering::SeqCst);
+        self.others_handled.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -249,26 +273,16 @@ async fn no_offset_is_stored_past_a_message_that_was_not_finished() {
     let failing = OrderId::new();
     let events = [event(failing, 1), event(OrderId::new(), 1)];
     let stack = stack("runs-unfinished", &events).await;
-    let other_handled = Arc::new(AtomicBool::new(false));
-    let handler = FailsOne {
-        failing,
-        other_handled: Arc::clone(&other_handled),
-    };
-    let settings = ConsumerSettings {
-        max_attempts: u32::MAX,
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(100),
-        ..ConsumerSettings::default()
-    };
+    let handler = FailsOne::new(failing);
     let shutdown = CancellationToken::new();
-    let consuming = tokio::spawn(consumer(&stack, settings).run(handler, shutdown.clone()));
+    let consuming =
+        tokio::spawn(consumer(&stack, retrying_for_ever()).run(handler.clone(), shutdown.clone()));
 
     // The failing message never succeeds, so the one after it can only be handled in its run.
     eventually_within(Duration::from_secs(30), || async {
-        if other_handled.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err("the second message is not handled yet".to_owned())
+        match handler.others_handled() {
+            0 => Err("the second message is not handled yet".to_owned()),
+            _ => Ok(()),
         }
     })
     .await
@@ -278,4 +292,39 @@ async fn no_offset_is_stored_past_a_message_that_was_not_finished() {
 
     // Storing the second message's offset would commit over the first, which would be lost.
     assert_eq!(committed(&stack), None);
+}
+
+#[tokio::test]
+async fn no_run_starts_once_shutdown_has_begun() {
+    // A queued message taken after the shutdown would be handled and its offset stored over
+    // the unfinished one. `select!` picks its branch at random: four rounds would let that
+    // through once in sixteen.
+    for round in 0..4 {
+        let failing = OrderId::new();
+        // More than a run holds: the rest stays queued in the lane behind the run.
+        let events: Vec<Envelope> = std::iter::once(event(failing, 1))
+            .chain((0..RUN_LIMIT + 8).map(|_| event(OrderId::new(), 1)))
+            .collect();
+        let stack = stack(&format!("runs-after-shutdown-{round}"), &events).await;
+        let handler = FailsOne::new(failing);
+        let shutdown = CancellationToken::new();
+        let consuming = tokio::spawn(
+            consumer(&stack, retrying_for_ever()).run(handler.clone(), shutdown.clone()),
+        );
+
+        let run_of_others = RUN_LIMIT - 1;
+        eventually_within(Duration::from_secs(30), || async {
+            match handler.others_handled() {
+                handled if handled >= run_of_others => Ok(()),
+                handled => Err(format!("{handled} of the run's {run_of_others} handled")),
+            }
+        })
+        .await
+        .expect("the run's other messages are handled");
+        shutdown.cancel();
+        consuming.await.expect("the consumer stops");
+
+        assert_eq!(handler.others_handled(), run_of_others, "round {round}");
+        assert_eq!(committed(&stack), None, "round {round}");
+    }
 }

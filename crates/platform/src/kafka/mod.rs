@@ -12,7 +12,7 @@ use std::future::Future;
 use events::Envelope;
 
 pub use cloudevents::CloudEventHeaders;
-pub use consumer::{ConsumerSettings, EventConsumer};
+pub use consumer::{ConsumerSettings, EventConsumer, RUN_LIMIT};
 pub use dead_letter::{DeadLetter, headers as dead_letter_headers};
 pub use producer::{EventProducer, OutgoingMessage, headers};
 

@@ -45,6 +45,7 @@ use super::{DeadLetter, EventHandler, HandlerError, MessageInfo};
 use crate::PlatformError;
 use crate::config::KafkaConfig;
 use context::Hooks;
+pub use run::RUN_LIMIT;
 pub use settings::ConsumerSettings;
 
 /// Messages queued per lane before the dispatch waits.
@@ -279,10 +280,17 @@ impl EventConsumer {
     ) {
         let mut next = None;
         loop {
+            // Once shutdown has begun, no further run: a message of the last run may have been
+            // left unfinished, and a later message's offset must not be stored over it. Hence
+            // also `biased`: without it, `select!` would take a queued message as often as it
+            // noticed the shutdown.
+            if shutdown.is_cancelled() {
+                return;
+            }
             let first = match next.take() {
-                Some(work) if !shutdown.is_cancelled() => work,
-                Some(_) => return,
+                Some(work) => work,
                 None => tokio::select! {
+                    biased;
                     () = shutdown.cancelled() => return,
                     work = messages.recv() => match work {
                         Some(work) => work,

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::Receiver;
 use super::Work;
 
 /// Most messages a lane handles at once.
-pub(super) const RUN_LIMIT: usize = 32;
+pub const RUN_LIMIT: usize = 32;
 
 impl Work {
     /// The message's key, which orders it against the others: `None` for a message passed
