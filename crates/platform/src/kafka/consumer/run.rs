@@ -1,9 +1,9 @@
 //! A lane's run: the messages it handles side by side.
 //!
-//! A lane used to handle its queue one message at a time, each waiting for the one before to
-//! be committed, though the messages of different orders have nothing to wait for: only the
-//! events of one order (one message key) must be handled in the order they were published.
-//! So a lane takes, with the message it waits for, the messages already queued behind it, up to
+//! Handled one at a time, each message of a lane's queue would wait for the one before it to be
+//! committed, though the messages of different orders have nothing to wait for: only the events
+//! of one order (one message key) must be handled in the order they were published. So a lane
+//! takes, with the message it waits for, the messages already queued behind it, up to
 //! the first one whose key is already among them, and handles them together. Their database
 //! transactions then reach the writer at once and share a commit, and the lane is woken once
 //! for them all instead of once per message. The offsets are stored afterwards, in order, and
