@@ -97,6 +97,7 @@ mod tests {
     use std::time::Duration;
 
     use embedded_broker::EmbeddedBroker;
+    use futures::FutureExt;
     use rdkafka::consumer::{Consumer, StreamConsumer};
 
     use super::Hooks;
@@ -118,8 +119,10 @@ mod tests {
         consumer.subscribe(&["orders"]).expect("subscribed");
         // One poll starts the join; the group's answer then waits, unpolled, in the queue. Its
         // arrival cannot be watched without polling, which would take it: the pause is long
-        // enough for a join on the embedded broker, and waits for no outcome.
-        let _ = tokio::time::timeout(Duration::from_millis(1), consumer.recv()).await;
+        // enough for a join on the embedded broker, and waits for no outcome. The poll is one
+        // poll only: a `recv` left waiting (even for a millisecond, on a loaded machine) would
+        // be woken by the group's answer and take it.
+        assert!(consumer.recv().now_or_never().is_none(), "no message yet");
         tokio::time::sleep(Duration::from_secs(3)).await;
         // Still not taken: the assignment waits in the queue.
         assert_eq!(consumer.assignment().expect("the assignment").count(), 0);
