@@ -9,32 +9,13 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use events::{
-    Currency, Envelope, EventId, LineItem, Money, OrderCreated, OrderId, PaymentCompleted,
-    PaymentMethod, PricedLineItem, Sku, UserId,
-};
+use events::{Currency, Envelope, EventId, LineItem, Money, OrderId, PaymentCompleted, Sku};
 
 /// A W3C trace context as the outbox stamps it on every event.
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn order_created() -> Result<Envelope, events::EventError> {
-    let unit_price = Money::new(2499, Currency::USD);
-    let mut envelope = Envelope::new(
-        "/shop/order-api",
-        OrderCreated {
-            order_id: OrderId::new(),
-            user_id: UserId::parse("usr_bench")?,
-            items: vec![PricedLineItem {
-                sku: Sku::parse("WIDGET-42")?,
-                quantity: 1,
-                unit_price,
-            }],
-            total: unit_price,
-            payment_method: PaymentMethod::parse("pm_visa_4242")?,
-            created_at: chrono::Utc::now(),
-        },
-        None,
-    );
+    let mut envelope = events::testing::order_created_envelope(OrderId::new(), 2499);
     envelope.meta.traceparent = Some(TRACEPARENT.to_owned());
     Ok(envelope)
 }

@@ -11,6 +11,8 @@ mod error;
 mod ids;
 mod money;
 mod payloads;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod topics;
 
 pub use catalog::{Catalog, Product};

@@ -16,9 +16,7 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use embedded_broker::EmbeddedBroker;
-use events::{
-    Currency, Envelope, Money, OrderCreated, OrderId, PaymentMethod, PricedLineItem, Sku, UserId,
-};
+use events::{Envelope, OrderId};
 use platform::Db;
 use platform::config::KafkaConfig;
 use platform::db::Migration;
@@ -41,23 +39,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn order_created() -> Envelope {
-    let unit_price = Money::new(2499, Currency::USD);
-    Envelope::new(
-        "/shop/bench",
-        OrderCreated {
-            order_id: OrderId::new(),
-            user_id: UserId::parse("usr_bench").expect("a user id"),
-            items: vec![PricedLineItem {
-                sku: Sku::parse("WIDGET-42").expect("a sku"),
-                quantity: 1,
-                unit_price,
-            }],
-            total: unit_price,
-            payment_method: PaymentMethod::parse("pm_visa_4242").expect("a payment method"),
-            created_at: chrono::Utc::now(),
-        },
-        None,
-    )
+    events::testing::order_created_envelope(OrderId::new(), 2499)
 }
 
 async fn insert(db: &Db) {

@@ -12,10 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use embedded_broker::EmbeddedBroker;
-use events::{
-    Currency, Envelope, Event, EventKind, Money, OrderCreated, OrderId, PaymentMethod,
-    PricedLineItem, Sku, UserId,
-};
+use events::{Envelope, Event, EventKind, OrderId};
 use futures::future::join_all;
 use platform::config::KafkaConfig;
 use platform::kafka::{
@@ -36,23 +33,7 @@ const COMPANY_WAIT: Duration = Duration::from_millis(500);
 
 /// The `n`-th event of `order_id`: `n` travels as the order's total.
 fn event(order_id: OrderId, n: i64) -> Envelope {
-    let unit_price = Money::new(n, Currency::USD);
-    Envelope::new(
-        "/shop/test",
-        OrderCreated {
-            order_id,
-            user_id: UserId::parse("usr_runs").expect("a user id"),
-            items: vec![PricedLineItem {
-                sku: Sku::parse("WIDGET-42").expect("a sku"),
-                quantity: 1,
-                unit_price,
-            }],
-            total: unit_price,
-            payment_method: PaymentMethod::parse("pm_visa_4242").expect("a payment method"),
-            created_at: chrono::Utc::now(),
-        },
-        None,
-    )
+    events::testing::order_created_envelope(order_id, n)
 }
 
 /// The order and number of an event made by [`event`].

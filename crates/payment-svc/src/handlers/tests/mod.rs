@@ -9,9 +9,8 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use events::{
-    CancellationReason, Currency, Envelope, EventKind, Money, OrderCancelled, OrderCreated,
-    OrderId, PaymentFailureReason, PaymentMethod, PricedLineItem, Sku, StockRejected,
-    StockRejectionReason, UserId,
+    CancellationReason, Envelope, EventKind, OrderCancelled, OrderId, PaymentFailureReason,
+    StockRejected, StockRejectionReason,
 };
 use platform::Db;
 use platform::db::lease::Lease;
@@ -102,21 +101,7 @@ fn two_replicas(scratch: &ScratchDb) -> [Replica; 2] {
 }
 
 fn created(order_id: OrderId) -> Envelope {
-    let sku = Sku::parse("WIDGET-1").expect("a valid sku");
-    let unit_price = Money::new(1250, Currency::USD);
-    let order = OrderCreated {
-        order_id,
-        user_id: UserId::parse("usr_test").expect("a valid user"),
-        items: vec![PricedLineItem {
-            sku,
-            quantity: 2,
-            unit_price,
-        }],
-        total: Money::new(2500, Currency::USD),
-        payment_method: PaymentMethod::parse("pm_visa_4242").expect("a valid method"),
-        created_at: chrono::Utc::now(),
-    };
-    Envelope::new("/test", order, None)
+    events::testing::order_created_envelope(order_id, 2500)
 }
 
 fn cancelled(order_id: OrderId) -> Envelope {
