@@ -15,6 +15,7 @@ pub mod lease;
 mod migrations;
 mod names;
 pub mod notify;
+mod queue;
 mod reader;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -23,9 +24,12 @@ mod writer;
 pub use deferred::after_commit;
 pub use migrations::Migration;
 pub use names::thread_prefix;
+pub use queue::interactive;
+#[cfg(test)]
+pub(crate) use queue::is_interactive;
 
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
@@ -39,16 +43,16 @@ use crate::{PlatformError, inbox, outbox};
 /// Handle to a service's database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
-    /// The queue of the writer thread(s), each owning a connection.
-    jobs: Sender<Job>,
-    /// The queue of the thread that owns a second, read-only connection: it reads the last
+    /// The queues of the writer thread(s), each owning a connection.
+    jobs: queue::Senders,
+    /// The queues of the thread that owns a second, read-only connection: it reads the last
     /// committed state while the writer writes, so reads neither wait for nor split the
     /// writer's batches.
-    reads: Sender<Job>,
+    reads: queue::Senders,
     /// Woken after every committed write, so the outbox relay publishes without polling delay.
     committed: Arc<Notify>,
     /// SQLite: keeps the WAL checkpointing thread running while the database is in use.
-    _checkpoints: Option<Sender<()>>,
+    _checkpoints: Option<mpsc::Sender<()>>,
     /// Where the data is, for logs and readiness.
     target: DbTarget,
     /// Rows waiting in the outbox, as last counted by the relay; read on the hot path to shed
@@ -168,8 +172,7 @@ impl Db {
                 (size, size.div_ceil(2), false)
             }
         };
-        let (jobs, queue) = mpsc::channel();
-        let queue: writer::Queue = Arc::new(Mutex::new(queue));
+        let (jobs, write_queue) = queue::channel();
         let mut pending = Some(all);
         for n in 0..writers {
             let notify = Arc::clone(&committed);
@@ -179,7 +182,7 @@ impl Db {
                 &thread_name(&settings.thread_prefix, "write", n, writers),
                 target,
                 Access::ReadWrite,
-                &queue,
+                &write_queue,
                 move |conn| {
                     // Migrations wait as long as it takes for the other replicas' (an advisory
                     // lock, on Postgres) and for the locks of running ones: the lock timeout of
@@ -198,8 +201,7 @@ impl Db {
                 },
             )?;
         }
-        let (reads, read_queue) = mpsc::channel();
-        let read_queue: writer::Queue = Arc::new(Mutex::new(read_queue));
+        let (reads, read_queue) = queue::channel();
         for n in 0..readers {
             spawn(
                 &thread_name(&settings.thread_prefix, "read", n, readers),
@@ -270,7 +272,7 @@ impl Db {
     }
 
     /// Runs `f` on the thread behind `queue`, outside any batch.
-    async fn call_on<T, E, F>(queue: &Sender<Job>, f: F) -> Result<T, E>
+    async fn call_on<T, E, F>(queue: &queue::Senders, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<SqlError> + Send + 'static,
@@ -322,7 +324,7 @@ impl Db {
     /// Hands `job` to the thread behind `queue` and waits for its answer: `Err` if that thread
     /// has stopped.
     async fn submit<R>(
-        queue: &Sender<Job>,
+        queue: &queue::Senders,
         job: Job,
         answer: oneshot::Receiver<std::thread::Result<R>>,
     ) -> Result<R, SqlError> {
@@ -381,12 +383,12 @@ fn spawn<I, L>(
     name: &str,
     target: &DbTarget,
     access: Access,
-    queue: &writer::Queue,
+    queue: &queue::Queue,
     init: I,
 ) -> Result<(), PlatformError>
 where
     I: FnOnce(&Connection) -> Result<L, PlatformError> + Send + 'static,
-    L: FnOnce(Connection, writer::Queue) + Send + 'static,
+    L: FnOnce(Connection, queue::Queue) + Send + 'static,
 {
     let (ready, started) = mpsc::channel();
     let target = target.clone();

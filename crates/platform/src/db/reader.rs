@@ -2,7 +2,8 @@
 //! writer's: reads never wait behind a batch of writes (SQLite's WAL lets them run alongside;
 //! on Postgres it is simply another connection).
 
-use super::writer::{Job, Linger, Queue, next_job};
+use super::queue::{Linger, Queue};
+use super::writer::Job;
 use crate::sql::{Connection, ErrorKind, SqlError};
 
 /// The reader's loop: runs read jobs one after the other until every handle is gone.
@@ -10,13 +11,14 @@ pub(super) fn run(conn: Connection, jobs: Queue) {
     let mut linger = Linger::new();
     loop {
         let job = match jobs.lock() {
-            Ok(queue) => match next_job(&queue, &mut linger) {
+            Ok(queue) => match queue.next(&mut linger) {
                 Ok(job) => job,
                 Err(_) => return,
             },
             Err(_) => return,
         };
         match job {
+            Job::Wake => {}
             Job::Call(f) => {
                 f(conn.conn());
                 if conn.in_transaction() && conn.rollback().is_err() {

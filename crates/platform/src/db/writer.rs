@@ -14,13 +14,11 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, RecvError, TryRecvError};
-use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::deferred::{self, Deferred};
+use super::queue::{Linger, Queue, Queues};
 use crate::sql::{Conn, Connection, ErrorKind, Poisoned, SqlError};
 
 /// Most transactions committed together; bounds how long one batch holds the write lock.
@@ -33,6 +31,8 @@ pub(super) enum Job {
     Call(Box<dyn FnOnce(Conn<'_>) + Send>),
     /// Runs inside a batch's write transaction.
     Write(Box<dyn WriteJob>),
+    /// Nothing to run: a job was queued ahead of the others, go and look (see [`super::queue`]).
+    Wake,
 }
 
 /// A write transaction waiting for its turn.
@@ -121,72 +121,6 @@ where
     }
 }
 
-/// A job queue that one or more database threads take from.
-pub(super) type Queue = Arc<Mutex<Receiver<Job>>>;
-
-/// How long a database thread keeps looking for its next job, yielding the core meanwhile,
-/// before it sleeps on its queue. A job that comes within it is taken without the caller waking
-/// the thread (a system call for the caller, a switch of threads for the kernel); under load the
-/// next job is usually that close: at 64 clients it took CPU per saga from 1.69 to 1.61 ms
-/// (see docs/performance.md).
-const LINGER: Duration = Duration::from_micros(200);
-
-/// Whether a database thread lingers: only while most of its recent jobs came within
-/// [`LINGER`] of the one before. Lingering for a job that does not come spends the whole
-/// [`LINGER`] on a core for nothing, many times what a wake-up costs: at light load, with jobs
-/// milliseconds apart, a thread that always lingered spent most of the shop's CPU doing so.
-#[derive(Debug)]
-pub(super) struct Linger {
-    /// Recent jobs that came within [`LINGER`], out of [`Self::SCALE`] (a moving average).
-    close: u32,
-}
-
-impl Linger {
-    const SCALE: u32 = 1 << 12;
-    /// Lingering pays once this share of jobs come within it.
-    const WORTH_IT: u32 = Self::SCALE / 2;
-
-    pub(super) fn new() -> Self {
-        Self { close: 0 }
-    }
-
-    fn worth_it(&self) -> bool {
-        self.close >= Self::WORTH_IT
-    }
-
-    /// Counts one job that came within [`LINGER`] (`close`) or after it, an eighth of the
-    /// average.
-    fn record(&mut self, close: bool) {
-        self.close -= self.close / 8;
-        if close {
-            self.close += Self::SCALE / 8;
-        }
-    }
-}
-
-/// Takes the next job from `queue`, looking for it for [`LINGER`] before sleeping when that
-/// has been paying; `Err` once every sender is gone.
-pub(super) fn next_job(queue: &Receiver<Job>, linger: &mut Linger) -> Result<Job, RecvError> {
-    let start = Instant::now();
-    if linger.worth_it() {
-        let deadline = start + LINGER;
-        loop {
-            match queue.try_recv() {
-                Ok(job) => {
-                    linger.record(true);
-                    return Ok(job);
-                }
-                Err(TryRecvError::Disconnected) => return Err(RecvError),
-                Err(TryRecvError::Empty) if Instant::now() < deadline => std::thread::yield_now(),
-                Err(TryRecvError::Empty) => break,
-            }
-        }
-    }
-    let job = queue.recv()?;
-    linger.record(start.elapsed() < LINGER);
-    Ok(job)
-}
-
 /// The writer's loop: runs until every [`super::Db`] handle is gone.
 ///
 /// With `batching` (SQLite: the one writer) it commits the write transactions waiting together
@@ -202,12 +136,13 @@ pub(super) fn run(conn: Connection, jobs: Queue, committed: Arc<Notify>, batchin
         let Ok(queue) = jobs.lock() else { return };
         let job = match next.take() {
             Some(job) => job,
-            None => match next_job(&queue, &mut linger) {
+            None => match queue.next(&mut linger) {
                 Ok(job) => job,
                 Err(_) => return,
             },
         };
         match job {
+            Job::Wake => {}
             Job::Call(f) => {
                 drop(queue);
                 f(conn.conn());
@@ -241,7 +176,7 @@ pub(super) fn run(conn: Connection, jobs: Queue, committed: Arc<Notify>, batchin
 /// the batch is ready for another (never waiting for one), up to [`MAX_BATCH`].
 struct Batch<'a> {
     first: Option<Box<dyn WriteJob>>,
-    queue: &'a Receiver<Job>,
+    queue: &'a Queues,
     /// Where a [`Job::Call`] met in the queue is left for the writer's next turn: it must not
     /// run inside the batch's transaction.
     next: &'a mut Option<Job>,
@@ -259,16 +194,15 @@ impl Iterator for Batch<'_> {
         if self.next.is_some() || self.taken >= MAX_BATCH {
             return None;
         }
-        match self.queue.try_recv() {
-            Ok(Job::Write(write)) => {
+        match self.queue.try_next()? {
+            Job::Write(write) => {
                 self.taken += 1;
                 Some(write)
             }
-            Ok(call) => {
+            call => {
                 *self.next = Some(call);
                 None
             }
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
         }
     }
 }
@@ -390,50 +324,4 @@ fn aborted_job() -> SqlError {
         ErrorKind::Transient,
         "a statement failed and the database refused the rest of the transaction",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-
-    use super::*;
-
-    fn call() -> Job {
-        Job::Call(Box::new(|_| {}))
-    }
-
-    #[test]
-    fn a_thread_lingers_only_while_its_jobs_come_close_together() {
-        let mut linger = Linger::new();
-        assert!(!linger.worth_it(), "a new thread has nothing to go by");
-        for _ in 0..8 {
-            linger.record(true);
-        }
-        assert!(linger.worth_it(), "eight close jobs in a row");
-        for _ in 0..8 {
-            linger.record(false);
-        }
-        assert!(!linger.worth_it(), "eight far jobs in a row");
-    }
-
-    #[test]
-    fn a_job_already_queued_counts_as_close_and_a_late_one_as_far() {
-        let (sender, queue) = mpsc::channel();
-        let mut linger = Linger::new();
-        sender.send(call()).expect("the queue is open");
-        next_job(&queue, &mut linger).expect("the queued job");
-        assert_eq!(linger.close, Linger::SCALE / 8);
-
-        let late = std::thread::spawn(move || {
-            std::thread::sleep(LINGER * 20);
-            sender.send(call()).expect("the queue is open");
-        });
-        next_job(&queue, &mut linger).expect("the late job");
-        late.join().expect("the sender ends");
-        assert!(linger.close < Linger::SCALE / 8, "{}", linger.close);
-        assert!(
-            next_job(&queue, &mut linger).is_err(),
-            "every sender is gone"
-        );
-    }
 }

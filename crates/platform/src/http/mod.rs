@@ -185,6 +185,9 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 }
 
 /// Adds what every route needs to be observable, innermost first:
+/// - the request's database jobs go ahead of background work (consumers, relays, sweeps), so
+///   that an answer someone waits for does not queue behind a consumer's run (see
+///   [`crate::db::interactive`]);
 /// - a request-duration histogram by method, route and status — each bounded: the method is one
 ///   of the standard nine or `_OTHER` ([`method_label`]), the route is the matched route's
 ///   template or `unmatched` (never the raw path), the status one our handlers chose;
@@ -198,6 +201,7 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 pub fn observe(service: &'static str, router: Router) -> Router {
     crate::metrics::install();
     router
+        .layer(axum::middleware::from_fn(first_in_line))
         .layer(axum::middleware::from_fn(record_request_metrics))
         .layer(
             TraceLayer::new_for_http()
@@ -299,6 +303,10 @@ fn request_span(service: &'static str, request: &Request) -> tracing::Span {
     );
     telemetry::set_parent_from(&span, &HttpHeaders(request.headers()));
     span
+}
+
+async fn first_in_line(request: Request, next: Next) -> Response {
+    crate::db::interactive(next.run(request)).await
 }
 
 async fn record_request_metrics(request: Request, next: Next) -> Response {

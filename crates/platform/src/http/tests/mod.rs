@@ -32,6 +32,31 @@ fn request(method: Method, uri: &str) -> Request<Body> {
 }
 
 #[tokio::test]
+async fn a_request_puts_its_database_work_first_and_a_task_it_spawns_does_not() {
+    let app = observe(
+        "test",
+        Router::new().route(
+            "/first",
+            get(|| async {
+                let spawned = tokio::spawn(async { crate::db::is_interactive() })
+                    .await
+                    .expect("the task ends");
+                format!("{} {spawned}", crate::db::is_interactive())
+            }),
+        ),
+    );
+    let response = app
+        .oneshot(request(Method::GET, "/first"))
+        .await
+        .expect("infallible");
+    let body = axum::body::to_bytes(response.into_body(), 64)
+        .await
+        .expect("a body");
+    assert_eq!(&body[..], b"true false");
+    assert!(!crate::db::is_interactive(), "outside any request");
+}
+
+#[tokio::test]
 async fn invented_methods_add_no_metric_series() {
     let app = observe(
         "test",
