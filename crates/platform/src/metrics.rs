@@ -12,8 +12,10 @@
 use std::sync::OnceLock;
 
 use metrics::Unit;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
+
+use crate::db::{COMMIT_BUCKETS, COMMIT_TRANSACTIONS, CONNECTION_WAIT};
 
 /// HTTP server request duration {method, route, status}.
 pub const HTTP_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
@@ -114,6 +116,18 @@ pub const PLATFORM: &[Description] = &[
         unit: Some(Unit::Seconds),
         help: "Time from an outbox row's commit to the broker's acknowledgement, in seconds.",
     },
+    Description {
+        name: CONNECTION_WAIT,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time a database job waited for its connection's thread, in seconds, by service, connection (write, read) and priority (interactive: an HTTP request's; background).",
+    },
+    Description {
+        name: COMMIT_TRANSACTIONS,
+        kind: Kind::Histogram,
+        unit: None,
+        help: "Write transactions committed together by one commit (SQLite's group commit; 1 on Postgres), by service.",
+    },
 ];
 
 /// Gives each of `descriptions` to the recorder (installing it first), so that every scrape
@@ -163,7 +177,13 @@ pub fn install() -> Option<PrometheusHandle> {
             ];
             let builder = PrometheusBuilder::new()
                 .idle_timeout(MetricKindMask::HISTOGRAM, Some(HISTOGRAM_IDLE_TIMEOUT))
-                .set_buckets(&buckets);
+                .set_buckets(&buckets)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(COMMIT_TRANSACTIONS.to_owned()),
+                        COMMIT_BUCKETS,
+                    )
+                });
             match builder.and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => {
                     describe_installed(PLATFORM);

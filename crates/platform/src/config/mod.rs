@@ -229,7 +229,7 @@ pub struct Common {
 
 impl Common {
     /// The settings of `service`: its Kafka client id (and consumer group), its database
-    /// threads' names (see [`crate::db::thread_prefix`]), and the `KAFKA_CLIENT_*` properties
+    /// threads' names (see [`crate::db::thread_prefix`]) and metrics' label, and the `KAFKA_CLIENT_*` properties
     /// among `variables` (a program passes its environment; see
     /// [`KafkaConfig::with_client_variables`]).
     #[must_use]
@@ -240,6 +240,7 @@ impl Common {
     ) -> Self {
         service.clone_into(&mut self.kafka.client_id);
         self.db.thread_prefix = crate::db::thread_prefix(service);
+        service.clone_into(&mut self.db.service);
         self.kafka = self.kafka.with_client_variables(variables);
         self
     }

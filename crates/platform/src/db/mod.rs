@@ -17,6 +17,7 @@ mod names;
 pub mod notify;
 mod queue;
 mod reader;
+mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod writer;
@@ -27,10 +28,12 @@ pub use names::thread_prefix;
 pub use queue::interactive;
 #[cfg(test)]
 pub(crate) use queue::is_interactive;
+pub(crate) use stats::COMMIT_BUCKETS;
+pub use stats::{COMMIT_TRANSACTIONS, CONNECTION_WAIT};
 
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
@@ -60,6 +63,8 @@ pub struct Db {
     outbox_backlog: Arc<backlog::Backlog>,
     /// How long a [`lease`] taken on this database lasts without renewal.
     lease_ttl: Duration,
+    /// The labels of its metrics.
+    stats: stats::DbMetrics,
 }
 
 /// How a service uses its database.
@@ -104,6 +109,10 @@ pub struct DbSettings {
     /// services apart when they share a process; set by the service (see [`thread_prefix`]).
     #[arg(skip)]
     pub thread_prefix: String,
+    /// The service the database belongs to: the `service` label of its metrics; set by the
+    /// service.
+    #[arg(skip)]
+    pub service: String,
 }
 
 impl Default for DbSettings {
@@ -115,6 +124,7 @@ impl Default for DbSettings {
             checkpoint_interval: checkpoint::INTERVAL,
             lease_ttl: Duration::from_secs(5),
             thread_prefix: String::new(),
+            service: String::new(),
         }
     }
 }
@@ -162,6 +172,7 @@ impl Db {
         ];
         all.extend_from_slice(migrations);
         let committed = Arc::new(Notify::new());
+        let stats = stats::DbMetrics::new(&settings.service);
         // SQLite: one writer (it has one write lock anyway) that commits in batches, and one
         // reader. Postgres: `DB_POOL_SIZE` connections of each kind, each committing on its own
         // (see `writer::run`).
@@ -176,6 +187,7 @@ impl Db {
         let mut pending = Some(all);
         for n in 0..writers {
             let notify = Arc::clone(&committed);
+            let stats = stats.clone();
             // The first connection migrates; the others open once the schema exists.
             let migrations = pending.take();
             spawn(
@@ -197,7 +209,7 @@ impl Db {
                     if conn.dialect() == Dialect::Postgres {
                         configure(conn, busy_timeout, synchronous)?;
                     }
-                    Ok(move |conn, queue| writer::run(conn, queue, notify, batching))
+                    Ok(move |conn, queue| writer::run(conn, queue, &notify, &stats, batching))
                 },
             )?;
         }
@@ -230,6 +242,7 @@ impl Db {
             target: target.clone(),
             outbox_backlog: Arc::default(),
             lease_ttl: settings.lease_ttl,
+            stats,
         })
     }
 
@@ -256,7 +269,7 @@ impl Db {
         E: From<SqlError> + Send + 'static,
         F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
-        Self::call_on(&self.jobs, f).await
+        self.call_on(stats::Connection::Write, f).await
     }
 
     /// Runs `f` with the read-only connection: it sees everything committed before it starts
@@ -268,11 +281,11 @@ impl Db {
         E: From<SqlError> + Send + 'static,
         F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
-        Self::call_on(&self.reads, f).await
+        self.call_on(stats::Connection::Read, f).await
     }
 
-    /// Runs `f` on the thread behind `queue`, outside any batch.
-    async fn call_on<T, E, F>(queue: &queue::Senders, f: F) -> Result<T, E>
+    /// Runs `f` on a thread of `connection`, outside any batch.
+    async fn call_on<T, E, F>(&self, connection: stats::Connection, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<SqlError> + Send + 'static,
@@ -282,11 +295,18 @@ impl Db {
         // The database threads do not inherit the caller's span; carry it so that log lines
         // written there keep the handler's `order_id` and `correlation_id`.
         let span = tracing::Span::current();
+        let (queued, interactive, stats) =
+            (Instant::now(), queue::is_interactive(), self.stats.clone());
         let job = Job::Call(Box::new(move |conn: Conn<'_>| {
+            stats.started(connection, interactive, queued);
             let _entered = span.enter();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&conn)));
             let _ = reply.send(result);
         }));
+        let queue = match connection {
+            stats::Connection::Write => &self.jobs,
+            stats::Connection::Read => &self.reads,
+        };
         Self::submit(queue, job, answer).await?
     }
 
@@ -307,6 +327,12 @@ impl Db {
         F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let (queued, interactive, stats) =
+            (Instant::now(), queue::is_interactive(), self.stats.clone());
+        let f = move |tx: &Conn<'_>| {
+            stats.started(stats::Connection::Write, interactive, queued);
+            f(tx)
+        };
         let job = Job::Write(Box::new(Write {
             f,
             reply,

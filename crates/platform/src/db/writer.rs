@@ -13,12 +13,11 @@
 //! in its batch; a caller only ever hears `Ok` after its changes are durably committed.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-
 use tokio::sync::Notify;
 
 use super::deferred::{self, Deferred};
 use super::queue::{Linger, Queue, Queues};
+use super::stats::DbMetrics;
 use crate::sql::{Conn, Connection, ErrorKind, Poisoned, SqlError};
 
 /// Most transactions committed together; bounds how long one batch holds the write lock.
@@ -129,7 +128,13 @@ where
 /// transactions until its commit, so two replicas' batches can each wait for a row the other
 /// holds — a deadlock Postgres only breaks after `deadlock_timeout` (1 s). Postgres shares WAL
 /// flushes among concurrent commits itself.
-pub(super) fn run(conn: Connection, jobs: Queue, committed: Arc<Notify>, batching: bool) {
+pub(super) fn run(
+    conn: Connection,
+    jobs: Queue,
+    committed: &Notify,
+    stats: &DbMetrics,
+    batching: bool,
+) {
     let mut next = None;
     let mut linger = Linger::new();
     loop {
@@ -162,11 +167,11 @@ pub(super) fn run(conn: Connection, jobs: Queue, committed: Arc<Notify>, batchin
                     next: &mut next,
                     taken: 0,
                 };
-                commit_batch(&conn, &mut batch, &committed);
+                commit_batch(&conn, &mut batch, committed, stats);
             }
             Job::Write(first) => {
                 drop(queue);
-                commit_batch(&conn, &mut std::iter::once(first), &committed);
+                commit_batch(&conn, &mut std::iter::once(first), committed, stats);
             }
         }
     }
@@ -217,6 +222,7 @@ fn commit_batch(
     conn: &Connection,
     jobs: &mut dyn Iterator<Item = Box<dyn WriteJob>>,
     committed: &Notify,
+    stats: &DbMetrics,
 ) {
     loop {
         let Some(first) = jobs.next() else { return };
@@ -295,6 +301,7 @@ fn commit_batch(
             Ok(()) => {
                 answers.into_iter().for_each(|answer| answer(Ok(())));
                 committed.notify_one();
+                stats.committed(kept);
             }
             Err(error) => {
                 if conn.in_transaction() {
