@@ -14,10 +14,6 @@
 //! nothing left to copy; it holds new writers back while it waits (briefly: reads are short)
 //! until the readers read from the database file, and the next writer starts the WAL over.
 //! SQLite's own checkpoint in the writer's commits stays as it was, as a backstop.
-//!
-//! Checkpoints are background work: nobody waits for one. The thread runs at a lower
-//! scheduling priority ([`NICE`]), so that when the cores are busy the threads that answer
-//! requests and handle messages run first, and the checkpoint copies in the gaps.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
@@ -40,13 +36,6 @@ const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// Rounds without a `RESTART` after one gave up: a long reader costs the writer at most
 /// [`RESTART_WAIT`] in this many rounds.
 const RESTART_BACKOFF: u32 = 50;
-
-/// The checkpoint thread's nice value (0 is the default, 19 the lowest priority). With 10 it
-/// gets about a tenth of a core's time against one busy default thread, which at the rates the
-/// shop sustains is still several times what it needs. At 1,500 orders/s on two cores (three
-/// alternating pairs) the POST's p99 went 14.6 → 12.1 ms and the saga's 67 → 54 ms, at the same
-/// CPU per saga.
-const NICE: i32 = 10;
 
 /// Starts the checkpointing thread `name` of the SQLite database at `target`, every `every`
 /// unless it is zero; it stops when the returned sender (held by every clone of the `Db`) is dropped.
@@ -72,7 +61,6 @@ pub(super) fn start(
 }
 
 fn run(conn: &Connection, stopped: &Receiver<()>, every: Duration) {
-    lower_priority();
     // Rounds to go before the next `RESTART` may be tried.
     let mut restart_in: u32 = 0;
     loop {
@@ -108,16 +96,6 @@ fn run(conn: &Connection, stopped: &Receiver<()>, every: Duration) {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to [`NICE`]. Raising a nice value needs no
-/// privilege; if it fails all the same, checkpoints run at the default priority.
-fn lower_priority() {
-    // On Linux a thread id names one thread of the process, and its priority is its own.
-    #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE) {
-        tracing::debug!(%error, "Could not lower the checkpoint thread's priority.");
-    }
-}
-
 /// What a checkpoint reported.
 struct Checkpointed {
     /// It could not finish: another checkpoint, the writer or a reader was in the way.
@@ -138,56 +116,4 @@ fn checkpoint(conn: &Connection, mode: &str) -> crate::sql::Result<Checkpointed>
                 copied: row.get(2)?,
             })
         })
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use std::time::Duration;
-
-    use test_support::eventually_within;
-
-    use crate::db::{Db, DbSettings};
-    use crate::sql::{DbTarget, ScratchDb};
-
-    /// The nice value of this process's thread named `name`, from `/proc`.
-    fn nice_of(name: &str) -> Option<i32> {
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            let dir = task.ok()?.path();
-            if std::fs::read_to_string(dir.join("comm")).ok()?.trim() != name {
-                continue;
-            }
-            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-            // The fields after the name's closing parenthesis start at the third (the state);
-            // the nice value is the nineteenth.
-            return stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(16)?
-                .parse()
-                .ok();
-        }
-        None
-    }
-
-    #[tokio::test]
-    async fn the_checkpoint_thread_runs_at_a_lower_priority_than_the_writer() {
-        let scratch = ScratchDb::new("checkpoint_nice");
-        if !matches!(scratch.target(), DbTarget::Sqlite(_)) {
-            return; // Postgres has no checkpoint thread.
-        }
-        let settings = DbSettings {
-            thread_prefix: "ckt".to_owned(),
-            ..DbSettings::default()
-        };
-        let _db = Db::open_with(scratch.target(), &settings, &[]).expect("the database opens");
-        eventually_within(Duration::from_secs(10), || async {
-            match (nice_of("ckt-db-ckpt"), nice_of("ckt-db-write")) {
-                (Some(10), Some(0)) => Ok(()),
-                other => Err(format!("checkpoint and writer nice: {other:?}")),
-            }
-        })
-        .await
-        .expect("the checkpoint thread lowers its priority");
-    }
 }
