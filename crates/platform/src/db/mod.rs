@@ -6,7 +6,9 @@
 //! what SQLite does anyway, and write transactions that wait together are committed together;
 //! a second, read-only connection serves reads beside it. With SQLite, WAL lets other processes (tests,
 //! `sqlite3`) read while the service writes. With Postgres, several replicas of a service share
-//! one database; what only one of them may do at a time is guarded by a [`lease`].
+//! one database; what only one of them may do at a time is guarded by a [`lease`]. The threads
+//! take the jobs of HTTP requests before background work (see [`queue`]), and report how long
+//! jobs wait for them (see [`stats`]).
 
 mod backlog;
 mod checkpoint;
