@@ -309,7 +309,7 @@ impl Db {
             stats::Connection::Write => &self.jobs,
             stats::Connection::Read => &self.reads,
         };
-        Self::submit(queue, job, answer).await?
+        Self::submit(queue, job, interactive, answer).await?
     }
 
     /// Runs `f` in a write transaction: committed if `f` returns `Ok`, rolled back otherwise.
@@ -340,7 +340,7 @@ impl Db {
             reply,
             span: tracing::Span::current(),
         }));
-        let (result, kept) = Self::submit(&self.jobs, job, answer)
+        let (result, kept) = Self::submit(&self.jobs, job, interactive, answer)
             .await
             .unwrap_or_else(|gone| (Err(E::from(gone)), Vec::new()));
         // What `f` kept for after the commit ([`after_commit`]) runs here, in the caller's task:
@@ -349,15 +349,16 @@ impl Db {
         result
     }
 
-    /// Hands `job` to the thread behind `queue` and waits for its answer: `Err` if that thread
-    /// has stopped.
+    /// Hands `job` to the thread behind `queue` (ahead of background work if `interactive`)
+    /// and waits for its answer: `Err` if that thread has stopped.
     async fn submit<R>(
         queue: &queue::Senders,
         job: Job,
+        interactive: bool,
         answer: oneshot::Receiver<std::thread::Result<R>>,
     ) -> Result<R, SqlError> {
         let gone = || SqlError::new(ErrorKind::Other, "the database thread has stopped");
-        if queue.send(job).is_err() {
+        if queue.send(job, interactive).is_err() {
             return Err(gone());
         }
         match answer.await {

@@ -44,10 +44,12 @@ pub(super) struct Senders {
 }
 
 impl Senders {
-    /// Queues `job` for the threads behind these queues, ahead of background work if the
-    /// caller is answering an HTTP request. `Err` once every thread has stopped.
-    pub(super) fn send(&self, job: Job) -> Result<(), SendError<Job>> {
-        if is_interactive() {
+    /// Queues `job` for the threads behind these queues, ahead of background work if
+    /// `interactive` (the caller answers an HTTP request: [`is_interactive`], asked once per job
+    /// by the caller, which also labels the job's metrics with it). `Err` once every thread has
+    /// stopped.
+    pub(super) fn send(&self, job: Job, interactive: bool) -> Result<(), SendError<Job>> {
+        if interactive {
             self.interactive.send(job)?;
             // Cannot fail where the send above succeeded: both ends go together.
             self.background
@@ -235,9 +237,18 @@ mod tests {
     async fn a_job_made_for_a_request_is_taken_before_the_background_queued_earlier() {
         let (senders, queue) = channel();
         let runner = Runner::new();
-        senders.send(call("relay", &runner.ran)).expect("open");
-        senders.send(call("consumer", &runner.ran)).expect("open");
-        interactive(async { senders.send(call("request", &runner.ran)).expect("open") }).await;
+        senders
+            .send(call("relay", &runner.ran), is_interactive())
+            .expect("open");
+        senders
+            .send(call("consumer", &runner.ran), is_interactive())
+            .expect("open");
+        interactive(async {
+            senders
+                .send(call("request", &runner.ran), is_interactive())
+                .expect("open")
+        })
+        .await;
         let queues = queue.lock().expect("not poisoned");
         let mut linger = Linger::new();
         let order: Vec<_> = (0..3)
@@ -261,7 +272,12 @@ mod tests {
             let job = queues.next(&mut Linger::new()).expect("a job");
             let _ = taken.send(runner.name_of(job));
         });
-        interactive(async { senders.send(call("request", &ran)).expect("open") }).await;
+        interactive(async {
+            senders
+                .send(call("request", &ran), is_interactive())
+                .expect("open")
+        })
+        .await;
         let name = took
             .recv_timeout(Duration::from_secs(10))
             .expect("the thread woke for the request");
@@ -272,8 +288,15 @@ mod tests {
     async fn the_batch_takes_requests_first_and_passes_over_their_wake_ups() {
         let (senders, queue) = channel();
         let runner = Runner::new();
-        senders.send(call("consumer", &runner.ran)).expect("open");
-        interactive(async { senders.send(call("request", &runner.ran)).expect("open") }).await;
+        senders
+            .send(call("consumer", &runner.ran), is_interactive())
+            .expect("open");
+        interactive(async {
+            senders
+                .send(call("request", &runner.ran), is_interactive())
+                .expect("open")
+        })
+        .await;
         let queues = queue.lock().expect("not poisoned");
         let first = runner.name_of(queues.try_next().expect("a job"));
         let second = runner.name_of(queues.try_next().expect("a job"));
