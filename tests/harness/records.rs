@@ -324,6 +324,27 @@ impl Stack {
         })
     }
 
+    /// What waits in `kind`'s outbox, oldest first, one line per row (id, type, topic, key,
+    /// when it was written): for a failure that finds events left unpublished.
+    pub fn outbox_rows(&self, kind: ServiceKind) -> Result<Vec<String>> {
+        self.with_db(kind, |conn| {
+            Ok(conn.query_map(
+                "SELECT id, event_type, topic, msg_key, created_at FROM outbox ORDER BY id",
+                &[],
+                |row| {
+                    Ok(format!(
+                        "#{} {} to {} (key {}) written at {}",
+                        row.get::<i64>(0)?,
+                        text(row, 1)?,
+                        text(row, 2)?,
+                        text(row, 3)?,
+                        text(row, 4)?,
+                    ))
+                },
+            )?)
+        })
+    }
+
     /// How many of `kind`'s outgoing messages keyed `key` (an order id) wait in its outbox.
     pub fn outbox_for(&self, kind: ServiceKind, key: &str) -> Result<i64> {
         self.query_i64(

@@ -1,7 +1,7 @@
 //! The shop as separate processes: the broker, each service and the payment provider, each a
 //! child process on free ports with a fresh database, restartable and replicable.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -350,5 +350,46 @@ impl Stack {
     /// Where logs (and SQLite databases) live.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Copies every service's logs (one file per start, `payment-svc.2.log` for its second) to
+    /// `logs/<test>/` in the [artifacts directory](crate::artifacts_dir), replacing those of
+    /// an earlier run of the same test, and returns that directory: the temporary directory
+    /// goes with the stack, and a failure that shows only at the end of a long run (an event
+    /// left unpublished, a saga stuck) is explained by what the services said during it.
+    /// Called for a failed check and when a test panics with the stack alive.
+    pub fn keep_logs(&self) -> Result<PathBuf> {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .replace("::", ".");
+        let kept = crate::artifacts_dir().join("logs").join(test);
+        if kept.exists() {
+            std::fs::remove_dir_all(&kept)?;
+        }
+        std::fs::create_dir_all(&kept)?;
+        for entry in std::fs::read_dir(self.dir())? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|extension| extension == "log")
+                && let Some(name) = path.file_name()
+            {
+                std::fs::copy(&path, kept.join(name))
+                    .with_context(|| format!("keeping {}", path.display()))?;
+            }
+        }
+        Ok(kept)
+    }
+}
+
+impl Drop for Stack {
+    /// A test that panics keeps the logs of its run (see [`Stack::keep_logs`]); the services
+    /// are killed by their own drop, after this.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            match self.keep_logs() {
+                Ok(kept) => eprintln!("service logs of this failed test: {}", kept.display()),
+                Err(error) => eprintln!("could not keep the service logs: {error:#}"),
+            }
+        }
     }
 }

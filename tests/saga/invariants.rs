@@ -86,15 +86,20 @@ pub(crate) async fn settled(
     }
     // Once more, to gather the evidence of what is wrong now (the evidence is too costly to
     // gather at every poll).
-    match check_invariants(stack, accepted) {
-        Ok(report) => Ok(report),
-        Err(error) => match error.downcast_ref::<Violations>() {
-            Some(violations) => bail!(
-                "the invariants did not hold within {within:?}: {}",
-                violations.with_evidence(stack)
-            ),
-            None => bail!("the invariants did not hold within {within:?}: {error:#}"),
-        },
+    let error = match check_invariants(stack, accepted) {
+        Ok(report) => return Ok(report),
+        Err(error) => error,
+    };
+    let logs = match stack.keep_logs() {
+        Ok(kept) => format!("the services' logs are in {}", kept.display()),
+        Err(error) => format!("the services' logs could not be kept: {error:#}"),
+    };
+    match error.downcast_ref::<Violations>() {
+        Some(violations) => bail!(
+            "the invariants did not hold within {within:?} ({logs}): {}",
+            violations.with_evidence(stack)
+        ),
+        None => bail!("the invariants did not hold within {within:?} ({logs}): {error:#}"),
     }
 }
 
@@ -123,9 +128,13 @@ pub(crate) fn check_invariants(stack: &Stack, accepted: &[String]) -> Result<Str
         (ServiceKind::Payment, "payment-svc"),
         (ServiceKind::Inventory, "inventory-svc"),
     ] {
-        let backlog = stack.rows_in(kind, "outbox")?;
-        if backlog > 0 {
-            bail!("{name} still has {backlog} unpublished events");
+        let backlog = stack.outbox_rows(kind)?;
+        if !backlog.is_empty() {
+            bail!(
+                "{name} still has {} unpublished events:\n  {}",
+                backlog.len(),
+                backlog.join("\n  ")
+            );
         }
     }
 

@@ -87,6 +87,13 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
     }
     let rows = stack.rows_in(ServiceKind::Payment, "payments")?;
     assert_eq!(rows, i64::try_from(expected.len())?);
+
+    // What a failed run keeps: each start's log, the killed one's too.
+    let kept = stack.keep_logs()?;
+    for log in ["payment-svc.1.log", "payment-svc.2.log", "order-api.1.log"] {
+        let text = std::fs::read_to_string(kept.join(log)).with_context(|| log.to_owned())?;
+        assert!(text.contains("Consumer started"), "{log} holds:\n{text}");
+    }
     Ok(())
 }
 
