@@ -198,6 +198,7 @@ pub async fn run_relay(
             Ok(RoundOutcome {
                 published,
                 failed: 0,
+                ..
             }) => {
                 backoff = Duration::from_millis(50);
                 if published > 0 {
@@ -216,10 +217,15 @@ pub async fn run_relay(
                     () = shutdown.cancelled() => {}
                 }
             }
-            Ok(RoundOutcome { published, failed }) => {
+            Ok(RoundOutcome {
+                published,
+                failed,
+                first_error,
+            }) => {
                 tracing::warn!(
                     published,
                     failed,
+                    error = first_error.as_deref().unwrap_or("unknown"),
                     "Some outbox events were not acknowledged; retrying."
                 );
                 if stopping {
@@ -260,6 +266,8 @@ async fn pause(shutdown: &CancellationToken, duration: Duration) {
 struct RoundOutcome {
     published: usize,
     failed: usize,
+    /// Why the first unacknowledged event failed: the one reason a round's warning names.
+    first_error: Option<String>,
 }
 
 /// One round: read a batch, send it all, await every delivery report, delete what was
@@ -313,6 +321,7 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
         return Ok(RoundOutcome {
             published: 0,
             failed: 0,
+            first_error: None,
         });
     }
     // A round waits for every acknowledgement before the next, so a lone row may skip the
@@ -324,6 +333,7 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
     };
     let mut delivered = Vec::with_capacity(rows.len());
     let mut failed = 0;
+    let mut first_error = None;
     let now = chrono::Utc::now();
     for (row, result) in rows.iter().zip(results) {
         let labels = [
@@ -360,6 +370,7 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
                 )
                 .increment(1);
                 failed += 1;
+                first_error.get_or_insert_with(|| error.to_string());
                 tracing::debug!(%error, outbox_id = row.id, "Outbox event not acknowledged.");
             }
         }
@@ -376,5 +387,9 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
         })
         .await?;
     db.set_outbox_backlog(remaining, mark);
-    Ok(RoundOutcome { published, failed })
+    Ok(RoundOutcome {
+        published,
+        failed,
+        first_error,
+    })
 }
