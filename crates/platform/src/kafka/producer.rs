@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -52,29 +52,37 @@ pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
 /// Idempotent and `acks=all`: a retry inside the client never duplicates or reorders a message
 /// within a partition.
 ///
-/// It holds two clients when the configured linger is above zero: `inner` waits up to the linger
-/// to batch, `eager` sends at once. [`Self::send_alone`] uses the eager one for a message that
-/// has nothing to be batched with, so an idle shop does not pay the linger on every hop.
+/// It holds two clients when the configured linger is above zero: one waits up to the linger
+/// to batch, the eager one sends at once. [`Self::send_alone`] uses the eager one for a message
+/// that has nothing to be batched with, so an idle shop does not pay the linger on every hop.
+///
+/// An idempotent client can meet a **fatal error** (the broker lost track of its sequence
+/// numbers, say): from then on it fails every send, and a service keeping it would go on
+/// accepting work while its outbox grew for good. The first send that fails so replaces both
+/// clients with new ones (a new producer id); what was not acknowledged stays in the outbox
+/// and goes out through them, and consumers drop the copies the old one may have delivered.
 #[derive(Clone)]
 pub struct EventProducer {
-    inner: FutureProducer,
-    /// The same settings with `linger.ms=0`; `None` when the linger is already zero.
-    eager: Option<FutureProducer>,
+    clients: Arc<RwLock<Clients>>,
+    /// What the clients are made from, to make new ones after a fatal error.
+    config: Arc<KafkaConfig>,
     /// The client id: the service whose work its `send` spans are (see [`telemetry`]).
     service: Arc<str>,
     /// The broker its spans name (`server.address`, `server.port`).
     broker: Arc<Broker>,
 }
 
-impl std::fmt::Debug for EventProducer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventProducer").finish_non_exhaustive()
-    }
+/// The clients an [`EventProducer`] sends through, replaced together after a fatal error.
+struct Clients {
+    /// Counts replacements, so that sends that met the same fatal error replace them once.
+    generation: u64,
+    inner: FutureProducer,
+    /// The same settings with `linger.ms=0`; `None` when the linger is already zero.
+    eager: Option<FutureProducer>,
 }
 
-impl EventProducer {
-    /// Creates a producer for `config`.
-    pub fn new(config: &KafkaConfig) -> Result<Self, PlatformError> {
+impl Clients {
+    fn new(config: &KafkaConfig, generation: u64) -> Result<Self, KafkaError> {
         let client = |linger: Duration| {
             config
                 .client_config()
@@ -95,11 +103,83 @@ impl EventProducer {
             None
         };
         Ok(Self {
+            generation,
             inner: client(config.linger)?,
             eager,
+        })
+    }
+}
+
+impl std::fmt::Debug for EventProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventProducer").finish_non_exhaustive()
+    }
+}
+
+impl EventProducer {
+    /// Creates a producer for `config`.
+    pub fn new(config: &KafkaConfig) -> Result<Self, PlatformError> {
+        Ok(Self {
+            clients: Arc::new(RwLock::new(Clients::new(config, 0)?)),
+            config: Arc::new(config.clone()),
             service: config.client_id.as_str().into(),
             broker: Arc::new(Broker::of_bootstrap(&config.bootstrap_servers)),
         })
+    }
+
+    /// The client to send through (the eager one if asked for and there is one), and the
+    /// generation it belongs to.
+    fn client(&self, eager: bool) -> (FutureProducer, u64) {
+        let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
+        let client = match (&clients.eager, eager) {
+            (Some(eager), true) => eager,
+            _ => &clients.inner,
+        };
+        (client.clone(), clients.generation)
+    }
+
+    /// Lets go of a client [`Self::client`] handed out. If its generation was replaced
+    /// meanwhile this may be its last handle, and dropping that joins the client's threads:
+    /// not on an async worker.
+    fn release(&self, client: FutureProducer, generation: u64) {
+        let current = self
+            .clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation;
+        if current != generation {
+            tokio::task::spawn_blocking(move || drop(client));
+        }
+    }
+
+    /// Replaces the clients of `generation` if `client` (one of them) has met a fatal error;
+    /// a later generation is left alone (another send replaced them already).
+    fn replace_if_fatal(&self, client: &FutureProducer, generation: u64) {
+        let Some((code, reason)) = client.client().fatal_error() else {
+            return;
+        };
+        let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
+        if clients.generation != generation {
+            return;
+        }
+        match Clients::new(&self.config, generation + 1) {
+            Ok(fresh) => {
+                tracing::error!(
+                    error = %reason,
+                    code = ?code,
+                    "The Kafka producer met a fatal error; sending through a new one from now on."
+                );
+                let old = std::mem::replace(&mut *clients, fresh);
+                // Dropping a client joins its threads: not on an async worker.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(error) => tracing::error!(
+                %error,
+                fatal = %reason,
+                "The Kafka producer met a fatal error and no new one could be made; trying again \
+                 at the next send."
+            ),
+        }
     }
 
     /// Sends one message and waits for the broker's acknowledgement.
@@ -113,8 +193,7 @@ impl EventProducer {
     /// Only for a sender that waits for this acknowledgement before it sends anything else (as
     /// the outbox relay does with its rounds): two clients keep no order between them.
     pub async fn send_alone(&self, message: &OutgoingMessage) -> Result<(), KafkaError> {
-        let client = self.eager.as_ref().unwrap_or(&self.inner);
-        self.deliver(client, message, OwnedHeaders::new()).await
+        self.deliver(true, message, OwnedHeaders::new()).await
     }
 
     /// Sends one message with extra headers and waits for the acknowledgement.
@@ -128,13 +207,14 @@ impl EventProducer {
         message: &OutgoingMessage,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
-        self.deliver(&self.inner, message, headers).await
+        self.deliver(false, message, headers).await
     }
 
-    /// Sends `message` through `client`: the span, the headers, the acknowledgement.
+    /// Sends `message` through the current (`eager`) client: the span, the headers, the
+    /// acknowledgement.
     async fn deliver(
         &self,
-        client: &FutureProducer,
+        eager: bool,
         message: &OutgoingMessage,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
@@ -176,11 +256,12 @@ impl EventProducer {
             .key(&message.key)
             .payload(&message.payload)
             .headers(headers);
+        let (client, generation) = self.client(eager);
         let result = client
             .send(record, Timeout::After(Duration::from_secs(5)))
             .instrument(span.clone())
             .await;
-        match result {
+        let outcome = match result {
             Ok(delivery) => {
                 span.record(
                     "messaging.destination.partition.id",
@@ -196,26 +277,37 @@ impl EventProducer {
                     .map_or_else(|| "_OTHER".to_owned(), |code| format!("{code:?}"));
                 span.record("error.type", class);
                 telemetry::mark_error(&span, format_args!("not acknowledged: {error}"));
+                self.replace_if_fatal(&client, generation);
                 Err(error)
             }
-        }
+        };
+        self.release(client, generation);
+        outcome
     }
 
     /// Waits until every queued message is acknowledged or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let deadline = std::time::Instant::now() + timeout;
-        if let Some(eager) = &self.eager {
+        let (inner, eager) = {
+            let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
+            (clients.inner.clone(), clients.eager.clone())
+        };
+        if let Some(eager) = eager {
             eager.flush(Timeout::After(timeout))?;
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        self.inner.flush(Timeout::After(left))
+        inner.flush(Timeout::After(left))
     }
 
     /// Whether a broker answers a metadata request within `timeout` (blocking).
     pub fn broker_reachable(&self, timeout: Duration) -> bool {
-        self.inner
+        self.client(false)
+            .0
             .client()
             .fetch_metadata(None, Timeout::After(timeout))
             .is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests;
