@@ -1,7 +1,9 @@
 //! The shop as separate processes: the broker, each service and the payment provider, each a
 //! child process on free ports with a fresh database, restartable and replicable.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -41,6 +43,8 @@ pub struct Stack {
     databases: db::Databases,
     /// Logs (and the SQLite databases); deleted when the stack is dropped.
     dir: tempfile::TempDir,
+    /// Where the logs are kept when the stack is dropped (see [`Stack::keep_logs`]).
+    kept_logs: PathBuf,
     /// HTTP client for order-api.
     pub http: reqwest::Client,
 }
@@ -124,6 +128,7 @@ impl Stack {
             bootstrap,
             databases,
             dir,
+            kept_logs: kept_logs_dir(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -353,21 +358,20 @@ impl Stack {
     }
 
     /// Copies every service's logs (one file per start, `payment-svc.2.log` for its second) to
-    /// `logs/<test>/` in the [artifacts directory](crate::artifacts_dir), replacing those of
-    /// an earlier run of the same test, and returns that directory: the temporary directory
+    /// `logs/<database>/<test>/` in the [artifacts directory](crate::artifacts_dir) (see
+    /// [`kept_logs_dir`]), replacing those of
+    /// an earlier run of the same test, and returns that directory. The temporary directory
     /// goes with the stack, and a failure that shows only at the end of a long run (an event
-    /// left unpublished, a saga stuck) is explained by what the services said during it.
-    /// Called for a failed check and when a test panics with the stack alive.
+    /// left unpublished, a request that timed out) is explained by what the services said
+    /// during it. Done when the stack is dropped, passed or failed (a test that returns its
+    /// error drops the stack before anyone knows it failed); a check may call it before, to
+    /// name the directory in its error.
     pub fn keep_logs(&self) -> Result<PathBuf> {
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("unnamed")
-            .replace("::", ".");
-        let kept = crate::artifacts_dir().join("logs").join(test);
+        let kept = &self.kept_logs;
         if kept.exists() {
-            std::fs::remove_dir_all(&kept)?;
+            std::fs::remove_dir_all(kept)?;
         }
-        std::fs::create_dir_all(&kept)?;
+        std::fs::create_dir_all(kept)?;
         for entry in std::fs::read_dir(self.dir())? {
             let path = entry?.path();
             if path.extension().is_some_and(|extension| extension == "log")
@@ -377,19 +381,46 @@ impl Stack {
                     .with_context(|| format!("keeping {}", path.display()))?;
             }
         }
-        Ok(kept)
+        Ok(kept.clone())
     }
 }
 
+/// `logs/<database>/<test>/` in the artifacts directory for the first stack of the running
+/// test (its thread's name, `::` made `.`), `logs/<database>/<test>.2/` for its second, and so
+/// on; `<database>` is `sqlite` or `postgres`, so that a run on Postgres after one on SQLite
+/// (as `scripts/test.sh` does) leaves the first's logs alone.
+fn kept_logs_dir() -> PathBuf {
+    static STACKS: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .replace("::", ".");
+    let mut stacks = STACKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let nth = stacks.entry(test.clone()).or_default();
+    *nth += 1;
+    let name = match *nth {
+        1 => test,
+        n => format!("{test}.{n}"),
+    };
+    let database = if std::env::var("TEST_POSTGRES_URL").is_ok_and(|url| !url.trim().is_empty()) {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    crate::artifacts_dir()
+        .join("logs")
+        .join(database)
+        .join(name)
+}
+
 impl Drop for Stack {
-    /// A test that panics keeps the logs of its run (see [`Stack::keep_logs`]); the services
-    /// are killed by their own drop, after this.
+    /// Keeps the services' logs (see [`Stack::keep_logs`]); the services are killed by their
+    /// own drop, after this.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            match self.keep_logs() {
-                Ok(kept) => eprintln!("service logs of this failed test: {}", kept.display()),
-                Err(error) => eprintln!("could not keep the service logs: {error:#}"),
-            }
+        if let Err(error) = self.keep_logs() {
+            eprintln!("could not keep the service logs: {error:#}");
+        } else if std::thread::panicking() {
+            eprintln!("service logs of this test: {}", self.kept_logs.display());
         }
     }
 }
