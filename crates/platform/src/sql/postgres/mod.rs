@@ -300,19 +300,27 @@ pub(super) fn listen(
         let Some(client) = session.client.as_mut() else {
             continue;
         };
-        let mut notifications = client.notifications();
-        let mut iter = notifications.timeout_iter(Duration::from_millis(500));
         loop {
-            match ::postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
-                Ok(Some(notification)) => {
-                    if !deliver(Some(notification.payload().to_owned())) {
-                        return;
+            // A new iterator for each quiet spell: once its timer has run out, an iterator
+            // answers `None` at once on every later call, and the loop would spin.
+            let mut notifications = client.notifications();
+            let mut iter = notifications.timeout_iter(QUIET);
+            let lost = loop {
+                match ::postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
+                    Ok(Some(notification)) => {
+                        if !deliver(Some(notification.payload().to_owned())) {
+                            return;
+                        }
                     }
+                    Ok(None) => break None,
+                    Err(error) => break Some(error),
                 }
+            };
+            match lost {
                 // Quiet for a while: still wanted?
-                Ok(None) if wanted() => {}
-                Ok(None) => return,
-                Err(error) => {
+                None if wanted() => {}
+                None => return,
+                Some(error) => {
                     tracing::warn!(%error, channel, "Lost the notification connection; reconnecting.");
                     break;
                 }
@@ -320,6 +328,9 @@ pub(super) fn listen(
         }
     }
 }
+
+/// How long a listener waits for a notification before it asks whether it is still wanted.
+const QUIET: Duration = Duration::from_millis(500);
 
 impl From<::postgres::Error> for SqlError {
     fn from(error: ::postgres::Error) -> Self {
