@@ -162,6 +162,39 @@ impl Stack {
             .await?)
     }
 
+    /// Waits until every running replica of `kind` holds a share of its consumer group's
+    /// partitions (`messaging_kafka_consumer_assigned_partitions` above 0). A replica says it
+    /// is ready before its consumer has joined the group, and the partitions that move to it
+    /// wait out the rebalance — seconds with the cooperative protocol — so a test that times
+    /// what replicas do together waits for this first.
+    pub async fn wait_for_shared_partitions(&self, kind: ServiceKind) -> Result<()> {
+        let group = format!("group=\"{}\"", kind.binary());
+        for replica in self
+            .instances(kind)
+            .into_iter()
+            .filter(|s| s.pid().is_some())
+        {
+            crate::eventually(|| {
+                let group = group.clone();
+                async move {
+                    let metrics = self.metrics(replica).await.map_err(|e| format!("{e:#}"))?;
+                    let held = crate::metric_total(
+                        &metrics,
+                        "messaging_kafka_consumer_assigned_partitions",
+                        &[&group],
+                    );
+                    if held > 0.0 {
+                        Ok(())
+                    } else {
+                        Err(format!("{} holds no partitions yet", replica.base_url()))
+                    }
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Places an order that must be accepted; returns its id.
     pub async fn place_order(
         &self,

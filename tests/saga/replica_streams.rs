@@ -33,21 +33,14 @@ async fn streams_and_waits_follow_an_order_whichever_replica_moves_it() -> Resul
         stack.instance(ServiceKind::OrderApi, 1)?.base_url(),
         stack.instance(ServiceKind::OrderApi, 2)?.base_url(),
     ];
+    // Orders placed while the second replica's consumer joins the group wait out the
+    // rebalance, which is not what this test times.
+    stack
+        .wait_for_shared_partitions(ServiceKind::OrderApi)
+        .await?;
     for n in 0..8 {
-        let accepted: Value = stack
-            .http
-            .post(format!("{}/api/orders", urls[n % 2]))
-            .json(&json!({
-                "user_id": "usr_replicas",
-                "items": [{"sku": "WIDGET-42", "quantity": 1}],
-                "payment_method": "pm_visa_4242",
-            }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let order_id = accepted["order_id"].as_str().context("no order id")?;
+        let order_id = place(&stack, &urls[n % 2]).await?;
+        let order_id = order_id.as_str();
         let stream = |url: &str| {
             let url = format!("{url}/api/orders/{order_id}/events");
             let http = stack.http.clone();
@@ -85,4 +78,25 @@ async fn streams_and_waits_follow_an_order_whichever_replica_moves_it() -> Resul
         }
     }
     Ok(())
+}
+
+/// Places an order on the order-api at `url`; returns its id.
+async fn place(stack: &Stack, url: &str) -> Result<String> {
+    let accepted: Value = stack
+        .http
+        .post(format!("{url}/api/orders"))
+        .json(&json!({
+            "user_id": "usr_replicas",
+            "items": [{"sku": "WIDGET-42", "quantity": 1}],
+            "payment_method": "pm_visa_4242",
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(accepted["order_id"]
+        .as_str()
+        .context("no order id")?
+        .to_owned())
 }

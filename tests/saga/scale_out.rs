@@ -100,6 +100,11 @@ async fn replicas_share_the_work_and_survive_the_death_of_one_of_each() -> Resul
     let started = Instant::now();
     let mut stack = Stack::start_with_env(&ENV).await?;
     stack.start_replicas(&SERVICES).await?;
+    // Every replica's consumer holds partitions before the orders come, so that the kill
+    // moves partitions with work on them to the survivor.
+    for kind in SERVICES {
+        stack.wait_for_shared_partitions(kind).await?;
+    }
     let urls = [
         stack.instance(ServiceKind::OrderApi, 1)?.base_url(),
         stack.instance(ServiceKind::OrderApi, 2)?.base_url(),

@@ -31,6 +31,8 @@ pub const HANDLER_DURATION: &str = "messaging_handler_duration_seconds";
 pub const DEAD_LETTERS: &str = "messaging_dead_letters_total";
 /// Consumer lag per partition {group, topic, partition}, from the client's statistics.
 pub const CONSUMER_LAG: &str = "messaging_kafka_consumer_lag";
+/// Partitions assigned to this consumer {group}, after each rebalance.
+pub const CONSUMER_ASSIGNED: &str = "messaging_kafka_consumer_assigned_partitions";
 /// Rows waiting in the outbox (set at scrape time, from the service's `scrape_gauges` too).
 pub const OUTBOX_BACKLOG: &str = "outbox_backlog";
 /// Time from an outbox row's commit to the broker's acknowledgement.
@@ -103,6 +105,12 @@ pub const PLATFORM: &[Description] = &[
         kind: Kind::Gauge,
         unit: None,
         help: "Messages not yet consumed, per consumer group, topic and partition (from the client's statistics).",
+    },
+    Description {
+        name: CONSUMER_ASSIGNED,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Partitions this consumer holds in its group, set after every rebalance (0 while another replica holds them all).",
     },
     Description {
         name: OUTBOX_BACKLOG,

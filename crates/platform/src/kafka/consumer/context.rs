@@ -12,6 +12,8 @@ use super::lag::LagReporter;
 
 /// The consumer's librdkafka context.
 pub(super) struct Hooks {
+    /// The consumer group, for the metrics' labels.
+    group: String,
     lag: LagReporter,
     /// Set just before the consumer is closed (see [`Hooks::closing`]).
     closing: AtomicBool,
@@ -22,7 +24,8 @@ pub(super) struct Hooks {
 impl Hooks {
     pub(super) fn new(group: String) -> Self {
         Self {
-            lag: LagReporter::new(group),
+            lag: LagReporter::new(group.clone()),
+            group,
             closing: AtomicBool::new(false),
             answered_while_closing: AtomicBool::new(false),
         }
@@ -86,8 +89,25 @@ impl ConsumerContext for Hooks {
             );
             return;
         }
+        // Which partitions moved, for whoever wonders why a replica went quiet for a moment.
+        let moved: Vec<String> = partitions
+            .elements()
+            .iter()
+            .map(|tp| format!("{}/{}", tp.topic(), tp.partition()))
+            .collect();
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            tracing::info!(partitions = %moved.join(","), "Partitions assigned.");
+        } else {
+            tracing::info!(partitions = %moved.join(","), "Partitions given up.");
+        }
         if let Err(error) = Self::answer(consumer, err, partitions) {
             tracing::warn!(%error, "Could not apply a rebalance.");
+        }
+        // Whether this replica has a share of the work: a replica that holds none is idle
+        // (more replicas than partitions), or still waiting for the group.
+        if let Ok(assignment) = consumer.assignment() {
+            metrics::gauge!(crate::metrics::CONSUMER_ASSIGNED, "group" => self.group.clone())
+                .set(assignment.count() as f64);
         }
     }
 }
