@@ -24,6 +24,8 @@ const PATCHES: [(&str, &[&str]); 2] = [
 ];
 
 fn main() {
+    // Set below when the fetch change is linked in: `shopctl up` then lets fetches wait long.
+    println!("cargo::rustc-check-cfg=cfg(fetch_wake)");
     for (source, _) in PATCHES {
         println!("cargo:rerun-if-changed={source}");
     }
@@ -49,4 +51,5 @@ fn main() {
     for function in PATCHES.iter().flat_map(|(_, functions)| functions.iter()) {
         println!("cargo:rustc-link-arg=-Wl,--wrap={function}");
     }
+    println!("cargo:rustc-cfg=fetch_wake");
 }

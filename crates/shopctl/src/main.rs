@@ -108,7 +108,9 @@ enum DlqAction {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli: Cli = platform::config::parse();
+    let cli: Cli = platform::config::parse_adjusted(|cli| {
+        cli.mut_subcommand("up", shopctl::up::adjust_defaults)
+    });
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -33,6 +33,15 @@ pub fn parse<T: clap::Parser>() -> T {
     }
 }
 
+/// Like [`parse`], with `adjust` applied to the command first: a program that embeds the
+/// services may give their settings other defaults (`shopctl up` does).
+pub fn parse_adjusted<T: clap::Parser>(adjust: impl FnOnce(clap::Command) -> clap::Command) -> T {
+    match try_parse_adjusted_from::<T, _, _>(adjust, std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(error) => error.exit(),
+    }
+}
+
 /// Like [`parse`], from the given arguments (the first one names the program) and the process's
 /// environment.
 pub fn try_parse_from<T, I, A>(args: I) -> Result<T, clap::Error>
@@ -41,7 +50,21 @@ where
     I: IntoIterator<Item = A>,
     A: Into<OsString> + Clone,
 {
-    let command = T::command().mut_args(|arg| {
+    try_parse_adjusted_from::<T, _, _>(|command| command, args)
+}
+
+/// Like [`try_parse_from`], with `adjust` applied to the command first (see
+/// [`parse_adjusted`]).
+pub fn try_parse_adjusted_from<T, I, A>(
+    adjust: impl FnOnce(clap::Command) -> clap::Command,
+    args: I,
+) -> Result<T, clap::Error>
+where
+    T: clap::Parser,
+    I: IntoIterator<Item = A>,
+    A: Into<OsString> + Clone,
+{
+    let command = adjust(T::command()).mut_args(|arg| {
         let empty = arg
             .get_env()
             .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
