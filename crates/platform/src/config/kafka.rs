@@ -33,7 +33,8 @@ pub struct KafkaConfig {
     /// The longest a fetch waits for data. Apache Kafka answers as soon as data arrives, and so
     /// does the embedded broker of shopctl on Linux; elsewhere the embedded broker answers a
     /// waiting fetch only when this runs out, so it bounds each hop's latency there. Use 100–500
-    /// with Apache Kafka.
+    /// with Apache Kafka. Default 5 (100 under `shopctl up` on Linux, whose broker answers at
+    /// once, so that an idle shop does not fetch two hundred times a second).
     #[arg(long = "kafka-fetch-wait-ms", env = "KAFKA_FETCH_WAIT_MS", default_value = "5",
           value_parser = millis, value_name = "MS")]
     pub fetch_wait: Duration,

@@ -64,14 +64,31 @@ where
     I: IntoIterator<Item = A>,
     A: Into<OsString> + Clone,
 {
-    let command = adjust(T::command()).mut_args(|arg| {
-        let empty = arg
-            .get_env()
-            .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
-        if empty { arg.env(None) } else { arg }
+    let command = without_empty_env(adjust(T::command()), &|name| {
+        std::env::var_os(name).is_some_and(|value| value.is_empty())
     });
     let mut matches = command.try_get_matches_from(args)?;
     T::from_arg_matches_mut(&mut matches)
+}
+
+/// `command` with the variables `is_empty` says are set to the empty string taken off its
+/// arguments, and its subcommands' (`shopctl up` takes every service setting), so that such a
+/// variable counts as unset.
+fn without_empty_env(
+    command: clap::Command,
+    is_empty: &dyn Fn(&std::ffi::OsStr) -> bool,
+) -> clap::Command {
+    let command = command.mut_args(|arg| {
+        let empty = arg.get_env().is_some_and(is_empty);
+        if empty { arg.env(None) } else { arg }
+    });
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, |sub| without_empty_env(sub, is_empty))
+    })
 }
 
 /// Parses a number of milliseconds (`"250"`) into a [`Duration`].
@@ -315,6 +332,32 @@ impl Default for LogSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variable_set_to_the_empty_string_counts_as_unset_in_subcommands_too() {
+        let command = clap::Command::new("tool")
+            .arg(clap::Arg::new("top").long("top").env("TOP_VAR"))
+            .subcommand(
+                clap::Command::new("up")
+                    .arg(clap::Arg::new("wait").long("wait").env("EMPTY_VAR"))
+                    .arg(clap::Arg::new("kept").long("kept").env("SET_VAR")),
+            );
+        let command = without_empty_env(command, &|name| name != "SET_VAR");
+        let env_of = |command: &clap::Command, id: &str| {
+            command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .and_then(|arg| arg.get_env().map(ToOwned::to_owned))
+        };
+        assert_eq!(env_of(&command, "top"), None);
+        let up = command.find_subcommand("up").expect("the subcommand");
+        assert_eq!(
+            env_of(up, "wait"),
+            None,
+            "an empty variable in a subcommand"
+        );
+        assert_eq!(env_of(up, "kept").as_deref(), Some("SET_VAR".as_ref()));
+    }
 
     #[test]
     fn the_development_webhook_secret_is_a_valid_secret() {
