@@ -128,7 +128,7 @@ impl Stack {
             bootstrap,
             databases,
             dir,
-            kept_logs: kept_logs_dir(),
+            kept_logs: kept_logs_for_this_test(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -390,15 +390,19 @@ impl Stack {
         self.dir.path()
     }
 
+    /// Where [`Stack::keep_logs`] copies the logs (when the stack is dropped, at the latest).
+    pub fn kept_logs_dir(&self) -> &Path {
+        &self.kept_logs
+    }
+
     /// Copies every service's logs (one file per start, `payment-svc.2.log` for its second) to
     /// `logs/<database>/<test>/` in the [artifacts directory](crate::artifacts_dir) (see
-    /// [`kept_logs_dir`]), replacing those of
+    /// [`kept_logs_for_this_test`]), replacing those of
     /// an earlier run of the same test, and returns that directory. The temporary directory
     /// goes with the stack, and a failure that shows only at the end of a long run (an event
     /// left unpublished, a request that timed out) is explained by what the services said
     /// during it. Done when the stack is dropped, passed or failed (a test that returns its
-    /// error drops the stack before anyone knows it failed); a check may call it before, to
-    /// name the directory in its error.
+    /// error drops the stack before anyone knows it failed).
     pub fn keep_logs(&self) -> Result<PathBuf> {
         let kept = &self.kept_logs;
         if kept.exists() {
@@ -422,7 +426,7 @@ impl Stack {
 /// test (its thread's name, `::` made `.`), `logs/<database>/<test>.2/` for its second, and so
 /// on; `<database>` is `sqlite` or `postgres`, so that a run on Postgres after one on SQLite
 /// (as `scripts/test.sh` does) leaves the first's logs alone.
-fn kept_logs_dir() -> PathBuf {
+fn kept_logs_for_this_test() -> PathBuf {
     static STACKS: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
     let test = std::thread::current()
         .name()

@@ -90,10 +90,10 @@ pub(crate) async fn settled(
         Ok(report) => return Ok(report),
         Err(error) => error,
     };
-    let logs = match stack.keep_logs() {
-        Ok(kept) => format!("the services' logs are in {}", kept.display()),
-        Err(error) => format!("the services' logs could not be kept: {error:#}"),
-    };
+    let logs = format!(
+        "the services' logs go to {}",
+        stack.kept_logs_dir().display()
+    );
     match error.downcast_ref::<Violations>() {
         Some(violations) => bail!(
             "the invariants did not hold within {within:?} ({logs}): {}",

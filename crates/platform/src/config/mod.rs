@@ -27,10 +27,7 @@ pub use kafka::{CLIENT_PROPERTY_PREFIX, KafkaConfig, client_config_from, client_
 /// A variable set to the empty string counts as unset (compose files often pass `FOO: ${FOO:-}`),
 /// so an empty value falls back to the default instead of failing to parse.
 pub fn parse<T: clap::Parser>() -> T {
-    match try_parse_from::<T, _, _>(std::env::args_os()) {
-        Ok(parsed) => parsed,
-        Err(error) => error.exit(),
-    }
+    parse_adjusted(|command| command)
 }
 
 /// Like [`parse`], with `adjust` applied to the command first: a program that embeds the

@@ -194,6 +194,13 @@ mod tests {
 
     type Ran = Arc<Mutex<Vec<&'static str>>>;
 
+    /// Queues the job `name` as the caller's task would: interactive inside [`interactive`].
+    fn send(senders: &Senders, name: &'static str, ran: &Ran) {
+        senders
+            .send(call(name, ran), is_interactive())
+            .expect("open");
+    }
+
     /// A job that says which it was when run.
     fn call(name: &'static str, ran: &Ran) -> Job {
         let ran = Arc::clone(ran);
@@ -237,18 +244,9 @@ mod tests {
     async fn a_job_made_for_a_request_is_taken_before_the_background_queued_earlier() {
         let (senders, queue) = channel();
         let runner = Runner::new();
-        senders
-            .send(call("relay", &runner.ran), is_interactive())
-            .expect("open");
-        senders
-            .send(call("consumer", &runner.ran), is_interactive())
-            .expect("open");
-        interactive(async {
-            senders
-                .send(call("request", &runner.ran), is_interactive())
-                .expect("open")
-        })
-        .await;
+        send(&senders, "relay", &runner.ran);
+        send(&senders, "consumer", &runner.ran);
+        interactive(async { send(&senders, "request", &runner.ran) }).await;
         let queues = queue.lock().expect("not poisoned");
         let mut linger = Linger::new();
         let order: Vec<_> = (0..3)
@@ -272,12 +270,7 @@ mod tests {
             let job = queues.next(&mut Linger::new()).expect("a job");
             let _ = taken.send(runner.name_of(job));
         });
-        interactive(async {
-            senders
-                .send(call("request", &ran), is_interactive())
-                .expect("open")
-        })
-        .await;
+        interactive(async { send(&senders, "request", &ran) }).await;
         let name = took
             .recv_timeout(Duration::from_secs(10))
             .expect("the thread woke for the request");
@@ -288,15 +281,8 @@ mod tests {
     async fn the_batch_takes_requests_first_and_passes_over_their_wake_ups() {
         let (senders, queue) = channel();
         let runner = Runner::new();
-        senders
-            .send(call("consumer", &runner.ran), is_interactive())
-            .expect("open");
-        interactive(async {
-            senders
-                .send(call("request", &runner.ran), is_interactive())
-                .expect("open")
-        })
-        .await;
+        send(&senders, "consumer", &runner.ran);
+        interactive(async { send(&senders, "request", &runner.ran) }).await;
         let queues = queue.lock().expect("not poisoned");
         let first = runner.name_of(queues.try_next().expect("a job"));
         let second = runner.name_of(queues.try_next().expect("a job"));
