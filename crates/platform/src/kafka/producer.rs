@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -64,6 +64,9 @@ pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
 #[derive(Clone)]
 pub struct EventProducer {
     clients: Arc<RwLock<Clients>>,
+    /// Held while new clients are made after a fatal error: one replacement at a time, made
+    /// outside the lock on `clients`, so that sends are not held up meanwhile.
+    replacing: Arc<Mutex<()>>,
     /// What the clients are made from, to make new ones after a fatal error.
     config: Arc<KafkaConfig>,
     /// The client id: the service whose work its `send` spans are (see [`telemetry`]).
@@ -121,6 +124,7 @@ impl EventProducer {
     pub fn new(config: &KafkaConfig) -> Result<Self, PlatformError> {
         Ok(Self {
             clients: Arc::new(RwLock::new(Clients::new(config, 0)?)),
+            replacing: Arc::new(Mutex::new(())),
             config: Arc::new(config.clone()),
             service: config.client_id.as_str().into(),
             broker: Arc::new(Broker::of_bootstrap(&config.bootstrap_servers)),
@@ -142,14 +146,17 @@ impl EventProducer {
     /// meanwhile this may be its last handle, and dropping that joins the client's threads:
     /// not on an async worker.
     fn release(&self, client: FutureProducer, generation: u64) {
-        let current = self
-            .clients
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .generation;
-        if current != generation {
+        if self.generation() != generation {
             tokio::task::spawn_blocking(move || drop(client));
         }
+    }
+
+    /// The generation of the current clients.
+    fn generation(&self) -> u64 {
+        self.clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
     }
 
     /// Replaces the clients of `generation` if `client` (one of them) has met a fatal error;
@@ -158,8 +165,11 @@ impl EventProducer {
         let Some((code, reason)) = client.client().fatal_error() else {
             return;
         };
-        let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
-        if clients.generation != generation {
+        let _replacing = self
+            .replacing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.generation() != generation {
             return;
         }
         match Clients::new(&self.config, generation + 1) {
@@ -169,7 +179,10 @@ impl EventProducer {
                     code = ?code,
                     "The Kafka producer met a fatal error; sending through a new one from now on."
                 );
-                let old = std::mem::replace(&mut *clients, fresh);
+                let old = std::mem::replace(
+                    &mut *self.clients.write().unwrap_or_else(PoisonError::into_inner),
+                    fresh,
+                );
                 // Dropping a client joins its threads: not on an async worker.
                 tokio::task::spawn_blocking(move || drop(old));
             }
