@@ -154,6 +154,26 @@ async fn prefer_wait_answers_synchronously_when_the_saga_is_fast_enough() -> Res
     // (`created_at` is text: the view requires it.)
     assert_eq!(location, format!("/api/orders/{}", order.id));
 
+    // A retry of an order that has ended: the original order, final, at once.
+    let keyed = || {
+        let body = json!({"user_id": "usr_sync", "items": [{"sku": "WIDGET-42", "quantity": 1}], "payment_method": "pm_visa_4242"});
+        stack
+            .http
+            .post(stack.url("/api/orders"))
+            .header("prefer", "wait=5")
+            .header("idempotency-key", "sync-retry-1")
+            .json(&body)
+            .send()
+    };
+    let first: Order = keyed().await?.json().await?;
+    assert_eq!(first.status, Status::Confirmed);
+    // (Held until the wait ran out instead, it would be a `202`.)
+    let retried = keyed().await?;
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    let retried: Order = retried.json().await?;
+    assert_eq!((retried.id, retried.status), (first.id, Status::Confirmed));
+
     // A declined card ends fast too: 201 with the cancellation.
     let declined: Order = post("pm_card_declined", "wait=5").await?.json().await?;
     assert_eq!(

@@ -68,6 +68,7 @@ pub(crate) async fn handle(
         .unwrap_or_default()
         .to_owned();
     let (order_id, total) = (placement.order_id, placement.total);
+    let waiting = Waiting::start(&state, &principal, &headers, order_id);
     let storing = Storing {
         placement,
         request,
@@ -90,7 +91,37 @@ pub(crate) async fn handle(
             (original, true)
         }
     };
-    answer(&state, &principal, &headers, order_id, replayed).await
+    answer(&state, waiting, order_id, replayed).await
+}
+
+/// A client's wait for the saga's end (`Prefer: wait=N`), granted if it holds less than its
+/// share of waiting requests (otherwise it gets the `202` at once).
+///
+/// It subscribes to the new order's updates before the order is stored: no update can come
+/// before the subscription, and the new order need not be read again to know it is not over.
+struct Waiting {
+    /// How long to wait, as asked (capped).
+    limit: std::time::Duration,
+    updates: crate::status_feed::Subscription,
+    /// Its place among the client's waiting requests, given back when the answer is sent.
+    _held: crate::rate_limit::Held,
+}
+
+impl Waiting {
+    fn start(
+        state: &AppState,
+        principal: &Principal,
+        headers: &HeaderMap,
+        order: OrderId,
+    ) -> Option<Self> {
+        let prefer = headers.get("prefer").and_then(|value| value.to_str().ok());
+        let limit = super::wait::preferred_wait(prefer)?;
+        Some(Self {
+            limit,
+            _held: state.held.try_hold(&principal.0)?,
+            updates: state.updates.subscribe(order),
+        })
+    }
 }
 
 /// What the transaction stores: the order, its event and, if asked for, its callback and its
@@ -165,22 +196,21 @@ impl Storing {
 /// time, else `202` with where to follow it.
 async fn answer(
     state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
+    waiting: Option<Waiting>,
     order_id: OrderId,
     replayed: bool,
 ) -> Result<Response, ApiError> {
-    let wait =
-        super::wait::preferred_wait(headers.get("prefer").and_then(|value| value.to_str().ok()));
     let status_url = format!("/api/orders/{order_id}");
-    // A client holding its share of waiting requests gets the `202` at once instead.
-    let held = wait.and_then(|_| state.held.try_hold(&principal.0));
-    let wait = wait.filter(|_| held.is_some());
-    let finished = match wait {
-        Some(limit) => {
-            // `until_terminal` looks at the database after subscribing: no end slips past.
+    let wait = waiting.as_ref().map(|waiting| waiting.limit);
+    let finished = match waiting {
+        Some(waiting) if replayed => {
+            // An earlier order, which may be over: `until_terminal` looks at the database
+            // after subscribing, so no end slips past.
             let updates = state.updates.subscribe(order_id);
-            super::wait::until_terminal(updates, &state.db, order_id, limit).await
+            super::wait::until_terminal(updates, &state.db, order_id, waiting.limit).await
+        }
+        Some(waiting) => {
+            super::wait::until_ended(waiting.updates, &state.db, order_id, waiting.limit).await
         }
         None => false,
     };

@@ -33,7 +33,7 @@ pub(crate) fn preferred_wait(prefer: Option<&str>) -> Option<Duration> {
 /// `updates` must be subscribed before the caller last looked at the order, so that no change
 /// falls between the look and the wait.
 pub(crate) async fn until_terminal(
-    mut updates: Subscription,
+    updates: Subscription,
     db: &Db,
     order_id: OrderId,
     limit: Duration,
@@ -41,6 +41,17 @@ pub(crate) async fn until_terminal(
     if is_terminal(db, order_id).await {
         return true;
     }
+    until_ended(updates, db, order_id, limit).await
+}
+
+/// Waits until `order_id` is terminal or `limit` passes, for an order known not to be
+/// terminal when `updates` was subscribed; `true` if it is terminal.
+pub(crate) async fn until_ended(
+    mut updates: Subscription,
+    db: &Db,
+    order_id: OrderId,
+    limit: Duration,
+) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let received = tokio::select! {
