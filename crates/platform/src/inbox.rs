@@ -58,8 +58,11 @@ pub fn record(tx: &Conn<'_>, envelope: &Envelope, info: &MessageInfo) -> Result<
     if inserted == 1 {
         return Ok(Delivery::First);
     }
-    metrics::counter!(crate::metrics::EVENTS_DUPLICATE, "type" => envelope.kind().short_name())
-        .increment(1);
+    // Counted once committed: a transaction may run more than once, or be undone.
+    let kind = envelope.kind().short_name();
+    crate::db::after_commit(move || {
+        metrics::counter!(crate::metrics::EVENTS_DUPLICATE, "type" => kind).increment(1);
+    });
     tx.execute(
         "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE event_id = ?1",
         params![envelope.meta.id.to_string()],
@@ -73,11 +76,11 @@ pub async fn apply_once<T, F>(
     db: &Db,
     envelope: Envelope,
     info: &MessageInfo,
-    effect: F,
+    mut effect: F,
 ) -> std::result::Result<Option<T>, HandlerError>
 where
     T: Send + 'static,
-    F: FnOnce(&Conn<'_>, &Envelope) -> std::result::Result<T, HandlerError> + Send + 'static,
+    F: FnMut(&Conn<'_>, &Envelope) -> std::result::Result<T, HandlerError> + Send + 'static,
 {
     let info = info.clone();
     db.transaction(move |tx| {

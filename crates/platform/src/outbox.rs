@@ -380,8 +380,8 @@ async fn relay_once(db: &Db, producer: &EventProducer, batch_size: usize) -> Res
     let mark = db.outbox_mark();
     let remaining = db
         .transaction(move |tx| {
-            for id in delivered {
-                tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+            for id in &delivered {
+                tx.execute("DELETE FROM outbox WHERE id = ?1", params![*id])?;
             }
             backlog(tx)
         })

@@ -149,6 +149,87 @@ async fn a_panic_inside_a_transaction_reaches_its_caller_and_spares_the_batch() 
     assert_eq!(count(&db).await, 49);
 }
 
+/// How a test transaction ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Commit,
+    Refuse,
+    Panic,
+}
+
+/// Runs a batch of transactions that each insert their index and end as `ends` says; returns
+/// how often each closure ran, after checking that each success was committed once and each
+/// failure came back to its caller. `None` on Postgres, where each transaction commits on its
+/// own (see `platform::db`): there every closure must have run once.
+async fn batch_of(ends: &[End]) -> Option<Vec<usize>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_dir, db) = open();
+    let runs: Arc<Vec<AtomicUsize>> = Arc::new(ends.iter().map(|_| AtomicUsize::new(0)).collect());
+    let (held, release) = hold(&db).await;
+    let mut writes = Vec::new();
+    for (index, &end) in ends.iter().enumerate() {
+        let runs = runs.clone();
+        let k = i64::try_from(index).expect("small");
+        writes.push(
+            queued(std::panic::AssertUnwindSafe(db.transaction(move |tx| {
+                runs[index].fetch_add(1, Ordering::SeqCst);
+                tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k])?;
+                match end {
+                    End::Commit => Ok(k),
+                    End::Refuse => Err(refused()),
+                    End::Panic => panic!("a bug in a handler"),
+                }
+            })))
+            .await,
+        );
+    }
+    release.send(()).expect("the hold is waiting");
+    held.await;
+    for (write, &end) in writes.into_iter().zip(ends) {
+        let result = write.catch_unwind().await;
+        match end {
+            End::Commit => assert!(matches!(result, Ok(Ok(_))), "committed"),
+            End::Refuse => assert!(matches!(result, Ok(Err(_))), "its own error"),
+            End::Panic => assert!(result.is_err(), "the panic comes back"),
+        }
+    }
+    let commits = ends.iter().filter(|&&end| end == End::Commit).count();
+    assert_eq!(
+        count(&db).await,
+        i64::try_from(commits).expect("small"),
+        "every success, once"
+    );
+    let runs: Vec<usize> = runs.iter().map(|n| n.load(Ordering::SeqCst)).collect();
+    if db.dialect() == platform::sql::Dialect::Postgres {
+        assert!(runs.iter().all(|&n| n == 1), "{runs:?}");
+        return None;
+    }
+    Some(runs)
+}
+
+/// A batch runs its transactions without savepoints: when one fails, the batch is undone and
+/// its transactions run again, each in a savepoint of its own, the failing one too (what it
+/// failed on may have changed), then the rest of the batch, once. A closure that panicked is
+/// not run again.
+#[tokio::test]
+async fn a_failure_in_a_batch_runs_the_others_again_and_commits_them_once() {
+    use End::{Commit as C, Panic as P, Refuse as R};
+    // The first pass stops at the refusal; the second runs 0–4 again, then the rest, where a
+    // refusal and a panic are each undone alone.
+    let Some(runs) = batch_of(&[C, C, C, C, R, C, R, C, P, C]).await else {
+        return;
+    };
+    assert_eq!(runs, [2, 2, 2, 2, 2, 1, 1, 1, 1, 1]);
+    // The first pass stops at the panic, which the second does not run again.
+    assert_eq!(
+        batch_of(&[C, C, P, C, R, C]).await,
+        Some(vec![2, 2, 1, 1, 1, 1])
+    );
+    // A first transaction that fails is rolled back alone, nothing runs again.
+    assert_eq!(batch_of(&[R, C, C]).await, Some(vec![1, 1, 1]));
+}
+
 #[tokio::test]
 async fn a_lone_failing_transaction_is_rolled_back() {
     let (_dir, db) = open();
@@ -342,12 +423,14 @@ async fn work_kept_for_after_the_commit_runs_in_the_caller_only_for_committed_tr
         writes.push(
             queued(db.transaction(move |tx| {
                 tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", &[k])?;
+                let ran = ran.clone();
                 platform::db::after_commit(move || {
                     let thread = std::thread::current().name().map(str::to_owned);
                     ran.lock().expect("lock").push((k, thread));
                 });
                 if k % 4 == 1 {
-                    // Rolled back to its savepoint: its kept work must not run.
+                    // Undone: its kept work must not run (nor that of the runs of the others
+                    // undone with it).
                     return Err(refused());
                 }
                 Ok(k)

@@ -42,7 +42,7 @@ pub(super) async fn handle(
             after_commit(move || tracing::info!(lines, "Stock reserved."));
             StockReserved {
                 order_id,
-                items: payment.items,
+                items: payment.items.clone(),
             }
             .into()
         } else {

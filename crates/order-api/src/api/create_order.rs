@@ -146,7 +146,7 @@ struct Storing {
 impl Storing {
     /// Claims the idempotency key (a retry is answered with its original order), then stores the
     /// order, `order.created` in the outbox and on the timeline, and the callback.
-    fn store(self, tx: &Conn<'_>) -> Result<Created, ApiError> {
+    fn store(&self, tx: &Conn<'_>) -> Result<Created, ApiError> {
         let Storing {
             placement,
             request,
@@ -162,7 +162,7 @@ impl Storing {
             let claim = Claim {
                 order_id,
                 now,
-                expires_at: now + idempotency_ttl,
+                expires_at: now + *idempotency_ttl,
             };
             match idempotency::claim(tx, key, canonical, claim)? {
                 Prior::Replay(original) => return Ok(Created::Replayed(original)),
@@ -174,17 +174,17 @@ impl Storing {
             tx,
             &store::NewOrder {
                 order_id,
-                principal: &principal,
+                principal,
                 user_id: &request.user_id,
                 payment_method: &request.payment_method,
                 items: &placement.items,
                 total: placement.total,
-                deadline: now + saga_timeout,
+                deadline: now + *saga_timeout,
             },
         )?;
         outbox::enqueue(tx, &placement.created)?;
         if let Some(url) = &callback {
-            crate::webhooks::subscribe(tx, order_id, url, &principal)?;
+            crate::webhooks::subscribe(tx, order_id, url, principal)?;
         }
         let trace_id = platform::telemetry::current_trace_id();
         store::timeline::record(tx, &placement.created, trace_id)?;

@@ -317,6 +317,12 @@ impl Db {
     /// transactions that were waiting at the same time, which `f` cannot observe (see
     /// [`writer`]). Wakes the outbox relay after a commit.
     ///
+    /// `f` may run more than once: when another transaction of its batch fails, the batch is
+    /// undone and run again (a panic is not run again). So what `f` does besides its database
+    /// work must bear repeating; what should happen only once the changes are committed (a log
+    /// line saying what was done, say) goes into [`after_commit`], which keeps the work of
+    /// the last run only.
+    ///
     /// On SQLite the transaction holds the write lock from its start (`BEGIN IMMEDIATE`), so it
     /// sees no concurrent writer. On Postgres it runs at `READ COMMITTED` beside the other
     /// replicas' transactions: a read that decides a write locks its rows (`SELECT … FOR
@@ -326,20 +332,20 @@ impl Db {
     where
         T: Send + 'static,
         E: From<SqlError> + Send + 'static,
-        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let (queued, interactive, stats) =
             (Instant::now(), queue::is_interactive(), self.stats.clone());
+        let (mut f, mut queued) = (f, Some(queued));
         let f = move |tx: &Conn<'_>| {
-            stats.started(stats::Connection::Write, interactive, queued);
+            // The wait counts once, however often the transaction runs.
+            if let Some(queued) = queued.take() {
+                stats.started(stats::Connection::Write, interactive, queued);
+            }
             f(tx)
         };
-        let job = Job::Write(Box::new(Write {
-            f,
-            reply,
-            span: tracing::Span::current(),
-        }));
+        let job = Job::Write(Box::new(Write::new(f, reply, tracing::Span::current())));
         let (result, kept) = Self::submit(&self.jobs, job, interactive, answer)
             .await
             .unwrap_or_else(|gone| (Err(E::from(gone)), Vec::new()));
@@ -481,8 +487,9 @@ fn configure(
     sqlite
         .pragma_update(None, "foreign_keys", "ON")
         .map_err(SqlError::from)?;
-    // Each transaction of a group-committed batch runs in a savepoint, and SQLite keeps the
-    // pages a savepoint changes in a statement journal to undo it with. In a temporary file
+    // When a transaction of a group-committed batch fails, the batch runs again with each
+    // transaction in a savepoint, and SQLite keeps the pages a savepoint changes in a statement
+    // journal to undo it with. In a temporary file
     // (the default) that is a write per page on top of the WAL's; memory is enough for a
     // batch, and the journal is of no use after a crash anyway.
     sqlite
