@@ -277,12 +277,9 @@ fn commit_batch(
     stats: &DbMetrics,
 ) {
     loop {
-        let Some(first) = jobs.next() else { return };
-        if let Err(error) = conn.begin() {
-            first.fail(&error);
-            jobs.for_each(|job| job.fail(&error));
+        let Some(first) = begin(conn, jobs) else {
             return;
-        }
+        };
         let mut ran = Vec::new();
         let mut next = Some(first);
         let mut pass = Pass::Kept;
@@ -337,7 +334,8 @@ fn commit_batch(
 enum Pass {
     /// Every job succeeded: commit them.
     Kept,
-    /// The last job failed: the others must run again without it.
+    /// The last job failed: alone, it is rolled back; after others, they all run again, each
+    /// in a savepoint.
     Failed,
     /// The database rolled the transaction back itself.
     Lost,
@@ -352,12 +350,9 @@ fn careful(
     stats: &DbMetrics,
 ) {
     loop {
-        let Some(first) = jobs.next() else { return };
-        if let Err(error) = conn.begin() {
-            first.fail(&error);
-            jobs.for_each(|job| job.fail(&error));
+        let Some(first) = begin(conn, jobs) else {
             return;
-        }
+        };
         let mut ran: Vec<Box<dyn WriteJob>> = Vec::new();
         let mut kept = 0_usize;
         let mut lost = None;
@@ -409,6 +404,23 @@ fn careful(
         }
         finish(conn, ran, committed, stats);
         return;
+    }
+}
+
+/// Takes the first job of `jobs` and begins its transaction; `None` if there is none, or if
+/// the transaction cannot begin (every job of `jobs` then hears why).
+fn begin(
+    conn: &Connection,
+    jobs: &mut dyn Iterator<Item = Box<dyn WriteJob>>,
+) -> Option<Box<dyn WriteJob>> {
+    let first = jobs.next()?;
+    match conn.begin() {
+        Ok(()) => Some(first),
+        Err(error) => {
+            first.fail(&error);
+            jobs.for_each(|job| job.fail(&error));
+            None
+        }
     }
 }
 
