@@ -85,7 +85,7 @@ where
     let info = info.clone();
     db.transaction(move |tx| {
         if record(tx, &envelope, &info)? == Delivery::Duplicate {
-            tracing::info!("Duplicate event ignored.");
+            crate::db::after_commit(|| tracing::info!("Duplicate event ignored."));
             return Ok(None);
         }
         effect(tx, &envelope).map(Some)

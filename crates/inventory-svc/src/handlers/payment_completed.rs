@@ -29,13 +29,13 @@ pub(super) async fn handle(
     inbox::apply_once(&inventory.db, envelope, info, move |tx, envelope| {
         let order_id = payment.order_id;
         if store::has_reservation(tx, order_id)? {
-            tracing::info!("Order already has a reservation decision.");
+            after_commit(|| tracing::info!("Order already has a reservation decision."));
             return Ok(());
         }
         let (shortages, unknown) = store::shortages(tx, &payment.items)?;
         let event: Event = if shortages.is_empty() {
             if !store::reserve(tx, order_id, &payment.items)? {
-                tracing::info!("Order got a reservation decision meanwhile.");
+                after_commit(|| tracing::info!("Order got a reservation decision meanwhile."));
                 return Ok(());
             }
             let lines = payment.items.len();
@@ -62,7 +62,7 @@ pub(super) async fn handle(
                 .collect::<Vec<_>>()
                 .join("; ");
             if !store::reject(tx, order_id, &detail)? {
-                tracing::info!("Order got a reservation decision meanwhile.");
+                after_commit(|| tracing::info!("Order got a reservation decision meanwhile."));
                 return Ok(());
             }
             after_commit(move || tracing::info!(%detail, "Stock rejected."));

@@ -140,11 +140,15 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Applied, HandlerError> {
     let steps = match decide(current, &envelope.event) {
         Decision::Advance(steps) => steps,
         Decision::Wait => {
-            tracing::info!(status = %current, "Waiting for compensation to finish.");
+            platform::db::after_commit(move || {
+                tracing::info!(status = %current, "Waiting for compensation to finish.");
+            });
             return Ok(unchanged);
         }
         Decision::Ignore(why) => {
-            tracing::info!(status = %current, why, "Event does not change the order.");
+            platform::db::after_commit(move || {
+                tracing::info!(status = %current, why, "Event does not change the order.");
+            });
             return Ok(unchanged);
         }
     };

@@ -39,7 +39,7 @@ pub(super) async fn handle(
     let record = payment.clone();
     let created = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {
         if !store::insert_payment(tx, &record)? {
-            tracing::info!("Order already has a payment.");
+            platform::db::after_commit(|| tracing::info!("Order already has a payment."));
             return Ok(false);
         }
         let initiated = PaymentInitiated {

@@ -30,10 +30,10 @@ pub(super) async fn handle(
             )));
         };
         if payment.status != PaymentStatus::Charged {
-            tracing::info!(
-                status = payment.status.as_str(),
-                "Nothing to refund in this payment state."
-            );
+            let status = payment.status.as_str();
+            platform::db::after_commit(move || {
+                tracing::info!(status, "Nothing to refund in this payment state.");
+            });
             return Ok(None);
         }
         Ok(refund::begin(

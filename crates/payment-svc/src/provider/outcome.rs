@@ -88,7 +88,9 @@ enum Effect {
 /// Applies an outcome to the payment's state.
 fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<Effect> {
     let Some(payment) = store::lock_payment(tx, order_id)? else {
-        tracing::warn!(%order_id, "Provider outcome for an unknown payment.");
+        platform::db::after_commit(move || {
+            tracing::warn!(%order_id, "Provider outcome for an unknown payment.");
+        });
         return Ok(Effect::Nothing);
     };
     // The charge's cause, unless the outcome is a refund's.
@@ -100,10 +102,13 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
                     store::cancellation_requested(tx, order_id)?
             {
                 // No payment.completed: the order is over; nothing downstream should act on it.
-                tracing::info!(
-                    reason = reason.as_str(),
-                    "Charge succeeded after its order was cancelled."
-                );
+                let reason_text = reason.as_str();
+                platform::db::after_commit(move || {
+                    tracing::info!(
+                        reason = reason_text,
+                        "Charge succeeded after its order was cancelled."
+                    );
+                });
                 return Ok(refund::begin(
                     tx,
                     &payment,
