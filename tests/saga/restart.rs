@@ -31,6 +31,11 @@ const MIX: [(&str, &str, Status, Option<CancellationReason>); 3] = [
 async fn orders_survive_a_payment_service_crash() -> Result<()> {
     let mut stack = Stack::start().await?;
     let mut expected = HashMap::new();
+    // Ready comes before the consumer has started and joined its group: wait for that, so that
+    // the kill below hits a service that is consuming.
+    stack
+        .wait_for_shared_partitions(ServiceKind::Payment)
+        .await?;
 
     // A burst of orders, then SIGKILL payment-svc while they are being charged.
     let burst = try_join_all((0..12).map(|i| {
