@@ -244,9 +244,9 @@ pub fn check_exposure(options: &UpOptions) -> anyhow::Result<Option<String>> {
 /// (`--kafka-fetch-wait-ms`, `KAFKA_FETCH_WAIT_MS`), when this build's broker answers a waiting
 /// fetch as soon as data arrives (`native/mock_fetch_wake.c`, linked in on Linux by
 /// `build.rs`). A fetch may then wait long for nothing: an idle shop asks ten times a second
-/// instead of two hundred (idle CPU 67 → 39 clock ticks in 5 s; one client's CPU per saga
-/// 5.9 → 5.6 ms, its latency the same; see docs/performance-history.md). A broker without the
-/// change answers only when the wait runs out, so there the services' own short default stays.
+/// instead of two hundred (the idle CPU saved is in docs/performance-history.md). A broker
+/// without the change answers only when the wait runs out, so there the services' own short
+/// default stays.
 #[cfg(fetch_wake)]
 const FETCH_WAIT_MS: Option<&str> = Some("100");
 #[cfg(not(fetch_wake))]

@@ -27,10 +27,10 @@ pub(super) fn run(conn: Connection, jobs: Queue) {
             }
             // Never sent here; refusing keeps a mistake loud instead of writing through a
             // read-only connection.
-            Job::Write(write) => write.fail(&SqlError::new(
+            Job::Write(write) => write.answer(Err(&SqlError::new(
                 ErrorKind::ReadOnly,
                 "write sent to the read-only connection",
-            )),
+            ))),
         }
     }
 }

@@ -49,10 +49,9 @@ pub(super) trait WriteJob: Send {
     /// The database refused the rest of this run's statements (Postgres): whatever the closure
     /// made of that, its work is incomplete and must not be kept.
     fn spoil(&mut self);
-    /// Answers the caller with its last run and the batch's outcome (`Ok` = committed).
+    /// Answers the caller with its last run and the batch's outcome (`Ok` = committed); a
+    /// job that never ran hears the batch's error.
     fn answer(self: Box<Self>, batch: Result<(), &SqlError>);
-    /// Answers the caller without running: the batch could not even start.
-    fn fail(self: Box<Self>, error: &SqlError);
 }
 
 /// What a write transaction's caller hears: the closure's result (or its panic), and the work it
@@ -159,12 +158,6 @@ where
             }
         };
         let _ = reply.send(Ok((answer, Vec::new())));
-    }
-
-    fn fail(self: Box<Self>, error: &SqlError) {
-        let _ = self
-            .reply
-            .send(Ok((Err(E::from(error.clone())), Vec::new())));
     }
 }
 
@@ -360,7 +353,7 @@ fn careful(
             if let Err(error) = conn.control("SAVEPOINT job") {
                 // The transaction cannot be trusted any more (SQLite may have rolled it back):
                 // give up on this batch, go on with a new one.
-                job.fail(&error);
+                job.answer(Err(&error));
                 lost = Some(error);
                 break;
             }
@@ -417,8 +410,8 @@ fn begin(
     match conn.begin() {
         Ok(()) => Some(first),
         Err(error) => {
-            first.fail(&error);
-            jobs.for_each(|job| job.fail(&error));
+            first.answer(Err(&error));
+            jobs.for_each(|job| job.answer(Err(&error)));
             None
         }
     }
