@@ -8,7 +8,7 @@ use serde_json::Value;
 use saga_tests::Stack;
 
 /// Keys every run report has (docs/performance.md).
-const RUN_KEYS: [&str; 19] = [
+const RUN_KEYS: [&str; 20] = [
     "url",
     "mode",
     "duration_s",
@@ -22,6 +22,7 @@ const RUN_KEYS: [&str; 19] = [
     "completed_sagas_per_s",
     "accept_latency_ms",
     "saga_latency_ms",
+    "send_lag_ms",
     "outcomes",
     "errors",
     "stream_resumes",
@@ -98,6 +99,11 @@ async fn the_bench_follows_orders_to_their_end_in_closed_and_open_loop() -> Resu
     check(&closed, "closed")?;
     assert_eq!(closed["concurrency"], 4);
     assert_eq!(closed["target_rate_per_s"], Value::Null);
+    assert_eq!(
+        closed["send_lag_ms"],
+        Value::Null,
+        "no schedule to be late for"
+    );
     assert_eq!(closed["observe"], "sse");
     // A healthy shop streams every saga to its end: no stream broke, none was polled instead.
     assert_eq!(closed["stream_resumes"], 0, "{closed}");
@@ -124,6 +130,14 @@ async fn the_bench_follows_orders_to_their_end_in_closed_and_open_loop() -> Resu
     assert_eq!(open["observe"], "poll");
     assert_eq!(open["orders_accepted"], 40);
     assert_eq!(open["completed_sagas"], 40);
+    // How late the bench was is measured for every order, and is part of each one's latency.
+    let lag = &open["send_lag_ms"];
+    assert_eq!(lag["count"], 40, "{open}");
+    let lag_max = lag["max"].as_f64().context("send_lag_ms.max")?;
+    let accept_max = open["accept_latency_ms"]["max"]
+        .as_f64()
+        .context("accept_latency_ms.max")?;
+    assert!(lag_max <= accept_max, "{open}");
 
     // A bench that completes nothing (a wrong key here) measured nothing: it fails, and says why.
     let refused = stack.shopctl(&[

@@ -315,6 +315,7 @@ async fn one_run(
         completed_sagas_per_s: ((tally.ended_in_window as f64 / window) * 10.0).round() / 10.0,
         accept_latency_ms: tally.accept.percentiles(),
         saga_latency_ms: tally.saga.percentiles(),
+        send_lag_ms: target_rate_per_s.map(|_| tally.send_lag.percentiles()),
         outcomes: tally.outcomes,
         errors: tally.errors,
         stream_resumes: tally.stream_resumes,

@@ -112,6 +112,9 @@ pub(crate) struct RunReport {
     pub(crate) accept_latency_ms: Percentiles,
     /// From the (intended) send time to the terminal status.
     pub(crate) saga_latency_ms: Percentiles,
+    /// Open loop: how late the bench itself was, from each order's intended send time until its
+    /// task began placing it (part of both latencies); `null` in the closed loop.
+    pub(crate) send_lag_ms: Option<Percentiles>,
     /// Terminal statuses: `confirmed`, `cancelled:<reason>`.
     pub(crate) outcomes: BTreeMap<String, u64>,
     /// Failures by kind: shop-client's `Error::kind` (`http_503`, `http_429`, `connect`,
@@ -235,10 +238,17 @@ fn summarise_run(out: &mut String, run: &RunReport) {
         "{:<20}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>9}",
         "latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean", "count"
     );
+    let lag = run
+        .send_lag_ms
+        .as_ref()
+        .map(|lag| ("of which sent late", lag));
     for (name, p) in [
         ("accept", &run.accept_latency_ms),
         ("saga", &run.saga_latency_ms),
-    ] {
+    ]
+    .into_iter()
+    .chain(lag)
+    {
         let _ = writeln!(
             out,
             "{name:<20}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>9}",
@@ -330,6 +340,7 @@ mod tests {
                 ..Percentiles::default()
             },
             saga_latency_ms: Percentiles::default(),
+            send_lag_ms: None,
             outcomes: BTreeMap::from([("confirmed".into(), 100)]),
             errors: BTreeMap::new(),
             stream_resumes: 0,
@@ -380,6 +391,7 @@ mod tests {
             "completed_sagas_per_s",
             "accept_latency_ms",
             "saga_latency_ms",
+            "send_lag_ms",
             "outcomes",
             "errors",
             "stream_resumes",

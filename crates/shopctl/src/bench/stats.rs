@@ -109,6 +109,9 @@ pub(crate) struct Tally {
     pub(crate) accept: Latencies,
     /// Saga latencies.
     pub(crate) saga: Latencies,
+    /// How late the bench itself was with each order of the open loop: from its intended send
+    /// time until its task began placing it. Part of both latencies above.
+    pub(crate) send_lag: Latencies,
     /// Orders order-api accepted (`202`, or `201` with `--sync`).
     pub(crate) accepted: u64,
     /// Terminal statuses seen, by status.
@@ -130,6 +133,7 @@ impl Tally {
         Ok(Self {
             accept: Latencies::new()?,
             saga: Latencies::new()?,
+            send_lag: Latencies::new()?,
             accepted: 0,
             outcomes: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -184,6 +188,14 @@ impl Recorder {
     pub(crate) fn started(&self) {
         let now = self.live.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.live.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// An order of the open loop begins to be placed `late` after its intended send time.
+    pub(crate) fn sending(&self, measured: bool, late: Duration) {
+        if measured {
+            let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            tally.send_lag.record(late);
+        }
     }
 
     /// An order sent with [`Recorder::started`] is finished; `measured` is false during warm-up.
@@ -284,12 +296,15 @@ mod tests {
             watch: WatchStats::default(),
         };
         recorder.started();
+        recorder.sending(false, Duration::from_millis(3));
         recorder.finished(false, ok(5));
         recorder.started();
+        recorder.sending(true, Duration::from_millis(2));
         recorder.finished(true, ok(7));
         recorder.record(true, Attempt::failed(None, "client_overloaded"));
         let tally = recorder.tally();
         assert_eq!((tally.accepted, tally.completed()), (1, 1));
+        assert_eq!(tally.send_lag.percentiles().count, 1);
         assert_eq!(tally.outcomes["confirmed"], 1);
         assert_eq!(tally.errors["client_overloaded"], 1);
         assert_eq!(
