@@ -8,6 +8,7 @@
 //! the history, and entries are emitted strictly by sequence number, so nothing committed
 //! between the two is missed or sent twice.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +18,18 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use events::OrderId;
+use platform::Db;
 
 use super::get_order::{TransitionView, parse_order_id};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
+use crate::rate_limit::Held;
+use crate::status_feed::Subscription;
 use crate::store::{self, HistoryEntry};
 
 /// The `data` of a `status_update` event.
@@ -51,9 +57,7 @@ pub(crate) async fn handle(
         .and_then(|value| value.trim().parse::<i64>().ok())
         .unwrap_or(0)
         .max(0);
-    let mut live = state.updates.subscribe(order_id);
-    let db = state.db.clone();
-    let stopping = state.shutdown.clone();
+    let live = state.updates.subscribe(order_id);
     let history = super::read_owned(&state, &principal, order_id, move |conn| {
         store::history_after(conn, order_id, 0)
     })
@@ -68,7 +72,7 @@ pub(crate) async fn handle(
         .filter(|entry| entry.seq > resume_after)
         .collect();
     // Bounded per client, then in all: past a limit a client is told to come back later
-    // instead of piling up tasks (one client cannot take every slot).
+    // instead of piling up open streams (one client cannot take every slot).
     let held = state
         .held
         .try_hold(&principal.0)
@@ -76,86 +80,116 @@ pub(crate) async fn handle(
     let Ok(permit) = Arc::clone(&state.sse_streams).try_acquire_owned() else {
         return Err(ApiError::TooManyStreams);
     };
-    let max_idle = state.sse_max_idle;
-    let stream = async_stream(move |emit| async move {
-        let _permit = permit;
-        let _held = held;
-        if finished {
-            return;
-        }
-        let mut last_seq = resume_after;
-        let mut pending = backlog;
-        loop {
-            for entry in pending.drain(..) {
-                if entry.seq != last_seq + 1 {
-                    continue;
-                }
-                last_seq = entry.seq;
-                let terminal = entry.status.is_terminal();
-                if emit.send(to_event(&entry)).await.is_err() || terminal {
-                    return;
-                }
-            }
-            // Wait for the next change of this order; on lag or a gap, reload from the database.
-            let idle_until = tokio::time::Instant::now() + max_idle;
-            let reload = loop {
-                let received = tokio::select! {
-                    () = emit.closed() => return,
-                    // Nothing happened for a long time: end; the client resumes with Last-Event-ID.
-                    () = tokio::time::sleep_until(idle_until) => return,
-                    // The service is stopping: end the stream; clients reconnect elsewhere.
-                    () = stopping.cancelled() => return,
-                    received = live.recv() => received,
-                };
-                match received {
-                    Ok(entry) if entry.order_id != order_id || entry.seq <= last_seq => {}
-                    Ok(entry) if entry.seq == last_seq + 1 => {
-                        pending.push(entry);
-                        break false;
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => break true,
-                    Err(RecvError::Closed) => return,
-                }
-            };
-            if reload {
-                let after = last_seq;
-                match db
-                    .read(move |conn| store::history_after(conn, order_id, after))
-                    .await
-                {
-                    Ok(entries) => pending = entries,
-                    Err(error) => {
-                        tracing::warn!(%error, %order_id, "Could not reload history for an SSE stream.");
-                        return;
-                    }
-                }
-            }
-        }
+    let follow = Follow {
+        order_id,
+        live,
+        db: state.db.clone(),
+        stopping: state.shutdown.clone(),
+        max_idle: state.sse_max_idle,
+        last_seq: resume_after,
+        pending: backlog.into(),
+        finished,
+        _held: held,
+        _permit: permit,
+    };
+    // The stream itself follows the order, so that what is already there is ready at the first
+    // poll: its events leave with the response's head, in one write. When the client goes, the
+    // stream is dropped, and its subscription and permits with it.
+    let stream = futures::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next_event().await?;
+        Some((Ok(event), follow))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.sse_keep_alive)))
 }
 
-fn to_event(entry: &HistoryEntry) -> Result<Event, Infallible> {
+/// One client's following of one order: what it has sent, what is waiting, and where changes
+/// come from.
+struct Follow {
+    order_id: OrderId,
+    live: Subscription,
+    db: Db,
+    stopping: CancellationToken,
+    /// After this long without a change the stream ends; the client resumes with
+    /// `Last-Event-ID`.
+    max_idle: Duration,
+    /// The sequence number of the last transition sent.
+    last_seq: i64,
+    /// Transitions read or received, not yet sent.
+    pending: VecDeque<HistoryEntry>,
+    /// The terminal transition was sent: the stream ends.
+    finished: bool,
+    _held: Held,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Follow {
+    /// The next transition's event, strictly by sequence number; `None` once the terminal one
+    /// was sent, or when the stream should end.
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            while let Some(entry) = self.pending.pop_front() {
+                if entry.seq != self.last_seq + 1 {
+                    continue;
+                }
+                self.last_seq = entry.seq;
+                self.finished = entry.status.is_terminal();
+                return Some(to_event(&entry));
+            }
+            // Wait for the next change of this order; on lag or a gap, reload from the database.
+            if self.wait_for_change().await? {
+                let (order_id, after) = (self.order_id, self.last_seq);
+                match self
+                    .db
+                    .read(move |conn| store::history_after(conn, order_id, after))
+                    .await
+                {
+                    Ok(entries) => self.pending = entries.into(),
+                    Err(error) => {
+                        tracing::warn!(%error, %order_id, "Could not reload history for an SSE stream.");
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the next transition is pending (`Some(false)`) or must be reloaded
+    /// (`Some(true)`); `None` when the stream should end instead.
+    async fn wait_for_change(&mut self) -> Option<bool> {
+        let idle_until = tokio::time::Instant::now() + self.max_idle;
+        loop {
+            let received = tokio::select! {
+                // Nothing happened for a long time: end; the client resumes with Last-Event-ID.
+                () = tokio::time::sleep_until(idle_until) => return None,
+                // The service is stopping: end the stream; clients reconnect elsewhere.
+                () = self.stopping.cancelled() => return None,
+                received = self.live.recv() => received,
+            };
+            match received {
+                Ok(entry) if entry.order_id != self.order_id || entry.seq <= self.last_seq => {}
+                Ok(entry) if entry.seq == self.last_seq + 1 => {
+                    self.pending.push_back(entry);
+                    return Some(false);
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => return Some(true),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn to_event(entry: &HistoryEntry) -> Event {
     let update = StatusUpdate {
         order_id: entry.order_id,
         transition: TransitionView::from(entry),
     };
-    Ok(Event::default()
+    Event::default()
         .event("status_update")
         .id(entry.seq.to_string())
         .retry(RECONNECT_AFTER)
         .json_data(&update)
-        .unwrap_or_else(|_| Event::default().comment("unserialisable update")))
-}
-
-/// A stream fed by a task through a small channel: the task ends (and the stream with it) when
-/// the client disconnects, because `send` then fails.
-fn async_stream<F, Fut>(producer: F) -> impl Stream<Item = Result<Event, Infallible>>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (sender, receiver) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(producer(sender));
-    tokio_stream::wrappers::ReceiverStream::new(receiver)
+        .unwrap_or_else(|_| Event::default().comment("unserialisable update"))
 }
