@@ -5,9 +5,9 @@
 //!   flight, but a slow answer also slows the load, which hides how slow it was.
 //! - **Open loop** (`--rate R`): orders leave on a fixed schedule whatever the answers (see
 //!   [`super::schedule`]; a thread of its own keeps it), latency counts from the intended send
-//!   time, and at most `--max-in-flight` orders are open at once; an arrival beyond that is not sent and counts
-//!   as a `client_overloaded` error, so an overloaded shop shows up as errors rather than as a
-//!   quietly lower rate.
+//!   time, and at most `--max-in-flight` orders are open at once; an arrival beyond that is
+//!   not sent and counts as a `client_overloaded` error, so an overloaded shop shows up as
+//!   errors rather than as a quietly lower rate.
 //!
 //! Both start with a warm-up whose orders are placed but not measured (connections, caches,
 //! consumer assignments settle), then measure for the duration: latencies of the orders sent
