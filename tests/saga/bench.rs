@@ -8,7 +8,7 @@ use serde_json::Value;
 use saga_tests::Stack;
 
 /// Keys every run report has (docs/performance.md).
-const RUN_KEYS: [&str; 20] = [
+const RUN_KEYS: [&str; 21] = [
     "url",
     "mode",
     "duration_s",
@@ -28,6 +28,7 @@ const RUN_KEYS: [&str; 20] = [
     "stream_resumes",
     "poll_fallbacks",
     "rss_mib",
+    "bench_cpu_ms_per_saga",
     "saga_share_of_broker_limit",
 ];
 
@@ -39,6 +40,8 @@ fn check(report: &Value, mode: &str) -> Result<()> {
         assert!(report.get(key).is_some(), "no {key:?} in {report}");
     }
     assert_eq!(report["mode"], mode);
+    // The bench reads its own CPU time even against a shop it did not start.
+    assert!(report["bench_cpu_ms_per_saga"].is_f64(), "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
     let completed = report["completed_sagas"]
         .as_u64()

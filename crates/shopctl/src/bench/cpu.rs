@@ -195,6 +195,11 @@ impl Spent {
         }
     }
 
+    /// The whole process's per saga, in ms rounded to µs; `None` without sagas.
+    pub(crate) fn total_per_saga(&self, sagas: u64) -> Option<f64> {
+        (sagas > 0).then(|| (self.total_ms / sagas as f64 * 1000.0).round() / 1000.0)
+    }
+
     /// Per saga; `None` without sagas.
     pub(crate) fn per_saga(&self, sagas: u64) -> Option<PerSaga> {
         let per = |ms: f64| (ms / sagas as f64 * 1000.0).round() / 1000.0;
@@ -353,6 +358,9 @@ mod tests {
         assert_eq!(per.provider, 1.0);
         assert_eq!(per.by_component["db_writers:order-api"], 0.667);
         assert_eq!(spent.per_saga(0), None);
+        // The whole process, provider and all (the bench's own figure).
+        assert_eq!(spent.total_per_saga(3_000), Some(3.0));
+        assert_eq!(spent.total_per_saga(0), None);
     }
 
     #[test]

@@ -265,6 +265,7 @@ async fn one_run(
     let cpu = target
         .own_pid()
         .map(|pid| CpuWindow::start(pid, from, until));
+    let bench_cpu = CpuWindow::start(std::process::id(), from, until);
     let measured = load::run(
         Arc::clone(client),
         Arc::clone(mixes),
@@ -282,6 +283,10 @@ async fn one_run(
         None => None,
     };
     let per_saga = cpu.and_then(|spent| spent.per_saga(tally.ended_in_window));
+    let bench_cpu_ms_per_saga = bench_cpu
+        .finish()
+        .await
+        .and_then(|spent| spent.total_per_saga(tally.ended_in_window));
     let completed = tally.completed();
     let weights = |mix: &Mix| {
         mix.weights()
@@ -323,6 +328,7 @@ async fn one_run(
         rss_mib,
         shop_cpu_ms_per_saga: per_saga.as_ref().map(|per| per.shop),
         provider_cpu_ms_per_saga: per_saga.as_ref().map(|per| per.provider),
+        bench_cpu_ms_per_saga,
         shop_cpu_ms_per_saga_by_thread: per_saga.map(|per| per.by_component),
         messages_per_order: baseline::MESSAGES_PER_CONFIRMED_SAGA,
         saga_share_of_broker_limit: None,

@@ -135,6 +135,9 @@ pub(crate) struct RunReport {
     /// The payment provider's (psp-sim, on its own thread in the same process): not the shop's,
     /// as a provider runs elsewhere, but on the same cores here.
     pub(crate) provider_cpu_ms_per_saga: Option<f64>,
+    /// The bench's own process (the load it makes), on the same cores when it runs on the
+    /// shop's machine; `null` where `/proc` is not to be had.
+    pub(crate) bench_cpu_ms_per_saga: Option<f64>,
     /// The same by component, its threads grouped by name: `tokio_workers`, each service's
     /// database threads (`db_writers:order-api`, `db_readers:…`, `db_checkpoints:…`),
     /// `kafka_clients`, `embedded_broker`, `main`, and any other name less its trailing digits;
@@ -302,6 +305,9 @@ fn summarise_run(out: &mut String, run: &RunReport) {
             let _ = writeln!(out, "payment provider CPU per saga (ms): {provider:.3}");
         }
     }
+    if let Some(bench) = run.bench_cpu_ms_per_saga {
+        let _ = writeln!(out, "the bench's own CPU per saga (ms): {bench:.3}");
+    }
     if let Some(share) = run.saga_share_of_broker_limit {
         let _ = writeln!(
             out,
@@ -352,6 +358,7 @@ mod tests {
             }),
             shop_cpu_ms_per_saga: Some(1.5),
             provider_cpu_ms_per_saga: Some(0.2),
+            bench_cpu_ms_per_saga: Some(0.1),
             shop_cpu_ms_per_saga_by_thread: Some(BTreeMap::from([
                 ("tokio_workers".into(), 0.7),
                 ("db_writers:order-api".into(), 0.5),
@@ -399,6 +406,7 @@ mod tests {
             "rss_mib",
             "shop_cpu_ms_per_saga",
             "provider_cpu_ms_per_saga",
+            "bench_cpu_ms_per_saga",
             "shop_cpu_ms_per_saga_by_thread",
             "baseline_broker",
             "saga_share_of_broker_limit",
