@@ -195,14 +195,14 @@ impl Spent {
         }
     }
 
-    /// The whole process's per saga, in ms rounded to µs; `None` without sagas.
+    /// The whole process's per saga; `None` without sagas.
     pub(crate) fn total_per_saga(&self, sagas: u64) -> Option<f64> {
-        (sagas > 0).then(|| (self.total_ms / sagas as f64 * 1000.0).round() / 1000.0)
+        (sagas > 0).then(|| per_saga_ms(self.total_ms, sagas))
     }
 
     /// Per saga; `None` without sagas.
     pub(crate) fn per_saga(&self, sagas: u64) -> Option<PerSaga> {
-        let per = |ms: f64| (ms / sagas as f64 * 1000.0).round() / 1000.0;
+        let per = |ms: f64| per_saga_ms(ms, sagas);
         (sagas > 0).then(|| PerSaga {
             shop: per((self.total_ms - self.provider_ms).max(0.0)),
             provider: per(self.provider_ms),
@@ -213,6 +213,11 @@ impl Spent {
                 .collect(),
         })
     }
+}
+
+/// `ms` spread over `sagas` (more than none), rounded to µs.
+fn per_saga_ms(ms: f64, sagas: u64) -> f64 {
+    (ms / sagas as f64 * 1000.0).round() / 1000.0
 }
 
 /// Reads a process at two instants in the background: the start and the end of the window.
