@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use platform::Db;
-use platform::db::Migration;
+use platform::db::{DbSettings, Migration, Synchronous};
 use platform::params;
 use platform::sql::{DbTarget, SqlError};
 use test_support::eventually_within;
@@ -20,8 +20,13 @@ const TABLE: Migration = Migration::new(
 );
 
 fn open(dir: &Path) -> (PathBuf, Db) {
+    open_with(dir, &DbSettings::default())
+}
+
+fn open_with(dir: &Path, settings: &DbSettings) -> (PathBuf, Db) {
     let path = dir.join("checkpoint.db");
-    let db = Db::open(&DbTarget::Sqlite(path.clone()), &[TABLE]).expect("the database opens");
+    let db = Db::open_with(&DbTarget::Sqlite(path.clone()), settings, &[TABLE])
+        .expect("the database opens");
     (path, db)
 }
 
@@ -48,14 +53,37 @@ async fn insert(db: &Db, first: i64, rows: i64, bytes: usize) {
 async fn commits_reach_the_database_file_long_before_sqlite_would_checkpoint() {
     let dir = tempfile::tempdir().expect("a scratch directory");
     let (path, db) = open(dir.path());
-    let before = size(&path);
-    // ~100 pages of 4 KiB, a tenth of what makes SQLite checkpoint in a commit.
+    reaches_the_database_file(&path, &db).await;
+}
+
+/// `off` (`shopctl up`'s setting) is what the writer runs with, and the checkpoints, which
+/// then sync nothing either, still copy the WAL into the database file.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_syncs_off_the_checkpoints_still_copy_the_wal() {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let settings = DbSettings {
+        synchronous: Some(Synchronous::Off),
+        ..DbSettings::default()
+    };
+    let (path, db) = open_with(dir.path(), &settings);
+    let level = db
+        .transaction(|tx| tx.query_row("PRAGMA synchronous", &[], |row| row.get::<i64>(0)))
+        .await
+        .expect("the pragma");
+    assert_eq!(level, 0, "SQLite's OFF");
+    reaches_the_database_file(&path, &db).await;
+}
+
+/// Commits ~100 pages, a tenth of what makes SQLite checkpoint in a commit, and waits for them
+/// in the database file at `path`.
+async fn reaches_the_database_file(path: &Path, db: &Db) {
+    let before = size(path);
     for chunk in 0..10 {
-        insert(&db, chunk * 10, 10, 4_000).await;
+        insert(db, chunk * 10, 10, 4_000).await;
     }
     let wanted = before + 90 * 4_096;
     eventually_within(Duration::from_secs(10), || {
-        let now = size(&path);
+        let now = size(path);
         std::future::ready(if now >= wanted {
             Ok(())
         } else {

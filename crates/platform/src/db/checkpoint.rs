@@ -39,10 +39,13 @@ const RESTART_BACKOFF: u32 = 50;
 
 /// Starts the checkpointing thread `name` of the SQLite database at `target`, every `every`
 /// unless it is zero; it stops when the returned sender (held by every clone of the `Db`) is dropped.
+/// Its checkpoints sync as the service's connections do (`synchronous`, SQLite's pragma): the
+/// WAL before copying and the database file after, except with `OFF`.
 pub(super) fn start(
     target: &DbTarget,
     every: Duration,
     name: String,
+    synchronous: &str,
 ) -> Result<Option<Sender<()>>, PlatformError> {
     if every.is_zero() {
         return Ok(None);
@@ -51,6 +54,9 @@ pub(super) fn start(
     if let Some(sqlite) = conn.sqlite() {
         sqlite
             .busy_timeout(RESTART_WAIT)
+            .map_err(crate::sql::SqlError::from)?;
+        sqlite
+            .pragma_update(None, "synchronous", synchronous)
             .map_err(crate::sql::SqlError::from)?;
     }
     let (stop, stopped) = mpsc::channel();

@@ -84,9 +84,11 @@ pub struct DbSettings {
           value_parser = crate::config::millis, value_name = "MS")]
     pub busy_timeout: Duration,
     /// SQLite: `full` syncs the WAL at every commit (one sync per group-committed batch), so
-    /// acknowledged work survives a power loss; `normal` syncs only at checkpoints — faster,
-    /// durable against process crashes only. Default `full` (`normal` under `shopctl up`,
-    /// whose broker keeps nothing across a power loss anyway).
+    /// acknowledged work survives a power loss; `normal` syncs only at checkpoints and when the
+    /// WAL starts over — faster, durable against process crashes only; `off` never syncs — no
+    /// commit waits for the disk, still durable against process crashes, but a power loss can
+    /// leave the database corrupt. Default `full` (`off` under `shopctl up`, whose broker keeps
+    /// nothing across runs).
     #[arg(
         long = "db-synchronous",
         env = "DB_SYNCHRONOUS",
@@ -137,8 +139,11 @@ pub enum Synchronous {
     /// At every commit.
     #[default]
     Full,
-    /// At checkpoints only.
+    /// At checkpoints, and when the WAL starts over.
     Normal,
+    /// Never: the writes are the operating system's to keep. Safe against a crash of the
+    /// process, not of the machine: for data that can be thrown away.
+    Off,
 }
 
 impl Synchronous {
@@ -146,6 +151,7 @@ impl Synchronous {
         match self {
             Self::Full => "FULL",
             Self::Normal => "NORMAL",
+            Self::Off => "OFF",
         }
     }
 }
@@ -233,6 +239,7 @@ impl Db {
                 target,
                 settings.checkpoint_interval,
                 thread_name(&settings.thread_prefix, "ckpt", 0, 1),
+                synchronous.pragma(),
             )?,
             Dialect::Postgres => None,
         };
