@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Run the embedded Kafka-protocol broker and every service in this process.
     ///
-    /// Its SQLite databases sync to disk at checkpoints only (`DB_SYNCHRONOUS=normal`) unless
+    /// Its SQLite databases leave syncing to disk to the system (`DB_SYNCHRONOUS=off`) unless
     /// `DB_SYNCHRONOUS` is set: the embedded broker keeps nothing across runs anyway.
     Up(Box<shopctl::up::UpOptions>),
     /// Place, read, follow and list orders (order-api through the shop-client crate).

@@ -486,8 +486,9 @@ fn configure(
     // `DB_SYNCHRONOUS`: FULL (the default) syncs the WAL at every commit, so what a caller was
     // told is committed survives a power loss too — consumers store their Kafka offset and the
     // relay deletes its outbox row on that word. Group commit shares one sync among the
-    // transactions of a batch. NORMAL syncs only at checkpoints: durable against process
-    // crashes, but a power loss can lose acknowledged work, which nothing would redo.
+    // transactions of a batch. NORMAL syncs only at checkpoints and when the WAL starts over:
+    // durable against process crashes, but a power loss can lose acknowledged work, which
+    // nothing would redo. OFF never syncs: a power loss can also leave the database corrupt.
     sqlite
         .pragma_update(None, "synchronous", synchronous.pragma())
         .map_err(SqlError::from)?;
