@@ -70,6 +70,7 @@ impl Notifier {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .tcp_nodelay(true)
+                .pool_idle_timeout(platform::http::CLIENT_POOL_IDLE_TIMEOUT)
                 .build()?,
             secret,
             max_attempts: max_attempts.max(1),

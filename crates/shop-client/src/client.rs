@@ -18,6 +18,12 @@ use crate::{
 /// The longest wait order-api holds a request for (`Prefer: wait`, `?wait=`).
 pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a connection may wait unused in the client's pool. A server closes a connection
+/// that stays idle too long — the shop after 10 s, a Node.js server after 5 s — and a request
+/// sent on one just as it closes fails half-sent: for a `POST`, with no way to tell whether the
+/// order arrived. Dropping idle connections sooner leaves the closing to the client.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// A client of order-api.
 ///
 /// Clones share one connection pool; make one per base URL and API key and pass clones around.
@@ -145,6 +151,7 @@ impl ClientBuilder {
             Some(http) => http,
             None => reqwest::Client::builder()
                 .connect_timeout(self.connect_timeout)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                 .build()
                 .map_err(Error::Transport)?,
         };

@@ -62,7 +62,7 @@ mod problem;
 mod retry;
 mod watch;
 
-pub use client::{Client, ClientBuilder, MAX_WAIT};
+pub use client::{Client, ClientBuilder, MAX_WAIT, POOL_IDLE_TIMEOUT};
 pub use error::Error;
 pub use events::{CancellationReason, Currency, Money, OrderId, PaymentMethod, Sku, UserId};
 pub use idempotency::IdempotencyKey;

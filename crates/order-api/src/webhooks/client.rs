@@ -92,6 +92,7 @@ pub(crate) fn build(
     reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(platform::http::CLIENT_POOL_IDLE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         // Through a proxy, the proxy would resolve the target's name, unchecked.
         .no_proxy()

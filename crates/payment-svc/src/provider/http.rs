@@ -40,6 +40,7 @@ impl HttpProvider {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .tcp_nodelay(true)
+            .pool_idle_timeout(platform::http::CLIENT_POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|error| ProviderError::down(format!("building the HTTP client: {error}")))?;
         Ok(Self {

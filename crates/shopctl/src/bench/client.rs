@@ -78,6 +78,7 @@ impl Client {
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(connections)
+            .pool_idle_timeout(shop_client::POOL_IDLE_TIMEOUT)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
