@@ -21,7 +21,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(10);
 /// How long a connection may wait unused in the client's pool. A server closes a connection
 /// that stays idle too long — the shop after 10 s, a Node.js server after 5 s — and a request
 /// sent on one just as it closes fails half-sent: for a `POST`, with no way to tell whether the
-/// order arrived. Dropping idle connections sooner leaves the closing to the client.
+/// order arrived. Dropping idle connections sooner leaves the closing to the client. (The
+/// services' own clients do the same: `platform::http::CLIENT_POOL_IDLE_TIMEOUT`.)
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// A client of order-api.

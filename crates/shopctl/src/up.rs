@@ -33,7 +33,9 @@ pub struct UpOptions {
     pub http_addr: SocketAddr,
     /// Directory for the services' databases. Default: a new private directory under the
     /// system's temporary directory, removed on exit (the embedded broker keeps nothing across
-    /// runs, so neither do the databases).
+    /// runs, so neither do the databases). They are not synced to disk (`DB_SYNCHRONOUS=off`):
+    /// a directory kept across a power loss may hold corrupt databases; `DB_SYNCHRONOUS=normal`
+    /// keeps them consistent.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Keep the temporary data directory on exit (with `--data-dir`, it is always kept).

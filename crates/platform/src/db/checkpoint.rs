@@ -2,7 +2,7 @@
 //!
 //! SQLite checkpoints inside the commit that takes the WAL past 1,000 pages: the writer, and
 //! every transaction queued behind it, waits while pages are copied into the database file and
-//! that file is synced. This thread runs a passive checkpoint every [`INTERVAL`], which neither
+//! that file is synced (unless syncs are off). This thread runs a passive checkpoint every [`INTERVAL`], which neither
 //! waits for nor blocks the writer and the readers, so by the time the writer's own checkpoint
 //! comes, most of the WAL is in the database file already and it has little left to copy and
 //! sync.
@@ -39,13 +39,13 @@ const RESTART_BACKOFF: u32 = 50;
 
 /// Starts the checkpointing thread `name` of the SQLite database at `target`, every `every`
 /// unless it is zero; it stops when the returned sender (held by every clone of the `Db`) is dropped.
-/// Its checkpoints sync as the service's connections do (`synchronous`, SQLite's pragma): the
-/// WAL before copying and the database file after, except with `OFF`.
+/// Its checkpoints sync as the service's connections do (`synchronous`): the WAL before copying
+/// and the database file after, except with [`super::Synchronous::Off`].
 pub(super) fn start(
     target: &DbTarget,
     every: Duration,
     name: String,
-    synchronous: &str,
+    synchronous: super::Synchronous,
 ) -> Result<Option<Sender<()>>, PlatformError> {
     if every.is_zero() {
         return Ok(None);
@@ -56,7 +56,7 @@ pub(super) fn start(
             .busy_timeout(RESTART_WAIT)
             .map_err(crate::sql::SqlError::from)?;
         sqlite
-            .pragma_update(None, "synchronous", synchronous)
+            .pragma_update(None, "synchronous", synchronous.pragma())
             .map_err(crate::sql::SqlError::from)?;
     }
     let (stop, stopped) = mpsc::channel();

@@ -239,7 +239,7 @@ impl Db {
                 target,
                 settings.checkpoint_interval,
                 thread_name(&settings.thread_prefix, "ckpt", 0, 1),
-                synchronous.pragma(),
+                synchronous,
             )?,
             Dialect::Postgres => None,
         };

@@ -34,7 +34,8 @@ use crate::{Db, telemetry};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// How long the services' HTTP clients (to the payment provider, to payment-svc's webhook, to
-/// callback URLs) keep an unused connection. A server closes a connection that stays idle too
+/// callback URLs) keep an unused connection (`shop_client::POOL_IDLE_TIMEOUT` is its twin for
+/// the shop's clients). A server closes a connection that stays idle too
 /// long — these services after [`DEFAULT_HEADER_READ_TIMEOUT`], a Node.js server after 5 s —
 /// and a request sent on one just as it closes fails half-sent. Dropping idle connections
 /// sooner leaves the closing to the client.
@@ -197,7 +198,7 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 /// Adds what every route needs to be observable:
 /// - request ids: a client's `X-Request-Id` is kept if it is safe ([`MAX_REQUEST_ID_LEN`]
 ///   characters of `[A-Za-z0-9._-]` at most), otherwise a UUID is made; either way it is echoed
-///   on the answer and recorded on the span (see [`request_id`]);
+///   on the answer and recorded on the span (see [`settle_request_id`]);
 /// - a `SERVER` span per request named `<METHOD> <route>` (HTTP semantic conventions; `HTTP
 ///   <route>` for a method outside the standard set), child of the caller's `traceparent` if
 ///   it sent one, and marked as `service`'s work (which names it in a trace when several
@@ -210,9 +211,11 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 ///   that an answer someone waits for does not queue behind a consumer's run (see
 ///   [`crate::db::interactive`]).
 ///
+/// A 5xx answer is also logged (`warn`), as the request's failure; handlers log the cause.
+///
 /// All of it is one middleware, [`observe_request`], rather than a layer each: every layer costs
-/// each request a clone of the route's service and a boxed future, and five of them came to ~3 %
-/// of the shop's CPU.
+/// each request a clone of the route's service and a boxed future (`cargo bench -p platform
+/// --bench http`: 3.2 µs per request with a layer each, 1.4 µs as one).
 pub fn observe(service: &'static str, router: Router) -> Router {
     crate::metrics::install();
     router.layer(axum::middleware::from_fn_with_state(
@@ -227,7 +230,7 @@ async fn observe_request(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let request_id = request_id(request.headers_mut());
+    let request_id = settle_request_id(request.headers_mut());
     let method = method_label(request.method());
     let route = route_of(&request);
     let span = request_span(service, method, &route, &request, &request_id);
@@ -249,6 +252,7 @@ async fn observe_request(
     if status.is_server_error() {
         span.record("error.type", status.as_str());
         telemetry::mark_error(&span, format_args!("answered {status}"));
+        span.in_scope(|| tracing::warn!(status = status.as_u16(), "Answered with a server error."));
     }
     response
         .headers_mut()
@@ -261,7 +265,7 @@ async fn observe_request(
 /// safe value, else a fresh UUID. The id is echoed on the answer, written in every log line of
 /// the request and exported on its span: unchecked, it would let any client put text of any
 /// length and content into all three.
-fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+fn settle_request_id(headers: &mut HeaderMap) -> HeaderValue {
     let kept = {
         let mut values = headers.get_all(REQUEST_ID).into_iter();
         match (values.next(), values.next()) {

@@ -194,7 +194,7 @@ fn two_request_ids_are_replaced_by_a_fresh_one() {
     let mut headers = HeaderMap::new();
     headers.append(REQUEST_ID, HeaderValue::from_static("first"));
     headers.append(REQUEST_ID, HeaderValue::from_static("second"));
-    let id = super::request_id(&mut headers);
+    let id = super::settle_request_id(&mut headers);
     let id = id.to_str().expect("ASCII");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     let left: Vec<_> = headers.get_all(REQUEST_ID).iter().collect();

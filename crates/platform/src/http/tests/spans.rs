@@ -3,15 +3,22 @@
 //! status `Error` only when the server failed (a 5xx); a 4xx is the client's failure and leaves
 //! the status unset.
 
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
+use futures::StreamExt;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 use test_support::eventually_within;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use super::{DEADLINE, get_over_tcp, spawn_server};
+use super::{DEADLINE, get_over_tcp, read_until_closed, spawn_server};
 use crate::http::{ServeLimits, observe};
 use crate::telemetry::capture::{SpanCapture, attribute};
 
@@ -104,4 +111,80 @@ async fn only_a_server_error_ends_the_request_span_in_error() {
         );
         assert_eq!(attribute(span, "url.scheme").as_deref(), Some("http"));
     }
+}
+
+/// A streamed answer (an event stream) keeps its request's span open until the body has been
+/// sent: the span measures the whole exchange, and what the stream logs carries its fields.
+#[tokio::test]
+async fn a_streamed_answer_keeps_its_span_open_until_it_ends() {
+    let capture = SpanCapture::start();
+    let (end, ended) = tokio::sync::oneshot::channel::<()>();
+    let ended = Arc::new(Mutex::new(Some(ended)));
+    let app = observe(
+        "test",
+        Router::new().route(
+            "/stream",
+            get(move || async move {
+                let ended = ended
+                    .lock()
+                    .expect("not poisoned")
+                    .take()
+                    .expect("one call");
+                let chunks = futures::stream::once(async { Bytes::from_static(b"start;") }).chain(
+                    futures::stream::once(async move {
+                        let _ = ended.await;
+                        Bytes::from_static(b"end;")
+                    }),
+                );
+                Body::from_stream(chunks.map(Ok::<_, Infallible>))
+            }),
+        ),
+    );
+    let (addr, shutdown, server) = spawn_server(app, ServeLimits::default()).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("sent");
+
+    // The head and the first chunk have been sent: the handler has answered.
+    let mut received = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        let mut buffer = [0_u8; 1024];
+        while !String::from_utf8_lossy(&received).contains("start;") {
+            let n = stream.read(&mut buffer).await.expect("a read");
+            assert!(
+                n > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("the first chunk");
+    let server_spans = |capture: &SpanCapture| {
+        capture
+            .finished()
+            .into_iter()
+            .filter(|span| span.span_kind == SpanKind::Server)
+            .count()
+    };
+    assert_eq!(server_spans(&capture), 0, "the span ended with the head");
+
+    end.send(()).expect("the stream waits");
+    let (rest, _) = read_until_closed(&mut stream).await;
+    assert!(rest.contains("end;"), "{rest}");
+    eventually_within(DEADLINE, || {
+        let count = server_spans(&capture);
+        std::future::ready(if count == 1 {
+            Ok(())
+        } else {
+            Err(format!("{count} server spans"))
+        })
+    })
+    .await
+    .expect("the span ends with the stream");
+    shutdown.cancel();
+    server.await.expect("joined").expect("served");
 }
