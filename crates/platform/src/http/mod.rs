@@ -35,10 +35,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// How long the services' HTTP clients (to the payment provider, to payment-svc's webhook, to
 /// callback URLs) keep an unused connection (`shop_client::POOL_IDLE_TIMEOUT` is its twin for
-/// the shop's clients). A server closes a connection that stays idle too
-/// long — these services after [`DEFAULT_HEADER_READ_TIMEOUT`], a Node.js server after 5 s —
-/// and a request sent on one just as it closes fails half-sent. Dropping idle connections
-/// sooner leaves the closing to the client.
+/// the shop's clients). A server closes a connection that stays idle too long — these services
+/// after [`DEFAULT_HEADER_READ_TIMEOUT`], a Node.js server after 5 s — and a request sent on one
+/// just as it closes fails half-sent. Dropping idle connections sooner leaves the closing to the
+/// client.
 pub const CLIENT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Longest request id kept from a client; a UUID has 36 characters, a ULID 26.

@@ -241,6 +241,26 @@ async fn read_until_closed(stream: &mut TcpStream) -> (String, Duration) {
     )
 }
 
+/// Reads until what came contains `marker` (within [`DEADLINE`]); returns what came.
+async fn read_until(stream: &mut TcpStream, marker: &str) -> String {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, async {
+        let mut buffer = [0_u8; 1024];
+        while !String::from_utf8_lossy(&received).contains(marker) {
+            let n = stream.read(&mut buffer).await.expect("reads");
+            assert!(
+                n > 0,
+                "closed before {marker:?}: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no {marker:?} within {DEADLINE:?}");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
 async fn get_over_tcp(addr: std::net::SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.expect("connects");
     let head = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
@@ -409,17 +429,7 @@ async fn shutdown_ends_a_streamed_answer_that_watches_it() {
         .write_all(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
         .await
         .expect("sent");
-    let mut received = Vec::new();
-    let first = tokio::time::timeout(DEADLINE, async {
-        let mut buffer = [0_u8; 1024];
-        while !String::from_utf8_lossy(&received).contains("data: first") {
-            let n = stream.read(&mut buffer).await.expect("reads");
-            assert!(n > 0, "closed before the first event");
-            received.extend_from_slice(&buffer[..n]);
-        }
-    })
-    .await;
-    assert!(first.is_ok(), "no first event");
+    read_until(&mut stream, "data: first").await;
     shutdown.cancel();
     let (rest, _) = read_until_closed(&mut stream).await;
     assert!(rest.contains("data: bye"), "{rest}");

@@ -15,10 +15,10 @@ use futures::StreamExt;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 use test_support::eventually_within;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{DEADLINE, get_over_tcp, read_until_closed, spawn_server};
+use super::{DEADLINE, get_over_tcp, read_until, read_until_closed, spawn_server};
 use crate::http::{ServeLimits, observe};
 use crate::telemetry::capture::{SpanCapture, attribute};
 
@@ -37,6 +37,14 @@ fn app() -> Router {
             )
             .route("/works", get(|| async { "ok" })),
     )
+}
+
+/// How many of `spans` are `SERVER` spans.
+fn server_spans(spans: &[SpanData]) -> usize {
+    spans
+        .iter()
+        .filter(|span| span.span_kind == SpanKind::Server)
+        .count()
 }
 
 /// The server span named `name` among `spans`.
@@ -63,10 +71,7 @@ async fn only_a_server_error_ends_the_request_span_in_error() {
     // has read it.
     let spans = eventually_within(DEADLINE, || async {
         let spans = capture.finished();
-        let servers = spans
-            .iter()
-            .filter(|span| span.span_kind == SpanKind::Server)
-            .count();
+        let servers = server_spans(&spans);
         if servers == 3 {
             Ok(spans)
         } else {
@@ -148,35 +153,18 @@ async fn a_streamed_answer_keeps_its_span_open_until_it_ends() {
         .expect("sent");
 
     // The head and the first chunk have been sent: the handler has answered.
-    let mut received = Vec::new();
-    tokio::time::timeout(DEADLINE, async {
-        let mut buffer = [0_u8; 1024];
-        while !String::from_utf8_lossy(&received).contains("start;") {
-            let n = stream.read(&mut buffer).await.expect("a read");
-            assert!(
-                n > 0,
-                "closed early: {}",
-                String::from_utf8_lossy(&received)
-            );
-            received.extend_from_slice(&buffer[..n]);
-        }
-    })
-    .await
-    .expect("the first chunk");
-    let server_spans = |capture: &SpanCapture| {
-        capture
-            .finished()
-            .into_iter()
-            .filter(|span| span.span_kind == SpanKind::Server)
-            .count()
-    };
-    assert_eq!(server_spans(&capture), 0, "the span ended with the head");
+    read_until(&mut stream, "start;").await;
+    assert_eq!(
+        server_spans(&capture.finished()),
+        0,
+        "the span ended with the head"
+    );
 
     end.send(()).expect("the stream waits");
     let (rest, _) = read_until_closed(&mut stream).await;
     assert!(rest.contains("end;"), "{rest}");
     eventually_within(DEADLINE, || {
-        let count = server_spans(&capture);
+        let count = server_spans(&capture.finished());
         std::future::ready(if count == 1 {
             Ok(())
         } else {
