@@ -421,10 +421,11 @@ fn begin(
 fn finish(conn: &Connection, ran: Vec<Box<dyn WriteJob>>, committed: &Notify, stats: &DbMetrics) {
     match conn.commit() {
         Ok(()) => {
-            let count = ran.len();
+            // Counted before the answers, so that whoever hears of the commit finds it
+            // counted.
+            stats.committed(ran.len());
             ran.into_iter().for_each(|job| job.answer(Ok(())));
             committed.notify_one();
-            stats.committed(count);
         }
         Err(error) => {
             if conn.in_transaction() {
