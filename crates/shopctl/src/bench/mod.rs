@@ -172,8 +172,11 @@ async fn bench(args: &BenchArgs, target: &Target, started_at: String) -> Result<
         skus: args.skus.clone(),
         seed: args.seed,
     });
+    // Its calls are seconds apart (before and after each run): a pooled connection must not
+    // outlive the shop's idle timeout, or a call meets the server closing it.
     let control = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(shop_client::POOL_IDLE_TIMEOUT)
         .build()?;
     let show = !args.quiet && std::io::stderr().is_terminal();
     let mut runs = Vec::new();
