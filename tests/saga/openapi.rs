@@ -301,6 +301,15 @@ async fn the_provider_and_its_webhooks_match_their_openapi_description() -> Resu
         )
         .await?;
     }
+    // A body over the provider's limit is refused while it is read.
+    let oversized = post(
+        "/v1/charges",
+        Some("k5"),
+        json!({"reference": "x".repeat(20 * 1024)}),
+    )
+    .await?;
+    assert_eq!(oversized.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    check("/v1/charges", oversized, "Problem").await?;
     let refund = |charge_id: &Value, key: &str| {
         post(
             "/v1/refunds",

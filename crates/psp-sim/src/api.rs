@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,6 +22,7 @@ use psp_contract::{
 };
 use serde_json::json;
 
+use crate::body::BODY_READ_TIMEOUT;
 use crate::ledger::{Answer, Ledger};
 use crate::notifier::{Delivery, Notifier};
 
@@ -54,7 +56,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(|| async { Json(json!({"status": "ready"})) }),
         )
         .route("/metrics", get(|| async { platform::metrics::render() }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn(|request, next| {
+            crate::body::read_in_time(MAX_BODY_BYTES, BODY_READ_TIMEOUT, request, next)
+        }))
         .with_state(state);
     problem_answers(routes)
 }

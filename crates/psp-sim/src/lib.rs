@@ -21,6 +21,7 @@
 //! signed webhook with retries ([`notifier`]); pending ones are dropped at shutdown.
 
 pub mod api;
+mod body;
 mod config;
 pub mod ledger;
 pub mod notifier;
