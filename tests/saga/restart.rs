@@ -1,6 +1,6 @@
 //! A crash of payment-svc while orders are in flight must not lose or double-charge any.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
@@ -8,7 +8,7 @@ use futures::future::try_join_all;
 
 use events::CancellationReason;
 
-use saga_tests::{DEADLINE, ServiceKind, Stack, Status, is_event};
+use saga_tests::{DEADLINE, ServiceKind, Stack, Status};
 
 /// (sku, payment method, expected status, expected reason)
 const MIX: [(&str, &str, Status, Option<CancellationReason>); 3] = [
@@ -66,13 +66,24 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
         assert_eq!(order.cancellation_reason, reason, "{order}");
     }
 
-    // No order was charged twice or refunded twice.
-    let payments = stack.kafka()?.read_all("payments")?;
+    // No order was charged twice or refunded twice: counted in distinct events, since a relay
+    // killed between sending an event and deleting its outbox row sends the same event (same
+    // id) again after the restart, which the consumers' inboxes absorb.
+    let events: HashSet<(String, String, String)> = stack
+        .kafka()?
+        .read_all("payments")?
+        .iter()
+        .filter_map(|message| {
+            let doc: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
+            let field = |name: &str| doc[name].as_str().map(str::to_owned);
+            Some((field("type")?, field("subject")?, field("id")?))
+        })
+        .collect();
     for (order_id, case) in &expected {
         let count = |event_type: &str| {
-            payments
+            events
                 .iter()
-                .filter(|m| is_event(m, event_type, order_id))
+                .filter(|(kind, subject, _)| kind == event_type && subject == order_id)
                 .count()
         };
         let charged = usize::from(
