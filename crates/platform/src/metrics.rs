@@ -179,20 +179,7 @@ const HISTOGRAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let buckets = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ];
-            let builder = PrometheusBuilder::new()
-                .idle_timeout(MetricKindMask::HISTOGRAM, Some(HISTOGRAM_IDLE_TIMEOUT))
-                .set_buckets(&buckets)
-                .and_then(|builder| {
-                    builder.set_buckets_for_metric(
-                        Matcher::Full(COMMIT_TRANSACTIONS.to_owned()),
-                        COMMIT_BUCKETS,
-                    )
-                });
-            match builder.and_then(PrometheusBuilder::install_recorder) {
+            match builder(HISTOGRAM_IDLE_TIMEOUT).and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => {
                     describe_installed(PLATFORM);
                     spawn_upkeep(handle.clone());
@@ -205,6 +192,24 @@ pub fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// The recorder's settings: buckets, and histograms leaving after `histogram_idle`.
+fn builder(
+    histogram_idle: std::time::Duration,
+) -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    let buckets = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    PrometheusBuilder::new()
+        .idle_timeout(MetricKindMask::HISTOGRAM, Some(histogram_idle))
+        .set_buckets(&buckets)
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(
+                Matcher::Full(COMMIT_TRANSACTIONS.to_owned()),
+                COMMIT_BUCKETS,
+            )
+        })
 }
 
 /// How often recorded histogram samples are folded into their buckets.
@@ -242,7 +247,37 @@ pub fn render() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Kind, PLATFORM};
+    use std::time::{Duration, Instant};
+
+    use super::{Kind, PLATFORM, builder};
+
+    #[test]
+    fn an_idle_histogram_leaves_the_exposition_and_counters_and_gauges_stay() {
+        let idle = Duration::from_millis(200);
+        let recorder = builder(idle).expect("the settings").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("idle_test_seconds", "route" => "/odd").record(0.01);
+            metrics::counter!("idle_test_total").increment(1);
+            metrics::gauge!("idle_test_state").set(2.0);
+        });
+        let first = handle.render();
+        assert!(
+            first.contains("idle_test_seconds_count{route=\"/odd\"} 1"),
+            "{first}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let last = loop {
+            let scrape = handle.render();
+            if !scrape.contains("idle_test_seconds") || Instant::now() > deadline {
+                break scrape;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!last.contains("idle_test_seconds"), "{last}");
+        assert!(last.contains("idle_test_total 1"), "{last}");
+        assert!(last.contains("idle_test_state 2"), "{last}");
+    }
 
     #[test]
     fn only_counters_end_in_total_and_durations_name_their_unit() {
