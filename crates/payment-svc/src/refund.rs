@@ -2,6 +2,7 @@
 //! that succeeded after its order was cancelled).
 
 use events::{CancellationReason, EventId};
+use platform::db::after_commit;
 use platform::sql::{Conn, Result};
 
 use crate::store::{self, Payment, PaymentStatus, Refund};
@@ -51,7 +52,7 @@ pub(crate) fn begin(
         return Ok(None);
     }
     let amount = refund.amount;
-    platform::db::after_commit(move || {
+    after_commit(move || {
         tracing::info!(amount = %amount, reason = reason.as_str(), "Refunding.");
     });
     Ok(Some(refund))

@@ -14,6 +14,7 @@ mod state;
 use chrono::{DateTime, Utc};
 use events::{Envelope, Event, EventKind, OrderCancelled, OrderConfirmed};
 use platform::Db;
+use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{EventHandler, HandlerError, MessageInfo};
 use platform::outbox;
@@ -140,13 +141,13 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Applied, HandlerError> {
     let steps = match decide(current, &envelope.event) {
         Decision::Advance(steps) => steps,
         Decision::Wait => {
-            platform::db::after_commit(move || {
+            after_commit(move || {
                 tracing::info!(status = %current, "Waiting for compensation to finish.");
             });
             return Ok(unchanged);
         }
         Decision::Ignore(why) => {
-            platform::db::after_commit(move || {
+            after_commit(move || {
                 tracing::info!(status = %current, why, "Event does not change the order.");
             });
             return Ok(unchanged);
@@ -174,7 +175,7 @@ fn apply(tx: &Conn<'_>, envelope: &Envelope) -> Result<Applied, HandlerError> {
         }
         crate::webhooks::enqueue_if_subscribed(tx, &entry)?;
         let to = step.status;
-        platform::db::after_commit(move || {
+        after_commit(move || {
             tracing::info!(from = %from, to = %to, "Order status changed.");
         });
         from = step.status;

@@ -12,6 +12,7 @@
 //! a payment that has just stopped `charging`.
 
 use events::{Envelope, OrderCancelled};
+use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 
@@ -53,7 +54,7 @@ pub(super) async fn handle(
                         cancelled.order_id
                     )));
                 }
-                platform::db::after_commit(|| {
+                after_commit(|| {
                     tracing::info!(
                         "Order cancelled while its charge is in flight; it will be refunded if it succeeds."
                     );

@@ -5,6 +5,7 @@
 //! finds its payment already recorded — either way no second payment and no second request.
 
 use events::{Envelope, LineItem, OrderCreated, PaymentInitiated};
+use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 use platform::outbox;
@@ -39,7 +40,7 @@ pub(super) async fn handle(
     let record = payment.clone();
     let created = inbox::apply_once(&payments.db, envelope.clone(), info, move |tx, envelope| {
         if !store::insert_payment(tx, &record)? {
-            platform::db::after_commit(|| tracing::info!("Order already has a payment."));
+            after_commit(|| tracing::info!("Order already has a payment."));
             return Ok(false);
         }
         let initiated = PaymentInitiated {

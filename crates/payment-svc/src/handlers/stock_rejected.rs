@@ -9,6 +9,7 @@
 //! time starts the one refund, or this does, never both.
 
 use events::{CancellationReason, Envelope, StockRejected};
+use platform::db::after_commit;
 use platform::inbox;
 use platform::kafka::{HandlerError, MessageInfo};
 
@@ -31,7 +32,7 @@ pub(super) async fn handle(
         };
         if payment.status != PaymentStatus::Charged {
             let status = payment.status.as_str();
-            platform::db::after_commit(move || {
+            after_commit(move || {
                 tracing::info!(status, "Nothing to refund in this payment state.");
             });
             return Ok(None);

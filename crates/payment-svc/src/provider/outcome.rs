@@ -14,6 +14,7 @@
 
 use events::{Envelope, Event, EventId, OrderId, PaymentCompleted, PaymentFailed, PaymentRefunded};
 use platform::Db;
+use platform::db::after_commit;
 use platform::outbox;
 use platform::sql::{Conn, Result};
 use tracing::Instrument;
@@ -59,7 +60,7 @@ async fn apply_in_transaction(db: &Db, notification: Notification) -> Result<Opt
         match apply_outcome(tx, notification.order_id, &notification.outcome)? {
             Effect::Publish { event, cause } => {
                 let event_type = event.kind().short_name();
-                platform::db::after_commit(move || {
+                after_commit(move || {
                     tracing::info!(event_type, "Payment provider outcome applied.");
                 });
                 outbox::enqueue(tx, &Envelope::new(SOURCE, event, cause))?;
@@ -88,7 +89,7 @@ enum Effect {
 /// Applies an outcome to the payment's state.
 fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<Effect> {
     let Some(payment) = store::lock_payment(tx, order_id)? else {
-        platform::db::after_commit(move || {
+        after_commit(move || {
             tracing::warn!(%order_id, "Provider outcome for an unknown payment.");
         });
         return Ok(Effect::Nothing);
@@ -103,7 +104,7 @@ fn apply_outcome(tx: &Conn<'_>, order_id: OrderId, outcome: &Outcome) -> Result<
             {
                 // No payment.completed: the order is over; nothing downstream should act on it.
                 let reason_text = reason.as_str();
-                platform::db::after_commit(move || {
+                after_commit(move || {
                     tracing::info!(
                         reason = reason_text,
                         "Charge succeeded after its order was cancelled."
