@@ -305,7 +305,7 @@ async fn the_provider_and_its_webhooks_match_their_openapi_description() -> Resu
     let oversized = post(
         "/v1/charges",
         Some("k5"),
-        json!({"reference": "x".repeat(20 * 1024)}),
+        json!({"reference": "x".repeat(17 * 1024)}),
     )
     .await?;
     assert_eq!(oversized.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);

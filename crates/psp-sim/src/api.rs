@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use platform::http::{JsonBody, Problem, problem_answers};
 use psp_contract::{
@@ -22,14 +21,12 @@ use psp_contract::{
 };
 use serde_json::json;
 
-use crate::body::BODY_READ_TIMEOUT;
+use crate::body::read_first;
 use crate::ledger::{Answer, Ledger};
 use crate::notifier::{Delivery, Notifier};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
-/// Requests are small; anything bigger is a mistake.
-const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -47,18 +44,18 @@ pub struct ApiState {
 /// The routes; every error answer is a problem document ([`problem_answers`]).
 pub fn router(state: Arc<ApiState>) -> Router {
     let routes = Router::new()
-        .route(CHARGES_PATH, post(create_charge))
-        .route(REFUNDS_PATH, post(create_refund))
-        .route(LATENCY_PATH, get(latency).put(set_latency))
+        .route(CHARGES_PATH, read_first(post(create_charge)))
+        .route(REFUNDS_PATH, read_first(post(create_refund)))
+        .route(
+            LATENCY_PATH,
+            get(latency).merge(read_first(put(set_latency))),
+        )
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
             "/readyz",
             get(|| async { Json(json!({"status": "ready"})) }),
         )
         .route("/metrics", get(|| async { platform::metrics::render() }))
-        .layer(from_fn(|request, next| {
-            crate::body::read_in_time(MAX_BODY_BYTES, BODY_READ_TIMEOUT, request, next)
-        }))
         .with_state(state);
     problem_answers(routes)
 }
