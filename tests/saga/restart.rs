@@ -69,16 +69,21 @@ async fn orders_survive_a_payment_service_crash() -> Result<()> {
     // No order was charged twice or refunded twice: counted in distinct events, since a relay
     // killed between sending an event and deleting its outbox row sends the same event (same
     // id) again after the restart, which the consumers' inboxes absorb.
-    let events: HashSet<(String, String, String)> = stack
+    let events = stack
         .kafka()?
         .read_all("payments")?
         .iter()
-        .filter_map(|message| {
-            let doc: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
-            let field = |name: &str| doc[name].as_str().map(str::to_owned);
-            Some((field("type")?, field("subject")?, field("id")?))
+        .map(|message| {
+            let doc: serde_json::Value = serde_json::from_slice(&message.payload)?;
+            let field = |name: &str| {
+                doc[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("no {name} in {doc}"))
+            };
+            Ok((field("type")?, field("subject")?, field("id")?))
         })
-        .collect();
+        .collect::<Result<HashSet<(String, String, String)>>>()?;
     for (order_id, case) in &expected {
         let count = |event_type: &str| {
             events

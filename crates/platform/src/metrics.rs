@@ -167,8 +167,9 @@ fn describe_installed(descriptions: &[Description]) {
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// A histogram not recorded to for this long leaves the exposition (until it is recorded to
-/// again). Histograms are the series with the most labels (method × route × status for HTTP)
+/// A histogram that no scrape has seen change for this long leaves the exposition (until it is
+/// recorded to again): the recorder judges idleness when `/metrics` is rendered, counting from
+/// the first scrape after the last sample, so a process nobody scrapes keeps its histograms. Histograms are the series with the most labels (method × route × status for HTTP)
 /// and each costs a line per bucket; one that only an odd request ever touched would otherwise
 /// be kept forever. Ten minutes is longer than any `rate()` window a dashboard uses, so a
 /// series disappears only after its rate has read zero for a while. Counters and gauges are
