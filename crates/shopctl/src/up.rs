@@ -255,7 +255,7 @@ impl Configs {
 /// run's temporary data directory (also when the start fails).
 pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let warning = check_exposure(&options)?;
-    let mut data = DataDir::new(&options)?;
+    let mut data = DataDir::new(options.data_dir.as_deref())?;
     if options.keep_data {
         data = data.keep();
     }

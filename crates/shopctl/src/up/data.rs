@@ -1,13 +1,11 @@
 //! Where a run keeps its data: a directory of its own, and a database per service in it (or
 //! on a Postgres server).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use platform::config::Sensitive;
-
-use super::UpOptions;
 
 /// The data directory of a run: a temporary one is removed when this is dropped (also after a
 /// failed start), unless it is to be kept.
@@ -20,11 +18,12 @@ pub(super) enum DataDir {
 }
 
 impl DataDir {
-    pub(super) fn new(options: &UpOptions) -> anyhow::Result<Self> {
-        if let Some(dir) = &options.data_dir {
+    /// The directory `given` (`--data-dir`, created if missing), or a new temporary one.
+    pub(super) fn new(given: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(dir) = given {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the data directory {}", dir.display()))?;
-            return Ok(Self::Given(dir.clone()));
+            return Ok(Self::Given(dir.to_owned()));
         }
         // A random name, and only its owner may enter it: the databases hold every order.
         let mut builder = tempfile::Builder::new();
@@ -37,7 +36,7 @@ impl DataDir {
         Ok(Self::Temporary(dir))
     }
 
-    pub(super) fn path(&self) -> &std::path::Path {
+    pub(super) fn path(&self) -> &Path {
         match self {
             Self::Given(dir) => dir,
             Self::Temporary(dir) => dir.path(),
