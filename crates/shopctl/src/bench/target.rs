@@ -89,9 +89,13 @@ impl EmbeddedStack {
             // Port 0: the OS picks a free port, and `up` prints the one it got.
             .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
-            // The bench is one principal placing orders as fast as the shop takes them: the
-            // per-principal rate limit (100/s by default) would measure itself.
+            // The bench is one principal standing in for many users: the per-principal limits
+            // would measure themselves. The rate limit (100/s by default) would refuse its
+            // orders; the bound on held streams (100) would turn the streams of a busy moment
+            // into long polls, which cost more and make the moment last. The global bound on
+            // streams (`--sse-max-streams`, 10,000) stays.
             .args(["--rate-limit-per-s", "1e9", "--rate-limit-burst", "1e9"])
+            .args(["--max-held-per-principal", "1000000"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
