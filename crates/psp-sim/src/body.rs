@@ -56,7 +56,9 @@ pub(crate) async fn read_in_time(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 "Request body too large",
-                format!("The request body exceeds {max_bytes} bytes."),
+                format!(
+                    "The request body exceeds the size limit of this endpoint ({max_bytes} bytes)."
+                ),
             )
             .into_response();
         }
