@@ -131,43 +131,37 @@ mod tests {
             }))
     }
 
-    /// The answer's status and body.
-    async fn call(body: Body) -> (StatusCode, Bytes) {
+    /// The answer's status, media type and body.
+    async fn call(body: Body) -> (StatusCode, Option<header::HeaderValue>, Bytes) {
         let request = Request::post("/").body(body).expect("a request");
         let response = echo(16).oneshot(request).await.expect("an answer");
         let status = response.status();
+        let kind = response.headers().get(header::CONTENT_TYPE).cloned();
         let body = response
             .into_body()
             .collect()
             .await
             .expect("the answer's body");
-        (status, body.to_bytes())
+        (status, kind, body.to_bytes())
     }
 
     /// The answer's status and the `type` and `detail` of its problem document.
     async fn problem(body: Body) -> (StatusCode, String, String) {
-        let request = Request::post("/").body(body).expect("a request");
-        let response = echo(16).oneshot(request).await.expect("an answer");
+        let (status, kind, body) = call(body).await;
         assert_eq!(
-            response.headers().get(header::CONTENT_TYPE),
-            Some(&header::HeaderValue::from_static(
+            kind,
+            Some(header::HeaderValue::from_static(
                 platform::http::PROBLEM_JSON
             ))
         );
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("the answer's body");
-        let doc: Value = serde_json::from_slice(&bytes.to_bytes()).expect("a JSON document");
+        let doc: Value = serde_json::from_slice(&body).expect("a JSON document");
         let field = |name: &str| doc[name].as_str().unwrap_or_default().to_owned();
         (status, field("type"), field("detail"))
     }
 
     #[tokio::test]
     async fn a_body_that_arrives_reaches_the_route_whole() {
-        let (status, body) = call(Body::from("sixteen bytes ok")).await;
+        let (status, _, body) = call(Body::from("sixteen bytes ok")).await;
         assert_eq!(
             (status, &body[..]),
             (StatusCode::OK, &b"sixteen bytes ok"[..])
