@@ -262,10 +262,16 @@ async fn read_until(stream: &mut TcpStream, marker: &str) -> String {
 }
 
 async fn get_over_tcp(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
     let head = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.expect("sent");
+    let mut stream = send(addr, &head).await;
     read_until_closed(&mut stream).await.0
+}
+
+/// A new connection to `addr` on which `head` has been sent.
+async fn send(addr: std::net::SocketAddr, head: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream.write_all(head.as_bytes()).await.expect("sent");
+    stream
 }
 
 fn healthz() -> Router {
@@ -321,11 +327,7 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         ..ServeLimits::default()
     };
     let (addr, shutdown, server) = spawn_server(healthz(), limits).await;
-    let mut first = TcpStream::connect(addr).await.expect("connects");
-    first
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await
-        .expect("sent");
+    let mut first = send(addr, "GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").await;
     let mut answer = [0_u8; 12];
     first.read_exact(&mut answer).await.expect("answered");
     assert_eq!(&answer, b"HTTP/1.1 200");
@@ -424,11 +426,7 @@ async fn shutdown_ends_a_streamed_answer_that_watches_it() {
         shutdown.clone(),
         ServeLimits::default(),
     ));
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    stream
-        .write_all(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await
-        .expect("sent");
+    let mut stream = send(addr, "GET /events HTTP/1.1\r\nHost: test\r\n\r\n").await;
     read_until(&mut stream, "data: first").await;
     shutdown.cancel();
     let (rest, _) = read_until_closed(&mut stream).await;

@@ -15,10 +15,8 @@ use futures::StreamExt;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 use test_support::eventually_within;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use super::{DEADLINE, get_over_tcp, read_until, read_until_closed, spawn_server};
+use super::{DEADLINE, get_over_tcp, read_until, read_until_closed, send, spawn_server};
 use crate::http::{ServeLimits, observe};
 use crate::telemetry::capture::{SpanCapture, attribute};
 
@@ -47,6 +45,21 @@ fn server_spans(spans: &[SpanData]) -> usize {
         .count()
 }
 
+/// The finished spans, once `count` of them are server spans (within [`DEADLINE`]).
+async fn wait_for_server_spans(capture: &SpanCapture, count: usize) -> Vec<SpanData> {
+    eventually_within(DEADLINE, || async {
+        let spans = capture.finished();
+        let servers = server_spans(&spans);
+        if servers == count {
+            Ok(spans)
+        } else {
+            Err(format!("{servers} server spans so far, not {count}"))
+        }
+    })
+    .await
+    .expect("the server spans end")
+}
+
 /// The server span named `name` among `spans`.
 fn server_span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     spans
@@ -69,17 +82,7 @@ async fn only_a_server_error_ends_the_request_span_in_error() {
     }
     // Each span ends when its connection's task lets go of the answer, just after the client
     // has read it.
-    let spans = eventually_within(DEADLINE, || async {
-        let spans = capture.finished();
-        let servers = server_spans(&spans);
-        if servers == 3 {
-            Ok(spans)
-        } else {
-            Err(format!("{servers} server spans so far"))
-        }
-    })
-    .await
-    .expect("three server spans");
+    let spans = wait_for_server_spans(&capture, 3).await;
     shutdown.cancel();
     server.await.expect("joined").expect("served");
 
@@ -146,11 +149,11 @@ async fn a_streamed_answer_keeps_its_span_open_until_it_ends() {
         ),
     );
     let (addr, shutdown, server) = spawn_server(app, ServeLimits::default()).await;
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    stream
-        .write_all(b"GET /stream HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("sent");
+    let mut stream = send(
+        addr,
+        "GET /stream HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
 
     // The head and the first chunk have been sent: the handler has answered.
     read_until(&mut stream, "start;").await;
@@ -163,16 +166,8 @@ async fn a_streamed_answer_keeps_its_span_open_until_it_ends() {
     end.send(()).expect("the stream waits");
     let (rest, _) = read_until_closed(&mut stream).await;
     assert!(rest.contains("end;"), "{rest}");
-    eventually_within(DEADLINE, || {
-        let count = server_spans(&capture.finished());
-        std::future::ready(if count == 1 {
-            Ok(())
-        } else {
-            Err(format!("{count} server spans"))
-        })
-    })
-    .await
-    .expect("the span ends with the stream");
+    // The span ends with the stream.
+    wait_for_server_spans(&capture, 1).await;
     shutdown.cancel();
     server.await.expect("joined").expect("served");
 }
